@@ -1,0 +1,3 @@
+from gftune.cli import main
+
+main()
