@@ -386,7 +386,8 @@ def _resource_rules(doc: Json) -> Iterator[Violation]:
             yield Violation(("resources", "sources", i, "source_id"),
                             f'resources reference unknown source_id "{sid}"')
         elif str(sources[sid].get("type", "")).lower() != "kafka":
-            yield Violation(("resources", "sources", i), f'per-source resources are not allowed for OTLP source "{sid}"')
+            yield Violation(("resources", "sources", i),
+                            f'per-source resources are not allowed for OTLP source "{sid}"')
     dedup_sources = {_dict(t).get("source_id") for t in _list(doc.get("transforms")) if _dict(t).get("type") == "dedup"}
     stateless_id = f"{doc.get('pipeline_id')}-stateless"
     for i, entry in enumerate(_list(v3.get("transform"))):
