@@ -1,0 +1,259 @@
+"""Judging a change by its metrics: readings before and after + expectations → a verdict.
+
+Pure functions, no I/O. Modelled on Argo Rollouts analysis: three outcomes, not two.
+
+* **pass**: every expectation holds within the tolerance and no guard got worse.
+* **fail**: an expectation missed and the signal did not move toward it beyond the noise band
+  (no change, or it regressed), a guard got worse beyond the tolerance, new exhausted retries or
+  terminal errors appeared, or the pipeline is not Running.
+* **inconclusive**: a reading needed for a check is unknown (no data, NaN, a gap, stale), or an
+  expectation missed while the signal *did* move toward it beyond the noise (a partial effect:
+  a human decides).
+
+The tolerance ``t`` (default 0.1) is a relative noise band. An expectation ``signal >= V`` holds
+when ``after >= V - t·|V|``; a value "changed" when it moved by more than ``t·max(|before|, |after|)``
+(for 0..1 gauges such as backpressure the band is absolute: ``t``).
+
+Guards ("healthy and not worse") apply to every change, with or without expectations:
+the sink/source ratio must not fall and backpressure must not rise beyond the tolerance, and
+exhausted retries, terminal errors and DLQ writes must not appear where there were none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from gftune.evidence import Expectation
+
+PASS = "pass"
+FAIL = "fail"
+INCONCLUSIVE = "inconclusive"
+
+# The signals the guards read (names from gftune.signals' library).
+SINK_SOURCE_RATIO = "sink_source_ratio"
+BACKPRESSURE = "backpressure_active"
+EXHAUSTED_RETRIES = "sink_retries_exhausted_rate"
+TERMINAL_ERRORS = "sink_terminal_error_rate"
+DLQ_RATE = "dlq_rate"
+
+
+class Reading(Protocol):
+    """What verify needs of a ``gftune.signals.SignalReading``."""
+
+    @property
+    def value(self) -> float | None: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Guard:
+    signal: str
+    better: str  # "higher" | "lower" | "absent" (must stay ~0 when it was ~0)
+    absolute: bool = False  # the noise band is t itself (0..1 gauges), not relative
+    label: str = ""
+
+
+GUARDS: tuple[Guard, ...] = (
+    Guard(SINK_SOURCE_RATIO, "higher", absolute=True, label="sink/source ratio not lower"),
+    Guard(BACKPRESSURE, "lower", absolute=True, label="backpressure not higher"),
+    Guard(EXHAUSTED_RETRIES, "absent", label="no new exhausted sink retries"),
+    Guard(TERMINAL_ERRORS, "absent", label="no new terminal sink errors"),
+    Guard(DLQ_RATE, "absent", label="no new DLQ writes"),
+)
+
+# A rate this small (events/s) counts as "none": counters scraped at a time scale are fractional.
+_ABSENT_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str  # "expectation" | "guard" | "health"
+    name: str  # signal name, or "status"
+    text: str  # what was checked, for humans
+    outcome: str  # pass | fail | inconclusive
+    reason: str
+    before: float | None = None
+    after: float | None = None
+    target: str = ""  # e.g. ">= 14000"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # pass | fail | inconclusive
+    checks: tuple[Check, ...]
+    reasons: tuple[str, ...]
+    verified_by_metrics: bool = True
+    tolerance: float = 0.1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        if self.outcome == PASS and not self.verified_by_metrics:
+            return "healthy, not verified by metrics"
+        return {PASS: "improved" if any(c.kind == "expectation" for c in self.checks) else "healthy, not worse",
+                FAIL: "regressed", INCONCLUSIVE: "inconclusive"}[self.outcome]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "label": self.label, "checks": [c.to_dict() for c in self.checks],
+                "reasons": list(self.reasons), "verified_by_metrics": self.verified_by_metrics,
+                "tolerance": self.tolerance, "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        return cls(outcome=data["outcome"], checks=tuple(Check.from_dict(c) for c in data.get("checks", ())),
+                   reasons=tuple(data.get("reasons", ())), verified_by_metrics=data.get("verified_by_metrics", True),
+                   tolerance=data.get("tolerance", 0.1), notes=tuple(data.get("notes", ())))
+
+
+def known(reading: Reading | None) -> float | None:
+    """The reading's value when it is usable: present, fresh and a finite number."""
+    if reading is None or reading.status != "ok" or reading.value is None:
+        return None
+    value = float(reading.value)
+    return value if math.isfinite(value) else None
+
+
+def _why_unknown(name: str, reading: Reading | None, when: str) -> str:
+    if reading is None:
+        return f"{name}: no {when} reading"
+    detail = getattr(reading, "detail", "") or ""
+    if reading.status == "ok":
+        detail = detail or f"value {reading.value!r} is not a finite number"
+    state = reading.status if reading.status != "ok" else "unusable"
+    return f"{name}: {when} reading {state}" + (f" ({detail})" if detail else "")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def moved(before: float, after: float, tolerance: float, *, absolute: bool = False) -> bool:
+    """True when ``after`` differs from ``before`` by more than the noise band."""
+    band = tolerance if absolute else tolerance * max(abs(before), abs(after))
+    return abs(after - before) > band
+
+
+def holds(op: str, after: float, value: float, tolerance: float) -> bool:
+    """Whether ``after <op> value`` holds, allowing ``tolerance·|value|`` of slack (``tolerance``
+    itself when the target is 0)."""
+    slack = tolerance * abs(value) if value else tolerance
+    if op in (">=", ">"):
+        return after >= value - slack
+    if op in ("<=", "<"):
+        return after <= value + slack
+    if op == "==":
+        return abs(after - value) <= slack
+    raise ValueError(f"unknown comparison {op!r} (use >=, >, <=, < or ==)")
+
+
+def judge_expectation(expectation: Expectation, before: Reading | None, after: Reading | None,
+                      tolerance: float) -> Check:
+    name = expectation.signal
+    target = f"{expectation.op} {_fmt(expectation.value)}"
+    text = expectation.text or f"{name} {target}"
+    b, a = known(before), known(after)
+    if a is None:
+        return Check("expectation", name, text, INCONCLUSIVE, _why_unknown(name, after, "after"), b, a, target)
+    if holds(expectation.op, a, expectation.value, tolerance):
+        return Check("expectation", name, text, PASS, f"{name} {_fmt(b)} → {_fmt(a)}, expected {target}", b, a, target)
+    if b is not None and moved(b, a, tolerance) and _toward(expectation.op, b, a):
+        return Check("expectation", name, text, INCONCLUSIVE,
+                     f"{name} moved {_fmt(b)} → {_fmt(a)} toward {target} but fell short", b, a, target)
+    how = "regressed" if b is not None and moved(b, a, tolerance) else "did not improve"
+    return Check("expectation", name, text, FAIL, f"{name} {how}: {_fmt(b)} → {_fmt(a)}, expected {target}",
+                 b, a, target)
+
+
+def _toward(op: str, before: float, after: float) -> bool:
+    if op in (">=", ">"):
+        return after > before
+    if op in ("<=", "<"):
+        return after < before
+    return False
+
+
+def judge_guard(guard: Guard, before: Reading | None, after: Reading | None, tolerance: float) -> Check | None:
+    """None when the signal is not available on this deployment at all (neither side has a series)."""
+    if before is None and after is None:
+        return None
+    b, a = known(before), known(after)
+    name = guard.signal
+    if a is None or b is None:
+        missing = after if a is None else before
+        return Check("guard", name, guard.label, INCONCLUSIVE,
+                     _why_unknown(name, missing, "after" if a is None else "before"), b, a)
+    if guard.better == "absent":
+        if b <= _ABSENT_EPS < a:
+            return Check("guard", name, guard.label, FAIL, f"{name} appeared: {_fmt(b)} → {_fmt(a)}", b, a)
+        worse = a > b and moved(b, a, tolerance)
+    elif guard.better == "higher":
+        worse = a < b and moved(b, a, tolerance, absolute=guard.absolute)
+    else:
+        worse = a > b and moved(b, a, tolerance, absolute=guard.absolute)
+    if worse:
+        return Check("guard", name, guard.label, FAIL, f"{name} got worse: {_fmt(b)} → {_fmt(a)}", b, a)
+    return Check("guard", name, guard.label, PASS, f"{name} {_fmt(b)} → {_fmt(a)}", b, a)
+
+
+def judge(*, status: str, before: Mapping[str, Reading], after: Mapping[str, Reading],
+          expectations: Sequence[Expectation] = (), tolerance: float = 0.1,
+          metrics: bool = True, guards: Sequence[Guard] = GUARDS) -> Verdict:
+    """The verdict for one pipeline after a change.
+
+    ``status`` is the pipeline's status at the end of the observation window. ``metrics=False``
+    means no metric source is configured: only health is judged. A change without expectations
+    then passes as "healthy, not verified by metrics"; a change that predicted an effect is
+    inconclusive, because the prediction could not be checked.
+    """
+    checks: list[Check] = []
+    running = status == "Running"
+    checks.append(Check("health", "status", "pipeline Running", PASS if running else FAIL,
+                        f"status is {status}" if running else f"status is {status}, expected Running"))
+    if not metrics:
+        notes = ("no metric source configured: verified by health only",)
+        if expectations and running:
+            checks.extend(Check("expectation", e.signal, e.text or f"{e.signal} {e.op} {_fmt(e.value)}",
+                                INCONCLUSIVE, "no metric source configured", target=f"{e.op} {_fmt(e.value)}")
+                          for e in expectations)
+        return _verdict(checks, tolerance, verified_by_metrics=False, notes=notes)
+    checks.extend(judge_expectation(e, before.get(e.signal), after.get(e.signal), tolerance) for e in expectations)
+    for guard in guards:
+        check = judge_guard(guard, before.get(guard.signal), after.get(guard.signal), tolerance)
+        if check is not None:
+            checks.append(check)
+    return _verdict(checks, tolerance)
+
+
+def _verdict(checks: list[Check], tolerance: float, *, verified_by_metrics: bool = True,
+             notes: tuple[str, ...] = ()) -> Verdict:
+    outcomes = {c.outcome for c in checks}
+    outcome = FAIL if FAIL in outcomes else INCONCLUSIVE if INCONCLUSIVE in outcomes else PASS
+    reasons = tuple(c.reason for c in checks if c.outcome == outcome and outcome != PASS)
+    return Verdict(outcome, tuple(checks), reasons, verified_by_metrics, tolerance, notes)
+
+
+def next_move(verdict: Verdict, *, reverted: bool | None = None) -> str:
+    """What the team should do next, in the seed report's words."""
+    if verdict.outcome == PASS:
+        return "accept"
+    if verdict.outcome == FAIL:
+        if reverted is False:
+            return "revert failed: restore the previous configuration by hand"
+        return "reverted: try a different tunable"
+    return "investigate: the change is kept; re-run `gftune plan` after more data, or revert by hand"
