@@ -1,0 +1,270 @@
+"""``gftune.yaml`` -> :class:`Config`.
+
+Precedence, highest first: overrides (command-line flags) > ``GFTUNE_*`` environment variables >
+``gftune.yaml`` > ``GITHUB_REPOSITORY`` / ``GITHUB_API_URL`` (set by GitHub Actions) > defaults.
+
+The file (schema: ``gftune schema config``)::
+
+    apiVersion: gftune/v1
+    kind: Config
+    api: {url: http://localhost:8081, timeout: 10s, concurrency: 16, retries: 3}
+    metrics: {prometheus: URL, scrape: URL, namespace: glassflow, naming: auto, window: 5m}
+    apply: {max_plan_age: 1h, lock_ttl: 30m, stop_timeout: 5m, running_timeout: 15m, restart_estimate: 60s}
+    verify: {settle: 1m, window: 5m, tolerance: 0.1}
+    github: {api: https://api.github.com, repository: owner/name}
+    time_scale: 1
+
+Durations are Go-style strings (``10s``, ``5m``, ``1h30m``, ``1d``) or numbers of seconds; in
+:class:`Config` they are seconds (float). Every field has an environment variable
+``GFTUNE_<FIELD>`` (``GFTUNE_API_TIMEOUT=30s``, ``GFTUNE_VERIFY_WINDOW=2m``), plus the short forms
+``GFTUNE_API``, ``GFTUNE_PROMETHEUS`` and ``GFTUNE_SCRAPE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gftune.glassflow.durations import DurationError, to_seconds
+from gftune.problems import Problem
+from gftune.yamlio import LocationIndex, YamlError, load_yaml
+
+CONFIG_FILES = ("gftune.yaml", "gftune.yml")
+NAMING_MODES = ("auto", "documented", "collector")
+
+
+@dataclass
+class Config:
+    """Endpoints and defaults; all durations in seconds."""
+
+    api_url: str = "http://localhost:8081"
+    api_timeout: float = 10.0
+    api_concurrency: int = 16
+    api_retries: int = 3
+    prometheus_url: str | None = None
+    scrape_url: str | None = None
+    metric_namespace: str = "glassflow"
+    metric_naming: str = "auto"  # auto | documented | collector
+    metrics_window: float = 300.0
+    time_scale: float = 1.0
+    max_plan_age: float = 3600.0
+    lock_ttl: float = 1800.0
+    stop_timeout: float = 300.0
+    running_timeout: float = 900.0
+    restart_estimate: float = 60.0
+    verify_settle: float = 60.0
+    verify_window: float = 300.0
+    verify_tolerance: float = 0.1
+    github_api: str = "https://api.github.com"
+    github_repository: str | None = None
+
+    def scaled(self, seconds: float) -> float:
+        """A wait or window as the clock sees it: ``seconds / time_scale``."""
+        return seconds / self.time_scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _Invalid("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                seconds = to_seconds(text, allow_days=True)
+            except DurationError:
+                raise _Invalid(f'invalid duration "{text}": use a Go duration such as 30s, 5m or 1h30m') from None
+    if seconds < 0 or seconds != seconds:
+        raise _Invalid("must not be negative")
+    return seconds
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _Invalid("expected an integer")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise _Invalid("expected an integer") from None
+    if number < 0:
+        raise _Invalid("must not be negative")
+    return number
+
+
+def _positive_int(value: Any) -> int:
+    number = _int(value)
+    if number < 1:
+        raise _Invalid("must be at least 1")
+    return number
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _Invalid("expected a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Invalid("expected a number") from None
+    if number < 0 or number != number:
+        raise _Invalid("must not be negative")
+    return number
+
+
+def _time_scale(value: Any) -> float:
+    number = _float(value)
+    if number <= 0 or number == float("inf"):
+        raise _Invalid("must be a positive number")
+    return number
+
+
+def _url(value: Any) -> str:
+    text = str(value).strip()
+    if not text.startswith(("http://", "https://")):
+        raise _Invalid("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _naming(value: Any) -> str:
+    text = str(value).strip()
+    if text not in NAMING_MODES:
+        raise _Invalid("must be one of: " + ", ".join(NAMING_MODES))
+    return text
+
+
+def _text(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise _Invalid("must not be empty")
+    return text
+
+
+# field -> (path in gftune.yaml, converter, extra environment variable names)
+FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], tuple[str, ...]]] = {
+    "api_url": (("api", "url"), _url, ("GFTUNE_API",)),
+    "api_timeout": (("api", "timeout"), _duration, ()),
+    "api_concurrency": (("api", "concurrency"), _positive_int, ()),
+    "api_retries": (("api", "retries"), _int, ()),
+    "prometheus_url": (("metrics", "prometheus"), _url, ("GFTUNE_PROMETHEUS",)),
+    "scrape_url": (("metrics", "scrape"), _url, ("GFTUNE_SCRAPE",)),
+    "metric_namespace": (("metrics", "namespace"), _text, ()),
+    "metric_naming": (("metrics", "naming"), _naming, ()),
+    "metrics_window": (("metrics", "window"), _duration, ()),
+    "time_scale": (("time_scale",), _time_scale, ()),
+    "max_plan_age": (("apply", "max_plan_age"), _duration, ()),
+    "lock_ttl": (("apply", "lock_ttl"), _duration, ()),
+    "stop_timeout": (("apply", "stop_timeout"), _duration, ()),
+    "running_timeout": (("apply", "running_timeout"), _duration, ()),
+    "restart_estimate": (("apply", "restart_estimate"), _duration, ()),
+    "verify_settle": (("verify", "settle"), _duration, ()),
+    "verify_window": (("verify", "window"), _duration, ()),
+    "verify_tolerance": (("verify", "tolerance"), _float, ()),
+    "github_api": (("github", "api"), _url, ()),
+    "github_repository": (("github", "repository"), _text, ()),
+}
+_GITHUB_ENV = {"github_repository": "GITHUB_REPOSITORY", "github_api": "GITHUB_API_URL"}
+_SCHEMA_TYPES = {_duration: (str, int, float), _url: (str,), _text: (str,), _naming: (str,),
+                 _int: (int,), _positive_int: (int,), _float: (int, float), _time_scale: (int, float)}
+
+
+def env_names(field: str) -> tuple[str, ...]:
+    """The environment variables that set ``field``, most specific first."""
+    return (f"GFTUNE_{field.upper()}", *FIELDS[field][2])
+
+
+def config_path(repo: Path) -> Path | None:
+    for name in CONFIG_FILES:
+        if (repo / name).is_file():
+            return repo / name
+    return None
+
+
+def load_config(repo: Path, *, env: Mapping[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> tuple[Config, list[Problem]]:
+    """Build the effective :class:`Config` for ``repo``; problems say what was wrong and where."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+
+    for field, name in _GITHUB_ENV.items():
+        if env.get(name):
+            values[field] = env[name].rstrip("/") if field == "github_api" else env[name]
+
+    path = config_path(Path(repo))
+    if path is not None:
+        problems += _from_file(path, values)
+
+    for field in FIELDS:
+        for name in env_names(field):
+            if name in env and env[name] != "":
+                try:
+                    values[field] = FIELDS[field][1](env[name])
+                except _Invalid as exc:
+                    problems.append(Problem("environment", None, None, name, str(exc)))
+                break
+
+    for field, value in (overrides or {}).items():
+        if field not in FIELDS:
+            raise ValueError(f"unknown config override {field!r}")
+        if value is None:
+            continue
+        try:
+            values[field] = FIELDS[field][1](value)
+        except _Invalid as exc:
+            flag = "--" + field.removesuffix("_url").replace("_", "-")
+            problems.append(Problem("command line", None, None, flag, str(exc)))
+    return Config(**values), problems
+
+
+def _from_file(path: Path, values: dict[str, Any]) -> list[Problem]:
+    from gftune.validate import schema_problems
+
+    display = path.name
+    try:
+        doc, locations = load_yaml(path, display=display)
+    except YamlError as exc:
+        return exc.problems
+    if doc is None:
+        return []
+    problems = schema_problems("config", doc, locations, display)
+    if not isinstance(doc, dict):
+        return problems
+    reported = {problem.json_path for problem in problems}
+    for field, (file_path, convert, _) in FIELDS.items():
+        present, raw = _lookup(doc, file_path)
+        if not present or raw is None:
+            continue
+        if not isinstance(raw, _SCHEMA_TYPES[convert]) or isinstance(raw, bool) or ".".join(file_path) in reported:
+            continue  # the schema already reported it
+        try:
+            values[field] = convert(raw)
+        except _Invalid as exc:
+            problems.append(_located(display, locations, file_path, str(exc)))
+    return problems
+
+
+def _lookup(doc: dict[str, Any], path: tuple[str, ...]) -> tuple[bool, Any]:
+    node: Any = doc
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False, None
+        node = node[key]
+    return True, node
+
+
+def _located(display: str, locations: LocationIndex, path: tuple[str, ...], message: str) -> Problem:
+    line, col = locations.locate(path)
+    return Problem(display, line, col, ".".join(path), message)
