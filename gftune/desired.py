@@ -188,7 +188,8 @@ def load_repo(root: Path, *, env: Mapping[str, str] | None = None, overrides: di
     config, problems = load_config(root, env=env, overrides=overrides)
     state = DesiredState(root=root, config=config, pipelines={}, policies=[], problems=problems)
     if not root.is_dir():
-        problems.append(Problem(str(root), None, None, "$", "repository directory does not exist"))
+        reason = "is not a directory" if root.exists() else "does not exist"
+        problems.append(Problem(str(root), None, None, "$", f"repository directory {reason}"))
         return state
     if (cfg := config_path(root)) is not None:
         state.files.append(display_path(cfg, root))

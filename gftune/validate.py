@@ -454,7 +454,8 @@ def validate_repo(root: Any, *, env: Any = None, overrides: dict[str, Any] | Non
     from gftune.problems import sorted_problems
 
     state = load_repo(root, env=env, overrides=overrides, validate=True)
-    if not state.pipelines and not allow_empty and not any(p.file.startswith("pipelines/") for p in state.problems):
+    nothing_loaded = not any(p.file.startswith("pipelines/") for p in state.problems)
+    if state.root.is_dir() and not state.pipelines and not allow_empty and nothing_loaded:
         state.problems.append(empty_repo_problem())
     state.problems[:] = sorted_problems(state.problems)
     return state

@@ -100,7 +100,7 @@ class ServerOptions:
 
 def repo_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--repo", "repo", default=".", show_default=True, metavar="DIR",
-                        type=click.Path(file_okay=False, path_type=Path),
+                        type=click.Path(path_type=Path),
                         help="Repository with gftune.yaml, pipelines/ and policies/.")(f)
 
 
