@@ -1,0 +1,612 @@
+"""The plan: what would change in each pipeline, through which lifecycle, at what cost.
+
+Pure data and a pure builder. :func:`build_plan` takes the desired pipelines (from git), the live
+state (already read) and the policy outcomes (already evaluated) and returns a :class:`Plan`; it
+does no I/O. The plan serialises to a versioned JSON document (``format_version`` "1",
+docs/plan.md) that ``apply`` executes exactly, after :func:`check_stale` confirms that the live
+pipelines are still what the plan saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gftune import __version__, canonical, exitcodes, secrets
+from gftune.canonical import Json
+from gftune.diff import CONFIG, METADATA, NAME, RESOURCES, FieldDiff, diff_config, diff_resources
+from gftune.evidence import Escalation, Proposal
+from gftune.glassflow import resources as res
+from gftune.glassflow import rules
+from gftune.glassflow.statuses import Status
+
+FORMAT_VERSION = "1"
+
+# Pipeline actions and change kinds (docs/plan.md).
+CREATE, UPDATE, DELETE, NOOP, BLOCKED, ERROR = "create", "update", "delete", "noop", "blocked", "error"
+KIND_CONFIG, KIND_RESOURCES, KIND_BOTH = "config", "resources", "both"
+
+# Statuses in which a disruptive update or a delete must wait (re-run when it settles).
+UNSETTLED = frozenset({Status.CREATED, Status.RESUMING, Status.STOPPING, Status.TERMINATING})
+
+JOIN_RESET = "join_reset"  # condition on the follow-up steps that restore join resources after /edit
+
+
+class LiveLike(Protocol):
+    """What the builder needs from :class:`gftune.live.LiveState`."""
+
+    pipeline_id: str
+    exists: bool
+    pipeline: Json | None
+    resources: Json | None
+    immutable: list[str]
+    status: str | None
+    error: str | None
+
+
+class DesiredLike(Protocol):
+    pipeline_id: str
+    path: Any
+    spec: Json
+
+
+class OutcomeLike(Protocol):
+    proposals: list[Proposal]
+    escalations: list[Escalation]
+    notes: list[str]
+
+
+# --- data model -----------------------------------------------------------------------------
+
+@dataclass
+class Change:
+    path: str
+    old: Any
+    new: Any
+    area: str  # config | resources | metadata | name
+    source: str = "git"  # git | policy
+    sensitive: bool = False
+    proposal: Proposal | None = None
+
+    def to_dict(self) -> Json:
+        return {"path": self.path, "old": self.old, "new": self.new, "area": self.area, "source": self.source,
+                "sensitive": self.sensitive, "proposal": self.proposal.to_dict() if self.proposal else None}
+
+    @classmethod
+    def from_dict(cls, data: Json) -> Change:
+        return cls(path=data["path"], old=data.get("old"), new=data.get("new"), area=data.get("area", CONFIG),
+                   source=data.get("source", "git"), sensitive=bool(data.get("sensitive")),
+                   proposal=Proposal.from_dict(data["proposal"]) if data.get("proposal") else None)
+
+    @property
+    def disruptive(self) -> bool:
+        return self.area in (CONFIG, RESOURCES)
+
+
+@dataclass
+class Blocker:
+    code: str  # immutable | transitional | invalid | escalation
+    message: str
+    remedy: str
+
+    def to_dict(self) -> Json:
+        return {"code": self.code, "message": self.message, "remedy": self.remedy}
+
+    @classmethod
+    def from_dict(cls, data: Json) -> Blocker:
+        return cls(code=data["code"], message=data["message"], remedy=data.get("remedy", ""))
+
+
+@dataclass
+class PipelinePlan:
+    pipeline_id: str
+    action: str
+    kind: str | None = None
+    status: str | None = None  # live status when planned
+    path: str | None = None  # the desired file, relative to the repository
+    changes: list[Change] = field(default_factory=list)
+    proposals: list[Proposal] = field(default_factory=list)  # policy proposals not yet in git
+    escalations: list[Escalation] = field(default_factory=list)
+    blocked: list[Blocker] = field(default_factory=list)
+    lifecycle: list[Json] = field(default_factory=list)
+    downtime_s: float = 0.0
+    fingerprint: Json | None = None  # {config, resources, status} of the live pipeline
+    payload: Json = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> Json:
+        return {
+            "pipeline_id": self.pipeline_id, "action": self.action, "kind": self.kind, "status": self.status,
+            "path": self.path, "changes": [c.to_dict() for c in self.changes],
+            "proposals": [p.to_dict() for p in self.proposals],
+            "escalations": [e.to_dict() for e in self.escalations],
+            "blocked": [b.to_dict() for b in self.blocked], "lifecycle": copy.deepcopy(self.lifecycle),
+            "downtime_s": self.downtime_s, "fingerprint": copy.deepcopy(self.fingerprint),
+            "payload": copy.deepcopy(self.payload), "notes": list(self.notes), "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Json) -> PipelinePlan:
+        return cls(
+            pipeline_id=data["pipeline_id"], action=data["action"], kind=data.get("kind"),
+            status=data.get("status"), path=data.get("path"),
+            changes=[Change.from_dict(c) for c in data.get("changes", ())],
+            proposals=[Proposal.from_dict(p) for p in data.get("proposals", ())],
+            escalations=[Escalation.from_dict(e) for e in data.get("escalations", ())],
+            blocked=[Blocker.from_dict(b) for b in data.get("blocked", ())],
+            lifecycle=list(data.get("lifecycle", ())), downtime_s=float(data.get("downtime_s", 0.0)),
+            fingerprint=data.get("fingerprint"), payload=data.get("payload") or {},
+            notes=list(data.get("notes", ())), errors=list(data.get("errors", ())),
+        )
+
+
+SUMMARY_KEYS = ("create", "update", "delete", "blocked", "unchanged", "errors", "proposals", "escalations")
+
+
+@dataclass
+class Plan:
+    pipelines: list[PipelinePlan]
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    gftune_version: str = __version__
+    git: Json | None = None  # {commit, branch, dirty}
+    api_url: str | None = None
+    metrics: Json | None = None  # {source, naming}; None = policies not evaluated
+    targets: list[str] = field(default_factory=list)
+    shard: str | None = None  # "I/N"
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # plan-wide (e.g. the pipeline list could not be read)
+    unmanaged: list[str] = field(default_factory=list)  # live pipelines not in git, not created by gftune
+    policies_evaluated: bool = False
+
+    @property
+    def summary(self) -> Json:
+        counts = dict.fromkeys(SUMMARY_KEYS, 0)
+        for p in self.pipelines:
+            key = {CREATE: "create", UPDATE: "update", DELETE: "delete", BLOCKED: "blocked",
+                   NOOP: "unchanged", ERROR: "errors"}[p.action]
+            counts[key] += 1
+            counts["proposals"] += len(p.proposals)
+            counts["escalations"] += len(p.escalations)
+        counts["errors"] += len(self.errors)
+        counts["downtime_s"] = round(sum(p.downtime_s for p in self.pipelines), 3)
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        """design.md §3: 1 error wins, then 3 blocked (or escalated), then 2 changes/proposals, else 0."""
+        s = self.summary
+        if s["errors"]:
+            return exitcodes.ERROR
+        if s["blocked"] or s["escalations"]:
+            return exitcodes.BLOCKED
+        if s["create"] or s["update"] or s["delete"] or s["proposals"]:
+            return exitcodes.CHANGES
+        return exitcodes.OK
+
+    def pipeline(self, pipeline_id: str) -> PipelinePlan | None:
+        return next((p for p in self.pipelines if p.pipeline_id == pipeline_id), None)
+
+    def to_dict(self) -> Json:
+        return {
+            "format_version": FORMAT_VERSION, "id": self.id, "created_at": self.created_at,
+            "gftune_version": self.gftune_version, "git": copy.deepcopy(self.git), "api_url": self.api_url,
+            "metrics": copy.deepcopy(self.metrics), "policies_evaluated": self.policies_evaluated,
+            "targets": list(self.targets), "shard": self.shard,
+            "pipelines": [p.to_dict() for p in self.pipelines], "summary": self.summary,
+            "unmanaged": list(self.unmanaged), "warnings": list(self.warnings), "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Json) -> Plan:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise PlanFormatError(f"unsupported plan format_version {version!r} (this gftune reads "
+                                  f"{FORMAT_VERSION!r}); re-run `gftune plan --out` with this version")
+        return cls(
+            pipelines=[PipelinePlan.from_dict(p) for p in data.get("pipelines", ())], id=data["id"],
+            created_at=data["created_at"], gftune_version=data.get("gftune_version", ""), git=data.get("git"),
+            api_url=data.get("api_url"), metrics=data.get("metrics"), targets=list(data.get("targets", ())),
+            shard=data.get("shard"), warnings=list(data.get("warnings", ())), errors=list(data.get("errors", ())),
+            unmanaged=list(data.get("unmanaged", ())), policies_evaluated=bool(data.get("policies_evaluated")),
+        )
+
+
+class PlanFormatError(ValueError):
+    pass
+
+
+# --- scope ------------------------------------------------------------------------------------
+
+class ShardError(ValueError):
+    pass
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` with 1 <= I <= N (CI matrix jobs ``1/4`` .. ``4/4``)."""
+    try:
+        index_text, total_text = text.split("/")
+        index, total = int(index_text), int(total_text)
+    except ValueError:
+        raise ShardError(f"--shard must look like I/N (e.g. 2/4), got {text!r}") from None
+    if total < 1 or not 1 <= index <= total:
+        raise ShardError(f"--shard {text}: I must be between 1 and N")
+    return index, total
+
+
+def in_shard(pipeline_id: str, shard: tuple[int, int] | None) -> bool:
+    """A stable split: the same pipeline always lands in the same shard, whatever else exists."""
+    if shard is None:
+        return True
+    index, total = shard
+    bucket = int.from_bytes(hashlib.sha256(pipeline_id.encode()).digest()[:8], "big") % total
+    return bucket == index - 1
+
+
+@dataclass
+class Scope:
+    desired: list[str]  # in git, in scope
+    orphans: list[str]  # live, not in git, carrying gftune:managed (delete candidates)
+    unmanaged: list[str]  # live, not in git, not created by gftune (reported only)
+    unknown_targets: list[str]  # --target ids found neither in git nor live
+
+
+def select_scope(desired_ids: Iterable[str], listed: Iterable[Json] | None, *, targets: Iterable[str] = (),
+                 shard: tuple[int, int] | None = None) -> Scope:
+    """Which pipelines this plan covers: ``--target`` then ``--shard`` over git ∪ live."""
+    targets = list(dict.fromkeys(targets))
+    desired = list(desired_ids)
+    desired_set = set(desired)
+    live_rows = {row["pipeline_id"]: row for row in listed or () if isinstance(row, dict) and "pipeline_id" in row}
+
+    def wanted(pid: str) -> bool:
+        return (not targets or pid in targets) and in_shard(pid, shard)
+
+    orphans, unmanaged = [], []
+    for pid, row in sorted(live_rows.items()):
+        if pid in desired_set or not wanted(pid):
+            continue
+        (orphans if canonical.is_managed(canonical.tags_of(row)) else unmanaged).append(pid)
+    unknown = [t for t in targets if t not in desired_set and t not in live_rows]
+    return Scope(desired=sorted(p for p in desired if wanted(p)), orphans=orphans, unmanaged=unmanaged,
+                 unknown_targets=unknown)
+
+
+# --- building -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlanOptions:
+    allow_delete: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    base_dir: Path = Path(".")
+    restart_estimate_s: float = 60.0  # downtime of one stop -> update -> running cycle
+    stop_timeout_s: float = 360.0  # the operator forces a stop after 5 min
+    running_timeout_s: float = 900.0  # the operator fails an operation after 15 min
+    gone_timeout_s: float = 300.0
+
+
+def _wait(status: str, timeout: float) -> Json:
+    return {"action": "wait_status", "status": status, "timeout_s": timeout}
+
+
+def fingerprint_live(live: LiveLike) -> Json:
+    """What ``apply`` compares to refuse a stale plan: canonical config, raw resources, status."""
+    return {
+        "config": canonical.digest(canonical.canonical_config(live.pipeline or {})),
+        "resources": canonical.digest(live.resources),
+        "status": live.status,
+    }
+
+
+def check_stale(entry: PipelinePlan | Json, live: LiveLike) -> list[str]:
+    """Why a planned pipeline no longer matches the live one (empty = safe to apply)."""
+    entry = PipelinePlan.from_dict(entry) if isinstance(entry, dict) else entry
+    pid = entry.pipeline_id
+    if live.error:
+        return [f"{pid}: cannot read the live pipeline: {live.error}"]
+    if entry.action == CREATE:
+        return [f"{pid}: was planned as a create but now exists"] if live.exists else []
+    if not live.exists:
+        return [f"{pid}: no longer exists (it was planned as {entry.action})"]
+    if entry.fingerprint is None:
+        return []
+    now = fingerprint_live(live)
+    reasons = []
+    if now["config"] != entry.fingerprint.get("config"):
+        reasons.append(f"{pid}: live configuration changed since the plan was made")
+    if now["resources"] != entry.fingerprint.get("resources"):
+        reasons.append(f"{pid}: live resources changed since the plan was made")
+    if now["status"] != entry.fingerprint.get("status"):
+        reasons.append(f"{pid}: status changed from {entry.fingerprint.get('status')} to {now['status']} "
+                       "since the plan was made")
+    return reasons
+
+
+def _strip_join_resources(doc: Json) -> Json:
+    out = copy.deepcopy(doc)
+    if isinstance(out.get("resources"), dict):
+        out["resources"].pop("join", None)
+    return out
+
+
+def _with_tags(doc: Json, tags: list[str]) -> Json:
+    out = copy.deepcopy(doc)
+    out["metadata"] = {**(out.get("metadata") or {}), "tags": tags}
+    return out
+
+
+def _merged_tags(desired: Json, live: Json | None, *extra: str) -> list[str]:
+    tags = canonical.user_tags(desired) + canonical.gftune_tags(live)
+    return list(dict.fromkeys([*tags, *extra]))
+
+
+def _invalid(doc: Json) -> list[Blocker]:
+    return [Blocker("invalid", f"{v.dotted}: {v.message}",
+                    "fix the pipeline file (`gftune validate` points at the line); the API would reject it")
+            for v in rules.validate_document(doc)]
+
+
+def _same_value(path: str, a: Any, b: Any) -> bool:
+    if path.startswith("resources."):
+        leaf = path.rsplit(".", 1)[-1]
+        return canonical.resource_values_equal((leaf,), a, b)
+    return a == b
+
+
+def _attach_policy(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
+    """Policy proposals already in git ride on the git change; the others are listed as pending."""
+    if outcome is None:
+        return
+    for proposal in outcome.proposals:
+        matched = []
+        for wanted in proposal.changes:
+            change = next((c for c in plan.changes if c.path == wanted.path and not c.sensitive
+                           and _same_value(c.path, c.new, wanted.new)), None)
+            if change is None:
+                break
+            matched.append(change)
+        if matched and len(matched) == len(proposal.changes):
+            for change in matched:
+                change.proposal = proposal
+        else:
+            plan.proposals.append(proposal)
+    plan.escalations.extend(outcome.escalations)
+    plan.notes.extend(outcome.notes)
+
+
+def _kind(changes: list[Change]) -> str | None:
+    areas = {c.area for c in changes}
+    config = bool(areas & {CONFIG, METADATA, NAME})
+    resources_ = RESOURCES in areas
+    if config and resources_:
+        return KIND_BOTH
+    if resources_:
+        return KIND_RESOURCES
+    return KIND_CONFIG if config else None
+
+
+def _cycle(status: str, core: list[Json], o: PlanOptions) -> tuple[list[Json], float]:
+    """The disruptive part around ``core`` (edit or PUT), by live status (reference §4.5)."""
+    if status == Status.RUNNING:
+        return [{"action": "stop"}, _wait(Status.STOPPED, o.stop_timeout_s), *core,
+                _wait(Status.RUNNING, o.running_timeout_s)], o.restart_estimate_s
+    # Stopped or Failed: update directly; the operator resumes it by itself.
+    return [*core, _wait(Status.RUNNING, o.running_timeout_s)], 0.0
+
+
+def _join_restore_steps(o: PlanOptions) -> list[Json]:
+    return [{"action": "stop", "when": JOIN_RESET}, {**_wait(Status.STOPPED, o.stop_timeout_s), "when": JOIN_RESET},
+            {"action": "put_resources", "payload": "join_restore", "when": JOIN_RESET},
+            {**_wait(Status.RUNNING, o.running_timeout_s), "when": JOIN_RESET}]
+
+
+def _restop(o: PlanOptions) -> list[Json]:
+    return [{"action": "stop"}, _wait(Status.STOPPED, o.stop_timeout_s)]
+
+
+def _plan_create(plan: PipelinePlan, spec: Json, o: PlanOptions, resolver: Callable[[str], str]) -> None:
+    plan.action = CREATE
+    document = _with_tags(_strip_join_resources(spec), _merged_tags(spec, None, canonical.MANAGED_TAG))
+    plan.payload = {"document": document}
+    plan.lifecycle = [{"action": "create"}, _wait(Status.RUNNING, o.running_timeout_s)]
+    join = ((spec.get("resources") or {}).get("join"))
+    if isinstance(join, dict) and join:
+        # Create cannot carry join resources (not in the v3 document): set them afterwards by PUT.
+        plan.payload["join_restore"] = {"join": copy.deepcopy(join)}
+        plan.lifecycle += _join_restore_steps(o)
+        plan.notes.append("join resources cannot be sent with create; they are set by a PUT /resources "
+                          "cycle after the pipeline is Running (a second restart, only if they differ)")
+    _resolve_check(plan, spec, resolver)
+
+
+def _resolve_check(plan: PipelinePlan, spec: Json, resolver: Callable[[str], str]) -> None:
+    """Apply will need every reference: fail at plan time, naming the reference, not the value."""
+    for _, value in secrets.iter_secret_fields(spec):
+        if secrets.is_reference(value):
+            try:
+                resolver(value)
+            except secrets.SecretError as exc:
+                plan.errors.append(str(exc))
+
+
+def _plan_delete(plan: PipelinePlan, live: LiveLike, o: PlanOptions) -> None:
+    plan.action = DELETE
+    plan.fingerprint = fingerprint_live(live)
+    status = live.status or ""
+    if status in UNSETTLED:
+        plan.action = BLOCKED
+        plan.blocked.append(_unsettled(plan.pipeline_id, status, "deleted"))
+        return
+    steps: list[Json] = []
+    if status == Status.RUNNING:
+        steps += _restop(o)
+    plan.lifecycle = [*steps, {"action": "delete"}, {"action": "wait_gone", "timeout_s": o.gone_timeout_s}]
+    plan.notes.append("deleting a pipeline drops its NATS streams (buffered messages) and dedup state")
+
+
+def _unsettled(pipeline_id: str, status: str, verb: str) -> Blocker:
+    return Blocker(
+        "transitional", f"live status is {status}: the pipeline cannot be {verb} until it settles",
+        f"re-run the plan when it is Running, Stopped or Failed (`gftune plan --target {pipeline_id}`)")
+
+
+def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOptions, *,
+                  outcome: OutcomeLike | None = None, base_dir: Path | None = None) -> PipelinePlan:
+    """Classify one pipeline and lay out its lifecycle (no I/O; references resolved from options.env)."""
+    o = options
+    pid = live.pipeline_id
+    plan = PipelinePlan(pipeline_id=pid, action=NOOP, status=live.status if live.exists else None)
+    if desired is not None:
+        plan.path = str(desired.path) if desired.path is not None else None
+    if live.error:
+        plan.action = ERROR
+        plan.errors.append(live.error)
+        return plan
+    if desired is None:
+        if live.exists:
+            _plan_delete(plan, live, o)
+        return plan
+
+    spec = desired.spec
+    base = base_dir or o.base_dir
+
+    def resolver(ref: str) -> str:
+        return secrets.resolve(ref, env=o.env, base_dir=base)
+
+    blockers = _invalid(spec)
+    if not live.exists:
+        _plan_create(plan, spec, o, resolver)
+        if blockers:
+            plan.action, plan.blocked, plan.lifecycle = BLOCKED, blockers, []
+        _finish(plan, outcome)
+        return plan
+
+    plan.fingerprint = fingerprint_live(live)
+    live_doc = live.pipeline or {}
+    try:
+        wanted = canonical.canonical_config(spec, resolver=resolver)
+    except secrets.SecretError as exc:
+        plan.action = ERROR
+        plan.errors.append(f"cannot compare secrets: {exc}")
+        return plan
+    sensitive = canonical.secret_paths(spec, live_doc)
+    diffs: list[FieldDiff] = diff_config(
+        wanted, canonical.canonical_config(live_doc), desired_display=canonical.masked(spec),
+        live_display=canonical.masked(live_doc), sensitive=sensitive)
+    leaves, warnings = canonical.desired_resource_leaves(spec)
+    plan.notes.extend(warnings)
+    diffs += diff_resources(leaves, live.resources)
+    plan.changes = [Change(d.path, d.old, d.new, d.area, sensitive=d.sensitive) for d in diffs]
+    plan.kind = _kind(plan.changes)
+
+    immutable = set(live.immutable) | set(res.immutable_paths(spec))
+    for d in diffs:
+        if d.internal is not None and "/".join(d.internal) in immutable and d.old is not None:
+            blockers.append(Blocker(
+                "immutable", f"{d.path} is immutable once the pipeline exists ({d.old} → {d.new})",
+                f"keep {d.path}: {d.old} in git, or recreate the pipeline (delete + create: this loses the "
+                "messages buffered in its NATS streams and its dedup state)"))
+
+    if plan.changes:
+        _plan_update(plan, spec, live, diffs, o, blockers)
+    if blockers:
+        plan.action, plan.blocked, plan.lifecycle, plan.payload, plan.downtime_s = BLOCKED, blockers, [], {}, 0.0
+    _finish(plan, outcome)
+    return plan
+
+
+def _plan_update(plan: PipelinePlan, spec: Json, live: LiveLike, diffs: list[FieldDiff], o: PlanOptions,
+                 blockers: list[Blocker]) -> None:
+    plan.action = UPDATE
+    live_doc = live.pipeline or {}
+    status = live.status or ""
+    disruptive = [d for d in diffs if d.disruptive]
+    if not disruptive:
+        # Name and tags change in place, in any status, without a restart.
+        if any(d.area == NAME for d in diffs):
+            plan.payload["name"] = spec.get("name") or ""
+            plan.lifecycle.append({"action": "rename"})
+        if any(d.area == METADATA for d in diffs):
+            plan.payload["metadata"] = {"tags": _merged_tags(spec, live_doc)}
+            plan.lifecycle.append({"action": "patch_metadata"})
+        return
+    if status in UNSETTLED:
+        blockers.append(_unsettled(plan.pipeline_id, status, "stopped and updated"))
+        return
+
+    # Target resources: the full live row with only the changed desired fields overlaid, so that
+    # every other field (immutable ones included) is echoed back exactly as GET returned it.
+    target = copy.deepcopy(live.resources or {})
+    for d in diffs:
+        if d.internal is not None:
+            canonical.internal_set(target, d.internal, d.new)
+    problems = res.validate_internal(target)
+    blockers += [Blocker("invalid", f"{path}: {message}", "fix the resource value in the pipeline file")
+                 for path, message in problems]
+
+    config_changed = any(d.area != RESOURCES for d in disruptive)
+    if config_changed:
+        document = _strip_join_resources(spec)
+        document["resources"] = canonical.edit_resources(target, spec)
+        document = _with_tags(document, _merged_tags(spec, live_doc, canonical.MANAGED_TAG))
+        blockers += _invalid(document)
+        plan.payload["document"] = document
+        steps, downtime = _cycle(status, [{"action": "edit"}], o)
+        if isinstance(target.get("join"), dict):
+            # /edit resets join resources to the server defaults (the v3 document cannot carry
+            # them): restore them with a PUT cycle if, after the edit, they differ.
+            plan.payload["join_restore"] = {"join": copy.deepcopy(target["join"])}
+            steps += _join_restore_steps(o)
+            downtime += o.restart_estimate_s if status == Status.RUNNING else 0.0
+            plan.notes.append("join pipeline: /edit resets join resources to the server defaults; if they differ "
+                              "afterwards, a second stop → PUT /resources → running cycle restores them")
+    else:
+        plan.payload["resources"] = {"pipeline_resources": target}
+        steps, downtime = _cycle(status, [{"action": "put_resources", "payload": "resources"}], o)
+    if status == Status.STOPPED:
+        steps += _restop(o)
+        plan.notes.append("the pipeline is Stopped: the update restarts it (the operator resumes after "
+                          "edit/PUT), so it is stopped again afterwards")
+    plan.lifecycle = steps
+    plan.downtime_s = downtime
+
+
+def _finish(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
+    _attach_policy(plan, outcome)
+    if plan.errors:
+        plan.action = ERROR
+        plan.lifecycle, plan.payload, plan.downtime_s = [], {}, 0.0
+
+
+def build_plan(desired: Mapping[str, DesiredLike], live: Mapping[str, LiveLike], options: PlanOptions, *,
+               scope: Scope, outcomes: Mapping[str, OutcomeLike] | None = None, **header: Any) -> Plan:
+    """The whole plan: every pipeline of ``scope``, in id order. ``header`` sets Plan's metadata."""
+    pipelines: list[PipelinePlan] = []
+    warnings: list[str] = list(header.pop("warnings", []))
+    for pid in scope.desired:
+        state = live.get(pid)
+        if state is None:
+            pipelines.append(PipelinePlan(pipeline_id=pid, action=ERROR, errors=["live state was not read"]))
+            continue
+        pipelines.append(plan_pipeline(desired[pid], state, options, outcome=(outcomes or {}).get(pid)))
+    for pid in scope.orphans:
+        if not options.allow_delete:
+            warnings.append(f"{pid} was created by gftune but is no longer in git; re-run with --allow-delete "
+                            "to delete it")
+            continue
+        state = live.get(pid)
+        if state is None:
+            pipelines.append(PipelinePlan(pipeline_id=pid, action=ERROR, errors=["live state was not read"]))
+            continue
+        pipelines.append(plan_pipeline(None, state, options))
+    for target in scope.unknown_targets:
+        warnings.append(f"--target {target}: no such pipeline in git or live")
+    pipelines.sort(key=lambda p: p.pipeline_id)
+    return Plan(pipelines=pipelines, warnings=warnings, unmanaged=list(scope.unmanaged), **header)
