@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gftune import secrets
+from gftune import canonical, secrets
 
 FORMAT_VERSION = 1
 RUNS_DIR = Path(".gftune") / "runs"
-REDACTED = "${gftune:redacted}"
+REDACTED = canonical.SECRET_MASK  # "(sensitive)"
 FAILPOINT_ENV = "GFTUNE_FAILPOINT"
 
 PENDING, STARTED, DONE, FAILED, SKIPPED = "pending", "started", "done", "failed", "skipped"
@@ -89,6 +89,8 @@ class PipelineRun:
     baseline: dict[str, Any] = field(default_factory=dict)  # signal name -> reading dict
     after: dict[str, Any] = field(default_factory=dict)
     series: dict[str, Any] = field(default_factory=dict)  # {"t": [...], "source": [...], "sink": [...]}
+    gaps: list[str] = field(default_factory=list)  # data gaps seen in the observation window
+    revert_after: dict[str, Any] = field(default_factory=dict)  # readings after a revert
     verdict: dict[str, Any] | None = None
     revert_verdict: dict[str, Any] | None = None
     outcome: str | None = None  # verified | inconclusive | reverted | restored | failed | refused | unchanged
@@ -151,15 +153,7 @@ class RunJournal:
 
 def redact(document: dict[str, Any]) -> dict[str, Any]:
     """A copy of a live pipeline document with every secret value replaced by :data:`REDACTED`."""
-    out = copy.deepcopy(document)
-    for positional, _dotted, value in list(secrets.iter_secret_locations(out)):
-        if value in (None, ""):
-            continue
-        node: Any = out
-        for step in positional[:-1]:
-            node = node[step]
-        node[positional[-1]] = REDACTED
-    return out
+    return canonical.masked(document, keep_references=False)
 
 
 def unredact(document: dict[str, Any], live: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -32,10 +32,10 @@ PASS = "pass"
 FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
 
-# The signals the guards read (names from gftune.signals' library).
+# The signals the guards read (names from gftune.signals' library; tests check they exist there).
 SINK_SOURCE_RATIO = "sink_source_ratio"
-BACKPRESSURE = "backpressure_active"
-EXHAUSTED_RETRIES = "sink_retries_exhausted_rate"
+BACKPRESSURE = "ingestor_backpressure"
+EXHAUSTED_RETRIES = "sink_exhausted_rate"
 TERMINAL_ERRORS = "sink_terminal_error_rate"
 DLQ_RATE = "dlq_rate"
 

@@ -68,15 +68,15 @@ def test_unknown_nan_or_stale_after_is_inconclusive(after):
 
 
 def test_guard_ratio_drop_fails_without_expectations():
-    v = _judge({"sink_source_ratio": 1.0, "backpressure_active": 0.0},
-               {"sink_source_ratio": 0.5, "backpressure_active": 1.0})
+    v = _judge({"sink_source_ratio": 1.0, verify.BACKPRESSURE: 0.0},
+               {"sink_source_ratio": 0.5, verify.BACKPRESSURE: 1.0})
     assert v.outcome == verify.FAIL
-    assert {c.name for c in v.checks if c.outcome == "fail"} == {"sink_source_ratio", "backpressure_active"}
+    assert {c.name for c in v.checks if c.outcome == "fail"} == {"sink_source_ratio", verify.BACKPRESSURE}
 
 
 def test_guard_noise_within_tolerance_passes_as_healthy_not_worse():
-    v = _judge({"sink_source_ratio": 0.99, "backpressure_active": 0.0},
-               {"sink_source_ratio": 0.93, "backpressure_active": 0.05})
+    v = _judge({"sink_source_ratio": 0.99, verify.BACKPRESSURE: 0.0},
+               {"sink_source_ratio": 0.93, verify.BACKPRESSURE: 0.05})
     assert v.outcome == verify.PASS
     assert v.label == "healthy, not worse"
 
@@ -114,6 +114,12 @@ def test_verdict_round_trip_and_next_move():
     assert verify.next_move(v) .startswith("reverted")
     assert verify.next_move(v, reverted=False).startswith("revert failed")
     assert verify.next_move(_judge({}, {}, [])) == "accept"
+
+
+def test_guard_signals_exist_in_the_signal_library():
+    from gftune.signals import SIGNALS
+
+    assert {g.signal for g in verify.GUARDS} <= set(SIGNALS)
 
 
 def test_unknown_op_is_an_error():
