@@ -254,12 +254,25 @@ def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: st
         if any(path[: len(p)] == p for p in schema_paths):
             continue  # the schema already said what is wrong here
         message = violation.message.removeprefix(_RESOURCES_PREFIX)
-        problems.append(_problem(display, locations, path, message))
+        problems.append(_problem(display, locations, path, message + _hint(message)))
     problems += _join_resources_problems(spec, locations, display)
     problems += _secret_problems(spec, locations, display)
     problems += _identity_problems(doc, locations, display, stem)
     problems += _constraint_problems(doc, locations, display)
     return problems
+
+
+_DECIMAL_BYTES = re.compile(r'quantity "(\d+(?:\.\d+)?)([KMGTP])B"')
+_DAYS = re.compile(r'invalid maxAge "(\d+)d"')
+
+
+def _hint(message: str) -> str:
+    """A concrete fix for the mistakes people make most (``1GB``, ``maxAge: 1d``)."""
+    if match := _DECIMAL_BYTES.search(message):
+        return f'; did you mean "{match[1]}{match[2]}i"?'
+    if match := _DAYS.search(message):
+        return f'; maxAge does not accept days: use "{int(match[1]) * 24}h"'
+    return ""
 
 
 def _join_resources_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> list[Problem]:
