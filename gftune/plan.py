@@ -260,7 +260,7 @@ class Scope:
 
 def select_scope(desired_ids: Iterable[str], listed: Iterable[Json] | None, *, targets: Iterable[str] = (),
                  shard: tuple[int, int] | None = None) -> Scope:
-    """Which pipelines this plan covers: ``--target`` then ``--shard`` over git ∪ live."""
+    """Which pipelines this plan covers: ``--target`` then ``--shard`` over git and live."""
     targets = list(dict.fromkeys(targets))
     desired = list(desired_ids)
     desired_set = set(desired)
@@ -464,7 +464,8 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
     pid = live.pipeline_id
     plan = PipelinePlan(pipeline_id=pid, action=NOOP, status=live.status if live.exists else None)
     if desired is not None:
-        plan.path = str(desired.path) if desired.path is not None else None
+        shown = getattr(desired, "file", "") or desired.path  # DesiredPipeline.file: relative to the repo
+        plan.path = str(shown) if shown is not None else None
     if live.error:
         plan.action = ERROR
         plan.errors.append(live.error)

@@ -1,0 +1,215 @@
+"""``gftune plan``: desired (git) vs live (API) vs metrics (policies) → what would change, and how.
+
+Exit codes (design.md §3): 0 no changes, 2 changes or policy proposals, 3 blocked (immutable field,
+unsettled status, escalation), 1 error (bad repository, a pipeline that could not be read, ...).
+
+:func:`produce_plan` is the whole read-and-plan step (the I/O edge around the pure
+:func:`gftune.plan.build_plan`); ``apply --auto-approve`` and ``drift`` reuse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gftune import exitcodes
+from gftune.client import ApiError, GlassFlowClient
+from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
+from gftune.desired import DesiredState
+from gftune.gitrepo import git_info
+from gftune.live import LiveState, list_live, read_live
+from gftune.plan import Plan, PlanOptions, Scope, ShardError, build_plan, parse_shard, select_scope
+from gftune.render import plan_file_text, render_json, render_markdown, render_text
+
+PROGRESS_AFTER_S = 1.0
+
+
+@dataclass
+class PlanRun:
+    """A plan with what it was made from (``drift`` and ``apply`` need the live state too)."""
+
+    plan: Plan
+    live: dict[str, LiveState]
+    scope: Scope
+    listed: list[dict[str, Any]] | None = None
+    outcomes: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_options(state: DesiredState, *, allow_delete: bool, env: Mapping[str, str]) -> PlanOptions:
+    config = state.config
+    return PlanOptions(
+        allow_delete=allow_delete, env=env, base_dir=state.root,
+        restart_estimate_s=config.scaled(config.restart_estimate),
+        stop_timeout_s=config.scaled(config.stop_timeout + 60.0),  # the operator forces a stop at 5 min
+        running_timeout_s=config.scaled(config.running_timeout),
+        gone_timeout_s=config.scaled(config.stop_timeout),
+    )
+
+
+def metrics_source(config: Any) -> str | None:
+    if config.prometheus_url:
+        return f"Prometheus {config.prometheus_url}"
+    if config.scrape_url:
+        return f"scrape {config.scrape_url}"
+    return None
+
+
+class _Progress:
+    """Says what is going on when reading takes longer than a second (spinner on a terminal)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.done = 0
+        self.total = 0
+        self._status: Any = None
+        self._announced = False
+        self._started = time.monotonic()
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        if self._status is None and not self._announced and time.monotonic() - self._started > PROGRESS_AFTER_S:
+            self._start()
+        if self._status is not None:
+            self._status.update(f"{self.what}: {done}/{total} pipelines")
+
+    async def tick(self) -> None:
+        await asyncio.sleep(PROGRESS_AFTER_S)
+        if self._status is None and not self._announced:
+            self._start()
+
+    def _start(self) -> None:
+        self._announced = True
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(f"{self.what}: {self.done}/{self.total} pipelines")
+            self._status.start()
+        else:
+            echo(f"{self.what} ({self.total} pipelines)…", err=True)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def _evaluate_policies(state: DesiredState, live: dict[str, LiveState], plan_kw: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """Policy outcomes per pipeline (only when the repository has policies)."""
+    config = state.config
+    source = metrics_source(config)
+    plan_kw["metrics"] = {"source": source, "naming": config.metric_naming} if source else None
+    if not state.policies:
+        return {}
+    try:
+        from gftune.policy import plan_policies
+    except ImportError:
+        plan_kw["warnings"].append("policies found but policy evaluation is not available in this build")
+        return {}
+    try:
+        report = plan_policies(state, live, config, datetime.now(UTC))
+    except Exception as exc:  # a metrics outage must not hide the git changes; say it loudly instead
+        plan_kw["warnings"].append(f"policies not evaluated: {exc}")
+        return {}
+    if report.source_description is None:
+        plan_kw["metrics"] = None
+        return dict(report.outcomes)
+    plan_kw["metrics"] = {"source": report.source_description, "naming": config.metric_naming}
+    plan_kw["policies_evaluated"] = True
+    return dict(report.outcomes)
+
+
+async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shard: str | None = None,
+                       allow_delete: bool = False, policies: bool = True, env: Mapping[str, str] | None = None,
+                       progress: bool = True) -> PlanRun:
+    """Read live state for the pipelines in scope, evaluate policies, build the plan."""
+    config = state.config
+    shard_range = parse_shard(shard) if shard else None
+    targets = list(dict.fromkeys(targets))
+    info = git_info(state.root)
+    plan_kw: dict[str, Any] = {"git": info.to_dict() if info else None, "api_url": config.api_url,
+                               "targets": targets, "shard": shard, "warnings": []}
+    errors: list[str] = []
+    reporter = _Progress(f"reading live state from {config.api_url}") if progress else None
+    ticker = asyncio.create_task(reporter.tick()) if reporter else None
+    try:
+        async with GlassFlowClient.from_config(config) as client:
+            try:
+                listed: list[dict[str, Any]] | None = await list_live(client)
+            except ApiError as exc:
+                listed = None
+                errors.append(f"cannot list live pipelines, so deletions and unmanaged pipelines are unknown: {exc}")
+            scope = select_scope(state.pipelines, listed, targets=targets, shard=shard_range)
+            ids = scope.desired + (scope.orphans if allow_delete else [])
+            live = await read_live(client, ids, progress=reporter.update if reporter else None)
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        if reporter is not None:
+            reporter.stop()
+    outcomes = _evaluate_policies(state, live, plan_kw) if policies else {}
+    if not policies:
+        plan_kw["metrics"] = None
+    plan = build_plan(state.pipelines, live, plan_options(state, allow_delete=allow_delete,
+                                                          env=os.environ if env is None else env),
+                      scope=scope, outcomes=outcomes, errors=errors, **plan_kw)
+    return PlanRun(plan=plan, live=live, scope=scope, listed=listed, outcomes=outcomes)
+
+
+def output(plan: Plan, fmt: str) -> None:
+    if fmt == "json":
+        echo(render_json(plan), nl=False)
+        echo()
+    elif fmt == "markdown":
+        echo(render_markdown(plan), nl=False)
+    else:
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        echo(render_text(plan, color=color, width=shutil.get_terminal_size((120, 24)).columns), nl=False)
+
+
+@click.command(name="plan")
+@server_options
+@format_option("text", "json", "markdown")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Save the plan (JSON) for `gftune apply FILE`; apply refuses it once live state moves.")
+@click.option("--target", "targets", multiple=True, metavar="ID", help="Plan only this pipeline (repeatable).")
+@click.option("--shard", metavar="I/N", help="Plan only shard I of N (1-based; a stable split for CI matrix jobs).")
+@click.option("--allow-delete", is_flag=True,
+              help="Plan deletion of pipelines gftune created that are no longer in git.")
+def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str, ...], shard: str | None,
+            allow_delete: bool) -> None:
+    """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
+
+    Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
+    if shard:
+        try:
+            parse_shard(shard)
+        except ShardError as exc:
+            raise click.BadParameter(str(exc), param_hint="--shard") from None
+    state = opts.load_state(fmt=fmt)
+    if not state.pipelines and not allow_delete:
+        echo(f"warning: no pipeline files under {state.root / 'pipelines'}", err=True)
+    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, allow_delete=allow_delete))
+    plan = run.plan
+    output(plan, fmt)
+    if out is not None:
+        try:
+            out.write_text(plan_file_text(plan), encoding="utf-8")
+        except OSError as exc:
+            echo(f"error: cannot write the plan to {out}: {exc.strerror or exc}", err=True)
+            finish(exitcodes.ERROR)
+        echo(f"Saved the plan to {out}: `gftune apply {out}` carries out exactly these steps "
+             "(it refuses the plan if the live pipelines change first).", err=True)
+    elif fmt == "text" and plan.exit_code == exitcodes.CHANGES:
+        echo("Note: no --out given, so `gftune apply` will plan again and may act on newer state.", err=True)
+    finish(plan.exit_code)

@@ -1,0 +1,86 @@
+"""Rendering a plan: Terraform-like text, the JSON document, Markdown for PR comments."""
+
+import json
+
+from gftune import secrets
+from gftune.live import LiveState
+from gftune.plan import Plan, PlanOptions, plan_pipeline
+from gftune.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
+from tests.plan.test_canonical import PASSWORD, desired_doc
+from tests.plan.test_plan_builder import OPTIONS, Desired, Outcome, live, plan_for, proposal
+
+
+def sample_plan():
+    changed = desired_doc()
+    changed["resources"]["sources"][0]["replicas"] = 3
+    update = plan_for(changed, outcome=Outcome([proposal(new=3)], [], []))
+    blocked_spec = desired_doc()
+    blocked_spec["resources"]["nats"]["stream"]["maxAge"] = "48h"
+    blocked = plan_pipeline(Desired("frozen-pipe", blocked_spec), live(), OPTIONS)
+    blocked.pipeline_id = "frozen-pipe"
+    create = plan_pipeline(Desired("brand-new", desired_doc()), LiveState("brand-new", exists=False), OPTIONS)
+    error = plan_pipeline(Desired("broken", desired_doc()), LiveState("broken", exists=True, error="HTTP 500"), OPTIONS)
+    noop = plan_pipeline(Desired("quiet", desired_doc()), live(), OPTIONS)
+    noop.pipeline_id = "quiet"
+    return Plan(pipelines=[update, blocked, create, error, noop], api_url="http://127.0.0.1:8081",
+                git={"commit": "0123456789abcdef", "branch": "main", "dirty": False})
+
+
+def test_text_is_terraform_like():
+    text = render_text(sample_plan())
+    assert "~ orders-dedup" in text and "update (resources)" in text
+    assert "resources.sources[orders].replicas: 2 → 3" in text
+    assert "lifecycle: stop → wait Stopped → PUT /resources → wait Running" in text
+    assert "why: policy scale-ingestor" in text and "sink_rate = 5200" in text
+    assert "+ brand-new" in text and "! frozen-pipe" in text and "remedy:" in text
+    assert "x broken" in text and "HTTP 500" in text
+    assert "= 1 unchanged: quiet" in text
+    assert "policies not evaluated" in text
+    assert "Plan: 1 to create, 1 to update, 0 to delete, 1 blocked, 1 unchanged (downtime ≈ 42s); 1 error." in text
+    assert "\x1b[" not in text  # no colour unless asked
+
+
+def test_text_in_colour_keeps_the_content():
+    assert "\x1b[" in render_text(sample_plan(), color=True)
+
+
+def test_empty_scope_is_said_out_loud():
+    text = render_text(Plan(pipelines=[]))
+    assert "No pipelines in scope" in text
+    assert "Plan: 0 to create" in text
+
+
+def test_no_changes_is_said():
+    text = render_text(Plan(pipelines=[plan_for()]))
+    assert "No changes" in text
+
+
+def test_json_is_the_plan_document():
+    data = json.loads(render_json(sample_plan()))
+    assert data["format_version"] == "1"
+    assert [p["action"] for p in data["pipelines"]] == ["update", "blocked", "create", "error", "noop"]
+    assert data["summary"]["blocked"] == 1
+
+
+def test_markdown_has_a_table_and_details():
+    md = render_markdown(sample_plan())
+    assert "| `~` | orders-dedup | update (resources) | 1 | ≈ 42s |" in md
+    assert "<details><summary>`!` <b>frozen-pipe</b>: blocked</summary>" in md
+    assert "`resources.sources[orders].replicas`" in md
+
+
+def test_conditional_steps_are_bracketed():
+    steps = [{"action": "edit"}, {"action": "wait_status", "status": "Running"},
+             {"action": "stop", "when": "join_reset"}, {"action": "put_resources", "when": "join_reset"},
+             {"action": "stop"}]
+    assert lifecycle_line(steps) == ("POST /edit → wait Running → [if the edit reset join resources: stop → "
+                                     "PUT /resources] → stop")
+
+
+def test_no_surface_shows_a_secret():
+    secrets.masker.add(PASSWORD)
+    rotated = "a-brand-new-password"
+    plan = Plan(pipelines=[plan_for(options=PlanOptions(env={"CH_PASSWORD": rotated}))])
+    for text in (render_text(plan), render_json(plan), render_markdown(plan), plan_file_text(plan)):
+        assert PASSWORD not in text and rotated not in text
+        assert "sink.connection_params.password" in text
