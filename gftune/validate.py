@@ -234,7 +234,7 @@ def empty_file_problem(display: str, kind: str) -> Problem:
 def internal_error_problem(display: str, exc: BaseException) -> Problem:
     """A bug in gftune must not look like a traceback, nor hide the file it happened on."""
     return Problem(display, 1, 1, "$", f"internal error while checking this file ({type(exc).__name__}); "
-                   "please report it at https://github.com/glassflow/gftune/issues")
+                   "this is a bug in gftune, please report it")
 
 
 # --- pipelines ---------------------------------------------------------------------------------
