@@ -1,0 +1,59 @@
+"""``gftune sim``: run the embedded GlassFlow API + metrics simulator in the foreground."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+
+from gftune import exitcodes
+from gftune.sim import ScenarioError, Simulator, available_scenarios
+
+
+@click.command(name="sim", help="Run the embedded GlassFlow API + metrics simulator.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8081, show_default=True, type=int, help="API port (the real API's default).")
+@click.option("--metrics-port", default=9090, show_default=True, type=int, help="Port of /metrics.")
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME|FILE",
+              help="Scenario name (scenarios/NAME.yaml) or file; repeatable.")
+@click.option("--time-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Sim seconds per wall second; counters are divided by it so rate() stays per sim second.")
+@click.option("--naming", type=click.Choice(["documented", "collector"]), default="documented", show_default=True,
+              help="Metric names as documented, or as the OTel collector's normalisation makes them.")
+@click.option("--metric-namespace", "namespace", default="glassflow", show_default=True,
+              help="Prefix of the metric names (<namespace>_gfm_...).")
+@click.option("--seed", type=int, default=None, help="Noise seed (default: the scenario's).")
+@click.option("--list-scenarios", is_flag=True, help="List the known scenarios and exit.")
+def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...], time_scale: float, naming: str,
+            namespace: str, seed: int | None, list_scenarios: bool) -> None:
+    if list_scenarios:
+        from gftune.sim import scenarios as scenario_files
+
+        for path in available_scenarios():
+            scenario = scenario_files.load(str(path))
+            click.echo(f"{scenario.name:28} {scenario.signature or scenario.description}")
+        return
+    try:
+        simulator = Simulator(scenarios=list(scenarios), time_scale=time_scale, naming=naming, namespace=namespace,
+                              seed=seed)
+        simulator.start(host=host, port=port, metrics_port=metrics_port)
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    store = simulator.store
+    assert store is not None
+    click.echo(f"GlassFlow API simulator: {simulator.api_url} (metrics: {simulator.metrics_url})")
+    click.echo(f"time scale {time_scale:g}x, naming {naming}, {len(store.rows)} pipeline(s) preloaded"
+               + (f" from {', '.join(scenarios)}" if scenarios else ""))
+    click.echo("Press Ctrl+C to stop.")
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        simulator.stop()
+    raise SystemExit(exitcodes.OK)
