@@ -213,13 +213,14 @@ def judge_guard(guard: Guard, before: Reading | None, after: Reading | None, tol
 
 def judge(*, status: str, before: Mapping[str, Reading], after: Mapping[str, Reading],
           expectations: Sequence[Expectation] = (), tolerance: float = 0.1,
-          metrics: bool = True, guards: Sequence[Guard] = GUARDS) -> Verdict:
+          metrics: bool = True, gaps: Sequence[str] = (), guards: Sequence[Guard] = GUARDS) -> Verdict:
     """The verdict for one pipeline after a change.
 
     ``status`` is the pipeline's status at the end of the observation window. ``metrics=False``
     means no metric source is configured: only health is judged. A change without expectations
     then passes as "healthy, not verified by metrics"; a change that predicted an effect is
-    inconclusive, because the prediction could not be checked.
+    inconclusive, because the prediction could not be checked. ``gaps`` are data gaps seen in the
+    observation window (missing scrapes, series that stopped): each makes the verdict inconclusive.
     """
     checks: list[Check] = []
     running = status == "Running"
@@ -232,6 +233,8 @@ def judge(*, status: str, before: Mapping[str, Reading], after: Mapping[str, Rea
                                 INCONCLUSIVE, "no metric source configured", target=f"{e.op} {_fmt(e.value)}")
                           for e in expectations)
         return _verdict(checks, tolerance, verified_by_metrics=False, notes=notes)
+    checks.extend(Check("data", "coverage", "metrics cover the observation window", INCONCLUSIVE, gap)
+                  for gap in gaps)
     checks.extend(judge_expectation(e, before.get(e.signal), after.get(e.signal), tolerance) for e in expectations)
     for guard in guards:
         check = judge_guard(guard, before.get(guard.signal), after.get(guard.signal), tolerance)

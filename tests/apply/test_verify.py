@@ -95,6 +95,11 @@ def test_guard_signal_absent_on_both_sides_is_skipped_but_half_missing_is_inconc
     assert v.outcome == verify.INCONCLUSIVE
 
 
+def test_data_gap_is_inconclusive_even_when_values_look_good():
+    v = _judge({"sink_rate": 5200}, {"sink_rate": 15000}, [SINK_GE], gaps=["sink_rate: data covers 4s of 15s"])
+    assert v.outcome == verify.INCONCLUSIVE and "covers 4s" in v.reasons[0]
+
+
 def test_not_running_fails():
     v = _judge({"sink_source_ratio": 1.0}, {"sink_source_ratio": 1.0}, status="Failed")
     assert v.outcome == verify.FAIL and "Failed" in v.reasons[0]
