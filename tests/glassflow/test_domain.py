@@ -11,7 +11,7 @@ from gftune.glassflow.durations import DurationError, format_duration, normalize
 from gftune.glassflow.quantities import is_valid_quantity, parse_nats_bytes, parse_quantity
 from gftune.glassflow.statuses import OPERATION_TARGET, Status, check_transition
 
-DEMOS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "glassflow-demos"
+DEMOS = Path(__file__).resolve().parents[1] / "fixtures" / "glassflow-demos"  # copies of the shared demo files
 
 
 @pytest.mark.parametrize(
