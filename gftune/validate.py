@@ -438,8 +438,25 @@ def check_policy(policy: PolicyFile) -> list[Problem]:
             f'metadata.name "{name}" does not match the file name: rename the file to {name}.yaml'))
     hook = _policy_hook()
     if hook is not None and isinstance(policy.doc, dict):
-        problems += hook(policy)
+        reported = [p.json_path for p in problems]
+        for problem in hook(policy):
+            path = _bracketed(problem.json_path)
+            if not any(_related(path, other) for other in reported):  # the schema already said it
+                problems.append(problem)
     return problems
+
+
+def _bracketed(path: str) -> str:
+    """``spec.then.0.max`` -> ``spec.then[0].max`` (the rules.json_path form)."""
+    return re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", path)
+
+
+def _related(a: str, b: str) -> bool:
+    """One path is the other or inside it."""
+    def inside(child: str, parent: str) -> bool:
+        return parent == "$" or child == parent or child.startswith((parent + ".", parent + "["))
+
+    return inside(a, b) or inside(b, a)
 
 
 def _policy_hook() -> Any:

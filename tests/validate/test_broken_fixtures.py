@@ -71,7 +71,8 @@ EXPECTED = {
         'pipelines/orders.yml:7:3: spec.pipeline_id: duplicate pipeline_id "orders": '
         "already defined in pipelines/orders.yaml"],
     "policy-unknown-action": [
-        "policies/sink-batch.yaml:13:7: spec.then[0].action: must be one of: set, multiply, add, scale_to_fit"],
+        "policies/sink-batch.yaml:13:7: spec.then[0]: needs one of: set, multiply, add, scale_to_fit",
+        'policies/sink-batch.yaml:13:7: spec.then[0].double: unknown key "double"'],
     "bad-config": [
         'gftune.yaml:5:3: api.timout: unknown key "timout"; did you mean timeout?',
         "gftune.yaml:6:1: time_scale: must be > 0"],

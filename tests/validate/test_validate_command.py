@@ -140,7 +140,7 @@ def test_policy_files_go_through_the_policy_engine_hook(repo, monkeypatch):
     (repo / "policies" / "grow-batch.yaml").write_text(
         "apiVersion: gftune/v1\nkind: TuningPolicy\nmetadata: {name: grow-batch}\nspec:\n"
         "  when: [{signal: sink_rate, op: '<', value: 10}]\n"
-        "  then: [{action: multiply, field: sink.max_batch_size, value: 2, max: 20000}]\n")
+        "  then: [{multiply: sink.max_batch_size, by: 2, max: 20000}]\n")
     seen = []
 
     def validate_policy(policy):
@@ -228,3 +228,30 @@ def test_examples_are_the_glassflow_demos_with_references_names_and_resources(de
             source.get("connection_params", {}).pop("password", None)
     text = json.dumps(spec, sort_keys=True).replace("${env:", "${")
     assert json.loads(text) == original
+
+
+def test_policy_schema_accepts_the_policy_language():
+    from gftune.validate import schema_problems
+    from gftune.yamlio import load_yaml_text
+
+    doc, where = load_yaml_text("""
+apiVersion: gftune/v1
+kind: TuningPolicy
+metadata: {name: sink-batch-bound, description: grow the sink batch when the sink lags}
+spec:
+  selector: {matchLabels: {team: payments}, pipelines: [orders]}
+  when:
+    - {signal: sink_source_ratio, op: "<", value: 0.9, for: 2m}
+    - any: [{signal: sink_batch_fill, op: ">=", value: 0.9}, {promql: "sum(rate(x[1m]))", op: ">", value: 1}]
+  then:
+    - {multiply: sink.max_batch_size, by: 4, max: 100000, max_step: 4}
+    - {set: sink.max_delay_time, value: 2s}
+    - {scale_to_fit: all, target_utilization: 0.7, band: [0.5, 0.8], catch_up: 10m}
+  verify: {expect: [{signal: sink_rate, op: ">=", value: "baseline*1.5"}], settle: 1m, window: 5m, tolerance: 0.1}
+  cooldown: 30m
+tests: [{name: grows, metrics: {}}]
+""", display="p.yaml")
+    assert schema_problems("policy", doc, where, "p.yaml") == []
+    doc["spec"]["then"][0]["set"] = "sink.max_batch_size"
+    assert [p.render() for p in schema_problems("policy", doc, where, "p.yaml")] == [
+        "p.yaml:11:7: spec.then[0]: use only one of: set, multiply"]
