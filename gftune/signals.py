@@ -57,6 +57,7 @@ class SignalContext:
 
     pipeline_id: str
     doc: dict[str, Any] | None = None  # the v3 document in effect (live GET body, else git)
+    time_scale: float = 1.0  # a simulator's clock speed: gauge slopes per wall second are this x too big
 
     def field(self, path: str) -> Any:
         return paths.get(self.doc, path) if self.doc is not None else None
@@ -159,18 +160,40 @@ def _busy(stage: str) -> Callable[[SignalContext], Expr]:
     return build
 
 
+def _transform_kinds(ctx: SignalContext) -> list[str]:
+    types = [t.get("type") for t in (ctx.doc or {}).get("transforms") or [] if isinstance(t, dict)]
+    return [kind for kind in ("filter", "dedup", "stateless") if kind in types]
+
+
+def _transform_in(ctx: SignalContext) -> Expr:
+    """Every message the transform's first step looked at, whatever became of it."""
+    kinds = _transform_kinds(ctx)
+    if not kinds:
+        return Rate(Selector("processor_messages_total", _pid(ctx, ("component", "=~", "filter|dedup|transform"))))
+    first = kinds[0]
+    component = {"filter": "filter", "dedup": "dedup", "stateless": "transform"}[first]
+    taken: Expr = Rate(Selector("processor_messages_total", _pid(ctx, ("component", "=", component))))
+    if first == "dedup":
+        # keys that no longer fit the dedup store go to the DLQ instead of being counted
+        taken = taken + Rate(Selector("dlq_records_written_total", _pid(ctx, ("reason", "=", "dedup_overflow"))))
+    return taken
+
+
+def _transform_out(ctx: SignalContext) -> Expr:
+    kinds = _transform_kinds(ctx)
+    last = kinds[-1] if kinds else "stateless"
+    component = {"filter": "filter", "dedup": "dedup", "stateless": "transform"}[last]
+    return Rate(Selector("processor_messages_total",
+                         _pid(ctx, ("component", "=", component), ("status", "=", "success"))))
+
+
 def _processed(stage: str) -> Callable[[SignalContext], Expr]:
     """Records a stage takes in per second."""
     if stage == "ingestor":
         return _source_rate
     if stage == "sink":
         return _sink_rate
-
-    def build(ctx: SignalContext) -> Expr:
-        # every message the transform looked at, whatever became of it (success, filtered, duplicate)
-        return Rate(Selector("processor_messages_total",
-                             _pid(ctx, ("component", "=~", STAGE_COMPONENTS["transform"]))))
-    return build
+    return _transform_in
 
 
 def _true_rate(stage: str) -> Callable[[SignalContext], Expr]:
@@ -201,11 +224,19 @@ def _lag(ctx: SignalContext) -> Expr:
 
 
 def _lag_growth(ctx: SignalContext) -> Expr:
-    return Deriv(Selector("kafka_consumergroup_lag",
-                          (("consumergroup", "=", consumer_group(ctx.pipeline_id)),), external=True))
+    slope: Expr = Deriv(Selector("kafka_consumergroup_lag",
+                                 (("consumergroup", "=", consumer_group(ctx.pipeline_id)),), external=True))
+    # Counters of a time-scaled simulator are pre-divided so rates come out per model second; a
+    # gauge is not, so its slope per wall second must be divided here.
+    return slope / ctx.time_scale if ctx.time_scale != 1 else slope
 
 
 def _partitions(ctx: SignalContext) -> Expr:
+    topics = sorted({s.get("topic") for s in (ctx.doc or {}).get("sources") or []
+                     if isinstance(s, dict) and s.get("topic")})
+    if topics:
+        return Aggregate("max", Selector("kafka_topic_partitions", (("topic", "=~", "|".join(topics)),),
+                                         external=True))
     return Aggregate("count", Selector("kafka_consumergroup_lag",
                                        (("consumergroup", "=", consumer_group(ctx.pipeline_id)),), external=True))
 
@@ -218,15 +249,19 @@ _SIGNALS: list[SignalDef] = [
               _sink_rate, group="throughput"),
     SignalDef("sink_source_ratio", "ratio", "sink_rate / source_rate: below 1 the sink trails the source.",
               lambda ctx: _sink_rate(ctx) / _source_rate(ctx), group="throughput"),
+    SignalDef("kafka_input_rate", "records/s",
+              "Records producers write to the topic: source_rate + consumer_lag_growth. Under backpressure the "
+              "ingestor reads only what fits downstream, so this, not source_rate, is the true input.",
+              lambda ctx: _source_rate(ctx) + _lag_growth(ctx), group="throughput"),
+    SignalDef("sink_input_ratio", "ratio",
+              "sink_rate / kafka_input_rate: below 1 the pipeline does not keep up with its topic.",
+              lambda ctx: _sink_rate(ctx) / (_source_rate(ctx) + _lag_growth(ctx)), group="throughput"),
     SignalDef("transform_rate", "records/s",
               "Messages the transform (dedup, filter, stateless) processes per second, whatever their outcome.",
               _processed("transform"), group="throughput"),
     SignalDef("transform_selectivity", "ratio",
               "Share of the transform's input it passes on (status success); dedup and filters drop the rest.",
-              lambda ctx: Rate(Selector("processor_messages_total",
-                                        _pid(ctx, ("component", "=~", STAGE_COMPONENTS["transform"]),
-                                             ("status", "=", "success"))))
-              / _processed("transform")(ctx), group="throughput"),
+              lambda ctx: _transform_out(ctx) / _transform_in(ctx), group="throughput"),
     # backpressure and buffering
     SignalDef("ingestor_backpressure", "0/1",
               "1 while the ingestor is blocked because the NATS stream is full (gfm_ingestor_backpressure_active).",
@@ -249,7 +284,7 @@ _SIGNALS: list[SignalDef] = [
     SignalDef("consumer_lag_growth", "records/s", "How fast the Kafka consumer-group lag grows (deriv).",
               _lag_growth, group="backpressure"),
     SignalDef("kafka_partitions", "partitions",
-              "Partitions of the consumed topic(s), counted from kafka_exporter's lag series.",
+              "Partitions of the consumed topic (kafka_exporter's kafka_topic_partitions; else lag series counted).",
               _partitions, group="backpressure"),
     # sink batching
     SignalDef("sink_batch_p50", "records", "Median sink batch size (histogram_quantile over power-of-10 buckets).",
@@ -266,6 +301,11 @@ _SIGNALS: list[SignalDef] = [
               needs="sink.max_batch_size", group="sink"),
     SignalDef("sink_insert_rate", "inserts/s", "Batches (ClickHouse INSERTs) the sink writes per second.",
               _rate("sink_batch_size_records", suffix="_count"), group="sink"),
+    SignalDef("sink_prepare_busy", "worker-s/s",
+              "Seconds per second the sink spends preparing records (schema_mapping): the part its workers share.",
+              lambda ctx: Rate(Selector("processing_duration_seconds",
+                                        _pid(ctx, ("component", "=", "sink"), ("stage", "=", "schema_mapping")),
+                                        "_sum")), group="stages"),
     SignalDef("sink_row_bytes", "bytes", "Mean size of one record in sink batches.",
               lambda ctx: Rate(Selector("sink_batch_size_bytes", _pid(ctx), "_sum"))
               / Rate(Selector("sink_batch_size_records", _pid(ctx), "_sum")), group="sink"),
@@ -350,22 +390,23 @@ def read_with(snapshot: Snapshot, ctx: SignalContext, names: Iterable[str]) -> d
     return readings
 
 
-def context_for(pipeline_id: str, live: Any = None, desired_spec: dict[str, Any] | None = None) -> SignalContext:
+def context_for(pipeline_id: str, live: Any = None, desired_spec: dict[str, Any] | None = None, *,
+                time_scale: float = 1.0) -> SignalContext:
     """The facts signals need: from the live pipeline when it exists, else from git."""
     doc = getattr(live, "pipeline", None) if live is not None and getattr(live, "exists", False) else None
-    return SignalContext(pipeline_id, doc if isinstance(doc, dict) else desired_spec)
+    return SignalContext(pipeline_id, doc if isinstance(doc, dict) else desired_spec, time_scale)
 
 
 def read_signals(source: MetricSource | Snapshot, pipeline_id: str, names: Iterable[str], *,
-                 window_s: float, live: Any = None) -> dict[str, SignalReading]:
+                 window_s: float, live: Any = None, time_scale: float = 1.0) -> dict[str, SignalReading]:
     """Read named signals of one pipeline (the entry point ``apply``'s verification uses).
 
     ``source`` is a metric source (a fresh snapshot is taken: in scrape mode that means two
     scrapes ``window_s`` apart) or an already open snapshot. ``window_s`` is the rate window as the
-    clock sees it (already time-scaled).
+    clock sees it (already time-scaled); ``time_scale`` is ``config.time_scale``.
     """
     snapshot = source if hasattr(source, "instant") else source.snapshot(window_s=window_s)
-    return read_with(snapshot, context_for(pipeline_id, live), names)
+    return read_with(snapshot, context_for(pipeline_id, live, time_scale=time_scale), names)
 
 
 def is_finite(value: float | None) -> bool:
