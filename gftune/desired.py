@@ -188,8 +188,9 @@ def load_repo(root: Path, *, env: Mapping[str, str] | None = None, overrides: di
     config, problems = load_config(root, env=env, overrides=overrides)
     state = DesiredState(root=root, config=config, pipelines={}, policies=[], problems=problems)
     if not root.is_dir():
-        reason = "is not a directory" if root.exists() else "does not exist"
-        problems.append(Problem(str(root), None, None, "$", f"repository directory {reason}"))
+        reason = "not a directory: --repo needs the repository's top directory" if root.exists() \
+            else "repository directory does not exist"
+        problems.append(Problem(str(root), None, None, "$", reason))
         return state
     if (cfg := config_path(root)) is not None:
         state.files.append(display_path(cfg, root))

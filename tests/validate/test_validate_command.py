@@ -255,3 +255,25 @@ tests: [{name: grows, metrics: {}}]
     doc["spec"]["then"][0]["set"] = "sink.max_batch_size"
     assert [p.render() for p in schema_problems("policy", doc, where, "p.yaml")] == [
         "p.yaml:11:7: spec.then[0]: use only one of: set, multiply"]
+
+
+def test_repo_that_is_a_file_is_an_error(tmp_path):
+    target = tmp_path / "gftune.yaml"
+    target.write_text("kind: Config\n")
+    result = invoke("validate", "--repo", str(target))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == f"{target}: $: not a directory: --repo needs the repository's top directory"
+
+
+def test_pre_commit_hook_runs_validate_on_gftune_files_only():
+    import re
+
+    import yaml
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "gftune-validate" and hook["entry"] == "gftune validate"
+    assert hook["pass_filenames"] is False
+    files = re.compile(hook["files"])
+    assert all(files.search(p) for p in ("pipelines/orders.yaml", "pipelines/team/a.yml", "policies/x.yaml",
+                                         "gftune.yaml"))
+    assert not any(files.search(p) for p in ("README.md", "pipelines/notes.md", "src/gftune.yaml.bak"))
