@@ -15,8 +15,10 @@ when ``after >= V - t·|V|``; a value "changed" when it moved by more than ``t·
 (for 0..1 gauges such as backpressure the band is absolute: ``t``).
 
 Guards ("healthy and not worse") apply to every change, with or without expectations:
-the sink/source ratio must not fall and backpressure must not rise beyond the tolerance, and
-exhausted retries, terminal errors and DLQ writes must not appear where there were none.
+the sink rate and the sink/source ratio must not fall and backpressure must not rise beyond the
+tolerance, and exhausted retries, terminal errors and DLQ writes must not appear where there were
+none. Backpressure that rose while the sink rate held up is inconclusive rather than a failure: a
+restarted pipeline catches up on what queued while it was stopped, at full speed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
 
 # The signals the guards read (names from gftune.signals' library; tests check they exist there).
+SINK_RATE = "sink_rate"
 SINK_SOURCE_RATIO = "sink_source_ratio"
 BACKPRESSURE = "ingestor_backpressure"
 EXHAUSTED_RETRIES = "sink_exhausted_rate"
@@ -56,11 +59,15 @@ class Guard:
     better: str  # "higher" | "lower" | "absent" (must stay ~0 when it was ~0)
     absolute: bool = False  # the noise band is t itself (0..1 gauges), not relative
     label: str = ""
+    # A worse value is only inconclusive, not a failure, while this signal held up: backpressure
+    # right after a restart is the pipeline catching up on what queued while it was stopped.
+    excused_by: str | None = None
 
 
 GUARDS: tuple[Guard, ...] = (
+    Guard(SINK_RATE, "higher", label="sink rate not lower"),
     Guard(SINK_SOURCE_RATIO, "higher", absolute=True, label="sink/source ratio not lower"),
-    Guard(BACKPRESSURE, "lower", absolute=True, label="backpressure not higher"),
+    Guard(BACKPRESSURE, "lower", absolute=True, label="backpressure not higher", excused_by=SINK_RATE),
     Guard(EXHAUSTED_RETRIES, "absent", label="no new exhausted sink retries"),
     Guard(TERMINAL_ERRORS, "absent", label="no new terminal sink errors"),
     Guard(DLQ_RATE, "absent", label="no new DLQ writes"),
@@ -188,11 +195,15 @@ def _toward(op: str, before: float, after: float) -> bool:
     return False
 
 
-def judge_guard(guard: Guard, before: Reading | None, after: Reading | None, tolerance: float) -> Check | None:
-    """None when the signal is not available on this deployment at all (neither side has a series)."""
-    if before is None and after is None:
-        return None
+def judge_guard(guard: Guard, before: Reading | None, after: Reading | None, tolerance: float,
+                excuse: Check | None = None) -> Check | None:
+    """None when the signal is not available on this deployment at all (neither side has a series).
+
+    ``excuse`` is the judged guard of ``guard.excused_by``: when it passed, a worse value is
+    inconclusive instead of a failure."""
     b, a = known(before), known(after)
+    if before is None and after is None or guard.better == "absent" and a is None and b is None:
+        return None  # e.g. an error counter that never counted: nothing to compare
     name = guard.signal
     if a is None or b is None:
         missing = after if a is None else before
@@ -206,6 +217,10 @@ def judge_guard(guard: Guard, before: Reading | None, after: Reading | None, tol
         worse = a < b and moved(b, a, tolerance, absolute=guard.absolute)
     else:
         worse = a > b and moved(b, a, tolerance, absolute=guard.absolute)
+    if worse and excuse is not None and excuse.outcome == PASS:
+        return Check("guard", name, guard.label, INCONCLUSIVE,
+                     f"{name} got worse ({_fmt(b)} → {_fmt(a)}) while {excuse.name} held up ({excuse.reason}): "
+                     "still catching up after the restart? observe longer (verify settle/window)", b, a)
     if worse:
         return Check("guard", name, guard.label, FAIL, f"{name} got worse: {_fmt(b)} → {_fmt(a)}", b, a)
     return Check("guard", name, guard.label, PASS, f"{name} {_fmt(b)} → {_fmt(a)}", b, a)
@@ -236,9 +251,12 @@ def judge(*, status: str, before: Mapping[str, Reading], after: Mapping[str, Rea
     checks.extend(Check("data", "coverage", "metrics cover the observation window", INCONCLUSIVE, gap)
                   for gap in gaps)
     checks.extend(judge_expectation(e, before.get(e.signal), after.get(e.signal), tolerance) for e in expectations)
+    judged: dict[str, Check] = {}
     for guard in guards:
-        check = judge_guard(guard, before.get(guard.signal), after.get(guard.signal), tolerance)
+        excuse = judged.get(guard.excused_by) if guard.excused_by else None
+        check = judge_guard(guard, before.get(guard.signal), after.get(guard.signal), tolerance, excuse)
         if check is not None:
+            judged[guard.signal] = check
             checks.append(check)
     return _verdict(checks, tolerance)
 

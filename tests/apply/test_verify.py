@@ -32,7 +32,9 @@ def test_expectation_met_passes_and_says_improved():
                [SINK_GE])
     assert v.outcome == verify.PASS
     assert v.label == "improved"
-    assert [c.outcome for c in v.checks] == ["pass", "pass", "pass"]
+    assert [(c.kind, c.name, c.outcome) for c in v.checks] == [
+        ("health", "status", "pass"), ("expectation", "sink_rate", "pass"), ("guard", "sink_rate", "pass"),
+        ("guard", "sink_source_ratio", "pass")]
 
 
 def test_expectation_within_tolerance_passes_and_outside_fails():
@@ -72,6 +74,19 @@ def test_guard_ratio_drop_fails_without_expectations():
                {"sink_source_ratio": 0.5, verify.BACKPRESSURE: 1.0})
     assert v.outcome == verify.FAIL
     assert {c.name for c in v.checks if c.outcome == "fail"} == {"sink_source_ratio", verify.BACKPRESSURE}
+
+
+def test_sink_rate_drop_fails():
+    v = _judge({"sink_rate": 5000}, {"sink_rate": 2500})
+    assert v.outcome == verify.FAIL and "sink_rate got worse" in v.reasons[0]
+
+
+def test_backpressure_while_sink_keeps_up_is_catching_up_not_a_regression():
+    v = _judge({"sink_rate": 5000, verify.BACKPRESSURE: 0.0}, {"sink_rate": 5600, verify.BACKPRESSURE: 1.0})
+    assert v.outcome == verify.INCONCLUSIVE and "catching up" in v.reasons[0]
+    v = _judge({"sink_rate": 5000, verify.BACKPRESSURE: 0.0}, {"sink_rate": 2600, verify.BACKPRESSURE: 1.0})
+    assert v.outcome == verify.FAIL
+    assert {c.name for c in v.checks if c.outcome == "fail"} == {"sink_rate", verify.BACKPRESSURE}
 
 
 def test_guard_noise_within_tolerance_passes_as_healthy_not_worse():

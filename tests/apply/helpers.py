@@ -1,0 +1,147 @@
+"""Helpers for apply tests: a git repository adopted from a live simulator pipeline, and counters."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from gftune import paths
+from gftune.apply import ApplyContext, ApplyResult, apply_plan
+from gftune.client import GlassFlowClient
+from gftune.commands.plan import produce_plan
+from gftune.desired import load_repo
+from gftune.journal import JournalStore
+from gftune.metrics import open_source
+
+SECRET_ENV = "APPLY_TEST_CH_PASSWORD"
+SIM_PASSWORD = "sim-password"  # what the scenarios' pipelines carry (scenarios/pipelines/orders.yaml)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config_yaml(api_url: str, *, scrape: str | None = None, prometheus: str | None = None,
+                time_scale: float = 20.0, settle: str = "20s", window: str = "60s", tolerance: float = 0.1,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    metrics: dict[str, Any] = {"namespace": "glassflow"}
+    if scrape:
+        metrics["scrape"] = scrape
+    if prometheus:
+        metrics["prometheus"] = prometheus
+    doc: dict[str, Any] = {
+        "apiVersion": "gftune/v1", "kind": "Config", "api": {"url": api_url, "timeout": "10s", "retries": 2},
+        "apply": {"max_plan_age": "1h", "lock_ttl": "30m", "stop_timeout": "5m", "running_timeout": "15m"},
+        "verify": {"settle": settle, "window": window, "tolerance": tolerance}, "time_scale": time_scale,
+    }
+    if scrape or prometheus:
+        doc["metrics"] = metrics
+    for key, value in (extra or {}).items():
+        doc[key] = value
+    return doc
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def adopt(repo: Path, api_url: str, pipeline_id: str, config: dict[str, Any],
+          changes: dict[str, Any] | None = None) -> Path:
+    """A git repository whose pipeline file is the live pipeline (secret as a reference) + ``changes``."""
+    repo.mkdir(parents=True, exist_ok=True)
+    live = httpx.get(f"{api_url}/api/v1/pipeline/{pipeline_id}", timeout=10).json()
+    spec = copy.deepcopy(live)
+    spec["sink"]["connection_params"]["password"] = "${env:" + SECRET_ENV + "}"
+    spec["metadata"] = {"tags": [t for t in (live.get("metadata") or {}).get("tags") or []
+                                 if not t.startswith("gftune:")]}
+    for path, value in (changes or {}).items():
+        paths.set_value(spec, path, value)
+    (repo / "pipelines").mkdir(exist_ok=True)
+    (repo / "policies").mkdir(exist_ok=True)
+    write_pipeline(repo, spec)
+    (repo / "gftune.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if not (repo / ".git").exists():
+        git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitignore").write_text(".gftune/\n")
+    commit(repo, "adopt live pipeline")
+    return repo
+
+
+def write_pipeline(repo: Path, spec: dict[str, Any]) -> Path:
+    doc = {"apiVersion": "gftune/v1", "kind": "Pipeline", "metadata": {"name": spec["pipeline_id"]}, "spec": spec}
+    path = repo / "pipelines" / f"{spec['pipeline_id']}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def change_pipeline(repo: Path, pipeline_id: str, changes: dict[str, Any], message: str = "change") -> None:
+    path = repo / "pipelines" / f"{pipeline_id}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for field_path, value in changes.items():
+        paths.set_value(doc["spec"], field_path, value)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    commit(repo, message)
+
+
+def commit(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def test_env() -> dict[str, str]:
+    return {**os.environ, SECRET_ENV: SIM_PASSWORD}
+
+
+async def plan_and_apply(repo: Path, **ctx_kw: Any) -> ApplyResult:
+    """What `gftune apply --auto-approve` does, in process."""
+    env = test_env()
+    state = load_repo(repo, env=env)
+    assert state.valid, [p.render() for p in state.problems]
+    run = await produce_plan(state, env=env, progress=False)
+    source = open_source(state.config)
+    try:
+        async with GlassFlowClient.from_config(state.config) as client:
+            ctx = ApplyContext(client=client, config=state.config, store=JournalStore(repo), metrics=source,
+                               env=env, base_dir=repo, **ctx_kw)
+            return await apply_plan(run.plan, ctx, current_commit=(run.plan.git or {}).get("commit"))
+    finally:
+        if source is not None:
+            source.close()
+
+
+def run_plan_and_apply(repo: Path, **ctx_kw: Any) -> ApplyResult:
+    return asyncio.run(plan_and_apply(repo, **ctx_kw))
+
+
+def live(api_url: str, pipeline_id: str, route: str = "") -> dict[str, Any]:
+    return httpx.get(f"{api_url}/api/v1/pipeline/{pipeline_id}{route}", timeout=10).json()
+
+
+def status(api_url: str, pipeline_id: str) -> str:
+    return live(api_url, pipeline_id, "/health")["overall_status"]
+
+
+def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
+    """Requests the simulator served, from its own gfm_http_server_request_count_total metric."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    text = httpx.get(metrics_url, timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("http_server_request_count_total") and \
+                    sample.labels.get("method") == method and path_fragment in sample.labels.get("path", ""):
+                total += sample.value
+    return total
+
+
+def gftune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gftune", *args], env=env or test_env(), capture_output=True,
+                          text=True, timeout=timeout)
