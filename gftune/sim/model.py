@@ -235,12 +235,20 @@ class PipelineModel:
         self.fail_prob = 0.0
         self.component_bp: dict[str, list[float]] = {}  # component -> [active, since]
         self._budget_fail = 0.0  # share of insert attempts refused for exceeding the insert budget
+        self._exhausted_acc = 0.0
+        self._sink_arrivals: float | None = None  # records/s that reached the sink's stream last step
+        self._sink_backlog_before = 0.0
         self.join_stream: Stream | None = None
         self.transform_stream: Stream | None = None
         self.configure(doc, resources)
         fill = float(self.params["transform"].get("initial_fill") or 0.0)
-        if self.dedup_window and fill > 0 and self.dedup_capacity_keys:
-            self.dedup_keys.append([t0, fill * self.dedup_capacity_keys])
+        if self.dedup_window and fill > 0 and math.isfinite(self.dedup_capacity_keys):
+            # a store that has been filling for a while: keys spread evenly over the last window,
+            # so they expire gradually while new ones arrive
+            chunks = max(1, math.ceil(self.dedup_window / 60.0))
+            keys = fill * self.dedup_capacity_keys / chunks
+            for k in range(chunks):
+                self.dedup_keys.append([t0 - self.dedup_window + (k + 0.5) * self.dedup_window / chunks, keys])
             self.dedup_stored = fill * self.dedup_capacity_keys
 
     # --- configuration ----------------------------------------------------------------------
@@ -446,75 +454,117 @@ class PipelineModel:
 
         ``mode``: ``run`` (everything flows), ``drain`` (Stopping: the ingestor has stopped, the
         rest drains), ``off`` (no component runs; Kafka lag grows).
+
+        Two passes: first, downstream to upstream, how much each consumer can take this step (its
+        capacity, bounded by the room in its output stream plus what *its* consumer frees meanwhile);
+        then, upstream to downstream, the flow itself. A producer held back by a full stream thus
+        keeps the stream at the backpressure threshold, as a continuous system would.
         """
         dt, t = self.dt, self.t
         events = StepEvents()
         running = mode == "run"
         active = mode in ("run", "drain")
+        self._arrivals(t, dt)
+
+        # pass 1: what each consumer can take (records this step)
+        sink_streams = self._sink_streams()
+        sink_plan = self._plan_sink(sink_streams, dt, active)
+        next_pot = sink_plan["pot"]
+        transform_pot = 0.0
+        if self.has_transform and self.transform_stream is not None:
+            keep = self._transform_keep()
+            cost, _ = self.transform_record_cost()
+            cap = (self.transform_replicas / cost) * dt if active else 0.0
+            room = self._room(self.transform_stream) + next_pot
+            transform_pot = min(cap, room / keep if keep > 0 else math.inf)
+            transform_cap = cap
+            next_pot = transform_pot
+        join_pot = 0.0
+        if self.join and self.join_stream is not None:
+            ratio = float(self.params["join"]["output_ratio"])
+            cap = self.join_capacity() * dt if active else 0.0
+            room = self._room(self.join_stream) + next_pot
+            join_pot = min(cap, room / ratio if ratio > 0 else math.inf)
+            join_cap = cap
+            next_pot = join_pot
+
+        # pass 2: the flow, upstream first
+        total_rate = sum(s.rate_now for s in self.sources) or 1.0
         for source in self.sources:
-            profile = source.params["profile"]
-            source.rate_now = profiles.rate_at(profile, t)
+            share = source.rate_now / total_rate if len(self.sources) > 1 else 1.0
+            self._step_ingestor(source, t, dt, running, self._room(source.stream) + next_pot * share)
+        upstream = self.streams_in
+        if self.join and self.join_stream is not None:
+            available = sum(s.backlog for s in upstream)
+            take = min(available, join_pot)
+            self._set_bp("join", active and take < min(available, join_cap) - 1e-9, t + dt)
+            self._take_evenly(upstream, take)
+            ratio = float(self.params["join"]["output_ratio"])
+            self.join_stream.backlog += take * ratio
+            self._inc("bytes_processed", ("join", "in"), take * self.record_bytes)
+            self._inc("bytes_processed", ("join", "out"), take * ratio * self.record_bytes)
+            upstream = [self.join_stream]
+        if self.has_transform and self.transform_stream is not None:
+            self._step_transform(upstream, t, dt, active, transform_pot, transform_cap)
+            upstream = [self.transform_stream]
+        self._step_sink(upstream, sink_plan, dt, running, events)
+        for stream in self.all_streams():
+            self._discard(stream, self.record_bytes)
+        self.t = t + dt
+        return events
+
+    def _arrivals(self, t: float, dt: float) -> None:
+        for source in self.sources:
+            source.rate_now = profiles.rate_at(source.params["profile"], t)
             noise = float(source.params.get("noise") or 0.0)
             factor = 1.0 + (max(-3.0, min(3.0, self.rng.gauss(0.0, 1.0))) * noise if noise else 0.0)
             source.lag += max(0.0, source.rate_now * factor) * dt
 
-        # ingestors -> their streams
-        published: list[float] = []
-        for source in self.sources:
-            stream = source.stream
-            can = self.ingestor_capacity(source) * dt if running else 0.0
-            want = min(source.lag, can)
-            room = self._room(stream, source.record_bytes)
-            read = min(want, room)
-            limited = running and want > 0 and read < want - 1e-9
-            source.lag -= read
-            parse_errors = read * float(source.params.get("parse_error_fraction") or 0.0)
-            out = read - parse_errors
-            stream.backlog += out
-            published.append(out)
-            if self.kafka:
-                labels = ("ingestor",)
-                self._inc("kafka_records_read", labels, read)
-                self._inc("bytes_processed", ("ingestor", "in"), read * source.record_bytes)
-                self._inc("bytes_processed", ("ingestor", "out"), out * source.record_bytes)
-                self._dlq("ingestor", "schema_mismatch", parse_errors)
-                rate = self.ingestor_replica_rate(source)
-                if read > 0 and rate > 0:
-                    batch = float(self.params["ingestor"]["batch_records"])
-                    self._hist("processing_duration_seconds", ("ingestor", "batch"), DURATION_BUCKETS) \
-                        .observe(batch / rate, read / batch)
-                if running:
-                    self._set_source_bp(source, limited, t + dt)
-            self._discard(stream, source.record_bytes)
-
-        upstream = self.streams_in
-        # join: both ingestor streams -> joined stream
-        if self.join and self.join_stream is not None:
-            upstream = [self.join_stream]
-            available = sum(s.backlog for s in self.streams_in)
-            cap = self.join_capacity() * dt if active else 0.0
-            ratio = float(self.params["join"]["output_ratio"])
-            room = self._room(self.join_stream, self.record_bytes) / ratio if ratio > 0 else math.inf
-            take = min(available, cap, room)
-            self._set_bp("join", active and take < min(available, cap) - 1e-9, t + dt)
-            self._take_evenly(self.streams_in, take)
-            self.join_stream.backlog += take * ratio
-            self._inc("bytes_processed", ("join", "in"), take * self.record_bytes)
-            self._inc("bytes_processed", ("join", "out"), take * ratio * self.record_bytes)
-
-        # transform: upstream -> transformed stream
+    def _sink_streams(self) -> list[Stream]:
         if self.has_transform and self.transform_stream is not None:
-            self._step_transform(upstream, t, dt, active)
-            upstream = [self.transform_stream]
+            return [self.transform_stream]
+        if self.join and self.join_stream is not None:
+            return [self.join_stream]
+        return list(self.streams_in)
 
-        # sink
-        self._step_sink(upstream, t, dt, active, running, events)
+    def _transform_keep(self) -> float:
+        tp = self.params["transform"]
+        keep = float(tp["filter_pass"]) if self.filter else 1.0
+        if self.dedup:
+            keep *= 1.0 - float(tp["duplicate_fraction"])
+        return keep
 
-        for stream in {id(s): s for s in [*self.streams_in, *upstream,
-                                            *([self.join_stream] if self.join_stream else [])]}.values():
-            self._discard(stream, self.record_bytes)
-        self.t = t + dt
-        return events
+    def expected_sink_rate(self) -> float:
+        """Noise-free arrivals at the sink if nothing upstream held them back."""
+        rate = sum(s.rate_now * (1.0 - float(s.params.get("parse_error_fraction") or 0.0)) for s in self.sources)
+        if self.join:
+            rate *= float(self.params["join"]["output_ratio"])
+        if self.has_transform:
+            rate *= self._transform_keep()
+        return rate
+
+    def _step_ingestor(self, source: SourceState, t: float, dt: float, running: bool, room: float) -> None:
+        stream = source.stream
+        can = self.ingestor_capacity(source) * dt if running else 0.0
+        want = min(source.lag, can)
+        read = min(want, room)
+        source.lag -= read
+        parse_errors = read * float(source.params.get("parse_error_fraction") or 0.0)
+        out = read - parse_errors
+        stream.backlog += out
+        if not self.kafka:
+            return
+        self._inc("kafka_records_read", ("ingestor",), read)
+        self._inc("bytes_processed", ("ingestor", "in"), read * source.record_bytes)
+        self._inc("bytes_processed", ("ingestor", "out"), out * source.record_bytes)
+        self._dlq("ingestor", "schema_mismatch", parse_errors)
+        rate = self.ingestor_replica_rate(source)
+        if read > 0 and rate > 0:
+            batch = float(self.params["ingestor"]["batch_records"])
+            self._hist("processing_duration_seconds", ("ingestor", "batch"), DURATION_BUCKETS) \
+                .observe(batch / rate, read / batch)
+        if running:
+            self._set_source_bp(source, want > 0 and read < want - 1e-9, t + dt)
 
     def _set_source_bp(self, source: SourceState, limited: bool, t: float) -> None:
         if limited and not source.backpressure:
@@ -525,9 +575,9 @@ class PipelineModel:
             self._hist("ingestor_backpressure_duration_seconds", (), BACKPRESSURE_BUCKETS).observe(t - source.bp_since)
         self._set_bp("ingestor", any(s.backpressure for s in self.sources), t)
 
-    def _room(self, stream: Stream, record_bytes: float) -> float:
+    def _room(self, stream: Stream | None) -> float:
         """How much a producer may still publish before it holds back (backpressure)."""
-        if math.isinf(self.max_msgs):
+        if stream is None or math.isinf(self.max_msgs):
             return math.inf
         return max(0.0, self.bp_threshold * self.max_msgs - stream.depth)
 
@@ -545,8 +595,7 @@ class PipelineModel:
         if total <= 0:
             return
         for s in streams:
-            s.backlog -= amount * (s.backlog / total)
-            s.backlog = max(0.0, s.backlog)
+            s.backlog = max(0.0, s.backlog - amount * (s.backlog / total))
 
     def _expire_dedup(self, t: float) -> None:
         horizon = t - self.dedup_window
@@ -554,30 +603,24 @@ class PipelineModel:
             self.dedup_stored -= self.dedup_keys.popleft()[1]
         self.dedup_stored = max(0.0, self.dedup_stored)
 
-    def _step_transform(self, upstream: list[Stream], t: float, dt: float, active: bool) -> None:
+    def _step_transform(self, upstream: list[Stream], t: float, dt: float, active: bool, pot: float,
+                        cap: float) -> None:
         tp = self.params["transform"]
-        out_stream = self.transform_stream
         available = sum(s.backlog for s in upstream)
-        cost, costs = self.transform_record_cost()
-        cap = (self.transform_replicas / cost) * dt if active else 0.0
-        keep = float(tp["filter_pass"]) if self.filter else 1.0
-        if self.dedup:
-            keep *= 1.0 - float(tp["duplicate_fraction"])
-        room = self._room(out_stream, self.record_bytes)
-        take = min(available, cap, room / keep if keep > 0 else math.inf)
+        take = min(available, pot)
         self._set_bp("dedup", active and take < min(available, cap) - 1e-9, t + dt)
         self._take_evenly(upstream, take)
         if take <= 0:
             return
+        _cost, costs = self.transform_record_cost()
         rb = self.record_bytes
         self._inc("bytes_processed", ("dedup", "in"), take * rb)
         batch = float(tp["batch_records"])
-        batches = take / batch
         stage_labels = {"dedup_lookup": ("dedup_filter", "lookup"), "dedup_commit": ("dedup_write", "commit"),
                         "filter": ("filter", "filter"), "stateless": ("transform", "transform")}
         for stage, per_record in costs.items():
             self._hist("processing_duration_seconds", stage_labels[stage], DURATION_BUCKETS) \
-                .observe(per_record * batch, batches)
+                .observe(per_record * batch, take / batch)
         passed = take
         if self.filter:
             kept = passed * float(tp["filter_pass"])
@@ -587,11 +630,8 @@ class PipelineModel:
         if self.dedup:
             unique = passed * (1.0 - float(tp["duplicate_fraction"]))
             self._inc("processor_messages", ("dedup", "duplicate"), passed - unique)
-            # keys that no longer fit in the dedup store go to the DLQ
             self._expire_dedup(t)
-            free = max(0.0, self.dedup_capacity_keys - self.dedup_stored)
-            stored = min(unique, free)
-            overflow = unique - stored
+            stored = min(unique, max(0.0, self.dedup_capacity_keys - self.dedup_stored))
             if stored > 0:
                 if self.dedup_keys and self.dedup_keys[-1][0] > t - 60.0:
                     self.dedup_keys[-1][1] += stored
@@ -599,43 +639,52 @@ class PipelineModel:
                     self.dedup_keys.append([t, stored])
                 self.dedup_stored += stored
             self._inc("processor_messages", ("dedup", "success"), stored)
-            self._dlq("dedup", "dedup_overflow", overflow)
+            self._dlq("dedup", "dedup_overflow", unique - stored)  # keys that no longer fit in the store
             passed = stored
         if self.stateless:
             self._inc("processor_messages", ("transform", "success"), passed)
-        out_stream.backlog += passed
+        self.transform_stream.backlog += passed
         self._inc("bytes_processed", ("dedup", "out"), passed * rb)
 
-    def _step_sink(self, upstream: list[Stream], t: float, dt: float, active: bool, running: bool,
-                   events: StepEvents) -> None:
+    def _plan_sink(self, streams: list[Stream], dt: float, active: bool) -> Json:
+        """The sink's batch and cycle for this step, and how much it can take."""
+        replicas = max(1, self.sink_replicas)
+        err = float(self.params["clickhouse"]["error_rate"])
+        self.fail_prob = min(0.999, 1.0 - (1.0 - err) * (1.0 - self._budget_fail))
+        backlog = sum(s.backlog for s in streams)
+        arrivals = self._sink_arrivals if self._sink_arrivals is not None else self.expected_sink_rate()
+        per_replica = arrivals / replicas
+        if backlog > 1e-6:
+            batch = self.batch
+        else:  # a margin so that noise does not make it fall behind every other step
+            batch = self.effective_batch(per_replica * 1.1)
+        if math.isfinite(self.max_msgs):  # a batch cannot outgrow what the stream lets through
+            batch = min(batch, max(1.0, self.bp_threshold * self.max_msgs / (2 * replicas)))
+        batch = max(batch, 1.0)
+        cycle, attempts = self.sink_cycle(batch)
+        pot = replicas * batch / cycle * dt if active else 0.0
+        return {"replicas": replicas, "batch": batch, "cycle": cycle, "attempts": attempts, "pot": pot,
+                "per_replica": per_replica}
+
+    def _step_sink(self, upstream: list[Stream], plan: Json, dt: float, running: bool, events: StepEvents) -> None:
         ch = self.params["clickhouse"]
         sp = self.params["sink"]
-        replicas = max(1, self.sink_replicas)
+        replicas, batch, cycle, attempts = plan["replicas"], plan["batch"], plan["cycle"], plan["attempts"]
         available = sum(s.backlog for s in upstream)
-        inflow_rate = available / dt  # what reached the sink's stream this step plus any backlog
-        per_replica = inflow_rate / replicas
-        # failure probability per insert attempt: the configured error rate, plus overload of the budget
-        err = float(ch["error_rate"])
-        f = 1.0 - (1.0 - err) * (1.0 - self._budget_fail)
-        self.fail_prob = min(0.999, f)
-        full_capacity = self.sink_replica_capacity(self.batch)
-        backlogged = per_replica >= full_capacity or any(s.backlog > replicas * self.batch * 2 for s in upstream)
-        batch = self.batch if backlogged else self.effective_batch(per_replica)
-        batch = min(batch, max(1.0, self.bp_threshold * self.max_msgs / (2 * replicas))) \
-            if math.isfinite(self.max_msgs) else batch
-        cycle, attempts = self.sink_cycle(batch)
-        capacity = replicas * batch / cycle if batch > 0 else 0.0
-        take = min(available, capacity * dt) if active else 0.0
+        self._sink_arrivals = max(0.0, available - self._sink_backlog_before) / dt
+        take = min(available, plan["pot"])
         shares = [(s.backlog / available) if available > 0 else 1.0 / len(upstream) for s in upstream]
         self._take_evenly(upstream, take)
+        self._sink_backlog_before = sum(s.backlog for s in upstream)
         rb = self.record_bytes
         self.sink_batch = batch if take > 0 else 0.0
-        self.sink_busy = (take / batch) * cycle / dt if batch > 0 else 0.0  # replica-seconds per second
+        self.sink_busy = (take / batch) * cycle / dt
         self.sink_memory = self.base_memory + batch * self.workers * self.row_memory if running else 0.0
         # unacked messages held by the sink: half a batch being built plus what arrives during an insert
-        held = replicas * (batch / 2.0 + min(per_replica, batch / cycle) * cycle) if take > 0 else 0.0
+        rate = take / dt / replicas
+        held = replicas * min(batch / 2.0 + rate * cycle, batch * self.workers) if take > 0 else 0.0
         for s, share in zip(upstream, shares, strict=True):
-            s.transit = min(held, replicas * batch * self.workers) * share
+            s.transit = held * share
         if running and self.sink_memory > self.sink_memory_limit:
             events.oom = True
             events.messages.append(
@@ -647,18 +696,21 @@ class PipelineModel:
         batches = take / batch
         self.insert_rate = batches * attempts / dt
         budget = float(ch["insert_budget"])
-        target = max(0.0, 1.0 - budget / self.insert_rate) if self.insert_rate > 0 and budget > 0 else 0.0
+        target = max(0.0, 1.0 - budget / self.insert_rate) if budget > 0 else 0.0
         self._budget_fail = 0.5 * self._budget_fail + 0.5 * target  # damped: overload builds up over a few steps
         retries = int(sp["max_retries"])
-        exhausted_share = self.fail_prob ** (retries + 1)
-        failed_attempts = batches * sum(self.fail_prob ** k for k in range(1, retries + 2))
-        retried = batches * sum(self.fail_prob ** k for k in range(1, retries + 1))
-        exhausted = take * exhausted_share
+        f = self.fail_prob
+        retried = batches * sum(f ** k for k in range(1, retries + 1))
+        failed_attempts = retried + batches * f ** (retries + 1)
+        # exhausted batches are whole batches: accumulate the expectation, give up on whole ones
+        self._exhausted_acc += batches * f ** (retries + 1)
+        exhausted_batches = math.floor(self._exhausted_acc)
+        self._exhausted_acc -= exhausted_batches
+        exhausted = min(take, exhausted_batches * batch)
         delivered = take - exhausted
         permanent = delivered * float(ch["permanent_error_fraction"])
         written = delivered - permanent
-        labels_sink = ("sink",)
-        self._inc("clickhouse_records_written", labels_sink, written)
+        self._inc("clickhouse_records_written", ("sink",), written)
         self._inc("bytes_processed", ("sink", "in"), take * rb)
         self._inc("bytes_processed", ("sink", "out"), written * rb)
         self._inc("processor_messages", ("sink", "success"), written)
@@ -666,8 +718,9 @@ class PipelineModel:
         self._inc("processor_messages", ("sink", "retry"), retried * batch)
         self._inc("sink_nack_messages", (), retried * batch)
         self._inc("sink_retries", ("retry",), retried)
-        self._inc("sink_retries", ("exhausted",), batches * exhausted_share)
-        self._inc("sink_errors_by_classification", ("retryable", str(ch["error_name"])), failed_attempts)
+        self._inc("sink_retries", ("exhausted",), exhausted_batches)
+        if failed_attempts > 0:
+            self._inc("sink_errors_by_classification", ("retryable", str(ch["error_name"])), failed_attempts)
         if permanent > 0:
             name = str(ch["permanent_error_name"])
             self._inc("sink_errors_by_classification", ("permanent", name), permanent)  # one per rejected row

@@ -192,7 +192,9 @@ def min_config(model: PipelineModel, loads: Json | None = None) -> Json:
                 notes.append(f"dedup store: the window needs {format_memory(needed)} but storage is "
                              f"{format_memory(model.dedup_storage_bytes)} (immutable); shrink time_window to "
                              f"<= {int(max_window)}s or recreate with storage >= {format_memory(needed / 0.8)}")
-                values[f"transforms[dedup:{sid}].config.time_window"] = f"{int(max_window)}s"
+                window_path = f"transforms[dedup:{sid}].config.time_window"
+                current[window_path] = f"{int(model.dedup_window)}s"
+                values[window_path] = f"{int(max_window)}s"
                 fill = 0.8
         per_replica = model.transform_capacity(fill) / model.transform_replicas
         replicas = max(1, math.ceil(loads["transform"] / (U_CAP * per_replica))) if per_replica > 0 else 1
@@ -233,6 +235,8 @@ def min_config(model: PipelineModel, loads: Json | None = None) -> Json:
 def _differs(old: Any, new: Any) -> bool:
     if old is None:
         return True
+    if isinstance(old, str) and old.endswith("s") and isinstance(new, str):
+        return old != new
     try:
         return parse_quantity(str(old)) != parse_quantity(str(new))
     except QuantityError:
