@@ -202,7 +202,7 @@ def judge_guard(guard: Guard, before: Reading | None, after: Reading | None, tol
     ``excuse`` is the judged guard of ``guard.excused_by``: when it passed, a worse value is
     inconclusive instead of a failure."""
     b, a = known(before), known(after)
-    if before is None and after is None or guard.better == "absent" and a is None and b is None:
+    if (before is None and after is None) or (guard.better == "absent" and a is None and b is None):
         return None  # e.g. an error counter that never counted: nothing to compare
     name = guard.signal
     if a is None or b is None:
