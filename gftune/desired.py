@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gftune import secrets
+from gftune import paths, secrets
 from gftune.config import Config, config_path, load_config
 from gftune.problems import Problem, has_errors, sorted_problems
 from gftune.yamlio import LocationIndex, YamlError, load_yaml
@@ -39,6 +39,30 @@ class DesiredPipeline:
     def locate(self, spec_path: tuple[str | int, ...]) -> tuple[int, int]:
         """Line and column of a path inside ``spec``."""
         return self.locations.locate(("spec", *spec_path))
+
+    def locate_field(self, field_path: str) -> tuple[int, int]:
+        """Line and column of a :mod:`gftune.paths` field path (``resources.sources[orders].replicas``),
+        or of its nearest existing parent, so that plan and tune findings can point into the file."""
+        positional: list[str | int] = []
+        node: Any = self.spec
+        try:
+            steps = paths.parse(field_path)
+        except paths.PathError:
+            steps = ()
+        for step in steps:
+            if isinstance(step, paths.Key):
+                if not isinstance(node, dict) or step.name not in node:
+                    break
+                positional.append(step.name)
+                node = node[step.name]
+                continue
+            items = node if isinstance(node, list) else []
+            position = next((i for i, item in enumerate(items) if step.matches(i, item)), None)
+            if position is None:
+                break
+            positional.append(position)
+            node = items[position]
+        return self.locate(tuple(positional))
 
 
 @dataclass

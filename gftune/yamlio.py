@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from gftune.glassflow.rules import json_path
 from gftune.problems import Problem
 
 JsonPath = tuple[str | int, ...]
@@ -158,8 +159,6 @@ class _Builder:
         self._count = 0
 
     def _problem(self, node: Node, message: str, path: JsonPath) -> None:
-        from gftune.glassflow.rules import json_path
-
         mark = node.start_mark
         self.problems.append(Problem(self.display, mark.line + 1, mark.column + 1, json_path(path), message))
 

@@ -277,3 +277,17 @@ def test_pre_commit_hook_runs_validate_on_gftune_files_only():
     assert all(files.search(p) for p in ("pipelines/orders.yaml", "pipelines/team/a.yml", "policies/x.yaml",
                                          "gftune.yaml"))
     assert not any(files.search(p) for p in ("README.md", "pipelines/notes.md", "src/gftune.yaml.bak"))
+
+
+def test_locate_field_follows_source_id_selectors():
+    pipeline = load_repo(ROOT).pipelines["join-demo-pipeline"]
+    lines = pipeline.path.read_text().splitlines()
+
+    def line_of(field):
+        return lines[pipeline.locate_field(field)[0] - 1].strip()
+
+    assert line_of("resources.sources[user_events].replicas") == "replicas: 1"
+    assert pipeline.locate_field("resources.sources[user_events]") != pipeline.locate_field("resources.sources[orders]")
+    assert line_of("resources.join.limits.memory").startswith("limits:")  # flow mapping: the key's line
+    assert line_of("sink.max_batch_size") == "max_batch_size: 1000"
+    assert line_of("resources.sources[nope].replicas") == "sources:"  # nearest existing parent
