@@ -58,3 +58,22 @@ def git_info(path: Path | str) -> GitInfo | None:
 def current_commit(path: Path | str) -> str | None:
     info = git_info(path)
     return info.commit if info else None
+
+
+def read_at_commit(path: Path | str, commit: str, file: Path | str) -> str | None:
+    """The text of ``file`` (a path inside the repository containing ``path``) at ``commit``.
+
+    None when there is no repository, the commit is unknown (e.g. a shallow CI clone) or the file
+    did not exist then.
+    """
+    repo = _open(Path(path))
+    if repo is None:
+        return None
+    try:
+        with repo:
+            root = Path(repo.working_tree_dir or ".").resolve()
+            relative = Path(file).resolve().relative_to(root).as_posix()
+            blob = repo.commit(commit).tree / relative
+            return blob.data_stream.read().decode("utf-8")
+    except Exception:  # unknown commit, missing file, outside the repository: all mean "cannot tell"
+        return None

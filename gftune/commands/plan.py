@@ -166,6 +166,16 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
     return PlanRun(plan=plan, live=live, scope=scope, listed=listed, outcomes=outcomes)
 
 
+def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: reject a malformed ``--shard`` before anything is read."""
+    if value:
+        try:
+            parse_shard(value)
+        except ShardError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 def output(plan: Plan, fmt: str) -> None:
     if fmt == "json":
         echo(render_json(plan), nl=False)
@@ -183,7 +193,8 @@ def output(plan: Plan, fmt: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Save the plan (JSON) for `gftune apply FILE`; apply refuses it once live state moves.")
 @click.option("--target", "targets", multiple=True, metavar="ID", help="Plan only this pipeline (repeatable).")
-@click.option("--shard", metavar="I/N", help="Plan only shard I of N (1-based; a stable split for CI matrix jobs).")
+@click.option("--shard", metavar="I/N", callback=shard_option,
+              help="Plan only shard I of N (1-based; a stable split for CI matrix jobs).")
 @click.option("--allow-delete", is_flag=True,
               help="Plan deletion of pipelines gftune created that are no longer in git.")
 def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str, ...], shard: str | None,
@@ -191,11 +202,6 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
-    if shard:
-        try:
-            parse_shard(shard)
-        except ShardError as exc:
-            raise click.BadParameter(str(exc), param_hint="--shard") from None
     state = opts.load_state(fmt=fmt)
     if not state.pipelines and not allow_delete:
         echo(f"warning: no pipeline files under {state.root / 'pipelines'}", err=True)

@@ -30,3 +30,23 @@ def test_commit_branch_and_dirty_flag(tmp_path):
     assert git_info(tmp_path).dirty
     repo.git.checkout(sha)
     assert git_info(tmp_path).branch is None
+
+
+def test_read_at_commit(tmp_path):
+    from gftune.gitrepo import read_at_commit
+
+    repo = git.Repo.init(tmp_path, initial_branch="main")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "t").set_value("user", "email", "t@example.invalid")
+    target = tmp_path / "pipelines" / "a.yaml"
+    target.parent.mkdir()
+    target.write_text("x: 1\n")
+    repo.index.add(["pipelines/a.yaml"])
+    first = repo.index.commit("first").hexsha
+    target.write_text("x: 2\n")
+    repo.index.add(["pipelines/a.yaml"])
+    repo.index.commit("second")
+    assert read_at_commit(tmp_path, first, target) == "x: 1\n"
+    assert read_at_commit(tmp_path, "0" * 40, target) is None
+    assert read_at_commit(tmp_path, first, tmp_path / "pipelines" / "missing.yaml") is None
+    assert read_at_commit(tmp_path / "nowhere", first, target) is None
