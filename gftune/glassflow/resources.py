@@ -81,8 +81,28 @@ HELM_DEFAULTS = ResourceDefaults(
 
 # --- pipeline shape helpers -------------------------------------------------------------------
 
+# The helpers below also run on documents that failed the JSON Schema (``gftune validate`` reports
+# schema and model problems together), so every access tolerates a wrong type.
+
+def _dict(value: Any) -> Json:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def hashable(value: Any) -> Any:
+    """``value`` itself when it can be a dict key, else a stable text form (``["a"]``)."""
+    try:
+        hash(value)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
 def kafka_sources(doc: Json) -> list[Json]:
-    return [s for s in doc.get("sources") or [] if _source_type(s) == "kafka"]
+    return [s for s in _list(doc.get("sources")) if isinstance(s, dict) and _source_type(s) == "kafka"]
 
 
 def _source_type(source: Json) -> str:
@@ -96,22 +116,22 @@ def join_enabled(doc: Json) -> bool:
 
 def has_transform_component(doc: Json) -> bool:
     """The transform ("dedup") deployment exists when any dedup, filter or stateless is configured."""
-    return any(t.get("type") in ("dedup", "filter", "stateless") for t in doc.get("transforms") or [])
+    return any(_dict(t).get("type") in ("dedup", "filter", "stateless") for t in _list(doc.get("transforms")))
 
 
 def dedup_enabled(doc: Json) -> bool:
-    return any(t.get("type") == "dedup" for t in doc.get("transforms") or [])
+    return any(_dict(t).get("type") == "dedup" for t in _list(doc.get("transforms")))
 
 
 def max_batch_size(doc: Json) -> int:
-    value = (doc.get("sink") or {}).get("max_batch_size") or 0
-    return value if isinstance(value, int) else 0
+    value = _dict(doc.get("sink")).get("max_batch_size") or 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 # --- v3 view <-> internal view ----------------------------------------------------------------
 
 def _component_from_v3(entry: Json) -> Json:
-    return {k: copy.deepcopy(entry[k]) for k in COMPONENT_KEYS if k in entry}
+    return {k: copy.deepcopy(entry[k]) for k in COMPONENT_KEYS if k in _dict(entry)}
 
 
 def v3_to_internal(doc: Json) -> Json:
@@ -119,25 +139,25 @@ def v3_to_internal(doc: Json) -> Json:
 
     Only what the user gave is mapped; nothing is defaulted here.
     """
-    v3 = doc.get("resources") or {}
+    v3 = _dict(doc.get("resources"))
     internal: Json = {}
     if "nats" in v3:
         internal["nats"] = copy.deepcopy(v3["nats"])
-    sources = v3.get("sources") or []
+    sources = _list(v3.get("sources"))
     if join_enabled(doc):
         join = doc["join"]
         sides = {
-            (join.get("left_source") or {}).get("source_id"): "left",
-            (join.get("right_source") or {}).get("source_id"): "right",
+            hashable(_dict(join.get("left_source")).get("source_id")): "left",
+            hashable(_dict(join.get("right_source")).get("source_id")): "right",
         }
-        ingestor = {sides[s["source_id"]]: _component_from_v3(s) for s in sources
-                    if s.get("source_id") in sides}
+        ingestor = {sides[hashable(s["source_id"])]: _component_from_v3(s) for s in sources
+                    if isinstance(s, dict) and hashable(s.get("source_id")) in sides}
         if ingestor:
             internal["ingestor"] = ingestor
     elif sources:
         # Only sources[0] is used for a single-source pipeline.
         internal["ingestor"] = {"base": _component_from_v3(sources[0])}
-    transforms = v3.get("transform") or []
+    transforms = _list(v3.get("transform"))
     if transforms:
         internal["transform"] = _component_from_v3(transforms[0])  # only [0] is used
     if "sink" in v3:
@@ -267,7 +287,7 @@ def _component_blocks(internal: Json) -> list[tuple[str, Json]]:
     for name in ("join", "sink", "transform"):
         if isinstance(internal.get(name), dict):
             blocks.append((name, internal[name]))
-    for side, block in (internal.get("ingestor") or {}).items():
+    for side, block in _dict(internal.get("ingestor")).items():
         if isinstance(block, dict):
             blocks.append((f"ingestor/{side}", block))
     return blocks
@@ -279,14 +299,14 @@ def validate_internal(internal: Json) -> list[tuple[str, str]]:
     for name, block in _component_blocks(internal):
         for kind_key in ("requests", "limits"):
             for resource in ("cpu", "memory"):
-                value = (block.get(kind_key) or {}).get(resource)
+                value = _dict(block.get(kind_key)).get(resource)
                 if value is not None:
                     try:
                         parse_quantity(value)
                     except QuantityError as exc:
                         problems.append((f"{name}/{kind_key}/{resource}",
                                          f'invalid {resource} quantity "{value}": {exc}'))
-        size = (block.get("storage") or {}).get("size")
+        size = _dict(block.get("storage")).get("size")
         if size is not None:
             try:
                 parse_quantity(size)
@@ -295,7 +315,7 @@ def validate_internal(internal: Json) -> list[tuple[str, str]]:
         replicas = block.get("replicas")
         if isinstance(replicas, int) and replicas < 0:
             problems.append((f"{name}/replicas", f"replicas must not be negative, got {replicas}"))
-    stream = (internal.get("nats") or {}).get("stream") or {}
+    stream = _dict(_dict(internal.get("nats")).get("stream"))
     if stream.get("maxAge"):
         try:
             parse_duration(stream["maxAge"], allow_days=False)
@@ -314,7 +334,7 @@ def validate_internal(internal: Json) -> list[tuple[str, str]]:
 
 def join_replica_problem(internal: Json) -> str | None:
     """Create and edit (not PUT /resources) reject more than one join replica."""
-    replicas = (internal.get("join") or {}).get("replicas")
+    replicas = _dict(internal.get("join")).get("replicas")
     if isinstance(replicas, int) and replicas != 1:
         return "only 1 join replica is supported"
     return None

@@ -95,6 +95,11 @@ def _dict(value: Any) -> Json:
     return value if isinstance(value, dict) else {}
 
 
+def _k(value: Any) -> Any:
+    """An id or field name usable as a set member / dict key even when it has a wrong type."""
+    return res.hashable(value)
+
+
 def _positive_duration(value: Any) -> str | None:
     """None if ``value`` is a valid duration > 0 (days allowed), else the reason."""
     if not isinstance(value, str):
@@ -235,17 +240,17 @@ def _kafka_connection_rules(conn: Json, path: Path) -> Iterator[Violation]:
 
 
 def _field_names(source: Json) -> set[str]:
-    return {_dict(f).get("name") for f in _list(source.get("schema_fields"))}
+    return {_k(_dict(f).get("name")) for f in _list(source.get("schema_fields"))}
 
 
 def _transform_rules(doc: Json) -> Iterator[Violation]:
-    sources = {s.get("source_id"): s for s in _list(doc.get("sources")) if isinstance(s, dict)}
+    sources = {_k(s.get("source_id")): s for s in _list(doc.get("sources")) if isinstance(s, dict)}
     dedup_per_source: set[str] = set()
     counts = {"filter": 0, "stateless": 0}
     join_on = res.join_enabled(doc)
     for i, t in enumerate(_list(doc.get("transforms"))):
         t = _dict(t)
-        ttype, sid, config = t.get("type"), t.get("source_id"), _dict(t.get("config"))
+        ttype, sid, config = t.get("type"), _k(t.get("source_id")), _dict(t.get("config"))
         if sid not in sources:
             yield Violation(("transforms", i, "source_id"), f'transform references unknown source_id "{sid}"')
         if ttype not in TRANSFORM_TYPES:
@@ -259,7 +264,7 @@ def _transform_rules(doc: Json) -> Iterator[Violation]:
             if _blank(config.get("key")):
                 yield Violation(("transforms", i, "config", "key"), "dedup key cannot be empty")
             elif sid in sources and str(sources[sid].get("type", "")).lower() == "kafka" \
-                    and config["key"] not in _field_names(sources[sid]):
+                    and _k(config["key"]) not in _field_names(sources[sid]):
                 yield Violation(("transforms", i, "config", "key"),
                                 f'dedup key "{config["key"]}" is not a field of source "{sid}"')
             reason = _positive_duration(config.get("time_window"))
@@ -304,17 +309,17 @@ def _join_rules(doc: Json) -> Iterator[Violation]:
     join = doc.get("join")
     if not isinstance(join, dict) or not join.get("enabled"):
         return
-    sources = {s.get("source_id"): s for s in _list(doc.get("sources")) if isinstance(s, dict)}
+    sources = {_k(s.get("source_id")): s for s in _list(doc.get("sources")) if isinstance(s, dict)}
     if join.get("type", "") not in ("", "temporal"):
         yield Violation(("join", "type"), f'unsupported join type "{join.get("type")}"; only "temporal"')
     sides = {}
     for side in ("left_source", "right_source"):
         spec = _dict(join.get(side))
-        sid = spec.get("source_id")
+        sid = _k(spec.get("source_id"))
         sides[side] = sid
         if sid not in sources:
             yield Violation(("join", side, "source_id"), f'join {side} references unknown source_id "{sid}"')
-        elif spec.get("key") not in _field_names(sources[sid]):
+        elif _k(spec.get("key")) not in _field_names(sources[sid]):
             yield Violation(("join", side, "key"), f'join key "{spec.get("key")}" is not a field of source "{sid}"')
         reason = _positive_duration(spec.get("time_window"))
         if reason:
@@ -323,13 +328,13 @@ def _join_rules(doc: Json) -> Iterator[Violation]:
         yield Violation(("join", "right_source", "source_id"), "join left and right sources must differ")
     for k, out in enumerate(_list(join.get("output_fields"))):
         out = _dict(out)
-        sid = out.get("source_id")
+        sid = _k(out.get("source_id"))
         if sid not in sources:
             yield Violation(("join", "output_fields", k, "source_id"),
                             f'join output field references unknown source_id "{sid}"')
         elif _blank(out.get("name")):
             yield Violation(("join", "output_fields", k, "name"), "join output field name cannot be empty")
-        elif out["name"] not in _field_names(sources[sid]):
+        elif _k(out["name"]) not in _field_names(sources[sid]):
             yield Violation(("join", "output_fields", k, "name"),
                             f'join output field "{out["name"]}" is not a field of source "{sid}"')
 
@@ -337,11 +342,11 @@ def _join_rules(doc: Json) -> Iterator[Violation]:
 def sink_upstream_fields(doc: Json) -> set[str] | None:
     """Field names the sink mapping may use, or None when they cannot be known (OTLP, no stateless)."""
     if res.join_enabled(doc):
-        return {_dict(o).get("output_name") or _dict(o).get("name")
+        return {_k(_dict(o).get("output_name") or _dict(o).get("name"))
                 for o in _list(_dict(doc.get("join")).get("output_fields"))}
     for t in _list(doc.get("transforms")):
         if _dict(t).get("type") == "stateless":
-            return {_dict(o).get("output_name") for o in _list(_dict(_dict(t).get("config")).get("transforms"))}
+            return {_k(_dict(o).get("output_name")) for o in _list(_dict(_dict(t).get("config")).get("transforms"))}
     sources = _list(doc.get("sources"))
     if sources and str(_dict(sources[0]).get("type", "")).lower() == "kafka":
         return _field_names(_dict(sources[0]))
@@ -369,7 +374,7 @@ def _sink_rules(doc: Json) -> Iterator[Violation]:
     upstream = sink_upstream_fields(doc)
     for k, m in enumerate(_list(sink.get("mapping"))):
         m = _dict(m)
-        if upstream is not None and m.get("name") not in upstream:
+        if upstream is not None and _k(m.get("name")) not in upstream:
             yield Violation(("sink", "mapping", k, "name"),
                             f'mapping field "{m.get("name")}" does not exist in the sink\'s upstream schema')
         ctype = m.get("column_type")
@@ -379,19 +384,20 @@ def _sink_rules(doc: Json) -> Iterator[Violation]:
 
 def _resource_rules(doc: Json) -> Iterator[Violation]:
     v3 = _dict(doc.get("resources"))
-    sources = {s.get("source_id"): s for s in _list(doc.get("sources")) if isinstance(s, dict)}
+    sources = {_k(s.get("source_id")): s for s in _list(doc.get("sources")) if isinstance(s, dict)}
     for i, entry in enumerate(_list(v3.get("sources"))):
-        sid = _dict(entry).get("source_id")
+        sid = _k(_dict(entry).get("source_id"))
         if sid not in sources:
             yield Violation(("resources", "sources", i, "source_id"),
                             f'resources reference unknown source_id "{sid}"')
         elif str(sources[sid].get("type", "")).lower() != "kafka":
             yield Violation(("resources", "sources", i),
                             f'per-source resources are not allowed for OTLP source "{sid}"')
-    dedup_sources = {_dict(t).get("source_id") for t in _list(doc.get("transforms")) if _dict(t).get("type") == "dedup"}
+    dedup_sources = {_k(_dict(t).get("source_id")) for t in _list(doc.get("transforms"))
+                     if _dict(t).get("type") == "dedup"}
     stateless_id = f"{doc.get('pipeline_id')}-stateless"
     for i, entry in enumerate(_list(v3.get("transform"))):
-        sid = _dict(entry).get("source_id")
+        sid = _k(_dict(entry).get("source_id"))
         if sid == stateless_id:
             continue  # GET shows the shared transform block under this id; echoing it back is fine
         if sid not in sources:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from gftune.cli import cli
 from gftune.yamlio import YamlError, load_yaml_text
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "pipelines" / "deduplication-demo-pipeline.yaml"
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.yaml"))
 # GFTUNE_FUZZ_EXAMPLES=2000 for a longer local run; CI keeps the suite fast.
 FUZZ_EXAMPLES = int(os.environ.get("GFTUNE_FUZZ_EXAMPLES", "120"))
 SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -50,6 +51,7 @@ def assert_located_failure_or_valid(code: int, report: dict[str, Any]) -> None:
         assert problem["file"] == "pipelines/fuzzed.yaml"
         assert problem["line"] >= 1 and problem["col"] >= 1
         assert problem["message"]
+        assert "internal error" not in problem["message"]  # a check that raised: a bug
 
 
 @SETTINGS
@@ -77,15 +79,21 @@ def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
-BASE, _ = load_yaml_text(EXAMPLE.read_text())
-BASE["metadata"]["name"] = BASE["spec"]["pipeline_id"] = "fuzzed"
-BASE_PATHS = _paths(BASE)[1:]
+def _base(path: Path) -> dict[str, Any]:
+    doc, _ = load_yaml_text(path.read_text())
+    doc["metadata"]["name"] = doc["spec"]["pipeline_id"] = "fuzzed"
+    return doc
+
+
+BASES = [_base(path) for path in EXAMPLES]
 
 
 @SETTINGS
-@given(st.sampled_from(BASE_PATHS), json_values)
-def test_a_valid_pipeline_with_one_value_replaced(path, value):
-    doc = copy.deepcopy(BASE)
+@given(st.data())
+def test_a_valid_pipeline_with_one_value_replaced(data):
+    doc = copy.deepcopy(data.draw(st.sampled_from(BASES)))
+    path = data.draw(st.sampled_from(_paths(doc)[1:]))
+    value = data.draw(json_values)
     node = doc
     for key in path[:-1]:
         node = node[key]
@@ -94,8 +102,9 @@ def test_a_valid_pipeline_with_one_value_replaced(path, value):
     assert_located_failure_or_valid(code, report)
 
 
-def test_the_unmodified_base_is_valid():
-    code, report = validate_file(yaml.safe_dump(BASE, sort_keys=False))
+@pytest.mark.parametrize("index", range(len(BASES)))
+def test_the_unmodified_bases_are_valid(index):
+    code, report = validate_file(yaml.safe_dump(BASES[index], sort_keys=False))
     assert (code, report["problems"]) == (0, [])
 
 
