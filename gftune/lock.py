@@ -179,8 +179,8 @@ async def acquire(client: TagClient, pipeline_id: str, *, owner: str, run_id: st
     rival = confirm(tags_of(pipeline), mine, clock())
     if rival is not None:
         await release(client, pipeline_id, run_id)
-        raise LockError(pipeline_id, f"pipeline {pipeline_id}: another run took the lock at the same time: "
-                        f"{rival.describe(clock())}; retry later", rival)
+        raise LockError(pipeline_id, f"pipeline {pipeline_id} is locked by {rival.describe(clock())}, which took "
+                        "the lock at the same time as this run; retry later", rival)
     return mine
 
 

@@ -145,3 +145,14 @@ def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
 def gftune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gftune", *args], env=env or test_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def wait_status(api_url: str, pipeline_id: str, wanted: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status(api_url, pipeline_id) == wanted:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{pipeline_id} did not reach {wanted} (status {status(api_url, pipeline_id)})")

@@ -1,0 +1,246 @@
+"""``gftune apply``: carry out a saved plan (or plan and apply), verify it with metrics, revert on regression.
+
+Exit codes (design.md §3): 0 applied and verified, 4 verification failed (reverted), 5 inconclusive
+(change kept), 3 blocked entries were left out, 1 error (stale plan refused, lock held, a failed
+update that had to be restored, ...).
+
+The report goes to stdout (text, JSON or Markdown), progress to stderr, and, in a pull request
+(``--github-pr N`` or the GitHub Actions environment), to one PR comment that is edited in place,
+plus ``$GITHUB_STEP_SUMMARY`` when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gftune import apply as applymod
+from gftune import exitcodes, github, lock, report
+from gftune.client import GlassFlowClient
+from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
+from gftune.config import Config
+from gftune.gitrepo import current_commit
+from gftune.glassflow.durations import DurationError, to_seconds
+from gftune.journal import JournalError, JournalStore
+from gftune.metrics import MetricsError, open_source
+from gftune.plan import Plan, PlanFormatError
+
+WAIT_LINE_EVERY_S = 5.0
+
+
+class ConsoleReporter:
+    """Progress on stderr: events as lines; waits as a spinner on a terminal, else a line every few seconds."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+        self.quiet = quiet
+        self.tty = self.console.is_terminal
+        self._last_line: dict[str, tuple[float, str | None]] = {}
+        self._status: Any = None
+
+    def event(self, pipeline_id: str, message: str) -> None:
+        if self.quiet:
+            return
+        self._clear_status()
+        self.console.print(f"[{pipeline_id}] {message}")
+
+    def waiting(self, pipeline_id: str, what: str, elapsed: float, timeout: float | None,
+                status: str | None) -> None:
+        if self.quiet or elapsed < 1.0:
+            return
+        limit = f"/{timeout:.0f}s" if timeout else ""
+        text = f"[{pipeline_id}] {what}: {elapsed:.0f}s{limit}, status {status or '?'}"
+        if self.tty:
+            if self._status is None:
+                self._status = self.console.status(text)
+                self._status.start()
+            else:
+                self._status.update(text)
+            return
+        last = self._last_line.get(pipeline_id + what)
+        now = time.monotonic()
+        if last is None or now - last[0] >= WAIT_LINE_EVERY_S or last[1] != status:
+            self._last_line[pipeline_id + what] = (now, status)
+            self.console.print(text)
+
+    def _clear_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def close(self) -> None:
+        self._clear_status()
+
+
+def load_plan_file(path: Path) -> Plan:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the plan {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path} is not a plan file (invalid JSON: {exc}); "
+                                   "make one with `gftune plan --out plan.json`") from None
+    if not isinstance(data, dict) or "pipelines" not in data:
+        raise click.ClickException(f"{path} is not a plan file; make one with `gftune plan --out plan.json`")
+    try:
+        return Plan.from_dict(data)
+    except PlanFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise click.ClickException(f"{path}: malformed plan ({type(exc).__name__}: {exc})") from None
+
+
+def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return to_seconds(value.strip(), allow_days=True)
+    except DurationError:
+        raise click.BadParameter(f"{value!r} is not a duration such as 30m, 1h or 2h30m", ctx=ctx,
+                                 param=param) from None
+
+
+def publish(doc: Mapping[str, Any], *, config: Config, github_pr: int | None, environ: Mapping[str, str],
+            say: Any = None) -> list[str]:
+    """Post the Markdown report to the PR comment and the step summary; returns what was done."""
+    done: list[str] = []
+    renderings = report.markdown_renderings(doc)
+    summary_path = environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        level = github.append_step_summary(summary_path, renderings)
+        done.append("job summary: " + ("written" if level is not None else "skipped (over 1 MiB)"))
+    pr = github.pull_request_from_env(environ, number=github_pr, repository=config.github_repository,
+                                      api_url=environ.get("GITHUB_API_URL") or config.github_api)
+    if pr is None:
+        if github_pr is not None:
+            done.append("PR comment: skipped: set GITHUB_REPOSITORY (or github.repository in gftune.yaml)")
+        return done
+    token = github.token_from_env(environ)
+    if not token:
+        done.append(f"PR comment on {pr}: skipped: GITHUB_TOKEN is not set")
+        return done
+    try:
+        with github.GitHubClient(pr.api_url, token) as client:
+            result = github.upsert_comment(client, pr, github.report_marker(report.pipeline_ids(doc)), renderings)
+    except github.GitHubError as exc:
+        done.append(f"PR comment on {pr}: failed: {exc}")
+        return done
+    cut = " (shortened to fit GitHub's limit)" if result.cut_level else ""
+    done.append(f"PR comment on {pr}: {result.action}{cut} {result.url}".rstrip())
+    return done
+
+
+def _print_report(doc: Mapping[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        echo(report.render_json(doc))
+    elif fmt == "markdown":
+        echo(report.render_markdown(doc), nl=False)
+    else:
+        echo(report.render_text(doc), nl=False)
+
+
+@click.command(name="apply")
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@server_options
+@format_option("text", "json", "markdown")
+@click.option("--auto-approve", is_flag=True, help="Plan now and apply that plan without a saved plan file.")
+@click.option("--resume", "resume_id", metavar="RUN_ID",
+              help="Continue an interrupted run from its journal (.gftune/runs/RUN_ID.json).")
+@click.option("--max-plan-age", callback=_max_age, metavar="DURATION",
+              help="Refuse a saved plan older than this (default: apply.max_plan_age, 1h).")
+@click.option("--target", "targets", multiple=True, metavar="ID", help="With --auto-approve: only this pipeline.")
+@click.option("--github-pr", type=int, metavar="N",
+              help="Post the report as a comment on pull request N (default: the PR of a GitHub Actions run).")
+@click.option("--no-github", is_flag=True, help="Do not post to GitHub even inside GitHub Actions.")
+def command(plan_file: Path | None, opts: ServerOptions, fmt: str, auto_approve: bool, resume_id: str | None,
+            max_plan_age: float | None, targets: tuple[str, ...], github_pr: int | None, no_github: bool) -> None:
+    """Apply a saved plan (`gftune apply plan.json`) or plan and apply (`--auto-approve`).
+
+    Each pipeline is locked, stopped, updated, brought back to Running, observed for the verify
+    window and judged with the metrics that motivated the change. A regression is reverted.
+
+    Exit 0 applied and verified, 4 reverted, 5 inconclusive (kept), 3 blocked entries skipped, 1 error."""
+    modes = sum(bool(x) for x in (plan_file, auto_approve, resume_id))
+    if modes != 1:
+        raise click.UsageError("give exactly one of: a plan file (`gftune apply plan.json`), --auto-approve, "
+                               "or --resume RUN_ID")
+    environ = dict(os.environ)
+    code, doc = run_apply(opts, plan_file=plan_file, auto_approve=auto_approve, resume_id=resume_id,
+                          max_plan_age=max_plan_age, targets=targets, fmt=fmt, environ=environ)
+    if doc is not None and not no_github:
+        config = opts.load_config(fmt=fmt)
+        for line in publish(doc, config=config, github_pr=github_pr, environ=environ):
+            echo(line, err=True)
+    finish(code)
+
+
+def run_apply(opts: ServerOptions, *, plan_file: Path | None, auto_approve: bool, resume_id: str | None,
+              max_plan_age: float | None, targets: tuple[str, ...], fmt: str, environ: Mapping[str, str],
+              reporter: Any = None) -> tuple[int, dict[str, Any] | None]:
+    """The whole command without click: returns the exit code and the report document."""
+    env = dict(environ)
+    if auto_approve:
+        state = opts.load_state(fmt=fmt)
+        config, repo = state.config, state.root
+    else:
+        config = opts.load_config(fmt=fmt)
+        repo, state = opts.repo, None
+    if max_plan_age is not None:
+        config.max_plan_age = max_plan_age
+    own_reporter = reporter is None
+    reporter = reporter or ConsoleReporter(quiet=fmt == "json" and not sys.stderr.isatty())
+    try:
+        result = asyncio.run(_run(config, repo, state, plan_file=plan_file, resume_id=resume_id, targets=targets,
+                                  env=env, reporter=reporter, owner=lock.default_owner(env)))
+    except (JournalError, MetricsError) as exc:
+        echo(f"error: {exc}", err=True)
+        return exitcodes.ERROR, None
+    finally:
+        if own_reporter:
+            reporter.close()
+    for message in result.messages:
+        echo(message, err=True)
+    if result.journal is None:
+        return result.exit_code, None
+    doc = report.build(result.journal, exit_code=result.exit_code, messages=result.messages)
+    _print_report(doc, fmt)
+    if fmt == "text":
+        echo(f"Journal: {JournalStore(repo).path(result.journal.run_id)}", err=True)
+    return result.exit_code, doc
+
+
+async def _run(config: Config, repo: Path, state: Any, *, plan_file: Path | None, resume_id: str | None,
+               targets: tuple[str, ...], env: dict[str, str], reporter: Any, owner: str) -> applymod.ApplyResult:
+    source = open_source(config)
+    try:
+        async with GlassFlowClient.from_config(config) as client:
+            ctx = applymod.ApplyContext(client=client, config=config, store=JournalStore(repo), metrics=source,
+                                        owner=owner, env=env, base_dir=Path(repo), reporter=reporter)
+            if resume_id:
+                return await applymod.resume_run(resume_id, ctx)
+            if state is not None:
+                from gftune.commands.plan import produce_plan
+
+                planned = await produce_plan(state, targets=targets, env=env, progress=False)
+                plan, path, check_age = planned.plan, None, False
+            else:
+                assert plan_file is not None
+                plan, path, check_age = load_plan_file(plan_file), str(plan_file), True
+                if plan.api_url and plan.api_url.rstrip("/") != config.api_url.rstrip("/"):
+                    return applymod.ApplyResult(None, exitcodes.ERROR, [
+                        f"the plan was made against {plan.api_url}, but the API is {config.api_url}: refused"])
+            return await applymod.apply_plan(plan, ctx, plan_path=path, current_commit=current_commit(repo),
+                                             check_age=check_age)
+    finally:
+        if source is not None:
+            source.close()

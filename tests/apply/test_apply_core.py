@@ -1,0 +1,142 @@
+"""The pure core of apply: step layout, decisions from observations, matching, staleness, exit codes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gftune import apply as ap
+from gftune import exitcodes
+from gftune import plan as planmod
+from gftune.config import Config
+from gftune.evidence import Expectation, FieldChange, Proposal, VerifySpec
+
+OBS_RUNNING = ap.Observation(True, "Running")
+
+
+def _entry(lifecycle, action="update", changes=()):
+    return {"pipeline_id": "p1", "action": action, "lifecycle": lifecycle, "changes": list(changes), "payload": {}}
+
+
+RUNNING_EDIT = [{"action": "stop"}, {"action": "wait_status", "status": "Stopped", "timeout_s": 10},
+                {"action": "edit"}, {"action": "wait_status", "status": "Running", "timeout_s": 10}]
+
+
+def test_update_steps_wrap_the_plan_lifecycle():
+    steps = ap.build_steps(_entry(RUNNING_EDIT), ap.VerifyPlan(60, 300, 0.1, ()))
+    assert [s.name for s in steps] == [
+        "apply.lock", "apply.capture", "apply.stop", "apply.wait_status(Stopped)", "apply.edit",
+        "apply.wait_status(Running)", "verify.settle", "verify.observe", "verify.judge",
+        "finish.provenance", "finish.unlock"]
+    assert steps[3].params == {"status": "Stopped", "timeout_s": 10}
+    assert steps[7].params == {"seconds": 300}
+
+
+def test_no_verification_for_non_disruptive_or_deliberately_stopped_pipelines():
+    meta = ap.build_steps(_entry([{"action": "patch_metadata"}]), ap.VerifyPlan(1, 1, 0.1, ()))
+    assert [s.action for s in meta] == ["lock", "capture", "patch_metadata", "provenance", "unlock"]
+    restop = [{"action": "edit"}, {"action": "wait_status", "status": "Running"}, {"action": "stop"},
+              {"action": "wait_status", "status": "Stopped"}]
+    assert "judge" not in [s.action for s in ap.build_steps(_entry(restop), ap.VerifyPlan(1, 1, 0.1, ()))]
+
+
+def test_create_and_delete_steps():
+    create = ap.build_steps(_entry([{"action": "create"}, {"action": "wait_status", "status": "Running"}], "create"),
+                            ap.VerifyPlan(1, 1, 0.1, ()))
+    assert [s.action for s in create] == ["create", "wait_status", "settle", "observe", "judge", "provenance"]
+    delete = ap.build_steps(_entry([{"action": "delete"}, {"action": "wait_gone"}], "delete"),
+                            ap.VerifyPlan(1, 1, 0.1, ()))
+    assert [s.action for s in delete] == ["lock", "capture", "delete", "wait_gone"]
+
+
+def test_verify_plan_takes_predictions_and_the_strictest_policy_settings():
+    exp = Expectation("sink_rate", ">=", 9000)
+    proposal = Proposal("p1", "sink-bound", (FieldChange("resources.sink.replicas", 1, 2),), (),
+                        predictions=(exp,), verify=VerifySpec((Expectation("ingestor_backpressure", "<=", 0),),
+                                                              settle_s=120, window_s=60, tolerance=0.05))
+    entry = _entry(RUNNING_EDIT, changes=[{"path": "resources.sink.replicas", "proposal": proposal.to_dict()},
+                                          {"path": "sink.max_batch_size", "proposal": proposal.to_dict()},
+                                          {"path": "name", "proposal": None}])
+    config = Config(verify_settle=60, verify_window=300, verify_tolerance=0.1)
+    vp = ap.verify_plan(entry, config)
+    assert (vp.settle_s, vp.window_s, vp.tolerance) == (120, 300, 0.05)
+    assert [e.signal for e in vp.expectations] == ["sink_rate", "ingestor_backpressure"]
+    assert ap.VerifyPlan.from_params(vp.to_params()) == vp
+
+
+@pytest.mark.parametrize(("action", "params", "obs", "kind", "call"), [
+    ("stop", {}, OBS_RUNNING, ap.SEND, "stop"),
+    ("stop", {}, ap.Observation(True, "Stopping"), ap.DONE_, None),
+    ("stop", {}, ap.Observation(True, "Failed"), ap.DONE_, None),
+    ("stop", {}, ap.Observation(True, "Resuming"), ap.WAIT, None),
+    ("stop", {}, ap.Observation(False, None), ap.FAIL, None),
+    ("wait_status", {"status": "Stopped"}, ap.Observation(True, "Stopping"), ap.WAIT, None),
+    ("wait_status", {"status": "Stopped"}, ap.Observation(True, "Stopped"), ap.DONE_, None),
+    ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed"), ap.FAIL, None),
+    ("wait_status", {"status": "Running"}, ap.Observation(True, "Stopped", stopped_for_s=1), ap.WAIT, None),
+    ("wait_status", {"status": "Running"}, ap.Observation(True, "Stopped", stopped_for_s=31), ap.SEND, "resume"),
+    ("wait_status", {"status": "Running"}, ap.Observation(True, "Resuming", waited_s=99), ap.FAIL, None),
+    ("edit", {}, ap.Observation(True, "Stopped", matches=False), ap.SEND, "edit"),
+    ("edit", {}, ap.Observation(True, "Running", matches=True), ap.DONE_, None),  # already applied: not resent
+    ("edit", {}, ap.Observation(True, "Running", matches=False), ap.FAIL, None),
+    ("edit", {}, ap.Observation(True, "Stopping", matches=False), ap.WAIT, None),
+    ("put_resources", {}, ap.Observation(True, "Failed", matches=False), ap.SEND, "put_resources"),
+    ("create", {}, ap.Observation(False, None), ap.SEND, "create"),
+    ("create", {}, ap.Observation(True, "Running", matches=True), ap.DONE_, None),
+    ("create", {}, ap.Observation(True, "Running", matches=False), ap.FAIL, None),
+    ("delete", {}, ap.Observation(False, None), ap.DONE_, None),
+    ("delete", {}, ap.Observation(True, "Stopped"), ap.SEND, "delete"),
+    ("wait_gone", {}, ap.Observation(True, "Stopped", waited_s=3), ap.WAIT, None),
+    ("resume", {}, ap.Observation(True, "Failed"), ap.SEND, "resume"),
+    ("resume", {}, OBS_RUNNING, ap.DONE_, None),
+])
+def test_decide(action, params, obs, kind, call):
+    d = ap.decide(action, params, obs, timeout_s=10, resume_grace_s=30)
+    assert d.kind == kind, d
+    if call:
+        assert d.call == call
+
+
+def test_transient_errors():
+    from gftune.client import ApiError
+
+    assert ap.is_transient(ApiError(0, "transport_error", "x"))
+    assert ap.is_transient(ApiError(503, "", "x"))
+    assert ap.is_transient(ApiError(409, "PIPELINE_NOT_STOPPED_FOR_EDIT", "x"))
+    assert ap.is_transient(ApiError(400, "PIPELINE_IN_TRANSITION", "x"))
+    assert not ap.is_transient(ApiError(422, "unprocessable_entity", "x"))
+    assert not ap.is_transient(ApiError(400, "bad_request", "x"))
+
+
+def test_resources_match_normalises_units():
+    live = {"sink": {"replicas": 2, "limits": {"memory": "1.5Gi", "cpu": "1500m"}}, "nats": {"stream": {"maxMsgs": 8}}}
+    assert ap.resources_match({"sink": {"limits": {"memory": "1536Mi", "cpu": "1.5"}}}, live)
+    assert not ap.resources_match({"sink": {"replicas": 3}}, live)
+    assert ap.resources_match({}, live)
+
+
+def test_updates_keep_the_live_gftune_tags_and_provenance_replaces_the_commit():
+    doc = {"metadata": {"tags": ["team:a", "gftune:managed"]}}
+    live = {"metadata": {"tags": ["gftune:lock=me|r1|9", "gftune:commit=old", "stray"]}}
+    assert ap.with_live_gftune_tags(doc, live)["metadata"]["tags"] == [
+        "team:a", "gftune:lock=me|r1|9", "gftune:commit=old", "gftune:managed"]
+    assert ap.provenance_tags(["x", "gftune:commit=old", "gftune:lock=me|r1|9"], "abc") == [
+        "x", "gftune:lock=me|r1|9", "gftune:managed", "gftune:commit=abc"]
+
+
+def test_plan_staleness_by_age_and_commit():
+    plan = planmod.Plan(pipelines=[], created_at="2025-01-01T00:00:00+00:00", git={"commit": "a" * 40})
+    now = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=30)
+    assert ap.plan_stale_reasons(plan, now=now, max_age_s=3600, current_commit="a" * 40) == []
+    reasons = ap.plan_stale_reasons(plan, now=now + timedelta(hours=1), max_age_s=3600, current_commit="b" * 40)
+    assert "older than --max-plan-age" in reasons[0] and "the repository is now at bbbbbbbbbbbb" in reasons[1]
+
+
+def test_exit_code_worst_outcome_wins():
+    assert ap.exit_code([]) == exitcodes.OK
+    assert ap.exit_code(["verified", "applied"]) == exitcodes.OK
+    assert ap.exit_code(["verified", "blocked"]) == exitcodes.BLOCKED
+    assert ap.exit_code(["blocked", "inconclusive"]) == exitcodes.INCONCLUSIVE
+    assert ap.exit_code(["inconclusive", "reverted"]) == exitcodes.VERIFY_FAILED
+    assert ap.exit_code(["reverted", "restored"]) == exitcodes.ERROR

@@ -1,0 +1,142 @@
+"""`gftune apply` end to end against the simulator (direct scrape of its /metrics), through the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.apply import helpers as h
+
+PID = "orders-healthy"
+
+
+@pytest.fixture
+def setup(sim_factory, tmp_path):
+    sim = sim_factory("healthy", time_scale=20)
+    config = h.config_yaml(sim.api_url, scrape=sim.metrics_url, settle="20s", window="60s")
+    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, config)
+    return sim, repo
+
+
+def _apply(repo, *args):
+    proc = h.gftune("apply", "--repo", str(repo), "--format", "json", *args)
+    doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
+    return proc, doc
+
+
+def _edits(sim):
+    return round(h.request_count(sim.metrics_url, "POST", "/edit") * sim.time_scale)
+
+
+def test_config_change_is_applied_verified_and_recorded(setup):
+    sim, repo = setup
+    h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
+    proc, doc = _apply(repo, "--auto-approve")
+    assert proc.returncode == 0, proc.stderr
+    p = doc["pipelines"][0]
+    assert p["outcome"] == "verified" and p["verdict"]["label"] == "healthy, not worse"
+    assert p["changes"] == [{"path": "resources.sink.replicas", "old": 2, "new": 3, "source": "git",
+                             "sensitive": False}]
+    steps = [s["step"] for s in p["timeline"]]
+    assert steps[:6] == ["apply.lock", "apply.capture", "apply.stop", "apply.wait_status(Stopped)",
+                         "apply.put_resources", "apply.wait_status(Running)"]
+    assert all(s["state"] == "done" for s in p["timeline"])
+    assert h.status(sim.api_url, PID) == "Running"
+    assert h.live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
+    head = h.git(repo, "rev-parse", "HEAD").strip()
+    assert h.live(sim.api_url, PID)["metadata"]["tags"] == ["gftune:managed", f"gftune:commit={head}"]
+    journal = json.loads((repo / ".gftune" / "runs" / f"{doc['run_id']}.json").read_text())
+    assert journal["state"] == "finished" and journal["exit_code"] == 0
+    assert h.SIM_PASSWORD not in json.dumps(journal) and h.SIM_PASSWORD not in proc.stdout + proc.stderr
+    again = h.gftune("plan", "--repo", str(repo))
+    assert again.returncode == 0, again.stdout + again.stderr  # no phantom drift after apply
+
+
+def test_regression_is_reverted_and_the_old_config_runs(setup):
+    sim, repo = setup
+    h.change_pipeline(repo, PID, {"sink.max_batch_size": 100}, "tiny batches")
+    proc, doc = _apply(repo, "--auto-approve")
+    assert proc.returncode == 4, proc.stderr
+    p = doc["pipelines"][0]
+    assert p["outcome"] == "reverted" and p["verdict"]["outcome"] == "fail"
+    assert any("sink_rate got worse" in r for r in p["verdict"]["reasons"])
+    assert p["revert_verdict"]["outcome"] == "pass"
+    assert h.status(sim.api_url, PID) == "Running"
+    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert _edits(sim) == 2  # the change, then the revert
+    assert not any(t.startswith("gftune:commit=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
+
+
+def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
+    sim, repo = setup
+    h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
+    plan_file = tmp_path / "plan.json"
+    planned = h.gftune("plan", "--repo", str(repo), "--out", str(plan_file))
+    assert planned.returncode == 2, planned.stderr
+    # someone edits the pipeline by hand after the plan was made
+    api = f"{sim.api_url}/api/v1/pipeline/{PID}"
+    httpx.post(f"{api}/stop").raise_for_status()
+    h.wait_status(sim.api_url, PID, "Stopped")
+    doc = h.live(sim.api_url, PID)
+    doc["sink"]["max_delay_time"] = "3s"
+    httpx.post(f"{api}/edit", json=doc).raise_for_status()
+    h.wait_status(sim.api_url, PID, "Running")
+    edits = _edits(sim)
+    proc, report = _apply(repo, str(plan_file))
+    assert proc.returncode == 1
+    assert report is None
+    assert "stale plan refused" in proc.stderr and "live configuration changed" in proc.stderr
+    assert _edits(sim) == edits
+    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert h.status(sim.api_url, PID) == "Running"
+    # a plan made at another commit is refused too
+    fresh = tmp_path / "fresh.json"
+    assert h.gftune("plan", "--repo", str(repo), "--out", str(fresh)).returncode == 2
+    h.commit(repo, "unrelated commit")
+    proc, _ = _apply(repo, str(fresh))
+    assert proc.returncode == 1 and "the plan was made at commit" in proc.stderr
+
+
+def test_two_concurrent_applies_one_proceeds_one_fails_closed(setup):
+    sim, repo = setup
+    h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
+    results = {}
+
+    def run(name):
+        env = {**h.test_env(), "GITHUB_ACTOR": name, "GITHUB_RUN_ID": "7"}
+        results[name] = h.gftune("apply", "--repo", str(repo), "--auto-approve", env=env)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(p.returncode for p in results.values())
+    assert codes == [0, 1], {n: (p.returncode, p.stderr[-800:]) for n, p in results.items()}
+    loser = next(n for n, p in results.items() if p.returncode == 1)
+    winner = "bob" if loser == "alice" else "alice"
+    assert f"locked by {winner}@7" in results[loser].stdout + results[loser].stderr
+    assert h.status(sim.api_url, PID) == "Running"
+    assert not any(t.startswith("gftune:lock=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
+
+
+def test_unlock_refuses_a_foreign_lock_without_force(setup):
+    sim, repo = setup
+    foreign = f"gftune:lock=carol@ci|run-9|{int(time.time()) + 600}"
+    httpx.patch(f"{sim.api_url}/api/v1/pipeline/{PID}/metadata",
+                json={"metadata": {"tags": ["team:x", foreign]}}).raise_for_status()
+    h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
+    proc, doc = _apply(repo, "--auto-approve")
+    assert proc.returncode == 1
+    assert doc["pipelines"][0]["outcome"] == "refused" and "carol@ci" in doc["pipelines"][0]["error"]
+    assert _edits(sim) == 0 and h.status(sim.api_url, PID) == "Running"
+    refused = h.gftune("unlock", PID, "--repo", str(repo))
+    assert refused.returncode == 1 and "carol@ci" in refused.stderr and "--force" in refused.stderr
+    forced = h.gftune("unlock", PID, "--repo", str(repo), "--force")
+    assert forced.returncode == 0 and "removed the lock of carol@ci" in forced.stdout
+    assert h.live(sim.api_url, PID)["metadata"]["tags"] == ["team:x"]
+    assert h.gftune("unlock", PID, "--repo", str(repo)).stdout.strip() == f"{PID}: not locked"
