@@ -1,11 +1,9 @@
 """The model rules run on documents that failed the JSON Schema too (`gftune validate` reports both),
 so no wrong type anywhere may make them raise."""
 
-import copy
-import os
 import json
+import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,35 +11,10 @@ from hypothesis import strategies as st
 
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
+from tests.validate.fuzzing import json_values, replaced, value_paths
 
 DEMOS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "glassflow-demos").glob("*.json"))
 DOCS = [json.loads(p.read_text()) for p in DEMOS]
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=10,
-)
-
-
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    found = [prefix]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
-def _replace(doc: dict, path: tuple, value: Any) -> dict:
-    doc = copy.deepcopy(doc)
-    node = doc
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return doc
 
 
 @pytest.mark.parametrize(
@@ -61,8 +34,8 @@ def test_wrong_types_in_the_join_demo_do_not_raise(key, value):
 @given(st.data())
 def test_any_value_anywhere_in_a_demo_document(data):
     doc = data.draw(st.sampled_from(DOCS))
-    path = data.draw(st.sampled_from(_paths(doc)[1:]))
-    mutated = _replace(doc, path, data.draw(json_values))
+    path = data.draw(st.sampled_from(value_paths(doc)[1:]))
+    mutated = replaced(doc, path, data.draw(json_values))
     violations = rules.validate_document(mutated)
     assert all(isinstance(v, rules.Violation) for v in violations)
     res.validate_internal(res.v3_to_internal(mutated))

@@ -1,7 +1,6 @@
 """Property-based: whatever is in a pipeline file, `gftune validate` never raises and never
 succeeds silently on garbage: it exits 1 with located problems (or 0 if the input is valid)."""
 
-import copy
 import json
 import os
 import tempfile
@@ -16,18 +15,13 @@ from hypothesis import strategies as st
 
 from gftune.cli import cli
 from gftune.yamlio import YamlError, load_yaml_text
+from tests.validate.fuzzing import json_values, replaced, value_paths
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.yaml"))
 # GFTUNE_FUZZ_EXAMPLES=2000 for a longer local run; CI keeps the suite fast.
 FUZZ_EXAMPLES = int(os.environ.get("GFTUNE_FUZZ_EXAMPLES", "120"))
 SETTINGS = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=20,
-)
 yamlish_text = st.text(alphabet=" \t\n:-[]{}#&*!|>'\"%@`,?~<abcxyz019.\\", max_size=80)
 
 
@@ -68,17 +62,6 @@ def test_arbitrary_json_like_documents(value):
     assert_located_failure_or_valid(code, report)
 
 
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    found = [prefix]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
 def _base(path: Path) -> dict[str, Any]:
     doc, _ = load_yaml_text(path.read_text())
     doc["metadata"]["name"] = doc["spec"]["pipeline_id"] = "fuzzed"
@@ -91,13 +74,8 @@ BASES = [_base(path) for path in EXAMPLES]
 @SETTINGS
 @given(st.data())
 def test_a_valid_pipeline_with_one_value_replaced(data):
-    doc = copy.deepcopy(data.draw(st.sampled_from(BASES)))
-    path = data.draw(st.sampled_from(_paths(doc)[1:]))
-    value = data.draw(json_values)
-    node = doc
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
+    base = data.draw(st.sampled_from(BASES))
+    doc = replaced(base, data.draw(st.sampled_from(value_paths(base)[1:])), data.draw(json_values))
     code, report = validate_file(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     assert_located_failure_or_valid(code, report)
 
