@@ -83,16 +83,20 @@ class ServerOptions:
         return {"api_url": self.api, "prometheus_url": self.prometheus, "scrape_url": self.scrape,
                 "metric_namespace": self.metric_namespace}
 
-    def load_state(self, *, validate: bool = True, fmt: str = "text", exit_on_errors: bool = True) -> DesiredState:
-        """The desired state with overrides applied; exits 1 (printing the problems) if it has errors."""
-        state = load_repo(self.repo, overrides=self.overrides(), validate=validate)
+    def load_state(self, *, validate: bool = True, fmt: str = "text", exit_on_errors: bool = True,
+                   extra: dict[str, Any] | None = None) -> DesiredState:
+        """The desired state with overrides applied; exits 1 (printing the problems) if it has errors.
+
+        ``extra`` adds command-specific config overrides, e.g. ``{"time_scale": 60}`` from a flag.
+        """
+        state = load_repo(self.repo, overrides={**self.overrides(), **(extra or {})}, validate=validate)
         if exit_on_errors and not state.valid:
             fail(state.problems, fmt=fmt)
         return state
 
-    def load_config(self, *, fmt: str = "text") -> Config:
+    def load_config(self, *, fmt: str = "text", extra: dict[str, Any] | None = None) -> Config:
         """Only the configuration (for commands that do not need pipelines); exits 1 on errors."""
-        config, problems = load_config(self.repo, overrides=self.overrides())
+        config, problems = load_config(self.repo, overrides={**self.overrides(), **(extra or {})})
         if any(p.is_error for p in problems):
             fail(problems, fmt=fmt)
         return config
