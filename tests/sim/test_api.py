@@ -373,7 +373,7 @@ def test_dlq_routes(sim_factory):
     for bad in ("0", "1001", "x"):
         assert api.get(f"/api/v1/pipeline/{pid}/dlq/consume", params={"batch_size": bad}).status_code == 422
     assert api.post(f"/api/v1/pipeline/{pid}/dlq/purge").json() == {}
-    assert api.get(f"/api/v1/pipeline/nope-nope/dlq/state").json()["message"] == (
+    assert api.get("/api/v1/pipeline/nope-nope/dlq/state").json()["message"] == (
         'dlq for pipeline_id "nope-nope" does not exist')
 
 
