@@ -7,10 +7,12 @@ simulator's or the GitHub client's imports.
 from __future__ import annotations
 
 import importlib
+import sys
+from typing import Any
 
 import click
 
-from gftune import __version__
+from gftune import __version__, exitcodes
 
 # verb -> module in gftune.commands that defines ``command`` (a click.Command)
 COMMANDS: dict[str, str] = {
@@ -56,6 +58,21 @@ class LazyGroup(click.Group):
             return _not_built(cmd_name)
         return module.command
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors exit 1, not click's default 2: in gftune's contract 2 means "changes
+        found", and CI must never read a mistyped flag as a plan with changes."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(exitcodes.ERROR)
+        except click.exceptions.ClickException as exc:
+            exc.show()
+            sys.exit(exitcodes.ERROR)
+        sys.exit(result if isinstance(result, int) else exitcodes.OK)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, HELP.get(name, "")) for name in COMMANDS])
@@ -76,5 +93,5 @@ def cli() -> None:
     """gftune: GitOps reconciler and policy-as-code tuning for GlassFlow pipelines."""
 
 
-def main() -> None:
-    cli(prog_name="gftune")
+def main(args: list[str] | None = None) -> None:
+    cli.main(args=args, prog_name="gftune")
