@@ -109,7 +109,13 @@ def from_number(kind: str, number: float, *, rounding: str = "nearest") -> Any:
             return f"{mib // 1024}Gi" if mib % 1024 == 0 and mib else f"{max(mib, 1)}Mi"
         return format_memory(number)
     if kind == DURATION:
-        return format_duration(round(number * 1000) * 1_000_000).replace("m0s", "m").replace("h0m", "h")
+        # Readable in git: whole minutes from 10 minutes up, whole seconds from 10 seconds up.
+        unit = 60.0 if number >= 600 else 1.0 if number >= 10 else 0.001
+        steps = number / unit
+        steps = math.ceil(steps - 1e-9) if rounding == "up" else math.floor(steps + 1e-9) \
+            if rounding == "down" else round(steps)
+        millis = round(steps * unit * 1000)
+        return format_duration(millis * 1_000_000).replace("m0s", "m").replace("h0m", "h")
     return round(number, 6)
 
 

@@ -69,6 +69,7 @@ class Condition:
     value: Any = 0
     signal: str | None = None
     promql: str | None = None
+    field: str | None = None  # a value of the pipeline document, e.g. resources.sources[*].limits.cpu
     for_s: float = 0.0
     for_text: str = ""
     any_of: tuple[Condition, ...] = ()
@@ -78,6 +79,8 @@ class Condition:
     def label(self) -> str:
         if self.any_of:
             return "any(" + ", ".join(c.label for c in self.any_of) + ")"
+        if self.field:
+            return f"field:{self.field}"
         return self.signal or "promql"
 
 
@@ -117,6 +120,7 @@ class Policy:
     cooldown_s: float = DEFAULT_COOLDOWN_S
     escalate_reason: str | None = None
     escalate_next_step: str | None = None
+    extra_evidence: tuple[str, ...] = ()  # signals read and attached to the evidence when the policy matches
     tests: tuple[Mapping[str, Any], ...] = ()
     file: str = ""
 
@@ -162,9 +166,16 @@ def _condition(raw: Any, where: tuple[str | int, ...]) -> Condition:
         if not isinstance(options, list) or not options:
             raise PolicyError("any: needs a list of conditions", (*where, "any"))
         return Condition(any_of=tuple(_condition(c, (*where, "any", i)) for i, c in enumerate(options)), where=where)
-    signal, promql = item.get("signal"), item.get("promql")
-    if (signal is None) == (promql is None):
-        raise PolicyError("a condition needs exactly one of signal: or promql:", where)
+    signal, promql, field_path = item.get("signal"), item.get("promql"), item.get("field")
+    if sum(x is not None for x in (signal, promql, field_path)) != 1:
+        raise PolicyError("a condition needs exactly one of signal:, promql: or field:", where)
+    if field_path is not None:
+        if not isinstance(field_path, str):
+            raise PolicyError("field: must be a field path such as resources.sink.replicas", (*where, "field"))
+        try:
+            paths.parse(field_path.replace("*", "x"))
+        except paths.PathError as exc:
+            raise PolicyError(str(exc), (*where, "field")) from None
     if signal is not None and signal not in SIGNALS:
         close = [s for s in SIGNALS if s.split("_")[0] == str(signal).split("_")[0]][:5]
         hint = f"; similar: {', '.join(close)}" if close else "; see docs/signals.md"
@@ -179,7 +190,7 @@ def _condition(raw: Any, where: tuple[str | int, ...]) -> Condition:
     check_reference(value, (*where, "value"))
     for_raw = item.get("for")
     for_s = parse_seconds(for_raw, (*where, "for")) if for_raw is not None else 0.0
-    return Condition(op=op, value=value, signal=signal, promql=promql, for_s=for_s,
+    return Condition(op=op, value=value, signal=signal, promql=promql, field=field_path, for_s=for_s,
                      for_text=str(for_raw) if for_raw is not None else "", where=where)
 
 
@@ -190,7 +201,7 @@ def _action(raw: Any, where: tuple[str | int, ...]) -> Action:
         raise PolicyError(f"an action needs exactly one of {', '.join(ACTIONS)}", where)
     kind = kinds[0]
     known = {kind, "value", "by", "min", "max", "max_step", "target_utilization", "catch_up", "restart",
-             "max_scale_down", "band", "cpu"}
+             "max_scale_down", "band", "cpu", "batch", "insert_budget"}
     extra = sorted(set(item) - known)
     if extra:
         raise PolicyError(f"unknown key(s) {', '.join(extra)} in a {kind} action", where)
@@ -219,8 +230,17 @@ def _action(raw: Any, where: tuple[str | int, ...]) -> Action:
                     and 0 <= band[0] < band[1]):
                 raise PolicyError("band must be [low, high] utilisations, low < high", (*where, "band"))
             options["band"] = (float(band[0]), float(band[1]))
-        if "cpu" in item:
-            options["cpu"] = bool(item["cpu"])
+        for key in ("cpu", "batch"):
+            if key in item:
+                if not isinstance(item[key], bool):
+                    raise PolicyError(f"{key} must be true or false", (*where, key))
+                options[key] = item[key]
+        if "insert_budget" in item:
+            budget = item["insert_budget"]
+            if not isinstance(budget, int | float) or isinstance(budget, bool) or budget <= 0:
+                raise PolicyError("insert_budget must be a positive number of inserts per second",
+                                  (*where, "insert_budget"))
+            options["insert_budget"] = float(budget)
         return Action("scale_to_fit", stages=tuple(stages), min=item.get("min"), max=item.get("max"),
                       max_step=item.get("max_step"), options=options, where=where)
     path = item[kind]
@@ -293,6 +313,12 @@ def parse_policy(doc: Any, *, file: str = "") -> Policy:
     tests = doc.get("tests") or ()
     if not isinstance(tests, list):
         raise PolicyError("tests must be a list", ("tests",))
+    extra = spec.get("evidence") or []
+    if not isinstance(extra, list):
+        raise PolicyError("spec.evidence must be a list of signal names", ("spec", "evidence"))
+    for i, extra_name in enumerate(extra):
+        if extra_name not in SIGNALS:
+            raise PolicyError(f"unknown signal {extra_name!r} in spec.evidence", ("spec", "evidence", i))
     return Policy(
         name=name, description=str(metadata.get("description") or spec.get("description") or ""),
         match_labels={str(k): str(v) for k, v in labels.items()},
@@ -304,7 +330,7 @@ def parse_policy(doc: Any, *, file: str = "") -> Policy:
         cooldown_s=parse_seconds(spec["cooldown"], ("spec", "cooldown")) if "cooldown" in spec else DEFAULT_COOLDOWN_S,
         escalate_reason=str(escalate["reason"]) if escalate else None,
         escalate_next_step=str(escalate["next_step"]) if escalate else None,
-        tests=tuple(tests), file=file)
+        extra_evidence=tuple(extra), tests=tuple(tests), file=file)
 
 
 def validate_policy(policy_file: Any) -> list[Problem]:
@@ -532,6 +558,8 @@ class Evaluation:
     escalation: Escalation | None = None
     notes: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # signals that could not be read
+    blocked_by_guards: bool = False  # the escalation comes from guards, not from an escalate: policy
+    incomplete: bool = False  # a condition could not be evaluated (unknown data): never proposes
 
 
 def format_seconds(seconds: float) -> str:
@@ -622,20 +650,20 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
         if any(met for met, _ in results):
             return True, evidence
         return (None if any(met is None for met, _ in results) else False), evidence
+    if condition.field is not None:
+        return _evaluate_field(condition, policy, view, resolver, evaluation)
     threshold, threshold_text = resolver.number(condition.value)
     name = condition.signal or "promql"
     reading = view.promql(condition.promql) if condition.promql is not None else view.reading(name)
     window = format_seconds(settings.window_s)
     for_text = f" for {format_seconds(condition.for_s)}" if condition.for_s else ""
     if threshold is None:
-        evaluation.unknown.append(f"threshold {condition.value!r} of {name}")
-        evaluation.notes.append(f"{policy.name}: threshold {condition.value!r} unknown ({threshold_text}): "
-                                "condition not evaluated")
+        evaluation.unknown.append(f"threshold {condition.value!r} of {name} ({threshold_text})")
         return None, []
     measured, query, detail, met = reading.value, reading.query, reading.detail, None
     if reading.known:
         met = OPS[condition.op](reading.value, threshold)
-    if condition.for_s > 0 and (met or reading.known):
+    if condition.for_s > 0 and met:
         held = view.held(condition, threshold)
         met = held.met
         measured = held.value if held.value is not None else measured
@@ -648,14 +676,30 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
                         threshold=f"{condition.op} {threshold_text}{for_text}", unit=reading.unit,
                         at=view.at.isoformat())
     if not reading.known:
-        evaluation.unknown.append(name)
-        evaluation.notes.append(f"{policy.name}: {name} is {reading.status} ({reading.detail or 'no data'}); "
-                                "unknown, not zero: condition not met")
+        evaluation.unknown.append(f"{name} ({reading.status}: {reading.detail or 'no data'})")
         return None, [evidence]
     if met is False and detail and condition.for_s > 0:
         evaluation.notes.append(f"{policy.name}: {name} {fmt(measured, reading.unit)} {condition.op} "
                                 f"{threshold_text} but {detail}")
     return met, [evidence]
+
+
+def _evaluate_field(condition: Condition, policy: Policy, view: MetricsView, resolver: _Resolver,
+                    evaluation: Evaluation) -> tuple[bool | None, list[Evidence]]:
+    """A condition on the pipeline document itself: holds when every matching item satisfies it."""
+    field_path = str(condition.field)
+    threshold, threshold_text = resolver.number(condition.value)
+    targets = expand_path(field_path, resolver.facts.doc)
+    values = [(p, paths.get(resolver.facts.doc, p)) for p in targets]
+    numbers = [(p, guards.to_number(guards.field_kind(p, v), v)) for p, v in values]
+    known = [(p, n) for p, n in numbers if n is not None]
+    evidence = [Evidence(policy.name, f"field:{p}", "the pipeline document in effect (live)", "", n,
+                         f"{condition.op} {threshold_text}", {"cpu": "cores", "memory": "bytes"}.get(
+                             guards.field_kind(p), ""), view.at.isoformat()) for p, n in known]
+    if threshold is None or not known or len(known) != len(numbers):
+        evaluation.unknown.append(f"field:{field_path} (no value in the pipeline, or threshold unknown)")
+        return None, evidence
+    return all(OPS[condition.op](n, threshold) for _, n in known), evidence
 
 
 def _verify_spec(policy: Policy, settings: Settings, view: MetricsView, resolver: _Resolver,
@@ -839,13 +883,16 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
             cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen))
     cpu = guards.to_number(guards.CPU, ctx.field("resources.sink.limits.cpu"))
     prepare = view.reading("sink_prepare_busy")
+    batch = ctx.field("sink.max_batch_size")
     options = action.options
     return sizing.SizingInput(
         source_rate=input_rate, stages=tuple(stages), backlog=backlog,
-        sink=sizing.SinkState(cpu=cpu, prepare_rate=prepare.value if prepare.known else None)
-        if options.get("cpu", True) else None,
+        sink=sizing.SinkState(cpu=cpu, prepare_rate=prepare.value if prepare.known else None,
+                              batch=batch if isinstance(batch, int) and options.get("batch", True) else None,
+                              may_change_cpu=bool(options.get("cpu", True))),
         target_utilization=float(options.get("target_utilization", 0.75)),
-        catch_up_s=float(options.get("catch_up", 300.0)),
+        catch_up_s=float(options.get("catch_up", 1800.0)),
+        insert_budget=float(options.get("insert_budget", 10.0)),
         restart_s=float(options.get("restart", settings.restart_estimate)),
         band=options.get("band", (0.4, 0.9)),
         max_scale_down=float(options.get("max_scale_down", 0.5)),
@@ -853,8 +900,23 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
     ), ""
 
 
+def _bound_replicas(action: Action, old: int, new: int, notes: list[str], stage: str) -> int:
+    """scale_to_fit's own ``min`` / ``max`` / ``max_step`` (replica counts) on top of the guards."""
+    bounded = new
+    if isinstance(action.min, int) and bounded < action.min:
+        bounded = action.min
+    if isinstance(action.max, int) and bounded > action.max:
+        bounded = action.max
+    if isinstance(action.max_step, int) and abs(bounded - old) > action.max_step:
+        bounded = old + (action.max_step if bounded > old else -action.max_step)
+    if bounded != new:
+        notes.append(f"scale_to_fit: {stage} replicas {new} bounded to {bounded} by the policy's min/max/max_step")
+    return bounded
+
+
 def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settings: Settings, policy: Policy,
-                  evidence: list[Evidence], notes: list[str]) -> tuple[list[FieldChange], dict[str, float], str]:
+                  evidence: list[Evidence], notes: list[str], blocked: list[guards.Blocked]
+                  ) -> tuple[list[FieldChange], dict[str, float], str]:
     inp, why = _sizing_input(action, facts, view, settings, evidence, policy)
     if inp is None:
         notes.append(f"scale_to_fit: {why}")
@@ -874,9 +936,27 @@ def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, setti
             + (f" at {guards.from_number(guards.CPU, decision.cpu_to)} CPU" if decision.cpu_to != decision.cpu_from
                and decision.cpu_to is not None else "")
             + f" = {fmt(decision.capacity_after, 'records/s')} ({decision.reason})")
-        if decision.stage not in action.stages or not decision.changed:
+        if decision.stage not in action.stages:
             continue
-        if decision.replicas_to != decision.replicas_from:
+        if decision.capped and decision.needed and decision.needed > decision.replicas_to:
+            path = {"ingestor": "resources.sources[*].replicas", "transform": "resources.transform[*].replicas",
+                    "sink": "resources.sink.replicas"}[decision.stage]
+            carries = fmt(decision.capacity_after, "records/s")
+            if decision.stage == "ingestor" and "partitions" in decision.capped:
+                step = ("increase the Kafka topic's partitions (a Kafka-side change outside GlassFlow) to at least "
+                        f"{decision.needed}, set tuning.constraints.partitions, then let gftune raise {path}")
+            elif decision.stage == "transform":
+                step = ("the transform replica count is fixed while dedup is on: recreate the pipeline with "
+                        f"{decision.needed} transform replicas, or shorten the dedup window to cut its work")
+            else:
+                step = f"raise tuning.constraints.max_replicas (or add capacity elsewhere) to allow {decision.needed}"
+            blocked.append(guards.Blocked(
+                path, f"the {decision.stage} needs {decision.needed} replicas for {fmt(decision.target, 'records/s')}"
+                      f" but {decision.capped}; at {decision.replicas_to} it carries {carries}", step))
+        if not decision.changed:
+            continue
+        replicas_to = _bound_replicas(action, decision.replicas_from, decision.replicas_to, notes, decision.stage)
+        if replicas_to != decision.replicas_from:
             if decision.stage == "ingestor":
                 targets = expand_path("resources.sources[*].replicas", facts.doc)
             elif decision.stage == "transform":
@@ -884,11 +964,13 @@ def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, setti
             else:
                 targets = ["resources.sink.replicas"]
             for path in targets:
-                changes.append(FieldChange(path, paths.get(facts.doc, path), decision.replicas_to))
+                changes.append(FieldChange(path, paths.get(facts.doc, path), replicas_to))
         if decision.stage == "sink" and decision.cpu_to is not None and decision.cpu_to != decision.cpu_from:
             path = "resources.sink.limits.cpu"
             changes.append(FieldChange(path, paths.get(facts.doc, path), guards.from_number(guards.CPU,
                                                                                           decision.cpu_to)))
+        if decision.stage == "sink" and decision.batch_to is not None and decision.batch_to != decision.batch_from:
+            changes.append(FieldChange("sink.max_batch_size", decision.batch_from, decision.batch_to))
     prediction: dict[str, float] = {}
     if result.changed and result.predicted_sink_rate is not None:
         prediction["sink_rate"] = result.predicted_sink_rate
@@ -927,9 +1009,18 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
             break  # later conditions cannot change the outcome
     if not results or not all(r is True for r in results):
         if any(r is None for r in results) and not any(r is False for r in results):
-            evaluation.notes.append(f"{policy.name}: not evaluated completely (unknown data); no change proposed")
+            evaluation.incomplete = True
+            evaluation.notes.append(f"{policy.name}: not evaluated: {', '.join(evaluation.unknown)} unknown "
+                                    "(no data is not zero); no change proposed")
         return evaluation
     evaluation.matched = True
+    for name in policy.extra_evidence:
+        reading = view.reading(name)
+        if reading.known:
+            detail = ", ".join(f"{k or '-'}: {fmt(v, reading.unit)}" for k, v in sorted(reading.breakdown.items()))
+            evidence.append(Evidence(policy.name, name, reading.query, format_seconds(settings.window_s),
+                                     reading.value, f"context{' (' + detail + ')' if detail else ''}", reading.unit,
+                                     view.at.isoformat()))
     if policy.escalates:
         evaluation.escalation = Escalation(facts.pipeline_id, policy.name, str(policy.escalate_reason),
                                            tuple(evidence), str(policy.escalate_next_step))
@@ -942,9 +1033,11 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     changes: list[FieldChange] = []
     prediction: dict[str, float] = {}
     rationale_parts: list[str] = []
+    sizing_blocked: list[guards.Blocked] = []
     for action in policy.then:
         if action.kind == "scale_to_fit":
-            found, predicted, rationale = _scale_to_fit(action, facts, view, settings, policy, evidence, notes)
+            found, predicted, rationale = _scale_to_fit(action, facts, view, settings, policy, evidence, notes,
+                                                        sizing_blocked)
             prediction.update(predicted)
             if rationale:
                 rationale_parts.append(rationale)
@@ -957,6 +1050,7 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         measured_partitions=_measured_int(view, "kafka_partitions"),
         row_bytes=_measured(view, "sink_row_bytes"))
     guarded = guards.apply_guards(changes, guard_ctx)
+    guarded.blocked = sizing_blocked + guarded.blocked
     notes += guarded.notes
     if not guarded.changes:
         if guarded.blocked:
@@ -965,12 +1059,13 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
             evaluation.escalation = Escalation(facts.pipeline_id, policy.name,
                                                f"conditions met, but every change is blocked by a guard: {reasons}",
                                                tuple(evidence), next_steps)
+            evaluation.blocked_by_guards = True
         else:
             evaluation.notes.append(f"{policy.name}: conditions met, but nothing to change"
                                     + (f" ({'; '.join(notes)})" if notes else " (already at the target values)"))
         return evaluation
     for blocked in guarded.blocked:
-        notes.append(f"{blocked.path} not changed: {blocked.reason}; next step: {blocked.next_step}")
+        notes.append(f"{blocked.path}: {blocked.reason}; next step: {blocked.next_step}")
     verify, expectations = _verify_spec(policy, settings, view, resolver, prediction, notes)
     predictions = list(expectations)
     if "sink_rate" in prediction and not any(e.signal == "sink_rate" for e in predictions):
@@ -1046,15 +1141,28 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
         outcome.notes.append("no policy selects this pipeline")
         return outcome
     claimed: dict[str, str] = {}
-    unknown: list[str] = []
+    unknown: dict[str, None] = {}
+    incomplete: list[str] = []
     matched = False
+    out_of_scope: str | None = None
     for policy in selected:
         evaluation = evaluate(policy, facts, view, settings, now)
-        outcome.notes += evaluation.notes
-        unknown += evaluation.unknown
+        if evaluation.escalation is not None and policy.escalates and out_of_scope is None:
+            out_of_scope = policy.name
+        if evaluation.incomplete:
+            incomplete.append(policy.name)
+            unknown.update(dict.fromkeys(evaluation.unknown))
+        else:
+            outcome.notes += evaluation.notes
         matched = matched or evaluation.matched
         if evaluation.escalation is not None:
-            outcome.escalations.append(evaluation.escalation)
+            if evaluation.blocked_by_guards and outcome.proposals:
+                # A higher-priority policy already proposes a fix for this pipeline: what this one
+                # could not do is context, not a reason to block the plan.
+                outcome.notes.append(f"{policy.name}: {evaluation.escalation.reason} (a higher-priority proposal "
+                                     f"addresses the pipeline; otherwise: {evaluation.escalation.next_step})")
+            else:
+                outcome.escalations.append(evaluation.escalation)
         proposal = evaluation.proposal
         if proposal is None:
             continue
@@ -1069,6 +1177,14 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
             claimed[change.path] = policy.name
         outcome.proposals.append(Proposal(proposal.pipeline_id, proposal.policy, tuple(kept), proposal.evidence,
                                           proposal.predictions, proposal.verify, proposal.rationale, tuple(notes)))
+    if incomplete:
+        outcome.notes.append(f"not evaluated for unknown data (no data is not zero): {', '.join(incomplete)}; "
+                             f"unknown: {', '.join(unknown)}")
+    if out_of_scope is not None and outcome.proposals:
+        # An out-of-scope symptom (exhausted retries, terminal errors): no change is proposed while it lasts.
+        outcome.notes += [f"{p.policy}: proposal withheld while {out_of_scope} escalates (an out-of-scope symptom "
+                          f"comes first): {', '.join(c.path for c in p.changes)}" for p in outcome.proposals]
+        outcome.proposals = []
     if not matched:
         symptoms = []
         for name, op, threshold, text in SYMPTOMS:
@@ -1110,6 +1226,15 @@ def _parse_time(text: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _last_change(health: Mapping[str, Any]) -> datetime | None:
+    """When the pipeline last changed status (stop, resume, edit); creation alone is no change."""
+    updated = _parse_time(health.get("updated_at"))
+    created = _parse_time(health.get("created_at"))
+    if updated is None or (created is not None and updated <= created):
+        return None
+    return updated
+
+
 def facts_for(pipeline: Any, live: Any) -> PipelineFacts:
     """Facts from the desired pipeline (labels, constraints) and the live state (document in effect)."""
     exists = bool(live is not None and getattr(live, "exists", False) and getattr(live, "pipeline", None))
@@ -1124,7 +1249,7 @@ def facts_for(pipeline: Any, live: Any) -> PipelineFacts:
         constraints=dict(pipeline.constraints), exists=exists,
         immutable=tuple(getattr(live, "immutable", ()) or ()) if exists else (),
         status=getattr(live, "status", None) if exists else None,
-        last_change=_parse_time(health.get("updated_at")) if exists else None)
+        last_change=_last_change(health) if exists else None)
 
 
 def plan_policies(state: Any, live: Mapping[str, Any], config: Any, now: datetime,
@@ -1186,3 +1311,109 @@ def plan_policies(state: Any, live: Mapping[str, Any], config: Any, now: datetim
         if own_source:
             source.close()
     return report
+
+
+# --- policy unit tests (gftune policy test) ------------------------------------------------------------
+
+TEST_PIPELINE: dict[str, Any] = {
+    "version": "v3", "pipeline_id": "policy-test", "name": "policy test",
+    "sources": [{"type": "kafka", "source_id": "orders", "topic": "orders"}],
+    "sink": {"type": "clickhouse", "table": "orders", "max_batch_size": 1000, "max_delay_time": "1s"},
+    "resources": {
+        "nats": {"stream": {"maxAge": "24h", "maxBytes": "0", "maxMsgs": 8000}},
+        "sources": [{"source_id": "orders", "replicas": 2, "requests": {"cpu": "1000m", "memory": "256Mi"},
+                     "limits": {"cpu": "1500m", "memory": "512Mi"}}],
+        "sink": {"replicas": 1, "requests": {"cpu": "1000m", "memory": "500Mi"},
+                 "limits": {"cpu": "1500m", "memory": "1.5Gi"}},
+    },
+}
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, Mapping):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base.get(key), value) if key in base else value
+        return merged
+    return override
+
+
+@dataclass(frozen=True)
+class TestResult:
+    policy: str
+    name: str
+    passed: bool
+    message: str = ""
+    file: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "name": self.name, "passed": self.passed, "message": self.message,
+                "file": self.file}
+
+
+def _check_expectation(expect: Mapping[str, Any], evaluation: Evaluation) -> list[str]:
+    failures: list[str] = []
+    proposal, escalation = evaluation.proposal, evaluation.escalation
+    changes = {c.path: c.new for c in proposal.changes} if proposal else {}
+    if expect.get("nothing"):
+        if proposal is not None or escalation is not None:
+            got = f"proposal {sorted(changes)}" if proposal else f"escalation: {escalation.reason}"  # type: ignore
+            failures.append(f"expected nothing, got {got}")
+        return failures
+    if expect.get("escalates"):
+        if escalation is None:
+            failures.append("expected an escalation, got " + (f"proposal {sorted(changes)}" if proposal else
+                                                               "nothing (" + "; ".join(evaluation.notes) + ")"))
+        else:
+            wanted = expect.get("next_step_contains")
+            if wanted and str(wanted).lower() not in escalation.next_step.lower():
+                failures.append(f"next step {escalation.next_step!r} does not mention {wanted!r}")
+        return failures
+    if escalation is not None and not expect.get("proposes"):
+        failures.append(f"unexpected escalation: {escalation.reason}")
+    wanted_paths = list(expect.get("proposes") or []) + list((expect.get("values") or {}).keys())
+    if wanted_paths and proposal is None:
+        detail = f"escalation: {escalation.reason}" if escalation else "; ".join(evaluation.notes) or "no match"
+        return [f"expected a proposal of {sorted(set(wanted_paths))}, got none ({detail})"]
+    for path in wanted_paths:
+        if path not in changes:
+            failures.append(f"expected a change of {path}, proposal changes {sorted(changes)}")
+    for path, value in (expect.get("values") or {}).items():
+        if path in changes and changes[path] != value and str(changes[path]) != str(value):
+            failures.append(f"{path}: expected {value!r}, proposed {changes[path]!r}")
+    for path in expect.get("absent") or []:
+        if path in changes:
+            failures.append(f"{path} must not change, proposed {changes[path]!r}")
+    for text in expect.get("notes_contain") or []:
+        notes = list(evaluation.notes) + list(proposal.notes if proposal else [])
+        if not any(str(text).lower() in n.lower() for n in notes):
+            failures.append(f"no note mentions {text!r}")
+    for signal in expect.get("evidence") or []:
+        found = [e for e in (proposal.evidence if proposal else escalation.evidence if escalation else ())
+                 if e.signal == signal]
+        if not found or found[0].measured is None:
+            failures.append(f"no measured evidence for {signal}")
+    return failures
+
+
+def run_policy_tests(policy: Policy) -> list[TestResult]:
+    """Run a policy's ``tests:`` (fixtures of signal values or recorded series -> expected outcome)."""
+    results: list[TestResult] = []
+    for index, test in enumerate(policy.tests):
+        name = str(test.get("name") or f"test {index + 1}") if isinstance(test, Mapping) else f"test {index + 1}"
+        if not isinstance(test, Mapping) or not isinstance(test.get("expect"), Mapping):
+            results.append(TestResult(policy.name, name, False, "a test needs an expect: mapping", policy.file))
+            continue
+        doc = _merge(TEST_PIPELINE, test.get("pipeline") or {})
+        facts = PipelineFacts(pipeline_id=str(doc.get("pipeline_id")), doc=doc,
+                              labels=dict(test.get("labels") or {}), constraints=dict(test.get("constraints") or {}),
+                              exists=bool(test.get("exists", True)), immutable=tuple(res.immutable_paths(doc)))
+        view = FixtureView(test.get("signals") or {}, test.get("series"), promql=test.get("promql"))
+        try:
+            evaluation = evaluate(policy, facts, view, Settings())
+        except Exception as exc:  # a broken fixture must fail its test, not the run
+            results.append(TestResult(policy.name, name, False, f"evaluation failed: {exc}", policy.file))
+            continue
+        failures = _check_expectation(test["expect"], evaluation)
+        results.append(TestResult(policy.name, name, not failures, "; ".join(failures), policy.file))
+    return results

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from gftune import paths
-from gftune.metrics.expr import Aggregate, Deriv, Expr, Matcher, Quantile, Rate, Selector
+from gftune.metrics.expr import Aggregate, Const, Deriv, Expr, Matcher, Quantile, Rate, Selector
 from gftune.metrics.sources import OK, STALE, UNKNOWN, MetricSource, Snapshot
 
 # Stage -> how its work shows up in processing_duration_seconds (component label values, regex).
@@ -218,6 +218,11 @@ def _per_field(numerator: Callable[[SignalContext], Expr], path: str) -> Callabl
     return build
 
 
+def _prepare_busy(ctx: SignalContext) -> Expr:
+    return Rate(Selector("processing_duration_seconds",
+                         _pid(ctx, ("component", "=", "sink"), ("stage", "=", "schema_mapping")), "_sum"))
+
+
 def _lag(ctx: SignalContext) -> Expr:
     return Aggregate("sum", Selector("kafka_consumergroup_lag",
                                      (("consumergroup", "=", consumer_group(ctx.pipeline_id)),), external=True))
@@ -232,11 +237,8 @@ def _lag_growth(ctx: SignalContext) -> Expr:
 
 
 def _partitions(ctx: SignalContext) -> Expr:
-    topics = sorted({s.get("topic") for s in (ctx.doc or {}).get("sources") or []
-                     if isinstance(s, dict) and s.get("topic")})
-    if topics:
-        return Aggregate("max", Selector("kafka_topic_partitions", (("topic", "=~", "|".join(topics)),),
-                                         external=True))
+    # One lag series per partition the pipeline's consumer group reads: per pipeline, unlike
+    # kafka_topic_partitions, which knows topics by name only (two clusters may share a name).
     return Aggregate("count", Selector("kafka_consumergroup_lag",
                                        (("consumergroup", "=", consumer_group(ctx.pipeline_id)),), external=True))
 
@@ -284,7 +286,7 @@ _SIGNALS: list[SignalDef] = [
     SignalDef("consumer_lag_growth", "records/s", "How fast the Kafka consumer-group lag grows (deriv).",
               _lag_growth, group="backpressure"),
     SignalDef("kafka_partitions", "partitions",
-              "Partitions of the consumed topic (kafka_exporter's kafka_topic_partitions; else lag series counted).",
+              "Partitions the pipeline's consumer group reads (kafka_exporter's lag series, one per partition).",
               _partitions, group="backpressure"),
     # sink batching
     SignalDef("sink_batch_p50", "records", "Median sink batch size (histogram_quantile over power-of-10 buckets).",
@@ -303,9 +305,11 @@ _SIGNALS: list[SignalDef] = [
               _rate("sink_batch_size_records", suffix="_count"), group="sink"),
     SignalDef("sink_prepare_busy", "worker-s/s",
               "Seconds per second the sink spends preparing records (schema_mapping): the part its workers share.",
-              lambda ctx: Rate(Selector("processing_duration_seconds",
-                                        _pid(ctx, ("component", "=", "sink"), ("stage", "=", "schema_mapping")),
-                                        "_sum")), group="stages"),
+              lambda ctx: _prepare_busy(ctx), group="stages"),
+    SignalDef("sink_insert_share", "ratio",
+              "Share of the sink's busy time spent inserting (and retrying), not preparing records: "
+              "1 - sink_prepare_busy / sink_busy. High with full small batches: batch-bound.",
+              lambda ctx: Const(1.0) - _prepare_busy(ctx) / _busy("sink")(ctx), group="sink"),
     SignalDef("sink_row_bytes", "bytes", "Mean size of one record in sink batches.",
               lambda ctx: Rate(Selector("sink_batch_size_bytes", _pid(ctx), "_sum"))
               / Rate(Selector("sink_batch_size_records", _pid(ctx), "_sum")), group="sink"),

@@ -12,11 +12,18 @@ Pure arithmetic on measured rates, no I/O.
        target = input / u + backlog / catch_up + input x restart / catch_up
 
    It flows down the graph multiplied by each stage's selectivity (dedup and filters drop records).
+   While a backlog exists, a stage is also sized for what its upstream will push while draining
+   it, so the catch-up does not fill the stream in between and bring backpressure back.
 3. **Replicas** per stage: ``ceil(target_i / true rate per replica)``, capped by partitions
-   (ingestor), fixed for join and for a dedup transform, within ``max_replicas``.
+   (ingestor), fixed for join and for a dedup transform, within ``max_replicas``. A stage that
+   needs more than a cap allows is reported (``capped``), so the caller can escalate.
 4. **Sink**: capacity per replica depends on its workers (``ceil(cpu) - 2``, min 1), which only
    parallelise record preparation (the ``schema_mapping`` share of the busy time); inserts stay
-   sequential. Replicas and CPU are chosen together for the least total CPU that carries the target.
+   sequential. Replicas and CPU are chosen together for the least total CPU that carries the
+   target. Insert count is throughput / batch size whatever the replicas, so when the sized sink
+   would insert more often than ``insert_budget`` per second, ``max_batch_size`` grows with it
+   (ClickHouse: bigger batches first). A bigger batch only amortises the per-insert overhead, so
+   the capacity estimate made at the current batch size stays a lower bound.
 5. **Anti-flapping**: nothing changes while every stage's utilisation is inside the hysteresis band
    and there is no backlog; no scale-down while a backlog exists; a scale-down keeps at least
    ``1 - max_scale_down`` of the replicas.
@@ -30,6 +37,7 @@ import math
 from dataclasses import dataclass, field
 
 STAGES = ("ingestor", "transform", "sink")
+MAX_BATCH = 100_000  # ClickHouse's recommended range tops out here
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class StageState:
 class SinkState:
     cpu: float | None  # limits.cpu in cores
     prepare_rate: float | None = None  # schema_mapping busy seconds per second (parallel part)
+    batch: int | None = None  # sink.max_batch_size
+    may_change_cpu: bool = True
 
 
 @dataclass(frozen=True)
@@ -56,12 +66,13 @@ class SizingInput:
     backlog: float = 0.0  # records waiting: Kafka lag + stream depth
     sink: SinkState | None = None
     target_utilization: float = 0.75
-    catch_up_s: float = 300.0
+    catch_up_s: float = 1800.0
     restart_s: float = 60.0
     band: tuple[float, float] = (0.4, 0.9)  # utilisation inside which nothing changes
     max_scale_down: float = 0.5  # a scale-down keeps at least half the replicas
     max_replicas: int = 10
     cpu_ceiling: float = 8.0
+    insert_budget: float | None = 10.0  # ClickHouse inserts per second the sink may cause
     backlog_grace_s: float = 30.0  # backlog under this many seconds of input counts as none
 
 
@@ -77,12 +88,18 @@ class StageDecision:
     utilization_now: float | None
     cpu_from: float | None = None
     cpu_to: float | None = None
+    batch_from: int | None = None
+    batch_to: int | None = None
     reason: str = ""
     estimator: str = ""  # "busy time" | "observed (saturated)" | ""
+    needed: int | None = None  # replicas the target needs, before caps
+    capped: str = ""  # why fewer than ``needed`` (partitions, frozen, max_replicas)
 
     @property
     def changed(self) -> bool:
-        return self.replicas_to != self.replicas_from or (self.cpu_to is not None and self.cpu_to != self.cpu_from)
+        return (self.replicas_to != self.replicas_from
+                or (self.cpu_to is not None and self.cpu_to != self.cpu_from)
+                or (self.batch_to is not None and self.batch_to != self.batch_from))
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,7 @@ def target_capacity(input_rate: float, backlog: float, *, utilization: float, ca
 
 
 def sink_workers(cpu: float | None) -> int:
+    """``GOMAXPROCS - 2`` (min 1); GOMAXPROCS follows the CPU limit rounded up."""
     if cpu is None:
         return 1
     return max(1, math.ceil(cpu - 1e-9) - 2)
@@ -129,6 +147,17 @@ def _replicas_for(target: float, per_replica: float) -> int:
     return max(1, math.ceil(target / per_replica - 1e-9))
 
 
+def nice_batch(rows: float) -> int:
+    """A batch size rounded up to 1, 2 or 5 x a power of ten (readable in git)."""
+    if rows <= 1:
+        return 1
+    magnitude = 10 ** math.floor(math.log10(rows))
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= rows - 1e-9:
+            return int(step * magnitude)
+    return int(10 * magnitude)
+
+
 def size(inp: SizingInput) -> SizingResult:
     """Size every stage for ``inp.source_rate`` in one pass (see the module docstring)."""
     backlog_present = inp.backlog > inp.source_rate * inp.backlog_grace_s
@@ -139,9 +168,12 @@ def size(inp: SizingInput) -> SizingResult:
     decisions: list[StageDecision] = []
     selectivity = 1.0
     bottleneck = math.inf  # the most source records/s every stage can carry after the change
+    pushed: float | None = None  # what the upstream stage will push after the change (catch-up)
     for stage in inp.stages:
         steady = inp.source_rate * selectivity
         target = target_total * selectivity
+        if backlog_present and pushed is not None and pushed > target:
+            target = pushed
         if stage.stage == "sink" and inp.sink is not None:
             decision = _size_sink(stage, inp, steady, target, backlog_present, notes)
         else:
@@ -149,6 +181,8 @@ def size(inp: SizingInput) -> SizingResult:
         decisions.append(decision)
         if decision.capacity_after is not None and selectivity > 0:
             bottleneck = min(bottleneck, decision.capacity_after / selectivity)
+        if decision.capacity_after is not None:
+            pushed = decision.capacity_after * (stage.selectivity if stage.stage != "sink" else 1.0)
         if stage.stage != "sink":
             selectivity *= stage.selectivity
     predicted = min(inp.source_rate, bottleneck) * selectivity
@@ -183,24 +217,27 @@ def _size_stage(stage: StageState, inp: SizingInput, steady: float, target: floa
     utilization = steady / capacity_now if capacity_now > 0 else None
     needed = _replicas_for(target, rate)
     replicas, reason = _new_replicas(stage.replicas, needed, utilization, inp, saturated)
+    wanted, capped = replicas, ""
     if stage.frozen and replicas != stage.replicas:
         notes.append(f"{stage.stage}: would need {replicas} replicas but {stage.frozen}")
-        replicas, reason = stage.replicas, stage.frozen
+        replicas, reason, capped = stage.replicas, stage.frozen, stage.frozen
     if cap and replicas > cap:
         notes.append(f"{stage.stage}: needs {replicas} replicas to carry {target:,.0f}/s but the topic has {cap} "
-                     "partitions; capped (more partitions are needed for more)")
-        replicas = max(cap, stage.replicas if stage.replicas <= cap else cap)
+                     "partitions; more replicas would idle")
+        replicas = max(cap, min(stage.replicas, cap))
+        capped = f"the topic has {cap} partitions"
     if replicas > inp.max_replicas:
         notes.append(f"{stage.stage}: needs {replicas} replicas, capped at max_replicas {inp.max_replicas}")
         replicas = inp.max_replicas
+        capped = capped or f"max_replicas {inp.max_replicas}"
     effective_after = min(replicas, cap) if cap else replicas
     return StageDecision(stage.stage, stage.replicas, replicas, rate, capacity_now, rate * effective_after, target,
-                         utilization, reason=reason, estimator=estimator)
+                         utilization, reason=reason, estimator=estimator, needed=wanted, capped=capped)
 
 
 def _sink_record_time(stage: StageState, sink: SinkState) -> tuple[float, float] | None:
     """(sequential seconds per record, parallel seconds per record at the current workers)."""
-    if stage.processed_rate is None or stage.busy_rate is None or stage.processed_rate <= 0:
+    if stage.processed_rate is None or stage.busy_rate is None or stage.processed_rate <= 0 or stage.busy_rate <= 0:
         return None
     total = stage.busy_rate / stage.processed_rate
     parallel = (sink.prepare_rate or 0.0) / stage.processed_rate
@@ -215,7 +252,8 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
     times = _sink_record_time(stage, sink)
     if times is None:
         decision = _size_stage(stage, inp, steady, target, saturated, notes)
-        return StageDecision(**{**decision.__dict__, "cpu_from": sink.cpu, "cpu_to": sink.cpu})
+        return StageDecision(**{**decision.__dict__, "cpu_from": sink.cpu, "cpu_to": sink.cpu,
+                                "batch_from": sink.batch, "batch_to": sink.batch})
     sequential, parallel = times
     workers_now = sink_workers(sink.cpu)
 
@@ -229,11 +267,13 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
     needed_now = _replicas_for(target, rate_now)
     replicas, reason = _new_replicas(stage.replicas, needed_now, utilization, inp, saturated)
     cpu = sink.cpu
+    capped = ""
     if replicas > stage.replicas:
         # Scale up: the cheapest (replicas, cpu) that carries the target. CPU only helps through
         # whole workers, so the candidates are the current limit and whole cores from 4 up.
-        candidates = [sink.cpu] + [float(c) for c in range(4, int(inp.cpu_ceiling) + 1)
-                                   if sink.cpu is None or c > sink.cpu]
+        candidates: list[float | None] = [sink.cpu]
+        if sink.may_change_cpu and parallel > 0:
+            candidates += [float(c) for c in range(4, int(inp.cpu_ceiling) + 1) if sink.cpu is None or c > sink.cpu]
         best: tuple[float, int, float | None] | None = None
         for candidate in candidates:
             count = _replicas_for(target, per_replica(candidate))
@@ -243,12 +283,21 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
             if best is None or (cost, count) < (best[0], best[1]):
                 best = (cost, count, candidate)
         if best is None:
-            cpu = float(int(inp.cpu_ceiling)) if parallel > 0 else sink.cpu
+            cpu = candidates[-1]
             replicas = inp.max_replicas
+            capped = f"max_replicas {inp.max_replicas}"
             notes.append(f"sink: {target:,.0f}/s needs more than {inp.max_replicas} replicas even at "
-                         f"{cpu:g} CPU; using the maximum")
+                         f"{cpu if cpu is not None else 'the current'} CPU; using the maximum")
         else:
             _, replicas, cpu = best
     capacity_after = per_replica(cpu) * replicas
+    batch = sink.batch
+    if sink.batch and inp.insert_budget and (replicas > stage.replicas or cpu != sink.cpu):
+        inserts = capacity_after / sink.batch
+        if inserts > inp.insert_budget:
+            batch = min(MAX_BATCH, max(sink.batch, nice_batch(capacity_after / inp.insert_budget)))
+            notes.append(f"sink: {capacity_after:,.0f}/s in batches of {sink.batch} would be {inserts:.0f} inserts/s, "
+                         f"above the insert budget of {inp.insert_budget:g}/s; max_batch_size {sink.batch} -> {batch}")
     return StageDecision("sink", stage.replicas, replicas, rate_now, capacity_now, capacity_after, target,
-                         utilization, cpu_from=sink.cpu, cpu_to=cpu, reason=reason, estimator="busy time")
+                         utilization, cpu_from=sink.cpu, cpu_to=cpu, batch_from=sink.batch, batch_to=batch,
+                         reason=reason, estimator="busy time", needed=needed_now, capped=capped)
