@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -198,7 +197,7 @@ def run_apply(opts: ServerOptions, *, plan_file: Path | None, auto_approve: bool
     if max_plan_age is not None:
         config.max_plan_age = max_plan_age
     own_reporter = reporter is None
-    reporter = reporter or ConsoleReporter(quiet=fmt == "json" and not sys.stderr.isatty())
+    reporter = reporter or ConsoleReporter()
     try:
         result = asyncio.run(_run(config, repo, state, plan_file=plan_file, resume_id=resume_id, targets=targets,
                                   env=env, reporter=reporter, owner=lock.default_owner(env)))
