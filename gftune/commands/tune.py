@@ -1,0 +1,141 @@
+"""``gftune tune``: evaluate tuning policies and write their bounded proposals into git.
+
+Reads the live pipelines and the metrics like ``plan`` does, evaluates the repository's policies,
+and shows each proposal with its evidence and the exact diff it would make to
+``pipelines/<id>.yaml``. With ``--write`` the diff is applied (only the targeted values change;
+comments, key order and quoting stay) and committed on a new branch, and a pull-request body is
+printed (``--pr-body FILE`` saves it). Exit 0 nothing to do, 2 proposals (shown or written), 1 error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gftune import exitcodes
+from gftune.commands.common import FORMAT_VERSION, ServerOptions, echo, echo_json, finish, format_option, server_options
+from gftune.policy import PolicyReport, fmt, plan_policies
+
+
+def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:
+    from gftune.client import ApiError
+    from gftune.live import read_live_sync
+
+    try:
+        return read_live_sync(state.config, targets)
+    except (ApiError, OSError) as exc:
+        echo(f"error: cannot read the live pipelines from {state.config.api_url}: {exc}", err=True)
+        finish(exitcodes.ERROR)
+
+
+def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None, pr_body: str) -> None:
+    echo(f"Metrics: {report.source_description or 'none configured (--prometheus or --scrape)'}")
+    for note in report.notes:
+        echo(f"  {note}")
+    for pipeline_id, outcome in sorted(report.outcomes.items()):
+        if not outcome.proposals and not outcome.escalations:
+            continue
+        echo("")
+        echo(pipeline_id)
+        for proposal in outcome.proposals:
+            echo(f"  {proposal.policy}:")
+            for change in proposal.changes:
+                echo(f"    {change.path}: {change.old} -> {change.new}")
+            for e in proposal.evidence[:8]:
+                measured = fmt(e.measured, e.unit) if e.measured is not None else "unknown"
+                echo(f"    why: {e.signal} = {measured} ({e.threshold})")
+            for p in proposal.predictions:
+                echo(f"    predicted: {p.text or f'{p.signal} {p.op} {p.value:g}'}")
+            for note in proposal.notes:
+                echo(f"    note: {note}")
+        for escalation in outcome.escalations:
+            echo(f"  needs a human ({escalation.policy}): {escalation.reason}")
+            echo(f"    next step: {escalation.next_step}")
+    quiet = [pid for pid, o in report.outcomes.items() if not o.proposals and not o.escalations]
+    if quiet:
+        echo("")
+        echo(f"No proposals for {', '.join(sorted(quiet))}.")
+    if edits:
+        echo("")
+        for edit in edits:
+            echo(edit.diff().rstrip("\n"))
+    if written is not None:
+        echo("")
+        if written.get("branch"):
+            echo(f"Committed {', '.join(written['files'])} on branch {written['branch']} ({written['sha'][:12]}).")
+            echo("Push the branch and open a pull request with this body:")
+            echo("")
+            echo(pr_body)
+        else:
+            echo(f"Wrote {', '.join(written['files'])} (not committed).")
+    elif edits:
+        echo("")
+        echo("Run `gftune tune --write` to write these changes and commit them on a new branch.")
+
+
+@click.command(name="tune")
+@server_options
+@format_option("text", "json", "markdown")
+@click.option("--write", is_flag=True, help="Write the proposals into pipelines/*.yaml and commit them on a branch.")
+@click.option("--branch", metavar="NAME", default=None,
+              help="Branch for the commit (default gftune/tune-<date>-<hash>).")
+@click.option("--no-commit", is_flag=True, help="With --write: only write the files, do not commit.")
+@click.option("--pr-body", "pr_body_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also save the pull-request body (Markdown) to FILE.")
+@click.option("--target", "targets", multiple=True, metavar="ID", help="Only this pipeline (repeatable).")
+def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_commit: bool,
+            pr_body_file: Path | None, targets: tuple[str, ...]) -> None:
+    """Evaluate tuning policies against live metrics and write bounded proposals into git.
+
+    Exit 0 nothing to do, 2 proposals, 1 error."""
+    from gftune import tune
+
+    state = opts.load_state(fmt="json" if fmt == "json" else "text")
+    unknown = sorted(set(targets) - set(state.pipelines))
+    if unknown:
+        echo(f"error: no pipeline file for {', '.join(unknown)}", err=True)
+        finish(exitcodes.ERROR)
+    ids = list(targets) or sorted(state.pipelines)
+    if targets:
+        state.pipelines = {pid: state.pipelines[pid] for pid in ids}
+    if not state.policies:
+        echo(f"warning: no policies under {state.root / 'policies'}: nothing to evaluate", err=True)
+    live = _read_live(state, ids)
+    now = datetime.now(UTC)
+    report = plan_policies(state, live, state.config, now,
+                           progress=(lambda message: echo(message, err=True)) if fmt == "text" else None)
+    proposals = report.proposals
+    try:
+        edits = tune.plan_edits(state, proposals)
+    except (tune.TuneError, OSError) as exc:
+        echo(f"error: cannot write the proposals back: {exc}", err=True)
+        finish(exitcodes.ERROR)
+    body = tune.pr_body(proposals, edits, report.escalations, source=report.source_description)
+    written: dict[str, Any] | None = None
+    if write and edits:
+        try:
+            if no_commit:
+                tune.write_edits(edits)
+                written = {"files": [e.file for e in edits]}
+            else:
+                name = branch or tune.branch_name(proposals, now)
+                info = tune.commit_edits(state.root, edits, tune.commit_message(proposals), name)
+                written = {"branch": info.branch, "sha": info.sha, "files": info.files}
+        except (tune.TuneError, OSError) as exc:
+            echo(f"error: {exc}", err=True)
+            finish(exitcodes.ERROR)
+        if pr_body_file is not None:
+            pr_body_file.write_text(body, encoding="utf-8")
+    if fmt == "json":
+        echo_json({"format_version": FORMAT_VERSION, "source": report.source_description, "notes": report.notes,
+                   "outcomes": {k: v.to_dict() for k, v in sorted(report.outcomes.items())},
+                   "edits": [{"pipeline_id": e.pipeline_id, "file": e.file, "diff": e.diff()} for e in edits],
+                   "written": written, "pr_body": body})
+    elif fmt == "markdown":
+        echo(body, nl=False)
+    else:
+        _text(report, edits, written, body)
+    finish(exitcodes.CHANGES if proposals else exitcodes.OK)
