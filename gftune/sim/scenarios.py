@@ -110,7 +110,8 @@ def load(item: str | os.PathLike[str] | Json) -> Scenario:
     return parse(_read_yaml(path), str(path), path.parent)
 
 
-def _check_model(model: Any, where: str) -> Json:
+def check_model(model: Any, where: str) -> Json:
+    """Validate model parameters against the known sections and keys (clear path in the error)."""
     if model is None:
         return {}
     if not isinstance(model, dict):
@@ -183,7 +184,7 @@ def parse(data: Any, source: str, base_dir: Path) -> Scenario:
         raise ScenarioError(f"{source}: resource_defaults must be one of {', '.join(RESOURCE_DEFAULTS)}")
     scenario.resource_defaults = defaults
     scenario.delays = data.get("delays") or {}
-    scenario.model = _check_model(data.get("model"), f"{source}: model")
+    scenario.model = check_model(data.get("model"), f"{source}: model")
     for i, entry in enumerate(data.get("pipelines") or []):
         where = f"{source}: pipelines[{i}]"
         if not isinstance(entry, dict):
@@ -193,7 +194,7 @@ def parse(data: Any, source: str, base_dir: Path) -> Scenario:
             raise ScenarioError(f"{where}: unknown key(s) {', '.join(extra)}; "
                                 f"known: {', '.join(sorted(PIPELINE_KEYS))}")
         doc = _pipeline_doc(entry, base_dir, where)
-        model = _check_model(entry.get("model"), f"{where}.model")
+        model = check_model(entry.get("model"), f"{where}.model")
         scenario.pipelines.append(PipelineSpec(doc["pipeline_id"], doc, bool(entry.get("running", True)),
                                                deep_merge(scenario.model, model), dict(entry.get("truth") or {})))
     for i, fault in enumerate(data.get("faults") or []):

@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gftune.sim.faults import FaultError
 from gftune.sim.metrics import HttpStats, SimCollector
+from gftune.sim.profiles import ProfileError
+from gftune.sim.scenarios import ScenarioError, check_model
 from gftune.sim.store import ApiError, Store, huma_error
 
 Json = dict[str, Any]
@@ -300,6 +302,18 @@ def _sim_fault_delete(app: ApiApp, req: Request) -> Response:
     return json_response({"removed": removed})
 
 
+def _sim_model(app: ApiApp, req: Request) -> Response:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_model", "the body must be an object of model parameters")
+    try:
+        check_model(body, "model")
+        params = app.store.patch_model(req.params["id"], body)
+    except (ScenarioError, ProfileError) as exc:
+        raise ApiError(422, "invalid_model", str(exc)) from None
+    return json_response(params)
+
+
 def _sim_clock(app: ApiApp, req: Request) -> Response:
     clock = app.store.clock
     return json_response({"sim_seconds": clock.now(), "time_scale": clock.time_scale,
@@ -326,6 +340,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/_sim/truth/{id}": {"GET": _sim_truth},
     "/_sim/faults": {"GET": _sim_faults_list, "POST": _sim_faults_add, "DELETE": _sim_faults_clear},
     "/_sim/faults/{fid}": {"DELETE": _sim_fault_delete},
+    "/_sim/model/{id}": {"PATCH": _sim_model},
     "/_sim/clock": {"GET": _sim_clock},
 }
 

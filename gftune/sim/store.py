@@ -20,10 +20,10 @@ from typing import Any
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
 from gftune.glassflow.statuses import DELETABLE, EDITABLE, OPERATION_TARGET, Status, check_transition
-from gftune.sim import documents, validation
+from gftune.sim import documents, profiles, validation
 from gftune.sim.clock import Clock
 from gftune.sim.faults import Fault, FaultSet
-from gftune.sim.model import PipelineModel
+from gftune.sim.model import DEFAULT_PARAMS, PipelineModel, deep_merge
 
 Json = dict[str, Any]
 _ID_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -109,6 +109,7 @@ class Row:
     events: list[Event] = field(default_factory=list)
     op: int = 0
     deleting: bool = False
+    hung: bool = False  # a stuck stop: the components no longer drain
     dlq: DlqState = field(default_factory=DlqState)
     cached_get: bytes | None = None
     notes: list[str] = field(default_factory=list)
@@ -155,7 +156,8 @@ class Store:
             self._apply_events(row, model.t)
             if row.pipeline_id not in self.rows:
                 return
-            mode = _MODE.get(row.status_at(model.t), "off")
+            status = row.status_at(model.t)
+            mode = "off" if status == Status.STOPPING and row.hung else _MODE.get(status, "off")
             step = model.step(mode)
             self._collect_dlq(row, model.t)
             if step.oom and row.status == Status.RUNNING:
@@ -213,6 +215,7 @@ class Store:
                 row.model.stopped()
 
     def _set_status(self, row: Row, status: str, t: float) -> None:
+        row.hung = False
         row.status = str(status)
         row.updated_at = t
         row.history.append((t, row.status))
@@ -242,6 +245,7 @@ class Store:
             delay = float(fault.spec.get("delay", delay * float(fault.spec.get("factor", 1.0))))
         if fault is not None and fault.kind == "stuck_transition":
             if operation == "stop":
+                row.hung = True
                 self._schedule(row, now + self.delays.stop_timeout, "status", Status.STOPPED, hook="sweep")
             else:
                 self._schedule(row, now + self.delays.reconcile_timeout, "status", Status.FAILED)
@@ -268,7 +272,7 @@ class Store:
         return body
 
     @staticmethod
-    def _check_model(doc: Json) -> list[rules.Violation]:
+    def _to_model(doc: Json) -> list[rules.Violation]:
         """``toModel()``: the first model violation is a 422; the rest is returned for later checks."""
         violations = rules.validate_document(doc)
         model = next((v for v in violations if v.kind == "model"), None)
@@ -316,7 +320,7 @@ class Store:
     def create(self, body: Any, *, running: bool = False) -> None:
         """POST /api/v1/pipeline. ``running`` pre-creates it Running (scenario preload)."""
         doc = self._check_schema(body)
-        violations = self._check_model(doc)
+        violations = self._to_model(doc)
         self._check_resources(violations)
         if any(v.kind == "id" for v in violations):
             raise ApiError(400, "bad_request", "pipeline id is invalid")
@@ -426,7 +430,7 @@ class Store:
         if doc.get("pipeline_id") != pipeline_id:
             raise ApiError(400, "bad_request", "pipeline ID in request body must match the route parameter",
                            {"route_id": pipeline_id, "json_id": doc.get("pipeline_id")})
-        violations = self._check_model(doc)
+        violations = self._to_model(doc)
         with self.lock:
             now = self.now()
             row = self._existing(pipeline_id, f'no pipeline with id "{pipeline_id}" to edit', now)
@@ -578,6 +582,22 @@ class Store:
     def row(self, pipeline_id: str) -> Row | None:
         with self.lock:
             return self._row(pipeline_id, self.now())
+
+    def patch_model(self, pipeline_id: str, params: Json) -> Json:
+        """Change the world outside GlassFlow (Kafka partitions, load, ClickHouse) from now on.
+
+        ``params`` is deep-merged into the pipeline's model parameters; state is kept.
+        """
+        with self.lock:
+            row = self._existing(pipeline_id, self._not_found(pipeline_id))
+            model = row.model
+            merged = deep_merge(model.params, params)
+            for source in merged.get("sources", {}).values():
+                profiles.check_profile(deep_merge(DEFAULT_PARAMS["source"], source)["profile"])
+            model.params = merged
+            model.configure(row.doc, row.resources)
+            self.model_params[pipeline_id] = deep_merge(self.model_params.get(pipeline_id, {}), params)
+            return model.params
 
     def add_fault(self, spec: Any) -> Fault:
         with self.lock:

@@ -28,7 +28,7 @@ MEMORY_WEIGHT = 0.25  # cost of 1 GiB relative to one CPU
 MAX_REPLICAS = 10
 INGESTOR_CPUS = (0.25, 0.5, 1.0, 1.5, 2.0)
 SINK_CPUS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
-BATCHES = (1000, 2000, 5000, 10000, 20000, 50000, 100000)
+BATCHES = (100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 _MI = 2**20
 
 
@@ -216,7 +216,12 @@ def min_config(model: PipelineModel, loads: Json | None = None) -> Json:
     current["resources.sink.limits.memory"] = (sink_block.get("limits") or {}).get("memory")
     current["sink.max_batch_size"] = int(model.batch)
     best_sink = _best_sink(model, loads["sink"], sink_mem_now, sink_cpu_now)
-    if best_sink is None:
+    if best_sink is None and math.isfinite(model.max_msgs) \
+            and _best_sink(model, loads["sink"], sink_mem_now, sink_cpu_now, ignore_stream=True) is not None:
+        feasible = False
+        notes.append(f"the stream's maxMsgs {int(model.max_msgs)} (immutable) caps the sink's batches below what the "
+                     "insert budget needs; recreate the pipeline with a larger nats.stream.maxMsgs")
+    elif best_sink is None:
         feasible = False
         notes.append("no sink configuration within the bounds keeps up within the insert budget")
     else:
@@ -243,7 +248,8 @@ def _differs(old: Any, new: Any) -> bool:
         return str(old) != str(new)
 
 
-def _best_sink(model: PipelineModel, load: float, mem_now: float, cpu_now: float) -> tuple | None:
+def _best_sink(model: PipelineModel, load: float, mem_now: float, cpu_now: float, *,
+               ignore_stream: bool = False) -> tuple | None:
     ch = model.params["clickhouse"]
     sp = model.params["sink"]
     err = float(ch["error_rate"])
@@ -263,7 +269,8 @@ def _best_sink(model: PipelineModel, load: float, mem_now: float, cpu_now: float
                 effective = model.effective_batch(per_replica, batch, None, err, workers)
                 if effective > 0 and load / effective * attempts > budget:
                     continue
-                if math.isfinite(model.max_msgs) and replicas * 1.5 * effective > model.bp_threshold * model.max_msgs:
+                if not ignore_stream and math.isfinite(model.max_msgs) \
+                        and replicas * 1.5 * effective > model.bp_threshold * model.max_msgs:
                     continue
                 memory_needed = model.base_memory + batch * workers * model.row_memory
                 memory = max(mem_now, _round_memory(memory_needed / 0.8))

@@ -1,0 +1,385 @@
+"""The fluid model, driven through the store on a manual clock (deterministic, no waiting).
+
+The tuning issue relies on these: each scenario's right fix removes its symptom in the model, the
+wrong one does not, restarts cost time and lag, and the ground truth's minimum configuration works.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from gftune import paths
+from gftune.sim import Simulator
+from gftune.sim import truth as truth_module
+from gftune.sim.clock import ManualClock
+from gftune.sim.model import sink_workers
+from gftune.sim.store import ApiError
+from tests.sim.helpers import orders_doc
+
+
+class World:
+    """A simulator store on a manual clock, with helpers to measure rates over sim time."""
+
+    def __init__(self, *scenarios, **options):
+        self.clock = ManualClock()
+        self.sim = Simulator(list(scenarios), clock=self.clock, **options)
+        self.store = self.sim.build()
+
+    def run(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.store.advance_all()
+
+    def pid(self) -> str:
+        return next(iter(self.store.rows))
+
+    def counters(self, pid: str) -> dict:
+        row = self.store.row(pid)
+        out = {f"{k}{labels}": v for (k, labels), v in row.model.counters.items()}
+        out.update({f"{k}{labels}_sum": h.total for (k, labels), h in row.model.histograms.items()})
+        out.update({f"{k}{labels}_count": sum(h.counts) for (k, labels), h in row.model.histograms.items()})
+        return out
+
+    def rates(self, pid: str, seconds: float = 60) -> dict:
+        before = self.counters(pid)
+        self.run(seconds)
+        after = self.counters(pid)
+        return {k: (v - before.get(k, 0.0)) / seconds for k, v in after.items()}
+
+    def read_rate(self, pid: str, seconds: float = 60) -> float:
+        return self.rates(pid, seconds).get("kafka_records_read('ingestor',)", 0.0)
+
+    def gauges(self, pid: str) -> dict:
+        return self.store.row(pid).model.gauges()
+
+    def status(self, pid: str) -> str:
+        return self.store.health(pid)["overall_status"]
+
+    def truth(self, pid: str) -> dict:
+        return self.sim.truth(pid)
+
+    def stop(self, pid: str) -> None:
+        self.store.operate(pid, "stop")
+        self.run(10)
+        assert self.status(pid) == "Stopped"
+
+    def put_resources(self, pid: str, change) -> None:
+        self.stop(pid)
+        current = self.store.get_resources(pid)["pipeline_resources"]
+        change(current)
+        self.store.put_resources(pid, {"pipeline_resources": current})
+        self.run(15)
+        assert self.status(pid) == "Running"
+
+    def edit(self, pid: str, change) -> None:
+        self.stop(pid)
+        import json
+
+        doc = json.loads(self.store.get(pid))
+        change(doc)
+        self.store.edit(pid, doc)
+        self.run(15)
+        assert self.status(pid) == "Running"
+
+
+def test_state_does_not_depend_on_when_it_is_read():
+    lazy, busy = World("backpressure-sink-bound"), World("backpressure-sink-bound")
+    pid = lazy.pid()
+    lazy.run(300)
+    for _ in range(1000):
+        busy.run(0.3)
+        busy.store.health(pid)
+    assert busy.clock.now() == pytest.approx(300)
+    assert busy.counters(pid) == lazy.counters(pid)
+
+
+def test_noise_is_seeded():
+    a, b, c = World("healthy"), World("healthy"), World("healthy", seed=99)
+    for world in (a, b, c):
+        world.run(100)
+    pid = a.pid()
+    assert a.counters(pid) == b.counters(pid)
+    assert a.counters(pid) != c.counters(pid)
+    read_a, read_c = (w.counters(pid)["kafka_records_read('ingestor',)"] for w in (a, c))
+    assert read_c == pytest.approx(read_a, rel=0.01)  # 2% noise per step, averaged over 100 steps
+
+
+@pytest.mark.parametrize(("cpu", "workers"), [(None, 1), (1.0, 1), (1.5, 1), (2.0, 1), (2.5, 1), (3.0, 1),
+                                              (3.5, 2), (5.0, 3), (8.0, 6)])
+def test_sink_workers_follow_gomaxprocs_minus_two(cpu, workers):
+    assert sink_workers(cpu) == workers
+
+
+# --- each scenario's fix -------------------------------------------------------------------------
+
+def _set(path: str, value):
+    def change(doc):
+        paths.set_value(doc, path, value)
+    return change
+
+
+def test_backpressure_sink_bound_fixed_by_sink_replicas_or_cpu():
+    for change in (_set("sink.replicas", 2), _set("sink.limits", {"cpu": "5", "memory": "1.5Gi"})):
+        world = World("backpressure-sink-bound")
+        pid = world.pid()
+        world.run(120)
+        assert world.gauges(pid)["ingestor_backpressure_active"] == 1
+        world.put_resources(pid, change)
+        lag_after_restart = world.truth(pid)["records"]["kafka_lag"]
+        world.run(60)
+        assert world.truth(pid)["records"]["kafka_lag"] < lag_after_restart  # catching up
+        world.run(600)
+        assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+        assert world.read_rate(pid) == pytest.approx(8000, rel=0.03)
+
+
+def test_backpressure_sink_bound_not_fixed_by_more_ingestors():
+    world = World("backpressure-sink-bound")
+    pid = world.pid()
+    world.put_resources(pid, lambda r: r["ingestor"]["base"].update(replicas=4))
+    world.run(300)
+    assert world.gauges(pid)["ingestor_backpressure_active"] == 1
+    assert world.read_rate(pid) == pytest.approx(4950, rel=0.01)
+
+
+@pytest.mark.parametrize("fix", ["batch", "replicas"])
+def test_sink_batch_bound_fixed_by_bigger_batches_or_replicas(fix):
+    world = World("sink-batch-bound")
+    pid = world.pid()
+    world.run(120)
+    assert world.rates(pid)["clickhouse_records_written('sink',)"] == pytest.approx(1887, rel=0.01)
+    if fix == "batch":
+        world.edit(pid, _set("sink.max_batch_size", 5000))
+    else:
+        world.put_resources(pid, _set("sink.replicas", 4))
+    world.run(1200)  # drain the backlog built up meanwhile
+    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert world.rates(pid)["clickhouse_records_written('sink',)"] == pytest.approx(5000, rel=0.03)
+
+
+def test_underprovisioned_ingestor_fixed_by_cpu_not_by_more_replicas_than_partitions():
+    world = World("underprovisioned-ingestor")
+    pid = world.pid()
+    assert world.read_rate(pid) == pytest.approx(2500, rel=0.01)
+    world.put_resources(pid, lambda r: r["ingestor"]["base"].update(replicas=8))  # 4 partitions: 4 idle
+    assert world.read_rate(pid) == pytest.approx(5000, rel=0.01)
+    world.put_resources(pid, lambda r: r["ingestor"]["base"].update(
+        replicas=2, limits={"cpu": "1", "memory": "512Mi"}))
+    assert world.read_rate(pid) == pytest.approx(10000, rel=0.01)  # catching up at full speed
+    world.put_resources(pid, lambda r: r["ingestor"]["base"].update(limits={"cpu": "4", "memory": "512Mi"}))
+    assert world.read_rate(pid) == pytest.approx(10000, rel=0.01)  # more CPU than needed does nothing
+
+
+def test_partition_cap_needs_partitions_before_replicas():
+    world = World("partition-capped-ingestor")
+    pid = world.pid()
+    world.put_resources(pid, lambda r: r["ingestor"]["base"].update(replicas=4))
+    assert world.read_rate(pid) == pytest.approx(6000, rel=0.01)  # two replicas idle
+    assert not world.truth(pid)["min_config"]["feasible"]
+    world.store.patch_model(pid, {"sources": {"orders": {"partitions": 4}}})  # the Kafka-side change
+    assert world.read_rate(pid) == pytest.approx(12000, rel=0.01)
+    assert world.truth(pid)["min_config"]["feasible"]
+
+
+def test_sink_retries_fixed_by_replicas_but_retries_remain():
+    world = World("sink-retries")
+    pid = world.pid()
+    world.run(60)
+    world.put_resources(pid, _set("sink.replicas", 2))
+    world.run(900)
+    rates = world.rates(pid)
+    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert rates["clickhouse_records_written('sink',)"] == pytest.approx(4000, rel=0.03)
+    assert rates["sink_retries('retry',)"] == pytest.approx(4 / 3, rel=0.05)  # 4 batches/s x 1/3 retries each
+    assert rates.get("sink_retries('exhausted',)", 0) == 0
+
+
+def test_retry_exhaustion_is_not_a_sizing_problem():
+    world = World("retry-exhaustion")
+    pid = world.pid()
+
+    def exhausted_per_batch() -> float:
+        rates = world.rates(pid, 600)
+        return rates["sink_retries('exhausted',)"] / rates["sink_batch_size_records()_count"]
+
+    before = exhausted_per_batch()
+    world.put_resources(pid, _set("sink.replicas", 6))
+    world.run(300)
+    assert before == pytest.approx(0.6 ** 4, rel=0.1)
+    assert exhausted_per_batch() == pytest.approx(before, rel=0.1)
+
+
+def test_dedup_storage_fills_then_a_shorter_window_fixes_it():
+    world = World("dedup-storage")
+    pid = world.pid()
+    world.run(600)
+    row = world.store.row(pid)
+    assert row.model.dedup_fill() > 0.99
+    rates = world.rates(pid)
+    assert rates["dlq_records_written('dedup', 'dedup_overflow')"] > 1000
+    # lookups take longer per record as the store fills: 1 + 6 x fill^2 times an empty store's
+    empty_store_lookup = row.model.transform_record_cost(0.0)[1]["dedup_lookup"]
+    per_record = rates["processing_duration_seconds('dedup_filter', 'lookup')_sum"] / rates["kafka_records_read('ingestor',)"]
+    assert per_record == pytest.approx(7 * empty_store_lookup, rel=0.02)
+    with pytest.raises(ApiError) as refused:  # storage is immutable
+        world.edit(pid, _set("resources.transform[orders].storage.size", "4Gi"))
+    assert refused.value.status == 422
+    doc_change = _set("transforms[dedup:orders].config.time_window", "20m")
+    world.store.edit(pid, _edited(world, pid, doc_change))
+    world.run(15)
+    world.run(900)
+    assert world.store.row(pid).model.dedup_fill() < 0.8
+    rates = world.rates(pid)
+    assert rates.get("dlq_records_written('dedup', 'dedup_overflow')", 0) == 0
+    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+
+
+def _edited(world, pid, change):
+    import json
+
+    doc = json.loads(world.store.get(pid))
+    change(doc)
+    return doc
+
+
+@pytest.mark.parametrize("name", ["backpressure-sink-bound", "sink-batch-bound", "underprovisioned-ingestor",
+                                  "sink-retries", "healthy"])
+def test_applying_the_truths_minimum_configuration_leaves_every_stage_below_the_cap(name):
+    world = World(name)
+    pid = world.pid()
+    world.run(60)
+    minimum = world.truth(pid)["min_config"]
+    assert minimum["feasible"]
+    world.stop(pid)
+    import json
+
+    doc = json.loads(world.store.get(pid))
+    for path, value in minimum["values"].items():
+        paths.set_value(doc, path, value)
+    world.store.edit(pid, doc)
+    world.run(1800)
+    truth = world.truth(pid)
+    assert max(truth["utilisation"].values()) <= 0.85 + 1e-9, truth["utilisation"]
+    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert truth["min_config"]["changes"] == {}  # already minimal
+    assert truth["details"]["insert_rate"] <= truth["details"]["insert_budget"]
+
+
+# --- lifecycle costs and failure modes ------------------------------------------------------------------
+
+def test_restarts_stop_the_flow_and_lag_grows_meanwhile():
+    world = World("healthy")
+    pid = world.pid()
+    world.run(30)
+    world.store.operate(pid, "stop")
+    world.run(5)
+    assert world.status(pid) == "Stopped"
+    lag = world.truth(pid)["records"]["kafka_lag"]
+    rates = world.rates(pid, 60)
+    assert rates.get("kafka_records_read('ingestor',)", 0) == 0
+    assert rates.get("clickhouse_records_written('sink',)", 0) == 0
+    assert world.truth(pid)["records"]["kafka_lag"] == pytest.approx(lag + 5000 * 60, rel=0.02)
+    world.store.operate(pid, "resume")
+    world.run(5)
+    assert world.status(pid) == "Resuming"
+    assert world.rates(pid, 4).get("kafka_records_read('ingestor',)", 0) == 0  # pods still starting
+    world.run(120)
+    assert world.truth(pid)["records"]["kafka_lag"] < 1000  # caught up at the ingestor's full rate
+
+
+def test_a_batch_too_big_for_the_sink_memory_is_an_oom_and_the_pipeline_fails():
+    world = World("sink-batch-bound")
+    pid = world.pid()
+    world.run(120)  # a backlog: the sink will fill whole batches
+    world.stop(pid)
+    world.store.edit(pid, _edited(world, pid, lambda d: (
+        _set("sink.max_batch_size", 50000)(d), _set("resources.sink.limits", {"cpu": "5", "memory": "256Mi"})(d))))
+    world.run(12)
+    assert world.status(pid) == "Failed"
+    assert any("OOM" in note for note in world.store.row(pid).notes)
+
+
+def test_discard_old_loses_data_when_only_bytes_limit_the_stream():
+    world = World("backpressure-sink-bound")
+    pid = world.pid()
+    world.stop(pid)
+    with pytest.raises(ApiError):  # maxMsgs and maxBytes are immutable ...
+        world.put_resources(pid, lambda r: r["nats"]["stream"].update(maxMsgs=-1, maxBytes="4Mi"))
+    world.store.operate(pid, "resume")
+    world.run(15)
+    world2 = World({"pipelines": [{"spec": orders_doc("orders-loss", resources={
+        "nats": {"stream": {"maxMsgs": -1, "maxBytes": "4Mi"}}, "sink": {"replicas": 1}}),
+        "model": {"source": {"profile": {"kind": "constant", "rate": 8000}},
+                  "sink": {"prepare_per_row": 1.5e-4, "insert_overhead": 0.05}}}]})
+    world2.run(300)
+    truth = world2.truth("orders-loss")
+    assert world2.gauges("orders-loss")["ingestor_backpressure_active"] == 0  # no msgs ratio to hold back on
+    assert truth["records"]["lost"] > 100_000  # DiscardOld dropped the oldest messages
+
+
+def test_terminate_purges_the_streams_and_removes_the_dlq_until_resume():
+    world = World("terminal-errors")
+    pid = world.pid()
+    world.run(60)
+    assert world.store.dlq_state(pid)["total_messages"] > 0
+    world.store.operate(pid, "terminate")
+    world.run(5)
+    assert world.status(pid) == "Stopped"
+    with pytest.raises(ApiError) as missing:
+        world.store.dlq_state(pid)
+    assert missing.value.status == 404
+    world.store.operate(pid, "resume")
+    assert world.store.dlq_state(pid)["total_messages"] == 0
+
+
+def test_a_stuck_stop_is_forced_after_the_stop_timeout_and_swept_to_the_dlq():
+    world = World("backpressure-sink-bound")
+    pid = world.pid()
+    world.run(60)
+    world.store.add_fault({"kind": "stuck_transition", "operation": "stop"})
+    world.store.operate(pid, "stop")
+    world.run(299)
+    assert world.status(pid) == "Stopping"
+    world.run(2)
+    assert world.status(pid) == "Stopped"
+    assert world.store.dlq_state(pid)["total_messages"] > 1000  # the stream's backlog, swept
+
+
+def test_insert_budget_overload_turns_into_retries():
+    world = World({"pipelines": [{"spec": orders_doc("orders-budget", patch={"sink": {"max_batch_size": 100}},
+                                                     resources={"sink": {"replicas": 4},
+                                                                "nats": {"stream": {"maxMsgs": 100000}}}),
+                                  "model": {"source": {"profile": {"kind": "constant", "rate": 4000}},
+                                            "clickhouse": {"insert_budget": 10}}}]})
+    world.run(120)
+    rates = world.rates("orders-budget")
+    truth = world.truth("orders-budget")
+    assert rates["sink_retries('retry',)"] > 2
+    assert truth["details"]["insert_failure_probability"] > 0.2
+    assert truth["min_config"]["values"]["sink.max_batch_size"] >= 500  # fewer, bigger inserts
+
+
+def test_truth_says_when_the_immutable_stream_limit_caps_the_batch():
+    world = World({"pipelines": [{"spec": orders_doc("orders-capped", patch={"sink": {"max_batch_size": 100}},
+                                                     resources={"sink": {"replicas": 4}}),
+                                  "model": {"source": {"profile": {"kind": "constant", "rate": 4000}},
+                                            "clickhouse": {"insert_budget": 10}}}]})
+    world.run(60)
+    minimum = world.truth("orders-capped")["min_config"]
+    assert not minimum["feasible"]
+    assert "maxMsgs 800 (immutable)" in minimum["notes"][0]
+
+
+def test_truth_reports_capacities_and_bottleneck():
+    world = World("backpressure-sink-bound")
+    pid = world.pid()
+    world.run(60)
+    truth = world.truth(pid)
+    assert truth["bottleneck"] == "sink"
+    assert truth["capacity"]["sink"] == pytest.approx(1000 / 0.202)
+    assert truth["capacity"]["ingestor[orders]"] == 12000
+    assert truth["configured"]["read_rate"] == 4950
+    assert truth["min_config"]["changes"]["resources.sink.replicas"] == {"from": 1, "to": 2}
+    copy.deepcopy(truth)  # plain JSON-able data
+    assert truth_module.U_CAP == 0.85
