@@ -32,7 +32,8 @@ def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...],
 
         for path in available_scenarios():
             scenario = scenario_files.load(str(path))
-            click.echo(f"{scenario.name:28} {scenario.signature or scenario.description}")
+            summary = " ".join((scenario.signature or scenario.description).split())
+            click.echo(f"{scenario.name:28} {summary}")
         return
     try:
         simulator = Simulator(scenarios=list(scenarios), time_scale=time_scale, naming=naming, namespace=namespace,

@@ -1,0 +1,133 @@
+"""``/metrics``: names, labels, buckets, naming modes and the time-scale convention (reference §5)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gftune.sim import Simulator
+from gftune.sim.clock import ManualClock
+from gftune.sim.model import consumer_group
+
+
+def _scrape(sim) -> dict[str, list]:
+    text = httpx.get(sim.metrics_url).text
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def _one(samples, name, **labels):
+    found = [s for s in samples.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, (name, labels, found)
+    return found[0].value
+
+
+@pytest.fixture
+def manual(request):
+    """A started simulator whose clock only moves when the test says so."""
+    started = []
+
+    def make(scenarios, time_scale=10.0, **options):
+        clock = ManualClock(time_scale=time_scale)
+        sim = Simulator(scenarios, time_scale=time_scale, clock=clock, **options).start()
+        started.append(sim)
+        return sim, clock
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+def test_counters_are_divided_by_the_time_scale_and_gauges_are_not(manual):
+    sim, clock = manual(["backpressure-sink-bound"], time_scale=10)
+    clock.advance(100)
+    samples = _scrape(sim)
+    row = sim.store.row("orders-backpressure")
+    read = row.model.counters[("kafka_records_read", ("ingestor",))]
+    assert _one(samples, "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-backpressure",
+                component="ingestor") == pytest.approx(read / 10)
+    batches = row.model.histograms[("sink_batch_size_records", ())]
+    assert _one(samples, "glassflow_gfm_sink_batch_size_records_count",
+                pipeline_id="orders-backpressure") == pytest.approx(sum(batches.counts) / 10)
+    assert _one(samples, "glassflow_gfm_stream_depth_ratio", pipeline_id="orders-backpressure") == pytest.approx(0.9)
+    assert _one(samples, "glassflow_gfm_stream_depth", pipeline_id="orders-backpressure") == pytest.approx(7200)
+    assert _one(samples, "glassflow_gfm_ingestor_backpressure_active", pipeline_id="orders-backpressure") == 1
+
+
+def test_documented_names_labels_and_buckets(manual):
+    sim, clock = manual(["dedup-storage", "retry-exhaustion"])
+    clock.advance(60)
+    samples = _scrape(sim)
+    dedup = "orders-dedup-storage"
+    for component, stage in [("ingestor", "batch"), ("dedup_filter", "lookup"), ("dedup_write", "commit"),
+                             ("sink", "per_message"), ("sink", "schema_mapping"), ("sink", "total_preparation")]:
+        les = [s.labels["le"] for s in samples["glassflow_gfm_processing_duration_seconds_bucket"]
+               if s.labels["pipeline_id"] == dedup and s.labels["component"] == component and s.labels["stage"] == stage]
+        assert les == ["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+                       "60", "120", "+Inf"], (component, stage)
+    assert [s.labels["le"] for s in samples["glassflow_gfm_sink_batch_size_records_bucket"]
+            if s.labels["pipeline_id"] == dedup] == ["1", "10", "100", "1000", "10000", "100000", "+Inf"]
+    assert [s.labels["le"] for s in samples["glassflow_gfm_sink_batch_size_bytes_bucket"]
+            if s.labels["pipeline_id"] == dedup] == ["1024", "10240", "102400", "1048576", "10485760", "104857600",
+                                                     "+Inf"]
+    assert _one(samples, "glassflow_gfm_processor_messages_total", pipeline_id=dedup, component="dedup",
+                status="success") > 0
+    assert _one(samples, "glassflow_gfm_bytes_processed_total", pipeline_id=dedup, component="sink",
+                direction="out") > 0
+    exhausted = "orders-exhaustion"
+    assert _one(samples, "glassflow_gfm_sink_retries_total", pipeline_id=exhausted, outcome="exhausted") > 0
+    assert _one(samples, "glassflow_gfm_dlq_records_written_total", pipeline_id=exhausted, component="sink",
+                reason="retry_exhausted") > 0
+    assert _one(samples, "glassflow_gfm_sink_errors_by_classification_total", pipeline_id=exhausted,
+                classification="retryable", error_name="NETWORK_ERROR") > 0
+    assert _one(samples, "glassflow_gfm_sink_nack_messages_total", pipeline_id=exhausted) > 0
+    # what kafka_exporter would show next to GlassFlow
+    lags = [s for s in samples["kafka_consumergroup_lag"] if s.labels["consumergroup"] == consumer_group(exhausted)]
+    assert sorted(s.labels["partition"] for s in lags) == ["0", "1", "2", "3"]
+    assert {s.labels["topic"] for s in lags} == {"orders"}
+
+
+def test_collector_naming_mode_and_namespace(manual):
+    sim, clock = manual(["backpressure-sink-bound"], naming="collector", namespace="etl")
+    clock.advance(100)
+    samples = _scrape(sim)
+    pid = "orders-backpressure"
+    assert _one(samples, "etl_gfm_ingestor_backpressure_active_ratio", pipeline_id=pid) == 1
+    assert _one(samples, "etl_gfm_component_backpressure_active_ratio", pipeline_id=pid, component="ingestor") == 1
+    assert _one(samples, "etl_gfm_stream_depth_ratio", pipeline_id=pid) == pytest.approx(7200)  # the absolute depth
+    assert _one(samples, "etl_gfm_stream_depth_ratio_per_second", pipeline_id=pid) == pytest.approx(0.9)
+    assert "etl_gfm_kafka_records_read_total" in samples
+    assert not any(name.startswith("glassflow_") for name in samples)
+    assert "etl_gfm_stream_depth" not in samples
+
+
+def test_api_request_metrics_use_route_templates(manual):
+    sim, _clock = manual(["healthy"])
+    httpx.get(sim.api_url + "/api/v1/pipeline/orders-healthy")
+    httpx.get(sim.api_url + "/api/v1/pipeline/orders-healthy/health")
+    httpx.get(sim.api_url + "/api/v1/pipeline/missing-one/health")
+    httpx.get(sim.api_url + "/definitely/not/a/route")
+    httpx.get(sim.api_url + "/_sim/clock")
+    samples = _scrape(sim)
+    counts = {(s.labels["method"], s.labels["path"], s.labels["status"]): s.value
+              for s in samples["glassflow_gfm_http_server_request_count_total"]}
+    assert counts == {("GET", "/api/v1/pipeline/{id}", "200"): 0.1,  # 1 request / time scale 10
+                      ("GET", "/api/v1/pipeline/{id}/health", "200"): 0.1,
+                      ("GET", "/api/v1/pipeline/{id}/health", "404"): 0.1,
+                      ("GET", "unknown", "404"): 0.1}
+    assert "glassflow_gfm_http_server_request_duration_seconds_bucket" in samples
+
+
+def test_a_stopped_pipeline_keeps_its_counters(manual):
+    sim, clock = manual(["healthy"])
+    clock.advance(30)
+    sim.store.operate("orders-healthy", "stop")
+    clock.advance(10)
+    before = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-healthy")
+    clock.advance(60)
+    after = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-healthy")
+    assert after == before > 0

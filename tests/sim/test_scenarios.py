@@ -1,0 +1,84 @@
+"""Scenario files: every one loads and its pipelines pass the API; errors point at the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gftune.sim import ScenarioError, Simulator, available_scenarios
+from gftune.sim import scenarios as scenario_files
+from gftune.sim.clock import ManualClock
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
+
+# the symptom table of seeds/tune-pipeline-skill.txt, row -> the scenario that reproduces it
+SYMPTOM_ROWS = {
+    "ingestor backpressure / stream near capacity": "backpressure-sink-bound",
+    "partition-capped ingestor": "partition-capped-ingestor",
+    "under-provisioned ingestor": "underprovisioned-ingestor",
+    "batch-bound sink": "sink-batch-bound",
+    "sink retries": "sink-retries",
+    "retry exhaustion": "retry-exhaustion",
+    "dedup storage": "dedup-storage",
+    "terminal errors": "terminal-errors",
+}
+
+
+def test_the_names_other_modules_rely_on_exist():
+    assert set(SYMPTOM_ROWS.values()) | {"healthy"} <= set(NAMES)
+    assert {p.stem for p in available_scenarios()} >= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scenario_loads_and_its_pipelines_are_accepted_by_the_api(name):
+    scenario = scenario_files.load(name)
+    assert scenario.name == name
+    assert scenario.description and scenario.signature
+    store = Simulator([name], clock=ManualClock()).build()  # preloading goes through create()
+    assert set(store.rows) == {p.pipeline_id for p in scenario.pipelines}
+    for spec in scenario.pipelines:
+        assert spec.truth, f"{name}: {spec.pipeline_id} has no truth block"
+        assert store.health(spec.pipeline_id)["overall_status"] == ("Running" if spec.running else "Created")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_readme_has_a_line_per_scenario(name):
+    readme = (ROOT / "scenarios" / "README.md").read_text()
+    assert f"| `{name}` |" in readme
+
+
+def test_errors_point_at_the_problem(tmp_path):
+    bad_yaml = tmp_path / "broken.yaml"
+    bad_yaml.write_text("name: broken\npipelines:\n  - spec: {a: 1\n")
+    with pytest.raises(ScenarioError, match=r"broken\.yaml:4:1: "):
+        scenario_files.load(str(bad_yaml))
+    cases = [
+        ({"nmae": "x"}, "unknown key(s) nmae"),
+        ({"pipelines": [{"file": "a.yaml", "spec": {}}]}, "pipelines[0]: give exactly one of 'file'"),
+        ({"pipelines": [{"spec": {"pipeline_id": "abcde"}, "model": {"sink": {"insert_overhaed": 1}}}]},
+         "pipelines[0].model.sink.insert_overhaed: unknown key"),
+        ({"model": {"sources": {"orders": {"profile": {"kind": "step", "rate": 1}}}}},
+         "model.sources.orders.profile: profile kind 'step' needs 'to'"),
+        ({"model": {"source": {"noise": "lots"}}}, "model.source.noise: must be a number"),
+        ({"resource_defaults": "prod"}, "resource_defaults must be one of helm, code"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ScenarioError) as excinfo:
+            scenario_files.parse(data, "inline.yaml", tmp_path)
+        assert message in str(excinfo.value), (data, str(excinfo.value))
+    with pytest.raises(ScenarioError, match=r"unknown scenario 'nope'; known: .*healthy"):
+        scenario_files.load("nope")
+
+
+def test_a_document_the_api_rejects_is_reported_with_the_apis_reason():
+    scenario = {"name": "bad-doc", "pipelines": [{"spec": {"version": "v3", "pipeline_id": "abc", "name": "x",
+                                                           "sources": [], "sink": {}}}]}
+    with pytest.raises(ScenarioError, match="pipeline abc: the API rejects it: validation failed: expected required"):
+        Simulator([scenario], clock=ManualClock()).build()
+
+
+def test_scenarios_declaring_the_same_pipeline_conflict():
+    with pytest.raises(ScenarioError, match="declared by both"):
+        Simulator(["healthy", "healthy"])
