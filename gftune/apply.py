@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gftune import canonical, exitcodes, lock, secrets, signals, verify
+from gftune import canonical, exitcodes, lock, report, secrets, signals, verify
 from gftune import plan as planmod
 from gftune.client import ApiError, GlassFlowClient
 from gftune.config import Config
@@ -113,17 +113,15 @@ def verify_plan(entry: Mapping[str, Any], config: Config) -> VerifyPlan:
 
     Predictions come from every policy proposal attached to the entry's changes; a policy's own
     ``verify`` block can ask for a longer settle or window and a tighter tolerance than gftune.yaml.
+    A git change that no proposal matches exactly, while a policy still proposes changes to the
+    same fields (say the backlog grew since ``tune`` wrote its values), is judged by that policy's
+    ``verify.expect`` (the symptom must go away), not by its value-specific predictions.
     """
     settle, window, tolerance = config.verify_settle, config.verify_window, config.verify_tolerance
     expectations: list[Expectation] = []
-    seen: set[str] = set()
-    for change in entry.get("changes", ()):
-        proposal = change.get("proposal")
-        if not proposal or proposal.get("policy") in seen:
-            continue
-        seen.add(proposal["policy"])
+    for proposal, use_predictions in report.motivating_proposals(entry):
         spec = VerifySpec.from_dict(proposal["verify"]) if proposal.get("verify") else None
-        predicted = [Expectation.from_dict(p) for p in proposal.get("predictions", ())]
+        predicted = [Expectation.from_dict(p) for p in proposal.get("predictions", ())] if use_predictions else []
         if spec is not None:
             settle, window = max(settle, spec.settle_s), max(window, spec.window_s)
             tolerance = min(tolerance, spec.tolerance)
@@ -771,8 +769,8 @@ class Executor:
     def _signal_names(self, run: PipelineRun) -> list[str]:
         judge = next((s for s in run.steps if s.action == "judge"), None)
         expected = [e["signal"] for e in (judge.params.get("expect", ()) if judge else ())]
-        evidence = [e.get("signal") for c in run.entry.get("changes", ()) if c.get("proposal")
-                    for e in c["proposal"].get("evidence", ())]
+        evidence = [e.get("signal") for p, _ in report.motivating_proposals(run.entry)
+                    for e in p.get("evidence", ())]
         names = [*expected, *(n for n in evidence if n in signals.SIGNALS), *REPORT_SIGNALS]
         return [n for n in dict.fromkeys(names) if n in signals.SIGNALS]
 

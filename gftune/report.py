@@ -42,6 +42,27 @@ VERDICT_WORDS = {"pass": "improved", "fail": "regressed", "inconclusive": "incon
 
 # --- building --------------------------------------------------------------------------------------
 
+def motivating_proposals(entry: Mapping[str, Any]) -> list[tuple[dict[str, Any], bool]]:
+    """The policy proposals behind a plan entry's changes, each with ``exact``: True when the plan
+    attached it to the git changes (same values), False for a proposal still pending in the plan
+    that touches the same fields with other values (the git change came from an earlier tune)."""
+    out: list[tuple[dict[str, Any], bool]] = []
+    seen: set[str] = set()
+    for change in entry.get("changes", ()):
+        proposal = change.get("proposal")
+        if proposal and proposal.get("policy") not in seen:
+            seen.add(proposal["policy"])
+            out.append((proposal, True))
+    if out:
+        return out
+    changed = {c.get("path") for c in entry.get("changes", ())}
+    for proposal in entry.get("proposals", ()):
+        if proposal.get("policy") not in seen and changed & {c.get("path") for c in proposal.get("changes", ())}:
+            seen.add(proposal["policy"])
+            out.append((proposal, False))
+    return out
+
+
 def build(journal: RunJournal, *, exit_code: int | None = None, messages: Sequence[str] = ()) -> dict[str, Any]:
     """The report document of a run (also what ``--format json`` prints)."""
     pipelines = [_pipeline(run, journal.started_at) for run in journal.pipelines.values()]
@@ -75,9 +96,10 @@ def _pipeline(run: Any, t0: float) -> dict[str, Any]:
         changes.append({"path": change["path"], "old": change.get("old"), "new": change.get("new"),
                         "source": "policy " + proposal["policy"] if proposal else change.get("source", "git"),
                         "sensitive": bool(change.get("sensitive"))})
-        if proposal and proposal["policy"] not in policies:
-            policies.append(proposal["policy"])
-            evidence.extend(proposal.get("evidence", []))
+    for proposal, exact in motivating_proposals(entry):
+        policies.append(proposal["policy"])
+        evidence.extend(proposal.get("evidence", []))
+        if exact:
             predictions.extend(proposal.get("predictions", []))
     symptom = next((e["signal"] for e in evidence if e.get("signal") and e["signal"] != "promql"), None)
     names = list(dict.fromkeys([*([symptom] if symptom else []), *(p["signal"] for p in predictions),

@@ -33,6 +33,18 @@ def test_update_steps_wrap_the_plan_lifecycle():
     assert steps[7].params == {"seconds": 300}
 
 
+def test_git_change_without_an_exact_proposal_is_judged_by_the_related_policys_expectations():
+    spec = VerifySpec((Expectation("ingestor_backpressure", "<=", 0),), settle_s=60, window_s=300, tolerance=0.1)
+    pending = Proposal("p1", "stream-backpressure", (FieldChange("resources.sink.replicas", 1, 4),), (),
+                       predictions=(Expectation("sink_rate", ">=", 11709),), verify=spec)
+    entry = {**_entry(RUNNING_EDIT, changes=[{"path": "resources.sink.replicas", "old": 1, "new": 3,
+                                              "proposal": None}]), "proposals": [pending.to_dict()]}
+    vp = ap.verify_plan(entry, Config())
+    assert [e.signal for e in vp.expectations] == ["ingestor_backpressure"]  # not the value-specific sink_rate
+    unrelated = {**entry, "changes": [{"path": "sink.max_delay_time", "proposal": None}]}
+    assert ap.verify_plan(unrelated, Config()).expectations == ()
+
+
 def test_no_verification_for_non_disruptive_or_deliberately_stopped_pipelines():
     meta = ap.build_steps(_entry([{"action": "patch_metadata"}]), ap.VerifyPlan(1, 1, 0.1, ()))
     assert [s.action for s in meta] == ["lock", "capture", "patch_metadata", "provenance", "unlock"]
