@@ -652,7 +652,7 @@ class PipelineModel:
         err = float(self.params["clickhouse"]["error_rate"])
         self.fail_prob = min(0.999, 1.0 - (1.0 - err) * (1.0 - self._budget_fail))
         backlog = sum(s.backlog for s in streams)
-        arrivals = self._sink_arrivals if self._sink_arrivals is not None else self.expected_sink_rate()
+        arrivals = self._sink_arrivals or self.expected_sink_rate()  # nothing arrived yet: what will
         per_replica = arrivals / replicas
         if backlog > 1e-6:
             batch = self.batch

@@ -124,6 +124,7 @@ class Row:
 
 
 _MODE = {Status.RUNNING: "run", Status.STOPPING: "drain"}
+_STUCK = Fault(0, "stuck_transition", {}, None)
 
 
 class Store:
@@ -243,6 +244,10 @@ class Store:
         fault = self.faults.transition(operation, row.pipeline_id)
         if fault is not None and fault.kind == "slow_transition":
             delay = float(fault.spec.get("delay", delay * float(fault.spec.get("factor", 1.0))))
+            # the operator gives up like on a stuck one: a stop is forced, anything else fails
+            limit = self.delays.stop_timeout if operation == "stop" else self.delays.reconcile_timeout
+            if delay > limit:
+                fault = _STUCK
         if fault is not None and fault.kind == "stuck_transition":
             if operation == "stop":
                 row.hung = True

@@ -383,3 +383,22 @@ def test_truth_reports_capacities_and_bottleneck():
     assert truth["min_config"]["changes"]["resources.sink.replicas"] == {"from": 1, "to": 2}
     copy.deepcopy(truth)  # plain JSON-able data
     assert truth_module.U_CAP == 0.85
+
+
+def test_a_transition_slower_than_the_reconcile_timeout_fails():
+    world = World("healthy")
+    pid = world.pid()
+    world.stop(pid)
+    world.store.add_fault({"kind": "slow_transition", "operation": "resume", "delay": 1200})
+    world.store.operate(pid, "resume")
+    world.run(899)
+    assert world.status(pid) == "Resuming"
+    world.run(2)
+    assert world.status(pid) == "Failed"
+
+
+def test_the_first_batches_after_a_start_are_full_sized():
+    world = World({"pipelines": [{"spec": orders_doc("orders-start"), "running": False}]})
+    world.run(30)
+    hist = world.store.row("orders-start").model.histograms[("sink_batch_size_records", ())]
+    assert hist.counts[0] == 0  # no one-record batches while the arrival estimate warms up
