@@ -86,33 +86,30 @@ def _with_references_resolved(doc: Json, resolver: Resolver | None) -> Json:
 
     Raises :class:`gftune.secrets.SecretError` when a reference cannot be resolved.
     """
-    out = copy.deepcopy(doc)
-    secret_locations = [location for location, _, _ in secrets.iter_secret_locations(out)]
-    if resolver is not None:
-        out = _resolve_all(out, resolver)
-    for location in secret_locations:
-        parent: Any = out
-        for step in location[:-1]:
-            parent = parent[step]
-        value = parent[location[-1]]
+    out = _copy(doc, resolver)
+    for location, _, value in list(secrets.iter_secret_locations(out)):
         if isinstance(value, str) and value != "":
+            parent: Any = out
+            for step in location[:-1]:
+                parent = parent[step]
             parent[location[-1]] = secrets.fingerprint(value)
     return out
 
 
-def _resolve_all(node: Any, resolver: Resolver) -> Any:
+def _copy(node: Any, resolver: Resolver | None) -> Any:
+    """A copy of JSON data (much cheaper than ``copy.deepcopy``), resolving references on the way."""
     if isinstance(node, dict):
-        return {k: _resolve_all(v, resolver) for k, v in node.items()}
+        return {k: _copy(v, resolver) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_all(v, resolver) for v in node]
-    if secrets.is_reference(node):
+        return [_copy(v, resolver) for v in node]
+    if resolver is not None and isinstance(node, str) and secrets.is_reference(node):
         return resolver(node)
     return node
 
 
 def masked(doc: Json, *, keep_references: bool = True) -> Json:
     """A copy for display: secret values replaced by ``(sensitive)``; references (safe) kept."""
-    out = copy.deepcopy(doc)
+    out = _copy(doc, None)
     for location, _, value in list(secrets.iter_secret_locations(out)):
         if value in (None, "") or (keep_references and secrets.is_reference(value)):
             continue
@@ -194,16 +191,16 @@ def _transforms(doc: Json) -> Keyed:
 
 
 def _join(join: Json) -> Json:
-    out = copy.deepcopy(join)
+    out = dict(join)  # (a private copy already: see canonical_config)
     out["type"] = out.get("type") or "temporal"
     for side in ("left_source", "right_source"):
         if isinstance(out.get(side), dict):
-            out[side]["time_window"] = _duration(out[side].get("time_window"))
+            out[side] = {**out[side], "time_window": _duration(out[side].get("time_window"))}
     return out
 
 
 def _sink(sink: Json) -> Json:
-    out = {k: copy.deepcopy(v) for k, v in sink.items() if k != "type"}  # GET always says clickhouse
+    out = {k: v for k, v in sink.items() if k != "type"}  # GET always says clickhouse
     if "max_delay_time" in out:
         out["max_delay_time"] = _duration(out["max_delay_time"], zero_as="1m0s")  # 0 becomes 60s
     return out

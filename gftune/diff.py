@@ -11,9 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deepdiff import DeepDiff
-from deepdiff.helper import notpresent
-
 from gftune import paths
 from gftune.canonical import (
     SECRET_MASK,
@@ -26,6 +23,7 @@ from gftune.canonical import (
 from gftune.secrets import is_reference
 
 ABSENT = None  # how a missing value is shown ("(absent)" in text)
+_MISSING = object()
 
 # What each kind of difference costs to apply.
 CONFIG = "config"  # needs POST /edit (stop, update, restart)
@@ -52,7 +50,7 @@ def _format_path(steps: list[Any], live: Any, desired: Any) -> str:
     out = ""
     nodes = [live, desired]
     for step in steps:
-        container = next((n for n in nodes if n is not notpresent and isinstance(n, (dict, list))), None)
+        container = next((n for n in nodes if isinstance(n, (dict, list))), None)
         if isinstance(container, (Keyed, list)):
             out += f"[{step}]"
         else:
@@ -63,26 +61,22 @@ def _format_path(steps: list[Any], live: Any, desired: Any) -> str:
 
 def _child(node: Any, step: Any) -> Any:
     if isinstance(node, dict):
-        return node.get(step, notpresent)
+        return node.get(step, _MISSING)
     if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
         return node[step]
-    return notpresent
+    return _MISSING
 
 
 def _display(doc: Json | None, path: str, fallback: Any) -> Any:
     if doc is None:
         return fallback
     try:
-        value = paths.get(doc, path, notpresent)
+        value = paths.get(doc, path, _MISSING)
     except paths.PathError:
-        value = notpresent
-    if value is notpresent:
+        value = _MISSING
+    if value is _MISSING:
         return fallback
     return value
-
-
-def _shown(value: Any) -> Any:
-    return ABSENT if value is notpresent else value
 
 
 def _area(path: str) -> str:
@@ -111,6 +105,9 @@ def diff_config(desired: Json, live: Json, *, desired_display: Json | None = Non
     strip = ("metadata",)
     left = {k: v for k, v in live.items() if k not in strip}
     right = {k: v for k, v in desired.items() if k not in strip}
+    from deepdiff import DeepDiff  # only when something differs: the import costs ~0.1 s
+    from deepdiff.helper import notpresent
+
     tree = DeepDiff(left, right, view="tree", threshold_to_diff_deeper=0, verbose_level=2)
     for levels in tree.values():
         for level in levels:
@@ -118,12 +115,12 @@ def diff_config(desired: Json, live: Json, *, desired_display: Json | None = Non
             path = _format_path(steps, left, right)
             is_secret = path in sensitive
             if is_secret:
-                new = _display(desired_display, path, notpresent)
+                new = _display(desired_display, path, None)
                 new_shown = new if is_reference(new) else (SECRET_MASK if level.t2 is not notpresent else ABSENT)
                 old_shown = SECRET_MASK if level.t1 is not notpresent else ABSENT
             else:
-                old_shown = _shown(level.t1) if level.t1 is notpresent else _display(live_display, path, level.t1)
-                new_shown = _shown(level.t2) if level.t2 is notpresent else _display(desired_display, path, level.t2)
+                old_shown = ABSENT if level.t1 is notpresent else _display(live_display, path, level.t1)
+                new_shown = ABSENT if level.t2 is notpresent else _display(desired_display, path, level.t2)
             changes.append(FieldDiff(path, old_shown, new_shown, _area(path), sensitive=is_secret))
     changes.sort(key=lambda c: c.path)
     return changes

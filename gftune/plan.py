@@ -296,10 +296,15 @@ def _wait(status: str, timeout: float) -> Json:
     return {"action": "wait_status", "status": status, "timeout_s": timeout}
 
 
-def fingerprint_live(live: LiveLike) -> Json:
-    """What ``apply`` compares to refuse a stale plan: canonical config, raw resources, status."""
+def fingerprint_live(live: LiveLike, config: Json | None = None) -> Json:
+    """What ``apply`` compares to refuse a stale plan: canonical config, raw resources, status.
+
+    ``config``: the live pipeline's canonical config when the caller has it already.
+    """
+    if config is None:
+        config = canonical.canonical_config(live.pipeline or {})
     return {
-        "config": canonical.digest(canonical.canonical_config(live.pipeline or {})),
+        "config": canonical.digest(config),
         "resources": canonical.digest(live.resources),
         "status": live.status,
     }
@@ -481,7 +486,8 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
     def resolver(ref: str) -> str:
         return secrets.resolve(ref, env=o.env, base_dir=base)
 
-    blockers = _invalid(spec)
+    # DesiredPipeline.valid: the loader already ran the same API rules (gftune.validate).
+    blockers = [] if getattr(desired, "valid", False) is True else _invalid(spec)
     if not live.exists:
         _plan_create(plan, spec, o, resolver)
         if blockers:
@@ -489,18 +495,19 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
         _finish(plan, outcome)
         return plan
 
-    plan.fingerprint = fingerprint_live(live)
     live_doc = live.pipeline or {}
+    current = canonical.canonical_config(live_doc)
+    plan.fingerprint = fingerprint_live(live, current)
     try:
         wanted = canonical.canonical_config(spec, resolver=resolver)
     except secrets.SecretError as exc:
         plan.action = ERROR
         plan.errors.append(f"cannot compare secrets: {exc}")
         return plan
-    sensitive = canonical.secret_paths(spec, live_doc)
-    diffs: list[FieldDiff] = diff_config(
-        wanted, canonical.canonical_config(live_doc), desired_display=canonical.masked(spec),
-        live_display=canonical.masked(live_doc), sensitive=sensitive)
+    diffs: list[FieldDiff] = []
+    if wanted != current:  # the common case (no change) skips the display copies and deepdiff
+        diffs = diff_config(wanted, current, desired_display=canonical.masked(spec),
+                            live_display=canonical.masked(live_doc), sensitive=canonical.secret_paths(spec, live_doc))
     leaves, warnings = canonical.desired_resource_leaves(spec)
     plan.notes.extend(warnings)
     diffs += diff_resources(leaves, live.resources)

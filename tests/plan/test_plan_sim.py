@@ -206,7 +206,7 @@ def test_target_and_shard(deployed, repo):
     ids = [[p["pipeline_id"] for p in s["pipelines"]] for s in shards]
     assert sorted(ids[0] + ids[1]) == EXAMPLES and not set(ids[0]) & set(ids[1])
     bad = gftune("plan", "--repo", repo.path, "--api", deployed.api_url, "--shard", "3/2")
-    assert bad.exit_code == 2 and "--shard" in bad.stderr
+    assert bad.exit_code == 1 and "--shard" in bad.stderr  # a usage error; 2 would mean "changes"
     unknown = gftune("plan", "--repo", repo.path, "--api", deployed.api_url, "--target", "nope-nope")
     assert unknown.exit_code == 0 and "no such pipeline" in unknown.stdout and "No pipelines in scope" in unknown.stdout
 
