@@ -200,8 +200,8 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['size']:,} | {r['plan_s']:.2f} s | {r['plan_rss_mib']:.0f} MiB | {r['floor_s']:.2f} s | "
-                  f"{r['floor_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['load']:.2f} s | {r['read_and_plan']:.2f} s | "
-                  f"{r['render']:.2f} s |")
+                  f"{r['floor_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['load']:.2f} s | "
+                  f"{r['read_and_plan']:.2f} s | {r['render']:.2f} s |")
     cpu = os.cpu_count()
     print(f"\nmachine: {cpu} cores, Python {sys.version.split()[0]}; "
           f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB",
