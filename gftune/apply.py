@@ -63,7 +63,12 @@ Json = dict[str, Any]
 
 # Signals read before and after every verified change (the report's table and verify's guards).
 REPORT_SIGNALS = ("source_rate", "sink_rate", "sink_source_ratio", "stream_depth_ratio", "ingestor_backpressure",
-                  "sink_batch_p95", "sink_retry_rate", "sink_exhausted_rate", "sink_terminal_error_rate", "dlq_rate")
+                  "sink_batch_p95", "sink_retry_rate", "sink_exhausted_rate", "sink_terminal_error_rate", "dlq_rate",
+                  "consumer_lag", "consumer_lag_growth")
+# A restarted pipeline first drains what queued in Kafka while it was stopped (and any older
+# backlog): while the lag shrinks, a missed expectation is judged again after another window,
+# at most this many times.
+MAX_CATCH_UP_WINDOWS = 6
 
 # 400/409 answers that mean "the status moved under us": observe again and decide again.
 STATE_RACE_CODES = frozenset({"PIPELINE_IN_TRANSITION", "PIPELINE_NOT_STOPPED_FOR_EDIT", "PIPELINE_ALREADY_IN_STATE",
@@ -283,6 +288,21 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
     if action in ("rename", "patch_metadata"):
         return Decision(DONE_, "already in effect") if obs.matches else Decision(SEND, call=action)
     return Decision(FAIL, f"unknown lifecycle action {action!r}")
+
+
+def catching_up(after: Mapping[str, Any]) -> str | None:
+    """A description of the catch-up in progress when the Kafka lag is shrinking, else None."""
+    growth = (after.get("consumer_lag_growth") or {})
+    rate = growth.get("value") if growth.get("status") == "ok" else None
+    if not isinstance(rate, int | float) or not math.isfinite(rate):
+        return None
+    source = (after.get("source_rate") or {}).get("value")
+    noise = max(1.0, 0.02 * source) if isinstance(source, int | float) and math.isfinite(source) else 1.0
+    if rate >= -noise:
+        return None
+    lag = (after.get("consumer_lag") or {}).get("value")
+    backlog = f"{lag:,.0f} records in Kafka, " if isinstance(lag, int | float) and math.isfinite(lag) else ""
+    return f"{backlog}lag shrinking {-rate:,.0f}/s"
 
 
 def is_transient(error: ApiError) -> bool:
@@ -910,6 +930,20 @@ class Executor:
         run.verdict = {**verdict.to_dict(), "window_s": self.ctx.scaled(vplan.window_s),
                        "settle_s": self.ctx.scaled(vplan.settle_s)}
         step.detail = verdict.label
+        extension = int(step.params.get("extension", 0))
+        backlog = catching_up(run.after) if verdict.outcome != verify.PASS and live.status == Status.RUNNING \
+            else None
+        if backlog and extension < MAX_CATCH_UP_WINDOWS:
+            step.detail = (f"{verdict.label} while still catching up ({backlog}): observing another window "
+                           f"({extension + 1}/{MAX_CATCH_UP_WINDOWS})")
+            self.say(run.pipeline_id, step.detail)
+            index = run.steps.index(step) + 1
+            again = extension + 1
+            run.steps[index:index] = [Step("verify", "observe", {"seconds": vplan.window_s, "extension": again}),
+                                      Step("verify", "judge", {**step.params, "extension": again})]
+            return
+        if backlog:
+            run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
         if verdict.outcome == verify.PASS:
             run.outcome = "verified"
         elif verdict.outcome == verify.INCONCLUSIVE:

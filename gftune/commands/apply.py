@@ -207,9 +207,9 @@ def run_apply(opts: ServerOptions, *, plan_file: Path | None, auto_approve: bool
     finally:
         if own_reporter:
             reporter.close()
-    for message in result.messages:
-        echo(message, err=True)
     if result.journal is None:
+        for message in result.messages:
+            echo(message, err=True)
         return result.exit_code, None
     doc = report.build(result.journal, exit_code=result.exit_code, messages=result.messages)
     _print_report(doc, fmt)

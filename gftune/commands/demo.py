@@ -1,0 +1,263 @@
+"""``gftune demo``: the whole loop on an embedded simulator, in about a minute.
+
+1. start the GlassFlow simulator in-process with a backpressure scenario (free ports, time scale);
+2. adopt its live pipeline into a fresh git repository (``pipelines/<id>.yaml``, secrets as
+   ``${env:...}`` references) next to the example policies and ``gftune.yaml``;
+3. run, as a user would, ``gftune plan`` (the symptom and the proposal with its evidence),
+   ``gftune tune --write`` (the bounded change, committed on a branch) and
+   ``gftune apply --auto-approve`` (lock, stop, update, Running, settle, observe, verdict, report).
+
+The demo talks to the simulator only over HTTP (the commands are ordinary ``gftune`` processes);
+starting it in-process is the one thing no other command does. ``--keep`` leaves the simulator
+running afterwards so that you can keep trying commands against it; Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+import gftune
+from gftune import canonical, exitcodes, secrets
+from gftune.secrets import masker
+
+DEFAULT_SCENARIO = "backpressure-sink-bound"
+DEFAULT_TIME_SCALE = 30.0
+ENV_PREFIX = "GFTUNE_DEMO_"
+
+
+def examples_dir() -> Path:
+    """The example repository shipped with gftune (the package's ``examples/``, else the checkout)."""
+    packaged = Path(gftune.__file__).resolve().parent / "examples"
+    if (packaged / "policies").is_dir():
+        return packaged
+    checkout = Path(gftune.__file__).resolve().parent.parent
+    if (checkout / "policies").is_dir():
+        return checkout
+    raise click.ClickException("the example repository (gftune.yaml, policies/) is not installed with gftune")
+
+
+def secret_env_name(dotted_path: str, prefix: str = ENV_PREFIX) -> str:
+    """``sink.connection_params.password`` -> ``GFTUNE_DEMO_SINK_PASSWORD``."""
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", dotted_path.replace("connection_params", "")) if w]
+    return prefix + "_".join(words).upper()
+
+
+def adopted_spec(live: dict[str, Any], *, prefix: str = ENV_PREFIX) -> tuple[dict[str, Any], dict[str, str]]:
+    """A pipeline file's ``spec`` from a live GET document: each secret becomes an ``${env:NAME}``
+    reference (the values are returned for the environment, never written), gftune's own tags go."""
+    spec = copy.deepcopy(live)
+    env: dict[str, str] = {}
+    for positional, dotted, value in list(secrets.iter_secret_locations(spec)):
+        if not isinstance(value, str) or not value:
+            continue
+        name = secret_env_name(dotted, prefix)
+        env[name] = value
+        masker.add(value)
+        node: Any = spec
+        for step in positional[:-1]:
+            node = node[step]
+        node[positional[-1]] = "${env:" + name + "}"
+    spec["metadata"] = {"tags": canonical.user_tags(live)}
+    return spec, env
+
+
+def pipeline_file_text(spec: dict[str, Any], source: str) -> str:
+    from ruamel.yaml import YAML
+
+    doc = {"apiVersion": "gftune/v1", "kind": "Pipeline", "metadata": {"name": spec["pipeline_id"]}, "spec": spec}
+    yaml = YAML()
+    yaml.default_flow_style = False
+    from io import StringIO
+
+    out = StringIO()
+    out.write(f"# Adopted from the live pipeline at {source} by `gftune demo`; secrets are references.\n")
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def demo_config_text(example: Path, *, api_url: str, scrape_url: str, time_scale: float) -> str:
+    """The example gftune.yaml (comments kept) pointed at the simulator."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(example.read_text(encoding="utf-8")) if example.is_file() else {}
+    doc = doc or {}
+    doc.setdefault("apiVersion", "gftune/v1")
+    doc.setdefault("kind", "Config")
+    doc.setdefault("api", {})["url"] = api_url
+    metrics = doc.setdefault("metrics", {})
+    metrics.pop("prometheus", None)
+    metrics["scrape"] = scrape_url
+    doc["time_scale"] = time_scale
+    out = StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def _git(repo: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": os.environ.get("GIT_AUTHOR_NAME", "gftune demo"),
+           "GIT_AUTHOR_EMAIL": os.environ.get("GIT_AUTHOR_EMAIL", "demo@gftune.invalid"),
+           "GIT_COMMITTER_NAME": os.environ.get("GIT_COMMITTER_NAME", "gftune demo"),
+           "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", "demo@gftune.invalid")}
+    try:
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise click.ClickException("the demo needs git on the PATH (it commits the tuned change on a branch)") from None
+    except subprocess.CalledProcessError as exc:
+        raise click.ClickException(f"git {' '.join(args)} failed: {exc.stderr.strip()}") from None
+
+
+class Demo:
+    def __init__(self, scenario: str, time_scale: float, repo: Path | None, out: Any) -> None:
+        self.scenario = scenario
+        self.time_scale = time_scale
+        self.repo = repo
+        self.echo = out
+        self.sim: Any = None
+        self.env: dict[str, str] = {}
+        self.child: subprocess.Popen[str] | None = None
+
+    def banner(self, text: str) -> None:
+        self.echo("")
+        self.echo(click.style(f"━━ {text} ", bold=True) + "━" * max(0, 78 - len(text)))
+
+    def start_simulator(self) -> None:
+        from gftune.sim import ScenarioError, Simulator
+
+        try:
+            self.sim = Simulator(scenarios=[self.scenario], time_scale=self.time_scale).start()
+        except ScenarioError as exc:
+            raise click.ClickException(str(exc)) from None
+        self.banner(f"GlassFlow simulator: scenario {self.scenario}, {self.time_scale:g}x faster than real time")
+        self.echo(f"API {self.sim.api_url}   metrics {self.sim.metrics_url}")
+        self.echo(f"(every duration gftune waits for is divided by {self.time_scale:g}: a 5m window takes "
+                  f"{300 / self.time_scale:.0f}s)")
+
+    def make_repo(self) -> Path:
+        api = self.sim.api_url
+        rows = httpx.get(f"{api}/api/v1/pipeline", timeout=10).json()
+        if not rows:
+            raise click.ClickException(f"scenario {self.scenario} has no pipeline to tune")
+        repo = self.repo or Path(tempfile.mkdtemp(prefix="gftune-demo-"))
+        repo.mkdir(parents=True, exist_ok=True)
+        example = examples_dir()
+        shutil.copytree(example / "policies", repo / "policies", dirs_exist_ok=True)
+        (repo / "pipelines").mkdir(exist_ok=True)
+        (repo / "gftune.yaml").write_text(demo_config_text(example / "gftune.yaml", api_url=api,
+                                                           scrape_url=self.sim.metrics_url,
+                                                           time_scale=self.time_scale), encoding="utf-8")
+        (repo / ".gitignore").write_text(".gftune/\n", encoding="utf-8")
+        adopted = []
+        for row in rows:
+            live = httpx.get(f"{api}/api/v1/pipeline/{row['pipeline_id']}", timeout=10).json()
+            spec, env = adopted_spec(live)
+            self.env.update(env)
+            path = repo / "pipelines" / f"{spec['pipeline_id']}.yaml"
+            path.write_text(pipeline_file_text(spec, api), encoding="utf-8")
+            adopted.append(path.relative_to(repo).as_posix())
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", "Adopt the live pipelines and the example policies")
+        self.banner(f"Git repository {repo}")
+        self.echo(f"adopted the live pipeline(s) into {', '.join(adopted)} (secrets as ${{env:...}} references: "
+                  f"{', '.join(sorted(self.env)) or 'none'}), plus the example policies/ and gftune.yaml")
+        self.repo = repo
+        return repo
+
+    def run(self, *args: str) -> int:
+        assert self.repo is not None
+        command = ["gftune", *args, "--repo", str(self.repo)]
+        self.banner("$ " + " ".join(command[:-2]))
+        env = {**os.environ, **self.env, "NO_COLOR": os.environ.get("NO_COLOR", "")}
+        for name in ("GFTUNE_API", "GFTUNE_PROMETHEUS", "GFTUNE_SCRAPE", "GFTUNE_TIME_SCALE"):
+            env.pop(name, None)  # the demo repository's gftune.yaml points at the simulator
+        self.child = subprocess.Popen([sys.executable, "-m", "gftune", *command[1:]], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+        assert self.child.stdout is not None
+        for line in self.child.stdout:
+            self.echo(masker.mask(line.rstrip("\n")))
+        code = self.child.wait()
+        self.child = None
+        return code
+
+    def stop(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGINT)
+            try:
+                self.child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+
+
+@click.command(name="demo")
+@click.option("--scenario", default=DEFAULT_SCENARIO, show_default=True, metavar="NAME",
+              help="Simulator scenario (see `gftune sim --list-scenarios`).")
+@click.option("--time-scale", default=DEFAULT_TIME_SCALE, show_default=True,
+              type=click.FloatRange(min=1.0, max=200.0), help="How much faster than real time the demo runs.")
+@click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to create the demo repository (default: a new temporary directory).")
+@click.option("--keep", is_flag=True, help="Keep the simulator running afterwards (Ctrl-C stops it).")
+def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> None:
+    """Start the simulator, adopt its pipeline into git, then plan -> tune -> apply -> verify."""
+    if repo is not None and repo.exists() and any(repo.iterdir()):
+        raise click.ClickException(f"{repo} is not empty; give a new directory for the demo repository")
+    started = time.monotonic()
+    demo = Demo(scenario, time_scale, repo, click.echo)
+    code = exitcodes.ERROR
+    try:
+        demo.start_simulator()
+        demo.make_repo()
+        plan_code = demo.run("plan")
+        if plan_code not in (exitcodes.OK, exitcodes.CHANGES, exitcodes.BLOCKED):
+            raise click.ClickException(f"gftune plan failed (exit {plan_code})")
+        tune_code = demo.run("tune", "--write")
+        if tune_code != exitcodes.CHANGES:
+            raise click.ClickException(f"gftune tune found nothing to propose (exit {tune_code}); "
+                                       f"is {scenario} a scenario with a symptom?")
+        code = demo.run("apply", "--auto-approve")
+        demo.banner(f"Done in {time.monotonic() - started:.0f}s: gftune apply exited {code} "
+                    f"({_meaning(code)})")
+        click.echo(f"The demo repository stays at {demo.repo}: `git -C {demo.repo} log --oneline --all` shows the "
+                   "tuned branch, .gftune/runs/ the run journal.")
+        if keep:
+            click.echo(f"The simulator keeps running (API {demo.sim.api_url}); for example:")
+            for name in sorted(demo.env):
+                click.echo(f"  export {name}=<the secret>   # as the simulator's GET /api/v1/pipeline/<id> shows it")
+            click.echo(f"  gftune plan --repo {demo.repo}")
+            click.echo("Press Ctrl-C to stop.")
+            done = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: done.set())
+            while not done.wait(0.5):
+                pass
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: stopping the simulator", err=True)
+        code = 130
+    finally:
+        demo.stop()
+    raise SystemExit(code)
+
+
+def _meaning(code: int) -> str:
+    return {exitcodes.OK: "applied and verified", exitcodes.VERIFY_FAILED: "verification failed, reverted",
+            exitcodes.INCONCLUSIVE: "inconclusive, change kept", exitcodes.BLOCKED: "blocked entries skipped",
+            exitcodes.ERROR: "error"}.get(code, "unexpected")
