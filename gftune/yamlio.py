@@ -63,6 +63,26 @@ _Loader.add_implicit_resolver(_TAG + "null", re.compile(r"^(?:~|null|Null|NULL|)
 _Loader.add_implicit_resolver(_TAG + "merge", re.compile(r"^<<$"), ["<"])
 
 
+if getattr(yaml, "__with_libyaml__", False):
+    class _CLoader(yaml.CSafeLoader):
+        """The same schema on libyaml's parser: ~10x faster, which matters with 1,000 pipeline files."""
+
+        yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+else:  # pragma: no cover - PyYAML built without libyaml
+    _CLoader = None
+
+
+def _compose(text: str) -> Node | None:
+    """Compose with libyaml when it can; any error is left to the pure-Python parser, whose wording
+    and marks the problems are written for (so broken files read exactly as before)."""
+    if _CLoader is not None:
+        try:
+            return yaml.compose(text, Loader=_CLoader)
+        except (yaml.YAMLError, RecursionError):
+            pass
+    return yaml.compose(text, Loader=_Loader)
+
+
 class LocationIndex:
     """Line and column (1-based) of every JSON path of one loaded document.
 
@@ -105,7 +125,7 @@ def load_yaml(path: Path, *, display: str | None = None) -> tuple[Any, LocationI
 def load_yaml_text(text: str, *, display: str = "<string>") -> tuple[Any, LocationIndex]:
     """Like :func:`load_yaml` for text already in memory (tests, stdin)."""
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         raise YamlError(_syntax_problem(display, exc)) from None
     except yaml.reader.ReaderError as exc:
