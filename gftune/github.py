@@ -196,6 +196,10 @@ class GitHubClient:
             url = response.links.get("next", {}).get("url")
             params = None  # the next link carries them
 
+    def pulls_for_commit(self, api_repository: str, sha: str) -> list[dict[str, Any]]:
+        """The pull requests a commit belongs to (how a push to main finds the PR it merged)."""
+        return self._request("GET", f"/repos/{api_repository}/commits/{sha}/pulls").json()
+
     def create_comment(self, pr: PullRequest, body: str) -> dict[str, Any]:
         return self._request("POST", f"/repos/{pr.repository}/issues/{pr.number}/comments",
                              json={"body": masker.mask(body)}).json()
@@ -233,6 +237,52 @@ def upsert_comment(client: GitHubClient, pr: PullRequest, marker: str, rendering
         return CommentResult("unchanged", existing["id"], existing.get("html_url", ""), len(body), level)
     updated = client.update_comment(pr, existing["id"], body)
     return CommentResult("updated", updated["id"], updated.get("html_url", ""), len(body), level)
+
+
+def publish(renderings: Sequence[str], pipeline_ids: Iterable[str], *, environ: Mapping[str, str],
+            number: int | None = None, repository: str | None = None, api_url: str | None = None) -> list[str]:
+    """Post a report where the team reviews changes; returns one line per surface saying what happened.
+
+    ``renderings`` is the Markdown, most detailed first. It goes to ``$GITHUB_STEP_SUMMARY`` when set,
+    and to the living comment of the pull request: ``number``, else the Actions event's PR, else
+    (a push to the default branch) the PR that the pushed commit ``GITHUB_SHA`` was merged from.
+    ``gftune plan`` and ``gftune apply`` share the marker for a set of pipelines, so the comment
+    moves from "planned" to "verified" or "reverted" in place.
+    """
+    done: list[str] = []
+    summary_path = environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        level = append_step_summary(summary_path, renderings)
+        done.append("job summary: " + ("written" if level is not None else "skipped (over 1 MiB)"))
+    repository = repository or environ.get("GITHUB_REPOSITORY")
+    api = (api_url or environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
+    if number is None:
+        number = pr_number_from_env(environ)
+    if not repository:
+        if number is not None:
+            done.append("PR comment: skipped: set GITHUB_REPOSITORY (or github.repository in gftune.yaml)")
+        return done
+    token = token_from_env(environ)
+    if number is None and not (environ.get("GITHUB_SHA") and token):
+        return done
+    if not token:
+        done.append(f"PR comment on {repository}#{number}: skipped: GITHUB_TOKEN is not set")
+        return done
+    try:
+        with GitHubClient(api, token) as client:
+            if number is None:
+                pulls = client.pulls_for_commit(repository, environ["GITHUB_SHA"])
+                if not pulls:
+                    return done
+                number = int(pulls[0]["number"])
+            pr = PullRequest(api, repository, number)
+            result = upsert_comment(client, pr, report_marker(pipeline_ids), renderings)
+    except GitHubError as exc:
+        done.append(f"PR comment on {repository}#{number}: failed: {exc}")
+        return done
+    cut = " (shortened to fit GitHub's limit)" if result.cut_level else ""
+    done.append(f"PR comment on {pr}: {result.action}{cut} {result.url}".rstrip())
+    return done
 
 
 def append_step_summary(path: str | os.PathLike[str], renderings: Sequence[str]) -> int | None:

@@ -109,36 +109,6 @@ def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> f
                                  param=param) from None
 
 
-def publish(doc: Mapping[str, Any], *, config: Config, github_pr: int | None, environ: Mapping[str, str],
-            say: Any = None) -> list[str]:
-    """Post the Markdown report to the PR comment and the step summary; returns what was done."""
-    done: list[str] = []
-    renderings = report.markdown_renderings(doc)
-    summary_path = environ.get("GITHUB_STEP_SUMMARY")
-    if summary_path:
-        level = github.append_step_summary(summary_path, renderings)
-        done.append("job summary: " + ("written" if level is not None else "skipped (over 1 MiB)"))
-    pr = github.pull_request_from_env(environ, number=github_pr, repository=config.github_repository,
-                                      api_url=environ.get("GITHUB_API_URL") or config.github_api)
-    if pr is None:
-        if github_pr is not None:
-            done.append("PR comment: skipped: set GITHUB_REPOSITORY (or github.repository in gftune.yaml)")
-        return done
-    token = github.token_from_env(environ)
-    if not token:
-        done.append(f"PR comment on {pr}: skipped: GITHUB_TOKEN is not set")
-        return done
-    try:
-        with github.GitHubClient(pr.api_url, token) as client:
-            result = github.upsert_comment(client, pr, github.report_marker(report.pipeline_ids(doc)), renderings)
-    except github.GitHubError as exc:
-        done.append(f"PR comment on {pr}: failed: {exc}")
-        return done
-    cut = " (shortened to fit GitHub's limit)" if result.cut_level else ""
-    done.append(f"PR comment on {pr}: {result.action}{cut} {result.url}".rstrip())
-    return done
-
-
 def _print_report(doc: Mapping[str, Any], fmt: str) -> None:
     if fmt == "json":
         echo(report.render_json(doc))
@@ -178,7 +148,9 @@ def command(plan_file: Path | None, opts: ServerOptions, fmt: str, auto_approve:
                           max_plan_age=max_plan_age, targets=targets, fmt=fmt, environ=environ)
     if doc is not None and not no_github:
         config = opts.load_config(fmt=fmt)
-        for line in publish(doc, config=config, github_pr=github_pr, environ=environ):
+        for line in github.publish(report.markdown_renderings(doc), report.pipeline_ids(doc), environ=environ,
+                                   number=github_pr, repository=config.github_repository,
+                                   api_url=environ.get("GITHUB_API_URL") or config.github_api):
             echo(line, err=True)
     finish(code)
 

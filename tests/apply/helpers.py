@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import subprocess
 import sys
@@ -16,12 +15,13 @@ import yaml
 from gftune import paths
 from gftune.apply import ApplyContext, ApplyResult, apply_plan
 from gftune.client import GlassFlowClient
+from gftune.commands.demo import adopted_spec
 from gftune.commands.plan import produce_plan
 from gftune.desired import load_repo
 from gftune.journal import JournalStore
 from gftune.metrics import open_source
 
-SECRET_ENV = "APPLY_TEST_CH_PASSWORD"
+SECRET_ENV = "APPLY_TEST_SINK_PASSWORD"  # what gftune.commands.demo.adopted_spec names the sink password
 SIM_PASSWORD = "sim-password"  # what the scenarios' pipelines carry (scenarios/pipelines/orders.yaml)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,10 +57,8 @@ def adopt(repo: Path, api_url: str, pipeline_id: str, config: dict[str, Any],
     """A git repository whose pipeline file is the live pipeline (secret as a reference) + ``changes``."""
     repo.mkdir(parents=True, exist_ok=True)
     live = httpx.get(f"{api_url}/api/v1/pipeline/{pipeline_id}", timeout=10).json()
-    spec = copy.deepcopy(live)
-    spec["sink"]["connection_params"]["password"] = "${env:" + SECRET_ENV + "}"
-    spec["metadata"] = {"tags": [t for t in (live.get("metadata") or {}).get("tags") or []
-                                 if not t.startswith("gftune:")]}
+    spec, env = adopted_spec(live, prefix="APPLY_TEST_")
+    assert env == {SECRET_ENV: SIM_PASSWORD}
     for path, value in (changes or {}).items():
         paths.set_value(spec, path, value)
     (repo / "pipelines").mkdir(exist_ok=True)

@@ -131,3 +131,49 @@ def test_step_summary_appends_and_respects_the_cap(tmp_path):
     assert github.append_step_summary(path, [big, "short"]) == 1
     assert github.append_step_summary(path, [big]) is None
     assert path.read_text().endswith("short\n\n")
+
+
+def _big_report(pipelines=300):
+    """An apply report of many pipelines, far over GitHub's limit when rendered in full."""
+    from gftune import journal as jn
+    from gftune import report
+
+    j = jn.RunJournal("run-big", "plan-big", "a" * 40, "me@host", 1_700_000_000.0, finished_at=1_700_000_100.0)
+    for i in range(pipelines):
+        pid = f"pipeline-{i:04d}"
+        run = jn.PipelineRun(pid, "update", {"pipeline_id": pid, "changes": [
+            {"path": "resources.sink.replicas", "old": 1, "new": 2, "source": "git", "sensitive": False}]})
+        run.steps = [jn.Step("apply", a, {}, jn.DONE, 1_700_000_000.0 + k, 1_700_000_000.5 + k, 1, "Running", "x" * 40)
+                     for k, a in enumerate(["lock", "capture", "stop", "wait_status", "edit", "wait_status"])]
+        run.outcome = "verified" if i % 7 else "reverted"
+        j.pipelines[pid] = run
+    return report.build(j, exit_code=4)
+
+
+def test_an_oversize_apply_report_collapses_detail_and_keeps_the_summary(standin, client):
+    from gftune import report
+
+    doc = _big_report()
+    renderings = report.markdown_renderings(doc)
+    assert len(renderings[0]) > MAX_BODY
+    result = github.upsert_comment(client, _pr(standin, 7), github.report_marker(report.pipeline_ids(doc)),
+                                   renderings)
+    assert result.action == "created" and result.cut_level >= 1
+    body = standin.comments_on(REPO, 7)[0].body
+    assert len(body) <= MAX_BODY
+    assert "| `pipeline-0299` | ✅ verified |" in body and "| `pipeline-0000` | ↩️ reverted |" in body
+
+
+def test_publish_writes_the_summary_and_comments_on_the_merged_pr(standin, tmp_path):
+    summary = tmp_path / "summary.md"
+    env = {"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": standin.url,
+           "GITHUB_TOKEN": standin.token, "GITHUB_SHA": "abc123", "GITHUB_REF": "refs/heads/main"}
+    standin.merge(REPO, "abc123", 8)
+    done = github.publish(["# report"], ["p1"], environ=env)
+    assert done[0] == "job summary: written" and "PR comment on acme/pipelines#8: created" in done[1]
+    assert summary.read_text() == "# report\n\n"
+    assert standin.comments_on(REPO, 8)[0].body.endswith("# report")
+    assert github.publish(["# report"], ["p1"], environ={**env, "GITHUB_SHA": "fff000"})[1:] == []  # no PR
+    no_token = {k: v for k, v in env.items() if k != "GITHUB_TOKEN"}
+    assert "GITHUB_TOKEN is not set" in github.publish(["x"], ["p1"], environ=no_token, number=8)[-1]
+    assert github.publish(["x"], ["p1"], environ={}) == []

@@ -5,7 +5,9 @@ Endpoints (as documented by GitHub's REST API):
 * ``GET    /repos/{owner}/{repo}/issues/{number}/comments`` with ``per_page`` (default 30, max 100)
   and ``page``, and a ``Link`` header (``rel="next"``, ``rel="last"``);
 * ``POST   /repos/{owner}/{repo}/issues/{number}/comments`` → 201;
-* ``GET|PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}``.
+* ``GET|PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}``;
+* ``GET    /repos/{owner}/{repo}/commits/{sha}/pulls`` (the PRs a commit belongs to; set with
+  :meth:`GitHubStandIn.merge`).
 
 Like GitHub it checks the token (``Authorization: Bearer|token <t>``, else 401 "Bad credentials"),
 refuses a body over 65,536 characters with 422 "Body is too long (maximum is 65536 characters)",
@@ -28,6 +30,7 @@ MAX_BODY = 65_536
 DOCS = "https://docs.github.com/rest/issues/comments"
 
 _LIST_OR_CREATE = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)/comments$")
+_PULLS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/commits/(?P<sha>[0-9a-fA-F]+)/pulls$")
 _ONE = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<id>\d+)$")
 
 
@@ -68,6 +71,7 @@ class GitHubStandIn:
     token: str = "ghs_standin_token_0123456789"
     user: str = "github-actions[bot]"
     comments: dict[int, Comment] = field(default_factory=dict)
+    merged: dict[tuple[str, str], int] = field(default_factory=dict)  # (repository, sha) -> PR number
     requests: list[Recorded] = field(default_factory=list)
     _next_id: int = 1000
     _server: ThreadingHTTPServer | None = None
@@ -112,6 +116,11 @@ class GitHubStandIn:
     def seed(self, repository: str, number: int, body: str, user: str = "someone") -> Comment:
         with self._lock:
             return self._add(repository, number, body, user)
+
+    def merge(self, repository: str, sha: str, number: int) -> None:
+        """Record that commit ``sha`` came from pull request ``number`` (for ``commits/{sha}/pulls``)."""
+        with self._lock:
+            self.merged[(repository, sha)] = number
 
     def comments_on(self, repository: str, number: int) -> list[Comment]:
         with self._lock:
@@ -170,6 +179,12 @@ class GitHubStandIn:
                     return error[0], error[1], {}
                 comment = self._add(repository, number, json.loads(raw)["body"], self.user)
                 return 201, comment.as_json(base), {"Location": comment.as_json(base)["url"]}
+        elif (m := _PULLS.match(path)) and method == "GET":
+            number = self.merged.get((f"{m['owner']}/{m['repo']}", m["sha"]))
+            pulls = [] if number is None else [{"number": number, "state": "closed",
+                                                "merge_commit_sha": m["sha"],
+                                                "html_url": f"https://github.invalid/{m['owner']}/{m['repo']}/pull/{number}"}]
+            return 200, pulls, {}
         elif m := _ONE.match(path):
             comment = self.comments.get(int(m["id"]))
             if comment is None or comment.repository != f"{m['owner']}/{m['repo']}":

@@ -1,0 +1,47 @@
+"""`gftune apply` in a pull request: one living comment on the GitHub stand-in, and the job summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.apply import helpers as h
+from tests.support.github_standin import GitHubStandIn
+
+PID = "orders-healthy"
+REPO = "acme/pipelines"
+
+
+@pytest.fixture
+def standin():
+    server = GitHubStandIn().start()
+    yield server
+    server.stop()
+
+
+def test_apply_report_is_one_comment_updated_in_place(sim_factory, standin, tmp_path):
+    sim = sim_factory("healthy", time_scale=20)
+    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, h.config_yaml(sim.api_url, settle="10s", window="20s"))
+    summary = tmp_path / "step-summary.md"
+    env = {**h.test_env(), "GITHUB_TOKEN": standin.token, "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": standin.url,
+           "GITHUB_STEP_SUMMARY": str(summary)}
+    standin.seed(REPO, 12, "LGTM")
+    outputs = []
+    for replicas in (3, 2):
+        h.change_pipeline(repo, PID, {"resources.sink.replicas": replicas}, f"{replicas} sink replicas")
+        proc = h.gftune("apply", "--repo", str(repo), "--auto-approve", "--github-pr", "12", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "PR comment on acme/pipelines#12: " + ("created" if replicas == 3 else "updated") in proc.stderr
+        outputs.append(proc.stdout + proc.stderr)
+    comments = standin.comments_on(REPO, 12)
+    assert [c.body for c in comments][0] == "LGTM" and len(comments) == 2
+    ours = comments[1].body
+    assert ours.startswith("<!-- gftune:report id=")
+    assert "| `resources.sink.replicas` | 3 | 2 | git |" in ours  # the second run's change
+    assert "### gftune apply: 1 verified" in ours
+    assert summary.read_text().count("### gftune apply: 1 verified") == 2
+    posts = [r for r in standin.requests if r.method in ("POST", "PATCH")]
+    assert [r.method for r in posts] == ["POST", "PATCH"]
+    assert all(r.authorized for r in standin.requests)
+    for text in [*standin.bodies_sent(), summary.read_text(), *outputs]:
+        assert standin.token not in text
+        assert h.SIM_PASSWORD not in text
