@@ -33,7 +33,7 @@ def test_apply_report_is_one_comment_updated_in_place(sim_factory, standin, tmp_
         assert "PR comment on acme/pipelines#12: " + ("created" if replicas == 3 else "updated") in proc.stderr
         outputs.append(proc.stdout + proc.stderr)
     comments = standin.comments_on(REPO, 12)
-    assert [c.body for c in comments][0] == "LGTM" and len(comments) == 2
+    assert len(comments) == 2 and comments[0].body == "LGTM"
     ours = comments[1].body
     assert ours.startswith("<!-- gftune:report id=")
     assert "| `resources.sink.replicas` | 3 | 2 | git |" in ours  # the second run's change
