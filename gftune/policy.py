@@ -310,7 +310,7 @@ def parse_policy(doc: Any, *, file: str = "") -> Policy:
             raise PolicyError("an expectation needs a value (a number, baseline*F, +/-N%, or prediction)", where)
         check_reference(rule["value"], (*where, "value"), verify=True)
         expect.append(ExpectRule(signal, op, rule["value"]))
-    tests = doc.get("tests") or ()
+    tests = doc.get("tests") or []
     if not isinstance(tests, list):
         raise PolicyError("tests must be a list", ("tests",))
     extra = spec.get("evidence") or []

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from gftune import paths
-from gftune.metrics.expr import Aggregate, Const, Deriv, Expr, Matcher, Quantile, Rate, Selector
+from gftune.metrics.expr import Aggregate, Const, Deriv, Expr, Matcher, OrZero, Quantile, Rate, Selector
 from gftune.metrics.sources import OK, STALE, UNKNOWN, MetricSource, Snapshot
 
 # Stage -> how its work shows up in processing_duration_seconds (component label values, regex).
@@ -175,7 +175,8 @@ def _transform_in(ctx: SignalContext) -> Expr:
     taken: Expr = Rate(Selector("processor_messages_total", _pid(ctx, ("component", "=", component))))
     if first == "dedup":
         # keys that no longer fit the dedup store go to the DLQ instead of being counted
-        taken = taken + Rate(Selector("dlq_records_written_total", _pid(ctx, ("reason", "=", "dedup_overflow"))))
+        taken = taken + OrZero(Rate(Selector("dlq_records_written_total",
+                                             _pid(ctx, ("reason", "=", "dedup_overflow")))))
     return taken
 
 
@@ -411,6 +412,36 @@ def read_signals(source: MetricSource | Snapshot, pipeline_id: str, names: Itera
     """
     snapshot = source if hasattr(source, "instant") else source.snapshot(window_s=window_s)
     return read_with(snapshot, context_for(pipeline_id, live, time_scale=time_scale), names)
+
+
+_GROUP_TITLES = {
+    "throughput": "Throughput", "backpressure": "Backpressure, buffering and Kafka lag", "sink": "Sink batching",
+    "errors": "Errors, retries and the DLQ", "dedup": "Deduplication",
+    "stages": "Per-stage busy time and true processing rate (DS2)",
+}
+_EXAMPLE = SignalContext("<id>", {
+    "sources": [{"type": "kafka", "source_id": "orders", "topic": "orders"}],
+    "transforms": [{"type": "dedup", "source_id": "orders"}], "sink": {"max_batch_size": 1000},
+    "resources": {"sources": [{"source_id": "orders", "replicas": 2}],
+                  "transform": [{"source_id": "orders", "replicas": 1}], "sink": {"replicas": 1}}})
+
+
+def markdown_reference(window_s: float = 300.0) -> str:
+    """The signal tables of docs/signals.md (a test keeps the document in step with this library)."""
+    from gftune.metrics.naming import Naming
+
+    naming = Naming("glassflow", "documented")
+    lines: list[str] = []
+    for group, title in _GROUP_TITLES.items():
+        lines += [f"### {title}", "", "| signal | unit | meaning | PromQL (documented names, 5m window) |",
+                  "|---|---|---|---|"]
+        for signal in (s for s in SIGNALS.values() if s.group == group):
+            expr = signal.build(_EXAMPLE)
+            query = expr.promql(naming, window_s).replace("|", "\\|") if expr is not None else ""
+            meaning = signal.meaning.replace("|", "\\|")
+            lines.append(f"| `{signal.name}` | {signal.unit} | {meaning} | `{query}` |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def is_finite(value: float | None) -> bool:

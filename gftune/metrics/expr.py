@@ -315,6 +315,21 @@ class BinOp(Expr):
 
 
 @dataclass(frozen=True)
+class OrZero(Expr):
+    """``(expr) or vector(0)``: for a counter that only appears once something happened (a DLQ
+    reason), added to a series that proves the component reports. Never used on its own: a
+    missing signal stays unknown."""
+
+    expr: Expr
+
+    def promql(self, naming: Naming, window_s: float) -> str:
+        return f"({self.expr.promql(naming, window_s)} or vector(0))"
+
+    def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
+        return self.expr.local(pair, naming, at) or {(): 0.0}
+
+
+@dataclass(frozen=True)
 class Raw(Expr):
     """A policy's own PromQL. ``{pipeline_id}``, ``{namespace}``, ``{prefix}`` and ``{window}``
     are substituted; it needs a Prometheus server."""
@@ -341,5 +356,7 @@ def selectors(expr: Expr) -> Iterable[Selector]:
     if isinstance(expr, BinOp):
         yield from selectors(expr.left)
         yield from selectors(expr.right)
+    elif isinstance(expr, OrZero):
+        yield from selectors(expr.expr)
     elif isinstance(expr, Rate | Quantile | Aggregate | Deriv):
         yield expr.selector
