@@ -9,25 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.sim.helpers import wait_status
+from tests.sim.helpers import dedup_doc, wait_status
 
-CONFIG = {
-    "pipeline_id": "sdk-orders",
-    "name": "SDK Orders",
-    "sources": [{
-        "type": "kafka", "source_id": "orders", "topic": "orders",
-        "connection_params": {"brokers": ["kafka:9092"], "protocol": "PLAINTEXT", "mechanism": "NO_AUTH"},
-        "schema_fields": [{"name": "order_id", "type": "string"}, {"name": "amount", "type": "float"}],
-    }],
-    "transforms": [{"type": "dedup", "source_id": "orders", "config": {"key": "order_id", "time_window": "1h"}}],
-    "sink": {
-        "type": "clickhouse", "table": "orders", "max_batch_size": 1000, "max_delay_time": "1s",
-        "connection_params": {"host": "ch", "port": "9000", "http_port": "8123", "database": "default",
-                              "username": "default", "password": "pw", "secure": False},
-        "mapping": [{"name": "order_id", "column_name": "order_id", "column_type": "String"},
-                    {"name": "amount", "column_name": "amount", "column_type": "Float64"}],
-    },
-}
+CONFIG = dedup_doc("sdk-orders", name="SDK Orders", patch={"sink": {"max_delay_time": "1s"}})
 
 
 @pytest.fixture(scope="module")
