@@ -267,6 +267,11 @@ def _dlq_purge(app: ApiApp, req: Request) -> Response:
     return EMPTY_OK
 
 
+def _not_simulated(app: ApiApp, req: Request) -> Response:
+    """Routes of the real API that the simulator does not reproduce: a clear 501, not a misleading 404/405."""
+    raise ApiError(501, "not_implemented", f"{req.method} {req.path} is not simulated by gftune sim")
+
+
 # --- simulator routes (benchmarks and tests only; gftune's tuner never reads them) ----------------
 
 def _sim_truth(app: ApiApp, req: Request) -> Response:
@@ -325,6 +330,13 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/api/v2/healthz": {"GET": _healthz_v2},
     "/api/v1/platform": {"GET": _platform},
     "/api/v1/pipeline": {"GET": _list, "POST": _create},
+    # matched before /{id}, as in the real router
+    "/api/v1/pipeline/migrate-preview": {"POST": _not_simulated},
+    "/api/v1/filter/validate": {"POST": _not_simulated},
+    "/api/v1/transform/expression/evaluate": {"POST": _not_simulated},
+    "/api/v1/openapi.json": {"GET": _not_simulated},
+    "/api/v1/docs": {"GET": _not_simulated},
+    "/internal/pipelines/{id}/otlp-config": {"GET": _not_simulated},
     "/api/v1/pipeline/{id}": {"GET": _get, "PATCH": _rename, "DELETE": _delete},
     "/api/v1/pipeline/{id}/metadata": {"PATCH": _metadata},
     "/api/v1/pipeline/{id}/stop": {"POST": _operation("stop")},

@@ -41,6 +41,8 @@ def test_liveness_platform_and_router_edges(api):
     assert unknown.headers["content-type"].startswith("text/plain")
     wrong_method = api.put("/api/v1/pipeline")
     assert (wrong_method.status_code, wrong_method.content) == (405, b"")
+    not_simulated = api.post("/api/v1/pipeline/migrate-preview", json={})
+    assert (not_simulated.status_code, not_simulated.json()["code"]) == (501, "not_implemented")
 
 
 def test_create_returns_empty_object_and_list_rows_have_the_api_shape(api):
