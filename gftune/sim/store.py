@@ -270,7 +270,7 @@ class Store:
     @staticmethod
     def _check_schema(body: Any) -> Json:
         """huma's checks, before any handler: SDK shim, strict schema, Go duration decoding."""
-        body, _notes = documents.sdk_compat(body)
+        body, _notes = documents.sdk_compat(validation.canonical_keys("pipeline", body))
         message = validation.first_error("pipeline", body) or validation.duration_error(body)
         if message:
             raise huma_error(message)
@@ -473,6 +473,7 @@ class Store:
                     self._schedule(row, now + delay, "remove")
 
     def rename(self, pipeline_id: str, body: Any) -> None:
+        body = validation.canonical_keys("rename_body", body)
         message = validation.first_error("rename_body", body)
         if message:
             raise huma_error(message)
@@ -484,6 +485,7 @@ class Store:
             self._invalidate(row)
 
     def update_metadata(self, pipeline_id: str, body: Any) -> None:
+        body = validation.canonical_keys("metadata_body", body)
         message = validation.first_error("metadata_body", body)
         if message:
             raise huma_error(message)
@@ -508,6 +510,7 @@ class Store:
             return {"fields_policy": {"immutable": res.immutable_paths(row.doc)}}
 
     def put_resources(self, pipeline_id: str, body: Any) -> Json:
+        body = validation.canonical_keys("resources_put_body", body)
         message = validation.first_error("resources_put_body", body)
         if message:
             raise huma_error(message)

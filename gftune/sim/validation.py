@@ -59,6 +59,27 @@ def _extra_validator(name: str) -> jsonschema.protocols.Validator:
     return jsonschema.validators.validator_for(schema)(schema)
 
 
+def canonical_keys(definition: str, body: Any) -> Any:
+    """huma (like Go's encoding/json) matches property names case-insensitively: ``Pipeline_ID`` is
+    ``pipeline_id``. Returns the body with known properties spelled as the schema spells them."""
+    return _canonical(_definition(definition), body)
+
+
+def _canonical(schema: Json, value: Any) -> Any:
+    schema = _resolve(schema)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        by_lower = {name.lower(): name for name in properties}
+        out = {}
+        for key, item in value.items():
+            name = key if key in properties else by_lower.get(key.lower(), key)
+            out[name] = _canonical(properties[name], item) if name in properties else item
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [_canonical(schema["items"], item) for item in value]
+    return value
+
+
 def first_error(definition: str, body: Any) -> str | None:
     """None when ``body`` is valid for ``$defs/<definition>``, else huma's first error text."""
     validator = _extra_validator(definition) if definition in EXTRA_DEFS else _validator(definition)

@@ -93,6 +93,14 @@ def test_schema_violations_are_huma_422s_with_an_empty_code(api, mutate, message
     assert response.json() == {"status": 422, "code": "", "message": message}
 
 
+def test_property_names_match_case_insensitively_like_huma(api):
+    doc = orders_doc()
+    doc["Pipeline_ID"] = doc.pop("pipeline_id")
+    doc["sink"]["Max_Batch_Size"] = doc["sink"].pop("max_batch_size")
+    assert api.post("/api/v1/pipeline", json=doc).status_code == 200
+    assert api.get("/api/v1/pipeline/orders-test").json()["sink"]["max_batch_size"] == 1000
+
+
 def test_model_violations_are_422_with_details_error(api):
     response = api.post("/api/v1/pipeline", json=orders_doc("abc"))
     assert response.status_code == 422
