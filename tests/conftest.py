@@ -7,6 +7,7 @@
 * ``prometheus_factory(targets, scrape_interval="1s")``: a real ``prometheus`` scraping the targets
   (simulators, metrics URLs or ``host:port``); ``.url``, ``.query()``, ``.value()``,
   ``.wait_for_series(query, timeout)``. Skips when the binary is not installed locally.
+* ``prometheus``: one scraping the ``sim`` fixture every second.
 """
 
 from __future__ import annotations
@@ -58,3 +59,8 @@ def prometheus_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cal
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def prometheus(sim: Simulator, prometheus_factory: Callable[..., PrometheusServer]) -> PrometheusServer:
+    return prometheus_factory([sim])
