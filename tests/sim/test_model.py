@@ -402,3 +402,29 @@ def test_the_first_batches_after_a_start_are_full_sized():
     world.run(30)
     hist = world.store.row("orders-start").model.histograms[("sink_batch_size_records", ())]
     assert hist.counts[0] == 0  # no one-record batches while the arrival estimate warms up
+
+
+@pytest.mark.parametrize(("profile", "samples"), [
+    ({"kind": "constant", "rate": 100}, {0: 100, 1e6: 100}),
+    ({"kind": "step", "rate": 100, "to": 300, "at": 60}, {59: 100, 60: 300, 600: 300}),
+    ({"kind": "ramp", "from": 100, "to": 300, "start": 10, "duration": 100}, {0: 100, 60: 200, 110: 300, 500: 300}),
+    ({"kind": "sine", "mean": 200, "amplitude": 100, "period": 400}, {0: 200, 100: 300, 300: 100}),
+    ({"kind": "spike", "rate": 100, "spike_rate": 1000, "at": 50, "duration": 10}, {49: 100, 50: 1000, 59: 1000, 60: 100}),
+])
+def test_rate_profiles(profile, samples):
+    from gftune.sim import profiles
+
+    profiles.check_profile(profile)
+    for t, rate in samples.items():
+        assert profiles.rate_at(profile, t) == pytest.approx(rate), t
+
+
+@pytest.mark.parametrize(("delay", "mean_batch"), [("100ms", 229), ("5s", 10000)])
+def test_the_flush_delay_sets_the_batch_when_the_sink_keeps_up(delay, mean_batch):
+    doc = orders_doc("orders-delay", patch={"sink": {"max_batch_size": 10000, "max_delay_time": delay}},
+                     resources={"nats": {"stream": {"maxMsgs": 200000}}})
+    world = World({"pipelines": [{"spec": doc, "model": {"source": {"profile": {"kind": "constant", "rate": 2000}}}}]})
+    rates = world.rates("orders-delay", 300)
+    mean = rates["sink_batch_size_records()_sum"] / rates["sink_batch_size_records()_count"]
+    assert mean == pytest.approx(mean_batch, rel=0.02)
+    assert world.truth("orders-delay")["details"]["insert_rate"] == pytest.approx(2000 / mean_batch, rel=0.02)
