@@ -428,3 +428,38 @@ def test_the_flush_delay_sets_the_batch_when_the_sink_keeps_up(delay, mean_batch
     mean = rates["sink_batch_size_records()_sum"] / rates["sink_batch_size_records()_count"]
     assert mean == pytest.approx(mean_batch, rel=0.02)
     assert world.truth("orders-delay")["details"]["insert_rate"] == pytest.approx(2000 / mean_batch, rel=0.02)
+
+
+def test_stream_loss_scenario_loses_data_silently():
+    world = World("stream-loss")
+    pid = world.pid()
+    world.run(120)
+    lost_before = world.truth(pid)["records"]["lost"]
+    rates = world.rates(pid, 60)
+    lost_rate = (world.truth(pid)["records"]["lost"] - lost_before) / 60
+    assert lost_rate == pytest.approx(1050, rel=0.1)
+    assert rates.get("dlq_records_written('sink', 'retry_exhausted')", 0) == 0
+    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+
+
+def test_memory_bound_sink_fits_5000_but_not_30000():
+    for batch, status in ((5000, "Running"), (30000, "Failed")):
+        world = World("memory-bound-sink")
+        pid = world.pid()
+        world.run(60)
+        world.stop(pid)
+        world.store.edit(pid, _edited(world, pid, _set("sink.max_batch_size", batch)))
+        world.run(60)
+        assert world.status(pid) == status, batch
+
+
+def test_spike_is_absorbed_without_backpressure():
+    world = World("spike")
+    pid = world.pid()
+    world.run(330)
+    depth_in_spike = sum(world.truth(pid)["records"]["stream_depth"].values())
+    assert depth_in_spike > 100_000
+    world.run(170)
+    assert sum(world.truth(pid)["records"]["stream_depth"].values()) < 20_000
+    row = world.store.row(pid)
+    assert row.model.counters.get(("ingestor_backpressure_events", ()), 0) == 0
