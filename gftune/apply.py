@@ -53,6 +53,8 @@ from gftune.journal import (
     failpoint,
     new_run_id,
     redact,
+    still_running,
+    this_process,
     unredact,
 )
 from gftune.live import read_live, read_one
@@ -214,6 +216,7 @@ class Observation:
     matches: bool | None = None  # the step's target is already in effect (None = not compared)
     waited_s: float = 0.0  # how long this process has been on the step
     stopped_for_s: float = 0.0  # how long the status has been Stopped without interruption
+    changed: bool = True  # the status moved (or we acted) since this process began the step
 
 
 @dataclass(frozen=True)
@@ -261,7 +264,12 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
         if target == Status.STOPPED and status == Status.FAILED:
             return Decision(DONE_, "Failed (accepts updates like Stopped)")
         if target == Status.RUNNING and status == Status.FAILED:
-            return Decision(FAIL, "the pipeline went Failed instead of Running")
+            if obs.changed:
+                return Decision(FAIL, "the pipeline went Failed instead of Running")
+            # Failed before the update was sent: the operator has not picked the update up yet
+            if obs.waited_s > resume_grace_s:
+                return Decision(SEND, f"still Failed after {obs.waited_s:.0f}s: resuming it", call="resume")
+            return waiting("the operator to pick up the update (status Failed)")
         if target == Status.RUNNING and status == Status.STOPPED and obs.stopped_for_s > resume_grace_s:
             return Decision(SEND, f"still Stopped after {obs.stopped_for_s:.0f}s: resuming it", call="resume")
         return waiting(target)
@@ -447,6 +455,7 @@ class Executor:
     def __init__(self, ctx: ApplyContext, journal: RunJournal) -> None:
         self.ctx = ctx
         self.journal = journal
+        journal.process = this_process()
         self._before_docs: dict[str, Json] = {}  # full "before" documents, in memory only (secrets)
         self._locks: dict[str, lock.Lock] = {}
 
@@ -494,7 +503,14 @@ class Executor:
         if resumed:
             self.say(run.pipeline_id, f"resuming at {step.name} (interrupted before it was recorded as done)")
         try:
-            await self._handle(run, step)
+            if run.lock and step.action not in ("lock", "unlock"):
+                await self._check_lock(run)  # heartbeat: the lock never expires under a run that is alive
+            try:
+                await self._handle(run, step)
+            except (StepFailed, asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # a bug must still restore the pipeline, not leave it stopped
+                raise StepFailed(f"internal error in {step.name}: {type(exc).__name__}: {exc}") from exc
         except StepFailed as exc:
             step.state, step.detail, step.finished_at = FAILED, secrets.masker.mask(str(exc)), self.ctx.clock()
             self.say(run.pipeline_id, f"{step.name} failed: {exc}")
@@ -673,15 +689,19 @@ class Executor:
         grace = self.ctx.scaled(30.0)
         started = self.ctx.clock()
         stopped_since: float | None = None
+        first_status: str | None = None
+        changed = False
         failures = 0
         sends = 0
         while True:
             live = await self._read(pid, docs=needs_docs)
             now = self.ctx.clock()
             stopped_since = (stopped_since or now) if live.status == Status.STOPPED else None
+            first_status = first_status or live.status
+            changed = changed or live.status != first_status
             target = self._target(run, step, live) if needs_docs else None
             obs = Observation(live.exists, live.status, self._matches(step, target, live), now - started,
-                              now - stopped_since if stopped_since is not None else 0.0)
+                              now - stopped_since if stopped_since is not None else 0.0, changed)
             step.observed = live.status
             decision = decide(step.action, step.params, obs, timeout_s=timeout, resume_grace_s=grace)
             if decision.kind == DONE_:
@@ -705,6 +725,7 @@ class Executor:
                 await self.ctx.sleep(max(0.05, self.ctx.scaled(0.5 * 2 ** failures)))
                 continue
             sends += 1
+            changed = True  # after our own resume, a Failed status is an answer, not a leftover
             step.detail = decision.reason or f"sent {decision.call or step.action}"
             self.say(pid, f"{step.name}: {step.detail}")
             if decision.call == step.action and step.action not in ("wait_status",):
@@ -1069,6 +1090,10 @@ async def resume_run(run_id: str, ctx: ApplyContext) -> ApplyResult:
     if journal.state == "finished":
         messages.append(f"run {run_id} had already finished; nothing to resume")
         return ApplyResult(journal, journal.exit_code if journal.exit_code is not None else exitcodes.OK, messages)
+    alive = still_running(journal)
+    if alive is not None:
+        return ApplyResult(None, exitcodes.ERROR, [f"run {run_id} is still in progress (pid {alive} on this host): "
+                                                   "wait for it, or stop it first"])
     journal.owner = journal.owner or ctx.owner
     started = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(journal.started_at))
     messages.append(f"resuming run {run_id} (started {started})")

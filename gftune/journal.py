@@ -20,6 +20,7 @@ import json
 import os
 import secrets as _random
 import signal
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -134,6 +135,7 @@ class RunJournal:
     finished_at: float | None = None
     state: str = "running"  # running | finished
     exit_code: int | None = None
+    process: dict[str, Any] | None = None  # {"pid", "host"} of the process running it now
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +233,27 @@ class JournalStore:
                 continue
             if journal.state != "finished":
                 yield journal
+
+
+def this_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def still_running(journal: RunJournal) -> int | None:
+    """The pid of a live process on this host that is running ``journal`` (resume must not race it)."""
+    process = journal.process or {}
+    pid = process.get("pid")
+    if journal.state == "finished" or not isinstance(pid, int) or process.get("host") != socket.gethostname():
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
 
 
 def failpoint(step: Step, when: str) -> None:

@@ -86,6 +86,10 @@ def test_verify_plan_takes_predictions_and_the_strictest_policy_settings():
     ("wait_status", {"status": "Stopped"}, ap.Observation(True, "Stopping"), ap.WAIT, None),
     ("wait_status", {"status": "Stopped"}, ap.Observation(True, "Stopped"), ap.DONE_, None),
     ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed"), ap.FAIL, None),
+    # Failed since before the update was sent: give the operator time, then resume it
+    ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed", changed=False, waited_s=1), ap.WAIT, None),
+    ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed", changed=False, waited_s=31), ap.SEND,
+     "resume"),
     ("wait_status", {"status": "Running"}, ap.Observation(True, "Stopped", stopped_for_s=1), ap.WAIT, None),
     ("wait_status", {"status": "Running"}, ap.Observation(True, "Stopped", stopped_for_s=31), ap.SEND, "resume"),
     ("wait_status", {"status": "Running"}, ap.Observation(True, "Resuming", waited_s=99), ap.FAIL, None),
