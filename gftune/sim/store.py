@@ -144,7 +144,6 @@ class Store:
         self.rows: dict[str, Row] = {}
         self.lock = threading.RLock()
         self._seq = itertools.count()
-        self.removed_lost: dict[str, float] = {}
 
     # --- time ----------------------------------------------------------------------------------
 
@@ -191,7 +190,6 @@ class Store:
         while row.events and row.events[0].due <= until + 1e-9:
             event = heapq.heappop(row.events)
             if event.kind == "remove":
-                self.removed_lost[row.pipeline_id] = row.model.lost
                 self.rows.pop(row.pipeline_id, None)
                 return
             if event.kind == "self_stop":
