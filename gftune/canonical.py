@@ -98,11 +98,12 @@ def _with_references_resolved(doc: Json, resolver: Resolver | None) -> Json:
 
 def _copy(node: Any, resolver: Resolver | None) -> Any:
     """A copy of JSON data (much cheaper than ``copy.deepcopy``), resolving references on the way."""
-    if isinstance(node, dict):
+    kind = type(node)
+    if kind is dict:
         return {k: _copy(v, resolver) for k, v in node.items()}
-    if isinstance(node, list):
+    if kind is list:
         return [_copy(v, resolver) for v in node]
-    if resolver is not None and isinstance(node, str) and secrets.is_reference(node):
+    if resolver is not None and kind is str and node.startswith("${") and secrets.is_reference(node):
         return resolver(node)
     return node
 

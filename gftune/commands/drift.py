@@ -29,7 +29,7 @@ import yaml
 
 from gftune import canonical, exitcodes, secrets
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.commands.plan import PlanRun, produce_plan, shard_option
+from gftune.commands.plan import PlanRun, Prefetch, produce_plan, shard_option
 from gftune.diff import diff_config, diff_resources
 from gftune.gitrepo import read_at_commit
 from gftune.glassflow import resources as res
@@ -268,8 +268,9 @@ def command(opts: ServerOptions, fmt: str, targets: tuple[str, ...], shard: str 
     gftune, git changed since the last apply, never applied by gftune). Read-only.
 
     Exit 0 in sync, 2 drift, 1 error."""
+    prefetch = Prefetch.start(opts, targets=targets, shard=shard)
     state = opts.load_state(fmt=fmt)
-    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, policies=False))
+    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, policies=False, prefetched=prefetch))
     head = (run.plan.git or {}).get("commit")
     report = build_report(run, state, head, os.environ)
     if fmt == "json":

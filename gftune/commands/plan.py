@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ import click
 from gftune import exitcodes
 from gftune.client import ApiError, GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.desired import DesiredState
+from gftune.config import load_config
+from gftune.desired import PIPELINES_DIR, DesiredState, yaml_files
 from gftune.gitrepo import git_info
 from gftune.live import LiveState, list_live, read_live
-from gftune.plan import Plan, PlanOptions, Scope, ShardError, build_plan, parse_shard, select_scope
+from gftune.plan import Plan, PlanOptions, Scope, ShardError, build_plan, in_shard, parse_shard, select_scope
 from gftune.render import plan_file_text, render_json, render_markdown, render_text
 
 PROGRESS_AFTER_S = 1.0
@@ -129,9 +131,83 @@ def _evaluate_policies(state: DesiredState, live: dict[str, LiveState], plan_kw:
     return dict(report.outcomes)
 
 
+@dataclass
+class LiveRead:
+    listed: list[dict[str, Any]] | None  # GET /pipeline rows; None when the list could not be read
+    live: dict[str, LiveState]
+    errors: list[str] = field(default_factory=list)
+
+
+async def read_state(config: Any, ids: Iterable[str], *, progress: bool = True,
+                     listed: list[dict[str, Any]] | None = None) -> LiveRead:
+    """List the live pipelines (unless ``listed`` is given) and read ``ids`` concurrently."""
+    reporter = _Progress(f"reading live state from {config.api_url}") if progress else None
+    ticker = asyncio.create_task(reporter.tick()) if reporter else None
+    errors: list[str] = []
+    try:
+        async with GlassFlowClient.from_config(config) as client:
+            if listed is None:
+                try:
+                    listed = await list_live(client)
+                except ApiError as exc:
+                    errors.append(f"cannot list live pipelines, so deletions and unmanaged pipelines are unknown: "
+                                  f"{exc}")
+            live = await read_live(client, ids, progress=reporter.update if reporter else None)
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        if reporter is not None:
+            reporter.stop()
+    return LiveRead(listed=listed, live=live, errors=errors)
+
+
+class Prefetch:
+    """Reads live state in a background thread while the main thread loads the repository.
+
+    Loading and validating 1,000 pipeline files is CPU work; reading 3,000 API answers is mostly
+    waiting on the API. The ids are the pipeline files' names (the loader insists that
+    ``pipeline_id`` equals the file name); :func:`produce_plan` reads whatever the guess missed and
+    drops what is not in scope.
+    """
+
+    def __init__(self, config: Any, ids: list[str], *, progress: bool = True) -> None:
+        self.ids = ids
+        self._result: LiveRead | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(config, progress), name="gftune-live-read",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, config: Any, progress: bool) -> None:
+        try:
+            self._result = asyncio.run(read_state(config, self.ids, progress=progress))
+        except BaseException as exc:  # handed to the main thread by result()
+            self._error = exc
+
+    def result(self) -> LiveRead:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    @classmethod
+    def start(cls, opts: ServerOptions, *, targets: Iterable[str] = (), shard: str | None = None,
+              progress: bool = True) -> Prefetch | None:
+        """Guess the ids from ``pipelines/**/*.yaml`` and start; None when the config is not usable."""
+        config, problems = load_config(opts.repo, overrides=opts.overrides())
+        if any(p.is_error for p in problems):
+            return None
+        targets = list(targets)
+        shard_range = parse_shard(shard) if shard else None
+        ids = [p.stem for p in yaml_files(Path(opts.repo) / PIPELINES_DIR)]
+        ids = [i for i in dict.fromkeys(ids) if (not targets or i in targets) and in_shard(i, shard_range)]
+        return cls(config, ids, progress=progress)
+
+
 async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shard: str | None = None,
                        allow_delete: bool = False, policies: bool = True, env: Mapping[str, str] | None = None,
-                       progress: bool = True) -> PlanRun:
+                       progress: bool = True, prefetched: Prefetch | None = None) -> PlanRun:
     """Read live state for the pipelines in scope, evaluate policies, build the plan."""
     config = state.config
     shard_range = parse_shard(shard) if shard else None
@@ -139,31 +215,24 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
     info = git_info(state.root)
     plan_kw: dict[str, Any] = {"git": info.to_dict() if info else None, "api_url": config.api_url,
                                "targets": targets, "shard": shard, "warnings": []}
-    errors: list[str] = []
-    reporter = _Progress(f"reading live state from {config.api_url}") if progress else None
-    ticker = asyncio.create_task(reporter.tick()) if reporter else None
-    try:
-        async with GlassFlowClient.from_config(config) as client:
-            try:
-                listed: list[dict[str, Any]] | None = await list_live(client)
-            except ApiError as exc:
-                listed = None
-                errors.append(f"cannot list live pipelines, so deletions and unmanaged pipelines are unknown: {exc}")
-            scope = select_scope(state.pipelines, listed, targets=targets, shard=shard_range)
-            ids = scope.desired + (scope.orphans if allow_delete else [])
-            live = await read_live(client, ids, progress=reporter.update if reporter else None)
-    finally:
-        if ticker is not None:
-            ticker.cancel()
-        if reporter is not None:
-            reporter.stop()
+    if prefetched is not None:
+        read = await asyncio.to_thread(prefetched.result)
+    else:
+        read = await read_state(config, [], progress=progress)
+    scope = select_scope(state.pipelines, read.listed, targets=targets, shard=shard_range)
+    ids = scope.desired + (scope.orphans if allow_delete else [])
+    missing = [i for i in ids if i not in read.live]
+    if missing:
+        more = await read_state(config, missing, progress=progress, listed=read.listed or [])
+        read.live.update(more.live)
+    live = {i: read.live[i] for i in ids}
     outcomes = _evaluate_policies(state, live, plan_kw) if policies else {}
     if not policies:
         plan_kw["metrics"] = None
     plan = build_plan(state.pipelines, live, plan_options(state, allow_delete=allow_delete,
                                                           env=os.environ if env is None else env),
-                      scope=scope, outcomes=outcomes, errors=errors, **plan_kw)
-    return PlanRun(plan=plan, live=live, scope=scope, listed=listed, outcomes=outcomes)
+                      scope=scope, outcomes=outcomes, errors=read.errors, **plan_kw)
+    return PlanRun(plan=plan, live=live, scope=scope, listed=read.listed, outcomes=outcomes)
 
 
 def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -202,10 +271,12 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
+    prefetch = Prefetch.start(opts, targets=targets, shard=shard)
     state = opts.load_state(fmt=fmt)
     if not state.pipelines and not allow_delete:
-        echo(f"warning: no pipeline files under {state.root / 'pipelines'}", err=True)
-    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, allow_delete=allow_delete))
+        echo(f"warning: no pipeline files under {state.root / PIPELINES_DIR}", err=True)
+    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, allow_delete=allow_delete,
+                                   prefetched=prefetch))
     plan = run.plan
     output(plan, fmt)
     if out is not None:

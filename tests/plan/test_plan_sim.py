@@ -270,3 +270,16 @@ def test_unreachable_api_is_an_error_for_every_pipeline(repo):
     result = gftune("plan", "--repo", repo.path, "--api", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert "cannot list live pipelines" in result.stdout
+
+
+def test_produce_plan_without_prefetch_reads_everything_itself(deployed, repo):
+    """The entry point other commands reuse (apply --auto-approve): no background read."""
+    import asyncio
+
+    from gftune.commands.plan import produce_plan
+    from gftune.desired import load_repo
+
+    state = load_repo(repo.path, overrides={"api_url": deployed.api_url})
+    run = asyncio.run(produce_plan(state, progress=False, env=SECRETS))
+    assert run.plan.exit_code == 0 and sorted(run.live) == EXAMPLES
+    assert all(state.exists and state.status == "Running" for state in run.live.values())
