@@ -263,12 +263,13 @@ class ScrapeSource:
         self._client.close()
 
     def scrape(self) -> Scrape:
+        sent = self._clock()
         try:
             response = self._client.get(self.url, headers={"Accept": "text/plain;version=0.0.4"})
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise MetricsError(f"cannot scrape {self.url}: {exc}") from exc
-        at = self._clock()
+        at = (sent + self._clock()) / 2  # the page was rendered somewhere in between
         try:
             return parse_exposition(response.text, at)
         except ValueError as exc:

@@ -175,11 +175,16 @@ def test_tune_write_changes_only_the_targeted_values(tmp_path: Path) -> None:
 
     after = (repo / "pipelines" / DEMO.name).read_text()
     removed, added = changed_lines(before, after)
-    assert len(removed) == len(added) == len(changes), (removed, added)
+    # one line per changed value (two values of one flow mapping share a line), nothing else
+    assert 0 < len(removed) == len(added) <= len(changes), (removed, added)
+    keys = {path.rsplit(".", 1)[-1] for path in changes}
+    assert all(any(f"{key}:" in line for key in keys) for line in removed + added), (removed, added)
     for path, change in changes.items():
         key = path.rsplit(".", 1)[-1]
-        assert any(f"{key}: {change['old']}" in line for line in removed), (path, removed)
-        assert any(f"{key}: {change['new']}" in line for line in added), (path, added)
+        unquoted = [line.replace("'", "").replace('"', "") for line in removed], \
+            [line.replace("'", "").replace('"', "") for line in added]
+        assert any(f"{key}: {change['old']}" in line for line in unquoted[0]), (path, removed)
+        assert any(f"{key}: {change['new']}" in line for line in unquoted[1]), (path, added)
     assert [line for line in before.splitlines() if line.lstrip().startswith("#")] == \
         [line for line in after.splitlines() if line.lstrip().startswith("#")], "comments unchanged"
     yaml = YAML(typ="rt")
