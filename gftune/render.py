@@ -194,6 +194,8 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120) -> str:
         console.print(escape(header), style="bold")
     if (line := metrics_line(plan)) is not None:
         console.print(escape(line), style="dim")
+    for note in (plan.metrics or {}).get("notes") or []:
+        console.print(escape(f"  {note}"), style="dim")
     for error in plan.errors:
         console.print(escape(f"error: {error}"), style="bold red")
     shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations]
@@ -253,6 +255,8 @@ def render_markdown(plan: Plan) -> str:
         lines += [header, ""]
     if (line := metrics_line(plan)) is not None:
         lines += [f"_{line}_", ""]
+    if notes := (plan.metrics or {}).get("notes"):
+        lines += [*(f"- _{_md(note)}_" for note in notes), ""]
     lines += [f"**error:** {_md(e)}" for e in plan.errors]
     if not plan.pipelines:
         lines += ["No pipelines in scope: nothing to plan.", ""]

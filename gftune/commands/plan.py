@@ -10,6 +10,7 @@ unsettled status, escalation), 1 error (bad repository, a pipeline that could no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -105,12 +106,12 @@ class _Progress:
             self._status = None
 
 
-def _evaluate_policies(state: DesiredState, live: dict[str, LiveState], plan_kw: dict[str, Any]
+def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveState], plan_kw: dict[str, Any]
                        ) -> dict[str, Any]:
-    """Policy outcomes per pipeline (only when the repository has policies)."""
+    """Policy outcomes per pipeline in scope (only when the repository has policies)."""
     config = state.config
     source = metrics_source(config)
-    plan_kw["metrics"] = {"source": source, "naming": config.metric_naming} if source else None
+    plan_kw["metrics"] = {"source": source, "naming": config.metric_naming, "notes": []} if source else None
     if not state.policies:
         return {}
     try:
@@ -118,15 +119,16 @@ def _evaluate_policies(state: DesiredState, live: dict[str, LiveState], plan_kw:
     except ImportError:
         plan_kw["warnings"].append("policies found but policy evaluation is not available in this build")
         return {}
+    in_scope = dataclasses.replace(state, pipelines={pid: state.pipelines[pid] for pid in scope.desired})
     try:
-        report = plan_policies(state, live, config, datetime.now(UTC))
+        report = plan_policies(in_scope, live, config, datetime.now(UTC))
     except Exception as exc:  # a metrics outage must not hide the git changes; say it loudly instead
         plan_kw["warnings"].append(f"policies not evaluated: {exc}")
         return {}
     if report.source_description is None:
-        plan_kw["metrics"] = None
-        return dict(report.outcomes)
-    plan_kw["metrics"] = {"source": report.source_description, "naming": config.metric_naming}
+        return {}  # the plan says once that no metrics source is configured
+    plan_kw["metrics"] = {"source": report.source_description, "naming": config.metric_naming,
+                          "notes": list(report.notes)}
     plan_kw["policies_evaluated"] = True
     return dict(report.outcomes)
 
@@ -226,7 +228,7 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
         more = await read_state(config, missing, progress=progress, listed=read.listed or [])
         read.live.update(more.live)
     live = {i: read.live[i] for i in ids}
-    outcomes = _evaluate_policies(state, live, plan_kw) if policies else {}
+    outcomes = _evaluate_policies(state, scope, live, plan_kw) if policies else {}
     if not policies:
         plan_kw["metrics"] = None
     plan = build_plan(state.pipelines, live, plan_options(state, allow_delete=allow_delete,
