@@ -106,3 +106,20 @@ def test_naming_detection_both_modes():
     assert collector.metric("stream_depth") == "acme_gfm_stream_depth_ratio"
     forced = naming.detect(["glassflow_gfm_ingestor_backpressure_active"], mode="collector")
     assert forced.mode == naming.COLLECTOR
+
+
+def test_a_gauge_that_disappears_between_scrapes_is_stale_not_zero():
+    after = AFTER.replace('glassflow_gfm_ingestor_backpressure_active{pipeline_id="p1"} 1\n', "")
+    pair = ScrapePair(parse_exposition(BEFORE, 1000.0), parse_exposition(after, 1010.0))
+    from datetime import UTC, datetime
+    snap = ScrapeSnapshot(pair, naming.detect(pair.before.names()), datetime.fromtimestamp(1010.0, UTC), 10.0)
+    reading = read_with(snap, SignalContext("p1"), ["ingestor_backpressure"])["ingestor_backpressure"]
+    assert reading.status == "stale" and reading.value is None and "disappeared" in reading.detail
+
+
+def test_counter_reset_between_scrapes_counts_from_zero():
+    after = AFTER.replace('pipeline_id="p1"} 3000', 'pipeline_id="p1"} 500')  # the ingestor restarted
+    pair = ScrapePair(parse_exposition(BEFORE, 1000.0), parse_exposition(after, 1010.0))
+    from datetime import UTC, datetime
+    snap = ScrapeSnapshot(pair, naming.detect(pair.before.names()), datetime.fromtimestamp(1010.0, UTC), 10.0)
+    assert read_with(snap, SignalContext("p1"), ["source_rate"])["source_rate"].value == pytest.approx(50.0)

@@ -153,22 +153,24 @@ def assert_within_guards(bench: Bench, pipeline_id: str, constraints: dict[str, 
     assert details["sink_memory_bytes"] <= 0.8 * details["sink_memory_limit_bytes"]
 
 
-@pytest.mark.slow
-def test_one_change_removes_sink_bound_backpressure(bench: Bench) -> None:
+def plan_and_apply(bench: Bench, pipeline_id: str, policy: str, stage: str) -> tuple[Any, dict[str, Any], float]:
+    """The single proposal of ``policy``, applied; readings over one verification window after settling."""
     wait_warm(bench.started)
-    outcome = bench.plan(SINK_BOUND_ID)
-    assert [p.policy for p in outcome.proposals] == ["stream-backpressure"], outcome.notes
+    outcome = bench.plan(pipeline_id)
+    assert [p.policy for p in outcome.proposals] == [policy], outcome.notes
     proposal = outcome.proposals[0]
-    changed = {c.path: c.new for c in proposal.changes}
-    assert changed["resources.sink.replicas"] > 1
-    before = bench.truth(SINK_BOUND_ID)
-    assert before["utilisation"]["sink"] > 1.0, "the scenario starts sink-bound"
-
-    bench.apply(SINK_BOUND_ID, list(proposal.changes))
+    assert bench.truth(pipeline_id)["utilisation"][stage] > 1.0, f"the scenario starts {stage}-bound"
+    bench.apply(pipeline_id, list(proposal.changes))
     settle(proposal)
     # (the simulator drops a few records in the step a pipeline resumes, change or not: reported)
-    lost_at_resume = bench.truth(SINK_BOUND_ID)["records"]["lost"]
-    readings = verify_window(bench, SINK_BOUND_ID, proposal)
+    lost_at_resume = bench.truth(pipeline_id)["records"]["lost"]
+    return proposal, verify_window(bench, pipeline_id, proposal), lost_at_resume
+
+
+@pytest.mark.slow
+def test_one_change_removes_sink_bound_backpressure(bench: Bench) -> None:
+    proposal, readings, lost_at_resume = plan_and_apply(bench, SINK_BOUND_ID, "stream-backpressure", "sink")
+    assert {c.path: c.new for c in proposal.changes}["resources.sink.replicas"] > 1
 
     assert readings["ingestor_backpressure"].value == 0.0, "backpressure gone within one verification window"
     assert readings["consumer_lag_growth"].value < 0, "and the Kafka backlog drains"
@@ -190,19 +192,9 @@ def test_one_change_removes_sink_bound_backpressure(bench: Bench) -> None:
 
 @pytest.mark.slow
 def test_one_change_catches_up_an_ingestor_bound_pipeline(bench: Bench) -> None:
-    wait_warm(bench.started)
-    outcome = bench.plan(INGESTOR_BOUND_ID)
-    assert [p.policy for p in outcome.proposals] == ["partition-capped-ingestor"], outcome.notes
-    proposal = outcome.proposals[0]
-    changed = {c.path: c.new for c in proposal.changes}
-    assert 3 <= changed["resources.sources[orders].replicas"] <= 8, changed
-    assert bench.truth(INGESTOR_BOUND_ID)["utilisation"]["ingestor[orders]"] > 1.0
-
-    bench.apply(INGESTOR_BOUND_ID, list(proposal.changes))
-    settle(proposal)
-    # (the simulator drops a few records in the step a pipeline resumes, change or not: reported)
-    lost_at_resume = bench.truth(INGESTOR_BOUND_ID)["records"]["lost"]
-    readings = verify_window(bench, INGESTOR_BOUND_ID, proposal)
+    proposal, readings, lost_at_resume = plan_and_apply(bench, INGESTOR_BOUND_ID, "partition-capped-ingestor",
+                                                        "ingestor[orders]")
+    assert 3 <= {c.path: c.new for c in proposal.changes}["resources.sources[orders].replicas"] <= 8
 
     assert readings["consumer_lag_growth"].value < 0, "the ingestor now outpaces the topic and drains the lag"
     assert readings["ingestor_backpressure"].value == 0.0

@@ -152,3 +152,33 @@ def test_collector_naming_and_namespace_are_detected(collector_servers: SymptomS
     queries = {e["signal"]: e["query"] for e in entry["proposals"][0]["evidence"]}
     assert "acme_gfm_stream_depth_ratio_per_second" in queries["stream_depth_ratio"]
     assert "acme_gfm_ingestor_backpressure_active_ratio" in queries["ingestor_backpressure"]
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_local_computation_matches_prometheus(symptom_servers: SymptomServers) -> None:
+    """The same signals, read from Prometheus and computed locally from two scrapes, agree."""
+    from gftune.live import read_live_sync
+    from gftune.metrics.sources import PrometheusSource, ScrapeSource
+    from gftune.signals import read_signals
+
+    if symptom_servers.prometheus is None:
+        pytest.skip("the prometheus binary is not installed")
+    wait_warm(symptom_servers.started)
+    names = ["source_rate", "sink_rate", "kafka_input_rate", "sink_batch_mean", "sink_batch_p50", "sink_batch_p95",
+             "ingestor_busy", "sink_busy", "stream_depth_ratio", "sink_retry_rate", "consumer_lag_growth"]
+    from gftune.config import Config
+    config = Config(api_url=symptom_servers.sim.api_url)
+    for scenario in ("backpressure-sink-bound", "sink-retries"):
+        pipeline_id = scenario_truth(scenario)["pipeline_id"]
+        live = read_live_sync(config, [pipeline_id])[pipeline_id]
+        window = 300 / 60
+        scraped = read_signals(ScrapeSource(symptom_servers.sim.metrics_url), pipeline_id, names, window_s=window,
+                               live=live, time_scale=60)
+        queried = read_signals(PrometheusSource(symptom_servers.prometheus.url), pipeline_id, names, window_s=window,
+                               live=live, time_scale=60)
+        for name in names:
+            a, b = scraped[name], queried[name]
+            assert a.status == b.status, (scenario, name, a, b)
+            if a.value is not None:
+                assert a.value == pytest.approx(b.value, rel=0.1, abs=0.05), (scenario, name, a.value, b.value)
