@@ -11,6 +11,7 @@ human has to take. The guards, from the scaling guide and the API reference:
 * transform replicas are frozen when dedup is on (immutable after creation);
 * immutable fields of an existing pipeline (``nats.stream.maxAge/maxBytes/maxMsgs``, transform
   ``storage.size``) are never changed in place: that needs a new pipeline;
+* a sink fetch (``max_batch_size x workers``) must fit twice in the stream's ``maxMsgs``;
 * the sink's batch buffers must fit its memory limit: ``base + max_batch_size x workers x row
   bytes x factor <= 80% of limits.memory``; the limit is raised with the batch (within
   ``memory_ceiling``), else the batch is clamped;
@@ -248,6 +249,7 @@ def apply_guards(changes: list[FieldChange], ctx: GuardContext) -> GuardOutcome:
         guarded = _guard_one(change, ctx, immutable, dedup, outcome)
         if guarded is not None and guarded.new != guarded.old:
             outcome.changes.append(guarded)
+    _guard_stream_fit(ctx, outcome)
     _guard_sink_memory(ctx, outcome)
     return outcome
 
@@ -333,6 +335,27 @@ def _value_after(path: str, ctx: GuardContext, outcome: GuardOutcome) -> Any:
         if change.path == path:
             return change.new
     return paths.get(ctx.doc, path)
+
+
+def _guard_stream_fit(ctx: GuardContext, outcome: GuardOutcome) -> None:
+    """A sink fetches ``max_batch_size x workers`` messages at once: the stream (maxMsgs, immutable)
+    must hold at least two such fetches, or batches never fill and the sink waits out its delay."""
+    change = next((c for c in outcome.changes if c.path == "sink.max_batch_size"), None)
+    max_msgs = paths.get(ctx.doc, "resources.nats.stream.maxMsgs")
+    if change is None or not isinstance(change.new, int) or not isinstance(max_msgs, int) or max_msgs <= 0:
+        return
+    workers = _sink_workers(to_number(CPU, _value_after("resources.sink.limits.cpu", ctx, outcome)))
+    fitting = _nice_down(max_msgs // (2 * workers))
+    if change.new <= fitting:
+        return
+    why = (f"the stream holds {max_msgs} messages (maxMsgs, immutable): room for two fetches of "
+           f"batch x {workers} worker(s)")
+    if isinstance(change.old, int) and fitting <= change.old:
+        outcome.changes = [c for c in outcome.changes if c.path != change.path]
+        outcome.notes.append(f"sink.max_batch_size not raised: {why}")
+    else:
+        _replace(outcome, FieldChange(change.path, change.old, fitting))
+        outcome.notes.append(_clamp_note(change.path, change.new, fitting, why))
 
 
 def _guard_sink_memory(ctx: GuardContext, outcome: GuardOutcome) -> None:

@@ -53,6 +53,7 @@ def test_immutable_stream_and_storage_fields_are_never_changed_in_place():
 def test_batch_memory_raises_the_limit_within_the_ceiling_else_clamps_the_batch():
     doc = copy.deepcopy(TEST_PIPELINE)
     doc["resources"]["sink"]["limits"] = {"cpu": "5", "memory": "512Mi"}  # 3 workers
+    doc["resources"]["nats"]["stream"]["maxMsgs"] = -1  # an unlimited stream: only memory bounds the batch
     raised = guard([("sink.max_batch_size", 1000, 50000)], doc=doc, row_bytes=1024)
     memory = {c.path: c.new for c in raised.changes}["resources.sink.limits.memory"]
     # 128Mi + 50000 x 3 x 1024 x 2 = 128Mi + 293Mi, at 80% -> 527Mi... rounded up to whole MiB
@@ -80,3 +81,12 @@ def test_field_values_keep_their_kind():
     assert from_number("duration", 1188, rounding="down") == "19m" and from_number("duration", 2.5) == "2.5s"
     assert from_number("int", 2.2, rounding="up") == 3 and from_number("int", 2.8, rounding="down") == 2
     assert parse_amount("int", "50%", 8) == 4 and parse_amount("memory", "1Gi") == 2**30
+
+
+def test_a_batch_must_fit_the_stream_twice():
+    # maxMsgs 8000 (8 x the batch at creation, immutable) with one worker: at most 4000 rows
+    out = guard([("sink.max_batch_size", 1000, 20000)], row_bytes=512)
+    assert out.changes[0].new == 4000 and "maxMsgs" in out.notes[0]
+    doc = copy.deepcopy(TEST_PIPELINE)
+    doc["resources"]["nats"]["stream"]["maxMsgs"] = -1  # unlimited
+    assert guard([("sink.max_batch_size", 1000, 20000)], doc=doc, row_bytes=512).changes[0].new == 20000
