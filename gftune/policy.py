@@ -979,17 +979,23 @@ def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, setti
 
 # --- one policy, one pipeline --------------------------------------------------------------------------
 
-def _cooldown_note(policy: Policy, facts: PipelineFacts, now: datetime, settings: Settings) -> str | None:
+def _cooldown(policy: Policy, facts: PipelineFacts, now: datetime, settings: Settings) -> tuple[bool, str | None]:
+    """(active, note): no proposal within the cooldown after the pipeline's last change."""
     if facts.last_change is None or policy.cooldown_s <= 0:
-        return None
+        return False, None
     elapsed = (now - facts.last_change).total_seconds()
     wait = policy.cooldown_s / settings.time_scale
-    if 0 <= elapsed < wait:
-        until = facts.last_change.timestamp() + wait
-        return (f"{policy.name}: cooldown {format_seconds(policy.cooldown_s)} active until "
-                f"{datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')} (last change "
-                f"{facts.last_change.isoformat(timespec='seconds')}); no change proposed")
-    return None
+    last = facts.last_change.isoformat(timespec="seconds")
+    if elapsed < -1:
+        # The API's clock is ahead of ours (a time-scaled simulator stamps model time): say so
+        # rather than wait for a moment that will not come.
+        return False, f"{policy.name}: the pipeline's last change ({last}) is ahead of this machine's clock; " \
+                      "cooldown not applied"
+    if elapsed < wait:
+        until = datetime.fromtimestamp(facts.last_change.timestamp() + wait, UTC).isoformat(timespec="seconds")
+        return True, (f"{policy.name}: cooldown {format_seconds(policy.cooldown_s)} active until {until} "
+                      f"(last change {last}); no change proposed")
+    return False, None
 
 
 def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: Settings | None = None,
@@ -1025,9 +1031,10 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         evaluation.escalation = Escalation(facts.pipeline_id, policy.name, str(policy.escalate_reason),
                                            tuple(evidence), str(policy.escalate_next_step))
         return evaluation
-    cooldown = _cooldown_note(policy, facts, now, settings)
-    if cooldown:
-        evaluation.notes.append(cooldown)
+    cooling, note = _cooldown(policy, facts, now, settings)
+    if note:
+        evaluation.notes.append(note)
+    if cooling:
         return evaluation
     notes: list[str] = []
     changes: list[FieldChange] = []

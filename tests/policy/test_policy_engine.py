@@ -136,6 +136,8 @@ def test_cooldown_after_a_change_but_not_after_creation():
     assert result.proposal is None and "cooldown 30m active until" in result.notes[0]
     assert evaluate(p, facts(last_change=view.at - timedelta(hours=1)), view).proposal is not None
     assert evaluate(p, facts(last_change=None), view).proposal is not None
+    ahead = evaluate(p, facts(last_change=view.at + timedelta(hours=2)), view)
+    assert ahead.proposal is not None and "ahead of this machine's clock" in ahead.notes[0]
 
 
 def test_no_match_says_so_and_names_a_visible_symptom():
