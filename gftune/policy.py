@@ -254,7 +254,11 @@ def _action(raw: Any, where: tuple[str | int, ...]) -> Action:
     if value is None:
         word = {"set": "value:", "multiply": "by:", "add": "value: (or by:)"}[kind]
         raise PolicyError(f"a {kind} action needs {word}", where)
-    if kind in ("multiply", "add") and not isinstance(value, int | float):
+    if kind == "add" and isinstance(value, str) and not _is_reference(value):
+        if not _is_literal_amount(value):
+            raise PolicyError(f"cannot add {value!r}: use a number, a quantity (512Mi, 500m) or a duration (30s)",
+                              (*where, "value"))
+    elif kind in ("multiply", "add") and not isinstance(value, int | float):
         check_reference(value, (*where, "by" if "by" in item else "value"))
     if kind == "multiply" and isinstance(value, int | float) and value <= 0:
         raise PolicyError("multiply by: must be positive", (*where, "by"))
@@ -352,6 +356,16 @@ _RELATIVE = re.compile(r"^([+-]\d+(?:\.\d+)?)%$")
 
 def _terms(text: str) -> list[str]:
     return [t.strip() for t in text.split("*")]
+
+
+def _is_reference(text: str) -> bool:
+    """A value expression (``constraint:partitions``, ``field:x * 2``) rather than a literal."""
+    return any(_TERM.match(term) for term in _terms(text)) or any(t == "baseline" for t in _terms(text))
+
+
+def _is_literal_amount(text: str) -> bool:
+    """A quantity or duration an ``add`` can use (``512Mi``, ``500m``, ``30s``)."""
+    return guards.to_number(guards.MEMORY, text) is not None or guards.to_number(guards.DURATION, text) is not None
 
 
 def check_reference(value: Any, where: tuple[str | int, ...], *, verify: bool = False) -> None:
@@ -795,31 +809,32 @@ def _field_changes(action: Action, facts: PipelineFacts, resolver: _Resolver, no
         current = guards.to_number(kind, old)
         if action.kind == "set":
             value = action.value
-            if isinstance(value, str) and ":" in value and _TERM.match(_terms(value)[0] or ""):
+            if isinstance(value, str) and _is_reference(value):
                 number, _ = resolver.number(value)
                 if number is None:
                     notes.append(f"{path}: {value} is unknown; not set")
                     continue
                 new = _bounded(action, path, old, number, kind, resolver, notes)
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                new = _bounded(action, path, old, float(value), kind, resolver, notes)
             else:
-                number = guards.to_number(kind, value)
-                new = _bounded(action, path, old, number, kind, resolver, notes) if number is not None and \
-                    kind != guards.NUMBER else value
-                if kind == guards.DURATION and isinstance(value, str):
-                    new = value if number is not None and guards.to_number(kind, new) == number else new
+                literal = value if isinstance(value, int | float) and not isinstance(value, bool) else \
+                    guards.to_number(kind, value) if kind != guards.NUMBER else None
+                if literal is None:
+                    new = value  # a plain value (a string field): set as written
+                else:
+                    new = _bounded(action, path, old, float(literal), kind, resolver, notes)
+                    if isinstance(value, str) and guards.to_number(kind, new) == literal:
+                        new = value  # unbounded: keep the policy's own spelling ("2s", "1500m")
         else:
             if current is None:
                 notes.append(f"{path}: no current value to {action.kind}; skipped (set it in git first)")
                 continue
-            amount, _ = resolver.number(action.value)
+            if isinstance(action.value, str) and not _is_reference(action.value):
+                amount = guards.to_number(kind, action.value)  # add: 512Mi, 500m, 30s
+            else:
+                amount, _ = resolver.number(action.value)
             if amount is None:
                 notes.append(f"{path}: {action.kind} amount {action.value!r} unknown; skipped")
                 continue
-            if action.kind == "add" and kind in (guards.CPU, guards.MEMORY, guards.DURATION) and \
-                    isinstance(action.value, str) and ":" not in action.value:
-                amount = guards.to_number(kind, action.value) or amount
             wanted = current * amount if action.kind == "multiply" else current + amount
             new = _bounded(action, path, old, wanted, kind, resolver, notes)
         if old is not None and guards.to_number(kind, old) == guards.to_number(kind, new) and \

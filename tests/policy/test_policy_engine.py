@@ -219,3 +219,16 @@ def test_validate_reports_policy_problems_with_locations(tmp_path: Path):
 
 def test_datetimes_are_aware():
     assert FixtureView({}).at.tzinfo is UTC and datetime.now(UTC) > FixtureView({}).at
+
+
+def test_set_and_add_keep_the_fields_kind():
+    p = parse_policy(policy(then=[{"add": "resources.sink.limits.memory", "value": "512Mi"},
+                                  {"add": "sink.max_delay_time", "value": "30s"},
+                                  {"set": "resources.sink.limits.cpu", "value": "2500m"},
+                                  {"set": "resources.sources[*].replicas", "value": "constraint:partitions"}]))
+    result = evaluate(p, facts(constraints={"partitions": 4}), FixtureView({"sink_input_ratio": 0.5}))
+    assert {c.path: c.new for c in result.proposal.changes} == {
+        "resources.sink.limits.memory": "2Gi", "sink.max_delay_time": "31s", "resources.sink.limits.cpu": "2500m",
+        "resources.sources[orders].replicas": 4}
+    with pytest.raises(PolicyError, match="cannot add 'lots'"):
+        parse_policy(policy(then=[{"add": "resources.sink.limits.memory", "value": "lots"}]))
