@@ -176,6 +176,12 @@ def run_apply(opts: ServerOptions, *, plan_file: Path | None, auto_approve: bool
     except (JournalError, MetricsError) as exc:
         echo(f"error: {exc}", err=True)
         return exitcodes.ERROR, None
+    except KeyboardInterrupt:
+        unfinished = [j.run_id for j in JournalStore(repo).unfinished()]
+        hint = (f"; continue it with `gftune apply --resume {unfinished[-1]}`: a pipeline may be stopped"
+                if unfinished else "")
+        echo(f"\ninterrupted{hint}", err=True)
+        return 130, None
     finally:
         if own_reporter:
             reporter.close()

@@ -162,6 +162,23 @@ def test_plan_staleness_by_age_and_commit():
     assert "older than --max-plan-age" in reasons[0] and "the repository is now at bbbbbbbbbbbb" in reasons[1]
 
 
+def test_blocked_and_error_entries_are_not_applied_and_give_their_exit_code(tmp_path):
+    from gftune.journal import JournalStore
+
+    ok = planmod.PipelinePlan("p-ok", planmod.UPDATE, lifecycle=RUNNING_EDIT)
+    blocked = planmod.PipelinePlan("p-blocked", planmod.BLOCKED, blocked=[
+        planmod.Blocker("immutable", "resources.nats.stream.maxAge is immutable", "keep it in git")])
+    broken = planmod.PipelinePlan("p-error", planmod.ERROR, errors=["cannot read it"])
+    same = planmod.PipelinePlan("p-same", planmod.NOOP)
+    ctx = ap.ApplyContext(client=None, config=Config(), store=JournalStore(tmp_path), owner="me@host")
+    journal, _ = ap.new_journal(planmod.Plan([ok, blocked, broken, same]), ctx, plan_path=None)
+    assert list(journal.pipelines) == ["p-ok", "p-blocked", "p-error"]
+    assert journal.pipelines["p-blocked"].outcome == "blocked" and not journal.pipelines["p-blocked"].steps
+    assert "immutable" in journal.pipelines["p-blocked"].error
+    assert journal.pipelines["p-error"].outcome == "failed" and journal.pipelines["p-error"].error == "cannot read it"
+    assert ap.exit_code(["verified", journal.pipelines["p-blocked"].outcome]) == exitcodes.BLOCKED
+
+
 def test_exit_code_worst_outcome_wins():
     assert ap.exit_code([]) == exitcodes.OK
     assert ap.exit_code(["verified", "applied"]) == exitcodes.OK
