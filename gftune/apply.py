@@ -530,7 +530,7 @@ class Executor:
             run.error = run.error or message
             run.skip_pending("apply", "not run: an earlier step failed")
             run.skip_pending("verify", "not run: an earlier step failed")
-            self._skip_finish(run, keep_unlock=True)
+            self._skip_finish(run)
             if isinstance(exc, Refused):
                 run.outcome = "refused"
             elif run.kind == planmod.CREATE or not touched(run):
@@ -549,9 +549,11 @@ class Executor:
         run.skip_pending("rescue", "not run")
         run.outcome = "failed"
 
-    def _skip_finish(self, run: PipelineRun, *, keep_unlock: bool) -> None:
+    @staticmethod
+    def _skip_finish(run: PipelineRun) -> None:
+        """No provenance for a change that was not kept; the lock is still released."""
         for s in run.steps:
-            if s.phase == "finish" and s.state == PENDING and not (keep_unlock and s.action == "unlock"):
+            if s.phase == "finish" and s.state == PENDING and s.action != "unlock":
                 s.state, s.detail = SKIPPED, "the change was not kept"
 
     # -- dispatch ---------------------------------------------------------------------------------
@@ -713,8 +715,6 @@ class Executor:
                 self.ctx.reporter.waiting(pid, step.name, now - started, timeout, live.status)
                 await self.ctx.sleep(self.ctx.poll_s)
                 continue
-            if step.action in ("stop", "edit", "put_resources", "delete"):
-                await self._check_lock(run)
             try:
                 await self._send(pid, decision.call or step.action, target)
             except ApiError as exc:
@@ -832,7 +832,7 @@ class Executor:
 
     async def _settle(self, run: PipelineRun, step: Step) -> None:
         seconds = self.ctx.scaled(float(step.params.get("seconds", 0.0)))
-        status = await self._hold(run, f"{step.name}", seconds)
+        status = await self._hold(run, step.name, seconds)
         step.observed = status
 
     async def _hold(self, run: PipelineRun, what: str, seconds: float) -> str | None:
@@ -865,7 +865,8 @@ class Executor:
             step.observed = await self._hold(run, step.name, window)
             live = await read_one(self.ctx.client, pid)
             readings, snapshot = await self._snapshot_readings(run, live, window)
-            series = await self._prometheus_series(run, live, window, start) if snapshot is not None else {}
+            charted = snapshot is not None and step.phase != "revert"  # the report charts the change's window
+            series = await self._prometheus_series(run, live, window, start) if charted else {}
         target.clear()
         target.update({name: r.to_dict() for name, r in readings.items()})
         if step.phase != "revert":
@@ -971,9 +972,7 @@ class Executor:
             run.outcome = "inconclusive"
         else:
             self.say(run.pipeline_id, "verification failed: " + "; ".join(verdict.reasons) + "; reverting")
-            for s in run.steps:
-                if s.phase == "finish" and s.action == "provenance" and s.state == PENDING:
-                    s.state, s.detail = SKIPPED, "the change was reverted"
+            self._skip_finish(run)
             insert_before_finish(run, [Step("revert", "plan", {"verify": step.params})])
 
     # -- undo: restore after a failure, revert after a failed verdict ---------------------------------
