@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gftune import guards, paths, sizing
+from gftune.config import Config
 from gftune.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, parse_duration
@@ -541,27 +542,6 @@ class FixtureView:
 
 # --- evaluation ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Settings:
-    """What evaluation needs from :class:`gftune.config.Config` (all durations unscaled)."""
-
-    window_s: float = 300.0
-    time_scale: float = 1.0
-    verify_settle: float = 60.0
-    verify_window: float = 300.0
-    verify_tolerance: float = 0.1
-    restart_estimate: float = 60.0
-
-    @classmethod
-    def from_config(cls, config: Any) -> Settings:
-        return cls(window_s=float(getattr(config, "metrics_window", 300.0)),
-                   time_scale=float(getattr(config, "time_scale", 1.0)),
-                   verify_settle=float(getattr(config, "verify_settle", 60.0)),
-                   verify_window=float(getattr(config, "verify_window", 300.0)),
-                   verify_tolerance=float(getattr(config, "verify_tolerance", 0.1)),
-                   restart_estimate=float(getattr(config, "restart_estimate", 60.0)))
-
-
 @dataclass
 class Evaluation:
     """What one policy concluded for one pipeline."""
@@ -657,7 +637,7 @@ class _Resolver:
 
 
 def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView, resolver: _Resolver,
-                        settings: Settings, evaluation: Evaluation) -> tuple[bool | None, list[Evidence]]:
+                        settings: Config, evaluation: Evaluation) -> tuple[bool | None, list[Evidence]]:
     if condition.any_of:
         results = [_evaluate_condition(c, policy, view, resolver, settings, evaluation) for c in condition.any_of]
         evidence = [e for met, ev in results if met for e in ev] or [e for _, ev in results for e in ev]
@@ -669,7 +649,7 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
     threshold, threshold_text = resolver.number(condition.value)
     name = condition.signal or "promql"
     reading = view.promql(condition.promql) if condition.promql is not None else view.reading(name)
-    window = format_seconds(settings.window_s)
+    window = format_seconds(settings.metrics_window)
     for_text = f" for {format_seconds(condition.for_s)}" if condition.for_s else ""
     if threshold is None:
         evaluation.unknown.append(f"threshold {condition.value!r} of {name} ({threshold_text})")
@@ -716,7 +696,7 @@ def _evaluate_field(condition: Condition, policy: Policy, view: MetricsView, res
     return all(OPS[condition.op](n, threshold) for _, n in known), evidence
 
 
-def _verify_spec(policy: Policy, settings: Settings, view: MetricsView, resolver: _Resolver,
+def _verify_spec(policy: Policy, settings: Config, view: MetricsView, resolver: _Resolver,
                  prediction: Mapping[str, float], notes: list[str]) -> tuple[VerifySpec, list[Expectation]]:
     expectations: list[Expectation] = []
     for rule in policy.expect:
@@ -854,11 +834,11 @@ def _stage_present(stage: str, doc: Mapping[str, Any]) -> bool:
     return True
 
 
-def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, settings: Settings,
+def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config,
                   evidence: list[Evidence], policy: Policy) -> tuple[sizing.SizingInput | None, str]:
     ctx = SignalContext(facts.pipeline_id, facts.doc)
     at = view.at.isoformat()
-    window = format_seconds(settings.window_s)
+    window = format_seconds(settings.metrics_window)
 
     def read(name: str, why: str) -> float | None:
         reading = view.reading(name)
@@ -929,7 +909,7 @@ def _bound_replicas(action: Action, old: int, new: int, notes: list[str], stage:
     return bounded
 
 
-def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settings: Settings, policy: Policy,
+def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config, policy: Policy,
                   evidence: list[Evidence], notes: list[str], blocked: list[guards.Blocked]
                   ) -> tuple[list[FieldChange], dict[str, float], str]:
     inp, why = _sizing_input(action, facts, view, settings, evidence, policy)
@@ -994,7 +974,7 @@ def _scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, setti
 
 # --- one policy, one pipeline --------------------------------------------------------------------------
 
-def _cooldown(policy: Policy, facts: PipelineFacts, now: datetime, settings: Settings) -> tuple[bool, str | None]:
+def _cooldown(policy: Policy, facts: PipelineFacts, now: datetime, settings: Config) -> tuple[bool, str | None]:
     """(active, note): no proposal within the cooldown after the pipeline's last change."""
     if facts.last_change is None or policy.cooldown_s <= 0:
         return False, None
@@ -1013,10 +993,10 @@ def _cooldown(policy: Policy, facts: PipelineFacts, now: datetime, settings: Set
     return False, None
 
 
-def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: Settings | None = None,
+def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: Config | None = None,
              now: datetime | None = None) -> Evaluation:
     """Evaluate one policy for one pipeline. Pure: all I/O is behind ``view``."""
-    settings = settings or Settings()
+    settings = settings or Config()
     now = now or view.at
     evaluation = Evaluation(policy.name)
     resolver = _Resolver(facts, view)
@@ -1039,7 +1019,7 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         reading = view.reading(name)
         if reading.known:
             detail = ", ".join(f"{k or '-'}: {fmt(v, reading.unit)}" for k, v in sorted(reading.breakdown.items()))
-            evidence.append(Evidence(policy.name, name, reading.query, format_seconds(settings.window_s),
+            evidence.append(Evidence(policy.name, name, reading.query, format_seconds(settings.metrics_window),
                                      reading.value, f"context{' (' + detail + ')' if detail else ''}", reading.unit,
                                      view.at.isoformat()))
     if policy.escalates:
@@ -1154,7 +1134,7 @@ SYMPTOMS = (("ingestor_backpressure", ">=", 1.0, "ingestor backpressure active")
 
 
 def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: MetricsView,
-                      settings: Settings | None = None, now: datetime | None = None) -> PolicyOutcome:
+                      settings: Config | None = None, now: datetime | None = None) -> PolicyOutcome:
     """Every selected policy, highest priority first; a field changed by one is not changed again."""
     outcome = PolicyOutcome()
     selected = sorted((p for p in policies if p.selects(facts.pipeline_id, facts.labels)),
@@ -1292,14 +1272,15 @@ def plan_policies(state: Any, live: Mapping[str, Any], config: Any, now: datetim
                                                                 "--scrape): policies not evaluated"])
         return report
     report.source_description = source.description
-    settings = Settings.from_config(config)
+    settings = config
     try:
         if not policies:
             for pipeline_id in pipelines:
                 report.outcomes[pipeline_id] = PolicyOutcome(notes=["no policies in the repository"])
             return report
         try:
-            snapshot = source.snapshot(window_s=settings.window_s / settings.time_scale, now=now, progress=progress)
+            snapshot = source.snapshot(window_s=settings.metrics_window / settings.time_scale, now=now,
+                                       progress=progress)
         except MetricsError as exc:
             for pipeline_id in pipelines:
                 report.outcomes[pipeline_id] = PolicyOutcome(notes=[f"metrics unavailable: {exc}; policies not "
@@ -1432,7 +1413,7 @@ def run_policy_tests(policy: Policy) -> list[TestResult]:
                               exists=bool(test.get("exists", True)), immutable=tuple(res.immutable_paths(doc)))
         view = FixtureView(test.get("signals") or {}, test.get("series"), promql=test.get("promql"))
         try:
-            evaluation = evaluate(policy, facts, view, Settings())
+            evaluation = evaluate(policy, facts, view, Config())
         except Exception as exc:  # a broken fixture must fail its test, not the run
             results.append(TestResult(policy.name, name, False, f"evaluation failed: {exc}", policy.file))
             continue
