@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -127,7 +128,8 @@ def status(api_url: str, pipeline_id: str) -> str:
 
 
 def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
-    """Requests the simulator served, from its own gfm_http_server_request_count_total metric."""
+    """Requests the simulator served, from its own gfm_http_server_request_count_total metric
+    (divided by the time scale, like every counter it exposes; see :func:`sent`)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     total = 0.0
@@ -138,6 +140,17 @@ def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
                     sample.labels.get("method") == method and path_fragment in sample.labels.get("path", ""):
                 total += sample.value
     return total
+
+
+def sent(sim: Any, method: str, path_fragment: str) -> int:
+    """How many ``method`` requests to a path containing ``path_fragment`` the simulator served."""
+    return round(request_count(sim.metrics_url, method, path_fragment) * sim.time_scale)
+
+
+def apply_json(repo: Path, *args: str, env: dict[str, str] | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """``gftune apply --format json`` in a child process: the process and the report (None if none)."""
+    proc = gftune("apply", "--repo", str(repo), "--format", "json", *args, env=env)
+    return proc, (json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None)
 
 
 def gftune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

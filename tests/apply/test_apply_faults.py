@@ -20,20 +20,11 @@ def _setup(sim_factory, tmp_path, *, metrics=True, settle="20s", window="60s", t
     return sim, repo
 
 
-def _count(sim, method, fragment):
-    return round(h.request_count(sim.metrics_url, method, fragment) * sim.time_scale)
-
-
-def _apply(repo, *args, env=None):
-    proc = h.gftune("apply", "--repo", str(repo), "--format", "json", *args, env=env)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None)
-
-
 def test_5xx_on_edit_after_the_stop_restores_and_resumes(sim_factory, tmp_path):
     sim, repo = _setup(sim_factory, tmp_path, metrics=False)
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
     sim.add_fault({"kind": "http_error", "route": EDIT, "status": 503, "pipeline": PID})
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 1, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "restored"
@@ -52,7 +43,7 @@ def test_transient_5xx_is_retried_with_backoff(sim_factory, tmp_path):
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
     sim.add_fault({"kind": "http_error", "route": EDIT, "status": 502, "times": 2})
     sim.add_fault({"kind": "http_error", "route": "POST /api/v1/pipeline/{id}/stop", "status": 500, "times": 1})
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 0, proc.stderr
     assert doc["pipelines"][0]["outcome"] == "verified"
     assert doc["pipelines"][0]["verdict"]["label"] == "healthy, not verified by metrics"
@@ -65,7 +56,7 @@ def test_failed_on_resume_is_reported_and_restored(sim_factory, tmp_path):
     sim, repo = _setup(sim_factory, tmp_path, metrics=False)
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
     sim.add_fault({"kind": "fail_on_resume", "pipeline": PID, "times": 1})
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 1, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "restored"
@@ -75,14 +66,14 @@ def test_failed_on_resume_is_reported_and_restored(sim_factory, tmp_path):
     assert steps["restore.edit"]["state"] == "done" and steps["restore.stop"]["observed"] == "Failed"
     assert h.status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
-    assert _count(sim, "POST", "/edit") == 2
+    assert h.sent(sim, "POST", "/edit") == 2
 
 
 def test_when_the_restore_fails_too_the_pipeline_is_still_resumed(sim_factory, tmp_path):
     sim, repo = _setup(sim_factory, tmp_path, metrics=False)
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
     sim.add_fault({"kind": "fail_on_resume", "pipeline": PID, "times": 2})
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 1, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "failed"
@@ -108,15 +99,15 @@ def test_kill_at_any_journal_step_then_resume(sim_factory, tmp_path, point, mome
     assert len(runs) == 1
     journal = json.loads(runs[0].read_text())
     assert journal["state"] == "running"
-    resumed, doc = _apply(repo, "--resume", runs[0].stem)
+    resumed, doc = h.apply_json(repo, "--resume", runs[0].stem)
     assert resumed.returncode == 0, resumed.stderr
     assert doc["pipelines"][0]["outcome"] == "verified"
     assert h.status(sim.api_url, PID) == "Running"
     live = h.live(sim.api_url, PID)
     assert live["sink"]["max_batch_size"] == 2000
     assert h.live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
-    assert _count(sim, "POST", "/edit") == 1  # exactly one update, even when killed right after sending it
-    assert _count(sim, "PUT", "/resources") == 0
+    assert h.sent(sim, "POST", "/edit") == 1  # exactly one update, even when killed right after sending it
+    assert h.sent(sim, "PUT", "/resources") == 0
     tags = live["metadata"]["tags"]
     assert not any(t.startswith("gftune:lock=") for t in tags)
     assert f"gftune:commit={h.git(repo, 'rev-parse', 'HEAD').strip()}" in tags

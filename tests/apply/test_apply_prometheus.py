@@ -17,11 +17,6 @@ from tests.apply.metrics_gate import MetricsGate
 pytestmark = pytest.mark.prometheus
 
 
-def _apply(repo, *args):
-    proc = h.gftune("apply", "--repo", str(repo), "--format", "json", *args)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None)
-
-
 def _wait_for_data(prometheus, pipeline_id, seconds):
     prometheus.wait_for_series(f'glassflow_gfm_clickhouse_records_written_total{{pipeline_id="{pipeline_id}"}}')
     time.sleep(seconds)
@@ -39,7 +34,7 @@ def test_tuning_change_from_a_policy_is_verified_as_improved(sim_factory, promet
     _wait_for_data(prometheus, pid, 330 / scale)  # the policy's 5m rate window and 2m `for:`
     tuned = h.gftune("tune", "--repo", str(repo), "--write")
     assert tuned.returncode == 2, tuned.stdout + tuned.stderr
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 0, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "verified" and p["verdict"]["label"] == "improved", p["verdict"]
@@ -66,7 +61,7 @@ def test_bad_change_is_judged_regressed_and_reverted(sim_factory, prometheus_fac
     repo = h.adopt(tmp_path / "repo", sim.api_url, pid, h.config_yaml(sim.api_url, prometheus=prometheus.url))
     _wait_for_data(prometheus, pid, 4)
     h.change_pipeline(repo, pid, {"resources.sink.replicas": 1, "sink.max_batch_size": 100}, "cut the sink")
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 4, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "reverted"
@@ -105,7 +100,7 @@ def test_data_gap_during_the_window_is_inconclusive_and_the_change_kept(sim_fact
 
         watcher = threading.Thread(target=darken_when_observing, daemon=True)
         watcher.start()
-        proc, doc = _apply(repo, "--auto-approve")
+        proc, doc = h.apply_json(repo, "--auto-approve")
         stop.set()
         assert gate.dark and gate.refused > 0
         assert proc.returncode == 5, proc.stderr

@@ -22,20 +22,10 @@ def setup(sim_factory, tmp_path):
     return sim, repo
 
 
-def _apply(repo, *args):
-    proc = h.gftune("apply", "--repo", str(repo), "--format", "json", *args)
-    doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
-    return proc, doc
-
-
-def _edits(sim):
-    return round(h.request_count(sim.metrics_url, "POST", "/edit") * sim.time_scale)
-
-
 def test_config_change_is_applied_verified_and_recorded(setup):
     sim, repo = setup
     h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 0, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "verified" and p["verdict"]["label"] == "healthy, not worse"
@@ -59,7 +49,7 @@ def test_config_change_is_applied_verified_and_recorded(setup):
 def test_regression_is_reverted_and_the_old_config_runs(setup):
     sim, repo = setup
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 100}, "tiny batches")
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 4, proc.stderr
     p = doc["pipelines"][0]
     assert p["outcome"] == "reverted" and p["verdict"]["outcome"] == "fail"
@@ -67,7 +57,7 @@ def test_regression_is_reverted_and_the_old_config_runs(setup):
     assert p["revert_verdict"]["outcome"] == "pass"
     assert h.status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
-    assert _edits(sim) == 2  # the change, then the revert
+    assert h.sent(sim, "POST", "/edit") == 2  # the change, then the revert
     assert not any(t.startswith("gftune:commit=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
 
 
@@ -85,19 +75,19 @@ def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     doc["sink"]["max_delay_time"] = "3s"
     httpx.post(f"{api}/edit", json=doc).raise_for_status()
     h.wait_status(sim.api_url, PID, "Running")
-    edits = _edits(sim)
-    proc, report = _apply(repo, str(plan_file))
+    edits = h.sent(sim, "POST", "/edit")
+    proc, report = h.apply_json(repo, str(plan_file))
     assert proc.returncode == 1
     assert report is None
     assert "stale plan refused" in proc.stderr and "live configuration changed" in proc.stderr
-    assert _edits(sim) == edits
+    assert h.sent(sim, "POST", "/edit") == edits
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.status(sim.api_url, PID) == "Running"
     # a plan made at another commit is refused too
     fresh = tmp_path / "fresh.json"
     assert h.gftune("plan", "--repo", str(repo), "--out", str(fresh)).returncode == 2
     h.commit(repo, "unrelated commit")
-    proc, _ = _apply(repo, str(fresh))
+    proc, _ = h.apply_json(repo, str(fresh))
     assert proc.returncode == 1 and "the plan was made at commit" in proc.stderr
 
 
@@ -130,10 +120,10 @@ def test_unlock_refuses_a_foreign_lock_without_force(setup):
     httpx.patch(f"{sim.api_url}/api/v1/pipeline/{PID}/metadata",
                 json={"metadata": {"tags": ["team:x", foreign]}}).raise_for_status()
     h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
-    proc, doc = _apply(repo, "--auto-approve")
+    proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 1
     assert doc["pipelines"][0]["outcome"] == "refused" and "carol@ci" in doc["pipelines"][0]["error"]
-    assert _edits(sim) == 0 and h.status(sim.api_url, PID) == "Running"
+    assert h.sent(sim, "POST", "/edit") == 0 and h.status(sim.api_url, PID) == "Running"
     refused = h.gftune("unlock", PID, "--repo", str(repo))
     assert refused.returncode == 1 and "carol@ci" in refused.stderr and "--force" in refused.stderr
     forced = h.gftune("unlock", PID, "--repo", str(repo), "--force")
