@@ -842,10 +842,12 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
 
     def read(name: str, why: str) -> float | None:
         reading = view.reading(name)
-        if reading.known:
-            evidence.append(Evidence(policy.name, name, reading.query, window, reading.value, why, reading.unit, at))
-            return reading.value
-        return None
+        if not reading.known:
+            return None
+        if not any(e.signal == name for e in evidence):
+            evidence.append(Evidence(policy.name, name, reading.query, window, reading.value, f"sizing input: {why}",
+                                     reading.unit, at))
+        return reading.value
 
     read_rate = read("source_rate", "input read from Kafka")
     growth = read("consumer_lag_growth", "Kafka lag growth (input the ingestor does not keep up with)")
