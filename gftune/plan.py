@@ -32,8 +32,9 @@ FORMAT_VERSION = "1"
 CREATE, UPDATE, DELETE, NOOP, BLOCKED, ERROR = "create", "update", "delete", "noop", "blocked", "error"
 KIND_CONFIG, KIND_RESOURCES, KIND_BOTH = "config", "resources", "both"
 
-# Statuses in which a disruptive update or a delete must wait (re-run when it settles).
-UNSETTLED = frozenset({Status.CREATED, Status.RESUMING, Status.STOPPING, Status.TERMINATING})
+# Statuses a disruptive update or a delete can start from; any other (Created, Resuming, Stopping,
+# Terminating, or one this gftune does not know) must settle first.
+SETTLED = frozenset({Status.RUNNING, Status.STOPPED, Status.FAILED})
 
 JOIN_RESET = "join_reset"  # condition on the follow-up steps that restore join resources after /edit
 
@@ -444,8 +445,8 @@ def _resolve_check(plan: PipelinePlan, spec: Json, resolver: Callable[[str], str
 def _plan_delete(plan: PipelinePlan, live: LiveLike, o: PlanOptions) -> None:
     plan.action = DELETE
     plan.fingerprint = fingerprint_live(live)
-    status = live.status or ""
-    if status in UNSETTLED:
+    status = live.status or "unknown"
+    if status not in SETTLED:
         plan.action = BLOCKED
         plan.blocked.append(_unsettled(plan.pipeline_id, status, "deleted"))
         return
@@ -534,7 +535,7 @@ def _plan_update(plan: PipelinePlan, spec: Json, live: LiveLike, diffs: list[Fie
                  blockers: list[Blocker]) -> None:
     plan.action = UPDATE
     live_doc = live.pipeline or {}
-    status = live.status or ""
+    status = live.status or "unknown"
     disruptive = [d for d in diffs if d.disruptive]
     if not disruptive:
         # Name and tags change in place, in any status, without a restart.
@@ -545,7 +546,7 @@ def _plan_update(plan: PipelinePlan, spec: Json, live: LiveLike, diffs: list[Fie
             plan.payload["metadata"] = {"tags": _merged_tags(spec, live_doc)}
             plan.lifecycle.append({"action": "patch_metadata"})
         return
-    if status in UNSETTLED:
+    if status not in SETTLED:
         blockers.append(_unsettled(plan.pipeline_id, status, "stopped and updated"))
         return
 

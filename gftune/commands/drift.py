@@ -15,7 +15,6 @@ created by gftune are listed as unmanaged but are not drift.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Mapping
@@ -29,7 +28,7 @@ import yaml
 
 from gftune import canonical, exitcodes, secrets
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.commands.plan import PlanRun, Prefetch, produce_plan, shard_option
+from gftune.commands.plan import PlanRun, plan_from_options, shard_option
 from gftune.diff import diff_config, diff_resources
 from gftune.gitrepo import read_at_commit
 from gftune.glassflow import resources as res
@@ -268,9 +267,7 @@ def command(opts: ServerOptions, fmt: str, targets: tuple[str, ...], shard: str 
     gftune, git changed since the last apply, never applied by gftune). Read-only.
 
     Exit 0 in sync, 2 drift, 1 error."""
-    prefetch = Prefetch.start(opts, targets=targets, shard=shard)
-    state = opts.load_state(fmt=fmt)
-    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, policies=False, prefetched=prefetch))
+    state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, policies=False)
     head = (run.plan.git or {}).get("commit")
     report = build_report(run, state, head, os.environ)
     if fmt == "json":

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,10 +72,10 @@ def metrics_source(config: Any) -> str | None:
 class _Progress:
     """Says what is going on when reading takes longer than a second (spinner on a terminal)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, total: int) -> None:
         self.what = what
         self.done = 0
-        self.total = 0
+        self.total = total
         self._status: Any = None
         self._announced = False
         self._started = time.monotonic()
@@ -138,12 +140,14 @@ class LiveRead:
     listed: list[dict[str, Any]] | None  # GET /pipeline rows; None when the list could not be read
     live: dict[str, LiveState]
     errors: list[str] = field(default_factory=list)
+    unreachable: str | None = None  # the API did not answer at all
 
 
 async def read_state(config: Any, ids: Iterable[str], *, progress: bool = True,
                      listed: list[dict[str, Any]] | None = None) -> LiveRead:
     """List the live pipelines (unless ``listed`` is given) and read ``ids`` concurrently."""
-    reporter = _Progress(f"reading live state from {config.api_url}") if progress else None
+    ids = list(ids)
+    reporter = _Progress(f"reading live state from {config.api_url}", len(ids)) if progress else None
     ticker = asyncio.create_task(reporter.tick()) if reporter else None
     errors: list[str] = []
     try:
@@ -154,6 +158,9 @@ async def read_state(config: Any, ids: Iterable[str], *, progress: bool = True,
                 except ApiError as exc:
                     errors.append(f"cannot list live pipelines, so deletions and unmanaged pipelines are unknown: "
                                   f"{exc}")
+                    if exc.transport:  # nobody answers: do not retry three GETs per pipeline as well
+                        return LiveRead(listed=None, errors=errors, live=_unreachable(ids, str(exc)),
+                                        unreachable=str(exc))
             live = await read_live(client, ids, progress=reporter.update if reporter else None)
     finally:
         if ticker is not None:
@@ -161,6 +168,10 @@ async def read_state(config: Any, ids: Iterable[str], *, progress: bool = True,
         if reporter is not None:
             reporter.stop()
     return LiveRead(listed=listed, live=live, errors=errors)
+
+
+def _unreachable(ids: Iterable[str], reason: str) -> dict[str, LiveState]:
+    return {pid: LiveState(pid, exists=False, error=f"API unreachable: {reason}") for pid in ids}
 
 
 class Prefetch:
@@ -224,7 +235,9 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
     scope = select_scope(state.pipelines, read.listed, targets=targets, shard=shard_range)
     ids = scope.desired + (scope.orphans if allow_delete else [])
     missing = [i for i in ids if i not in read.live]
-    if missing:
+    if missing and read.unreachable is not None:
+        read.live.update(_unreachable(missing, read.unreachable))
+    elif missing:
         more = await read_state(config, missing, progress=progress, listed=read.listed or [])
         read.live.update(more.live)
     live = {i: read.live[i] for i in ids}
@@ -235,6 +248,31 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
                                                           env=os.environ if env is None else env),
                       scope=scope, outcomes=outcomes, errors=read.errors, **plan_kw)
     return PlanRun(plan=plan, live=live, scope=scope, listed=read.listed, outcomes=outcomes)
+
+
+@contextmanager
+def _long_lived_heap() -> Iterator[None]:
+    """Fewer garbage collections while thousands of documents are alive: the default gen-0 threshold
+    (700 allocations) makes every full collection re-scan the whole desired state, which costs
+    ~10% of a 1,000-pipeline plan (docs/benchmarks.md)."""
+    previous = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 50)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
+
+
+def plan_from_options(opts: ServerOptions, *, fmt: str, targets: Iterable[str] = (), shard: str | None = None,
+                      **kwargs: Any) -> tuple[DesiredState, PlanRun]:
+    """Load the repository (exits 1 on problems) while live state is read in the background; plan."""
+    with _long_lived_heap():
+        prefetch = Prefetch.start(opts, targets=targets, shard=shard)
+        state = opts.load_state(fmt=fmt)
+        gc.freeze()  # the desired state lives until the end: later collections need not scan it
+        run = asyncio.run(produce_plan(state, targets=targets, shard=shard, prefetched=prefetch, **kwargs))
+    return state, run
 
 
 def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -273,12 +311,9 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
-    prefetch = Prefetch.start(opts, targets=targets, shard=shard)
-    state = opts.load_state(fmt=fmt)
+    state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
     if not state.pipelines and not allow_delete:
         echo(f"warning: no pipeline files under {state.root / PIPELINES_DIR}", err=True)
-    run = asyncio.run(produce_plan(state, targets=targets, shard=shard, allow_delete=allow_delete,
-                                   prefetched=prefetch))
     plan = run.plan
     output(plan, fmt)
     if out is not None:

@@ -145,13 +145,13 @@ def test_transform_replicas_are_immutable_with_dedup():
     assert plan.action == UPDATE, plan.blocked
 
 
-@pytest.mark.parametrize("status", ["Created", "Stopping", "Resuming", "Terminating"])
-def test_unsettled_status_blocks_a_disruptive_change(status):
+@pytest.mark.parametrize("status", ["Created", "Stopping", "Resuming", "Terminating", None, "Exploding"])
+def test_unsettled_or_unknown_status_blocks_a_disruptive_change(status):
     spec = desired_doc()
     spec["resources"]["sources"][0]["replicas"] = 3
     plan = plan_for(spec, live(status))
     assert plan.action == BLOCKED and plan.blocked[0].code == "transitional"
-    assert status in plan.blocked[0].message and "re-run" in plan.blocked[0].remedy
+    assert (status or "unknown") in plan.blocked[0].message and "re-run" in plan.blocked[0].remedy
 
 
 def test_stopped_pipeline_is_stopped_again_after_the_update():

@@ -270,6 +270,7 @@ def test_unreachable_api_is_an_error_for_every_pipeline(repo):
     result = gftune("plan", "--repo", repo.path, "--api", "http://127.0.0.1:9")
     assert result.exit_code == 1
     assert "cannot list live pipelines" in result.stdout
+    assert result.stdout.count("API unreachable") == 5  # every pipeline named, no per-pipeline retries
 
 
 def test_produce_plan_without_prefetch_reads_everything_itself(deployed, repo):
