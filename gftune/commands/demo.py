@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -198,11 +197,13 @@ class Demo:
 
     def stop(self) -> None:
         if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGINT)
-            try:
-                self.child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
+            for ask in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                self.child.send_signal(ask)
+                try:
+                    self.child.wait(timeout=5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         if self.sim is not None:
             self.sim.stop()
             self.sim = None
@@ -223,6 +224,13 @@ def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> 
     started = time.monotonic()
     demo = Demo(scenario, time_scale, repo, click.echo)
     code = exitcodes.ERROR
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and `kill` both end the demo cleanly: the child command is interrupted, the simulator stopped.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         demo.start_simulator()
         demo.make_repo()
@@ -244,11 +252,8 @@ def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> 
                 click.echo(f"  export {name}=<the secret>   # as the simulator's GET /api/v1/pipeline/<id> shows it")
             click.echo(f"  gftune plan --repo {demo.repo}")
             click.echo("Press Ctrl-C to stop.")
-            done = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: done.set())
-            while not done.wait(0.5):
-                pass
+            while True:
+                time.sleep(0.5)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: stopping the simulator", err=True)
         code = 130
