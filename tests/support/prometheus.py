@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.ports import free_port
 
-PROMETHEUS_BINARY = os.environ.get("GFTUNE_PROMETHEUS", "/usr/bin/prometheus")
+PROMETHEUS_BINARY = os.environ.get("GFTUNE_TEST_PROMETHEUS_BINARY", "/usr/bin/prometheus")
 
 
 def prometheus_binary() -> str | None:
