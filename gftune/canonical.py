@@ -86,7 +86,7 @@ def _with_references_resolved(doc: Json, resolver: Resolver | None) -> Json:
 
     Raises :class:`gftune.secrets.SecretError` when a reference cannot be resolved.
     """
-    out = _copy(doc, resolver)
+    out = _copy(doc, resolver, prune=True)
     for location, _, value in list(secrets.iter_secret_locations(out)):
         if isinstance(value, str) and value != "":
             parent: Any = out
@@ -96,13 +96,26 @@ def _with_references_resolved(doc: Json, resolver: Resolver | None) -> Json:
     return out
 
 
-def _copy(node: Any, resolver: Resolver | None) -> Any:
-    """A copy of JSON data (much cheaper than ``copy.deepcopy``), resolving references on the way."""
+def _copy(node: Any, resolver: Resolver | None, *, prune: bool = False) -> Any:
+    """A copy of JSON data (much cheaper than ``copy.deepcopy``), resolving references on the way.
+
+    ``prune`` drops what the API treats as "not set": None, "", False, empty lists and objects.
+    GET leaves out ``omitempty`` fields and fills others with zero values; dropping both on both
+    sides makes ``skip_auth: false`` equal to no ``skip_auth`` at all.
+    """
     kind = type(node)
     if kind is dict:
-        return {k: _copy(v, resolver) for k, v in node.items()}
+        if not prune:
+            return {k: _copy(v, resolver) for k, v in node.items()}
+        out = {}
+        for key, value in node.items():
+            value = _copy(value, resolver, prune=True)
+            if value is None or value is False or value == "" or value == {} or value == []:
+                continue
+            out[key] = value
+        return out
     if kind is list:
-        return [_copy(v, resolver) for v in node]
+        return [_copy(v, resolver, prune=prune) for v in node]
     if resolver is not None and kind is str and node.startswith("${") and secrets.is_reference(node):
         return resolver(node)
     return node
@@ -138,25 +151,6 @@ def _duration(value: Any, *, zero_as: str | None = None) -> Any:
     if zero_as is not None and text == "0s":
         return zero_as
     return text
-
-
-def _prune(node: Any) -> Any:
-    """Drop what the API treats as "not set": None, "", False, empty lists and objects.
-
-    GET leaves out ``omitempty`` fields and fills others with zero values; dropping both on both
-    sides makes ``skip_auth: false`` equal to no ``skip_auth`` at all.
-    """
-    if isinstance(node, dict):
-        pruned = type(node)()
-        for key, value in node.items():
-            value = _prune(value)
-            if value is None or value is False or value == "" or (isinstance(value, (dict, list)) and not value):
-                continue
-            pruned[key] = value
-        return pruned
-    if isinstance(node, list):
-        return [_prune(v) for v in node]
-    return node
 
 
 def _source(source: Json) -> Json:
@@ -225,7 +219,7 @@ def canonical_config(doc: Json, *, resolver: Resolver | None = None) -> Json:
     }
     if isinstance(doc.get("join"), dict) and doc["join"].get("enabled"):
         out["join"] = _join(doc["join"])
-    return _prune(out)
+    return out
 
 
 def digest(value: Any) -> str:
