@@ -807,6 +807,11 @@ class Executor:
             run.baseline = {name: r.to_dict() for name, r in readings.items()}
         step.detail = f"status {live.status}"
 
+    def _signal_context(self, pipeline_id: str, live: Any) -> signals.SignalContext:
+        # Against a time-scaled simulator, gauge slopes (Kafka lag growth) per wall second are
+        # time_scale times too big; the context corrects them, as plan and tune do.
+        return signals.context_for(pipeline_id, live, time_scale=self.ctx.config.time_scale)
+
     def _signal_names(self, run: PipelineRun) -> list[str]:
         judge = next((s for s in run.steps if s.action == "judge"), None)
         expected = [e["signal"] for e in (judge.params.get("expect", ()) if judge else ())]
@@ -821,7 +826,7 @@ class Executor:
 
         def read() -> tuple[dict[str, signals.SignalReading], Any]:
             snap = snapshot or self.ctx.metrics.snapshot(window_s=window)
-            return signals.read_with(snap, signals.context_for(run.pipeline_id, live), names), snap
+            return signals.read_with(snap, self._signal_context(run.pipeline_id, live), names), snap
 
         try:
             return await asyncio.to_thread(read)
@@ -875,7 +880,7 @@ class Executor:
 
     async def _prometheus_series(self, run: PipelineRun, live: Any, window: float, start: float) -> Json:
         metrics = self.ctx.metrics
-        ctx = signals.context_for(run.pipeline_id, live)
+        ctx = self._signal_context(run.pipeline_id, live)
 
         def read() -> Json:
             snap = metrics.snapshot(window_s=max(window / 5, 2.0))
@@ -917,7 +922,7 @@ class Executor:
                 continue
             first = first or snap
             last = snap
-            rates = signals.read_with(snap, signals.context_for(pid, live), ["source_rate", "sink_rate"])
+            rates = signals.read_with(snap, self._signal_context(pid, live), ["source_rate", "sink_rate"])
             if rates["source_rate"].known and rates["sink_rate"].known:
                 series["t"].append(round(snap.at.timestamp() - start, 2))
                 series["source"].append(rates["source_rate"].value)

@@ -47,6 +47,11 @@ def test_tuning_change_from_a_policy_is_verified_as_improved(sim_factory, promet
     assert signals["ingestor_backpressure"]["symptom"]
     assert signals["sink_rate"]["after"] > signals["sink_rate"]["before"] * 1.5
     assert "rate(glassflow_gfm_clickhouse_records_written_total" in signals["sink_rate"]["query"]
+    # Kafka lag is a gauge: its slope per wall second is time_scale x the model's. The journal's
+    # baseline must show the scenario's truth, ~3,050 records/s of lag growth (not 30 x that).
+    journal = json.loads((repo / ".gftune" / "runs" / f"{doc['run_id']}.json").read_text())
+    growth = journal["pipelines"][pid]["baseline"]["consumer_lag_growth"]["value"]
+    assert 3050 * 0.7 < growth < 3050 * 1.3, growth
     assert len(p["chart"]["t"]) >= 5 and max(p["chart"]["sink"]) > 6000
     markdown = report.render_markdown(doc)
     assert "xychart-beta" in markdown and "| **ingestor backpressure** (symptom) | 1.00 | 0.00 |" in markdown
