@@ -251,23 +251,30 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
 
 
 @contextmanager
-def _long_lived_heap() -> Iterator[None]:
-    """Fewer garbage collections while thousands of documents are alive: the default gen-0 threshold
-    (700 allocations) makes every full collection re-scan the whole desired state, which costs
-    ~10% of a 1,000-pipeline plan (docs/benchmarks.md)."""
-    previous = gc.get_threshold()
+def _plan_runtime() -> Iterator[None]:
+    """Interpreter settings for one big plan, restored afterwards (docs/benchmarks.md):
+
+    * fewer garbage collections while thousands of documents are alive: with the default gen-0
+      threshold (700 allocations) every full collection re-scans the whole desired state (~10% of a
+      1,000-pipeline plan);
+    * a 1 ms GIL switch interval instead of 5 ms, so that the thread reading the API is not kept
+      waiting by the thread loading the repository each time an answer arrives.
+    """
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
     gc.set_threshold(100_000, 50, 50)
+    sys.setswitchinterval(0.001)
     try:
         yield
     finally:
-        gc.set_threshold(*previous)
+        gc.set_threshold(*threshold)
+        sys.setswitchinterval(interval)
         gc.unfreeze()
 
 
 def plan_from_options(opts: ServerOptions, *, fmt: str, targets: Iterable[str] = (), shard: str | None = None,
                       **kwargs: Any) -> tuple[DesiredState, PlanRun]:
     """Load the repository (exits 1 on problems) while live state is read in the background; plan."""
-    with _long_lived_heap():
+    with _plan_runtime():
         prefetch = Prefetch.start(opts, targets=targets, shard=shard)
         state = opts.load_state(fmt=fmt)
         gc.freeze()  # the desired state lives until the end: later collections need not scan it
