@@ -37,8 +37,9 @@ class ApiError(Exception):
                  method: str = "", path: str = "") -> None:
         self.status = status
         self.code = code
-        self.message = message
-        self.details = details or {}
+        # Masked as soon as they exist: huma echoes request bodies (secrets included) in its messages.
+        self.message = masker.mask(message)
+        self.details = {k: masker.mask(v) if isinstance(v, str) else v for k, v in (details or {}).items()}
         self.method = method
         self.path = path
         super().__init__(str(self))
