@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from gftune.canonical import SECRET_MASK
 from gftune.evidence import Escalation, Evidence, Proposal
 from gftune.plan import BLOCKED, CREATE, DELETE, ERROR, JOIN_RESET, NOOP, UPDATE, Change, PipelinePlan, Plan
 from gftune.secrets import masker
@@ -39,18 +40,19 @@ def duration(seconds: float) -> str:
 
 
 def value(v: Any) -> str:
+    """A value as JSON (strings quoted), shortened; ``(absent)`` and ``(sensitive)`` as words."""
     if v is None:
         return "(absent)"
-    text = v if isinstance(v, str) and v in ("(sensitive)",) else json.dumps(v, ensure_ascii=False, default=str)
+    text = v if v == SECRET_MASK else json.dumps(v, ensure_ascii=False, default=str)
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
 
 
 def change_line(change: Change) -> str:
-    path = change.path
     if change.sensitive:
-        return f"{path}: (sensitive value changed) → {value(change.new)}" if change.new not in (None, "(sensitive)") \
-            else f"{path}: (sensitive value changed)"
-    return f"{path}: {value(change.old)} → {value(change.new)}"
+        # The new side is shown only when git holds a reference (e.g. ${env:CH_PASSWORD}).
+        shown = f" → {value(change.new)}" if change.new not in (None, SECRET_MASK) else ""
+        return f"{change.path}: (sensitive value changed){shown}"
+    return f"{change.path}: {value(change.old)} → {value(change.new)}"
 
 
 def step_name(step: dict[str, Any]) -> str:
@@ -275,8 +277,8 @@ def render_markdown(plan: Plan) -> str:
         if p.changes:
             lines += ["| field | old | new | why |", "|---|---|---|---|"]
             for c in p.changes:
-                old = "(sensitive)" if c.sensitive else value(c.old)
-                new = value(c.new) if not c.sensitive or c.new not in (None, "(sensitive)") else "(sensitive)"
+                old = SECRET_MASK if c.sensitive else value(c.old)
+                new = value(c.new) if not c.sensitive or c.new not in (None, SECRET_MASK) else SECRET_MASK
                 why = "; ".join(line.strip() for line in proposal_lines(c.proposal)) if c.proposal else ""
                 lines.append(f"| {_md_code(c.path)} | {_md_code(old)} | {_md_code(new)} | {_md(why)} |")
             lines.append("")
