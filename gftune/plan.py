@@ -21,9 +21,10 @@ from typing import Any, Protocol
 from gftune import __version__, canonical, exitcodes, secrets
 from gftune.canonical import Json
 from gftune.diff import CONFIG, METADATA, NAME, RESOURCES, FieldDiff, diff_config, diff_resources
-from gftune.evidence import Escalation, Proposal
+from gftune.evidence import Escalation, FieldChange, Proposal
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
+from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.glassflow.statuses import Status
 
 FORMAT_VERSION = "1"
@@ -359,11 +360,42 @@ def _invalid(doc: Json) -> list[Blocker]:
             for v in rules.validate_document(doc)]
 
 
-def _same_value(path: str, a: Any, b: Any) -> bool:
+def _comparable(path: str, value: Any) -> Any:
+    """A value of ``path`` that orders correctly: quantities, durations and counts as numbers."""
     if path.startswith("resources."):
-        leaf = path.rsplit(".", 1)[-1]
-        return canonical.resource_values_equal((leaf,), a, b)
-    return a == b
+        return canonical.resource_value((path.rsplit(".", 1)[-1],), value)
+    if path.endswith(("max_delay_time", "time_window")) and isinstance(value, str):
+        try:
+            return parse_duration(value, allow_days=True)
+        except DurationError:
+            return value
+    return value
+
+
+def _direction(path: str, old: Any, new: Any) -> int | None:
+    """+1 / -1 when ``new`` is above / below ``old``; 0 when equal; None when they do not order."""
+    a, b = _comparable(path, old), _comparable(path, new)
+    if a == b:
+        return 0
+    try:
+        return 1 if b > a else -1
+    except TypeError:
+        return None
+
+
+def _adopts(change: Change, wanted: FieldChange) -> bool:
+    """Git's change carries out what the policy wants: the same value, or the same direction.
+
+    A policy re-evaluated after ``tune --write`` often wants a slightly different value (the
+    backlog kept growing); the reviewed git value still answers the same symptom, so the
+    proposal's evidence and predictions go with it and the plan notes the difference.
+    """
+    if change.path != wanted.path or change.sensitive:
+        return False
+    if _direction(change.path, change.new, wanted.new) == 0:
+        return True
+    moved = _direction(change.path, change.old, change.new)
+    return moved not in (None, 0) and moved == _direction(change.path, wanted.old, wanted.new)
 
 
 def _attach_policy(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
@@ -371,16 +403,14 @@ def _attach_policy(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
     if outcome is None:
         return
     for proposal in outcome.proposals:
-        matched = []
-        for wanted in proposal.changes:
-            change = next((c for c in plan.changes if c.path == wanted.path and not c.sensitive
-                           and _same_value(c.path, c.new, wanted.new)), None)
-            if change is None:
-                break
-            matched.append(change)
-        if matched and len(matched) == len(proposal.changes):
-            for change in matched:
+        matched = [(wanted, next((c for c in plan.changes if _adopts(c, wanted)), None))
+                   for wanted in proposal.changes]
+        if matched and all(change is not None for _, change in matched):
+            for wanted, change in matched:
                 change.proposal = proposal
+                if _direction(change.path, change.new, wanted.new) != 0:
+                    plan.notes.append(f"{change.path}: policy {proposal.policy} now suggests {wanted.new} "
+                                      f"(git has {change.new}); verifying git's value against its predictions")
         else:
             plan.proposals.append(proposal)
     plan.escalations.extend(outcome.escalations)

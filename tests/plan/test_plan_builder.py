@@ -293,6 +293,35 @@ def test_policy_proposal_already_in_git_rides_on_the_change():
     assert plan.proposals == []
 
 
+def test_policy_proposal_adopted_in_git_with_another_value_rides_on_the_change():
+    # After `tune --write` the policy, re-evaluated on a grown backlog, wants 4; git reviewed 3.
+    spec = desired_doc()
+    spec["resources"]["sources"][0]["replicas"] = 3
+    plan = plan_for(spec, outcome=Outcome([proposal(new=4)], [], []))
+    [change] = plan.changes
+    assert change.proposal is not None and plan.proposals == []
+    assert any("now suggests 4 (git has 3)" in note for note in plan.notes)
+
+
+def test_policy_proposal_against_the_git_change_stays_pending():
+    # git lowers replicas while the policy wants more: the policy's case is not answered by git.
+    spec = desired_doc()
+    spec["resources"]["sources"][0]["replicas"] = 1
+    plan = plan_for(spec, outcome=Outcome([proposal(new=3)], [], []))
+    [change] = plan.changes
+    assert change.proposal is None and len(plan.proposals) == 1
+
+
+def test_policy_proposal_compares_quantities_by_value():
+    spec = desired_doc()
+    spec["resources"]["sink"]["limits"] = {"cpu": "3", "memory": "2Gi"}
+    wanted = Proposal(pipeline_id="orders-dedup", policy="p",
+                      changes=(FieldChange("resources.sink.limits.memory", "1Gi", "2048Mi"),), evidence=())
+    plan = plan_for(spec, outcome=Outcome([wanted], [], []))
+    memory = next(c for c in plan.changes if c.path.endswith("limits.memory"))
+    assert memory.proposal is wanted and not any("now suggests" in n for n in plan.notes)
+
+
 def test_policy_proposal_not_in_git_is_pending():
     plan = plan_for(outcome=Outcome([proposal()], [], ["signal x was stale"]))
     assert plan.action == NOOP and len(plan.proposals) == 1 and plan.notes == ["signal x was stale"]
