@@ -116,14 +116,14 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
     plan_kw["metrics"] = {"source": source, "naming": config.metric_naming, "notes": []} if source else None
     if not state.policies:
         return {}
-    try:
-        from gftune.policy import plan_policies
-    except ImportError:
-        plan_kw["warnings"].append("policies found but policy evaluation is not available in this build")
-        return {}
+    from gftune.policy import plan_policies  # imported here: plans without policies never pay for it
+
     in_scope = dataclasses.replace(state, pipelines={pid: state.pipelines[pid] for pid in scope.desired})
     try:
-        report = plan_policies(in_scope, live, config, datetime.now(UTC))
+        # A direct scrape waits a whole metrics window between its two scrapes (5 minutes in
+        # production): always say so on stderr, whatever the output format.
+        report = plan_policies(in_scope, live, config, datetime.now(UTC),
+                               progress=lambda message: echo(message, err=True))
     except Exception as exc:  # a metrics outage must not hide the git changes; say it loudly instead
         plan_kw["warnings"].append(f"policies not evaluated: {exc}")
         return {}

@@ -36,8 +36,12 @@ def plan(repo: Path, fmt: str = "json"):
 
 
 def test_policy_proposal_not_in_git_then_adopted(batch_bound):
-    code, doc = plan(batch_bound)
+    result = gftune("plan", "--repo", batch_bound, "--format", "json")
+    code, doc = result.exit_code, json.loads(result.stdout)
     assert code == 2 and doc["policies_evaluated"] and doc["metrics"]["source"].startswith("direct scrape")
+    # The direct scrape waits a metrics window between its scrapes: the wait is announced on stderr
+    # even for JSON output (stdout stays pure JSON).
+    assert "again in" in result.stderr
     [entry] = doc["pipelines"]
     assert entry["action"] == "noop" and entry["changes"] == []
     [proposal] = entry["proposals"]
