@@ -27,7 +27,7 @@ from typing import Any
 
 from gftune import paths, secrets
 from gftune.glassflow import resources as res
-from gftune.glassflow.durations import DurationError, normalize_duration, parse_duration
+from gftune.glassflow.durations import DurationError, api_duration, parse_duration
 from gftune.glassflow.quantities import QuantityError, parse_nats_bytes, parse_quantity
 
 Json = dict[str, Any]
@@ -141,18 +141,6 @@ def secret_paths(*docs: Json | None) -> set[str]:
 
 # --- config ---------------------------------------------------------------------------------
 
-def _duration(value: Any, *, zero_as: str | None = None) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        text = normalize_duration(value, allow_days=True)
-    except DurationError:
-        return value  # invalid: validation reports it; compare the raw text
-    if zero_as is not None and text == "0s":
-        return zero_as
-    return text
-
-
 def _source(source: Json) -> Json:
     out = {k: v for k, v in source.items() if k != "source_id"}
     out["type"] = str(out.get("type", "")).strip().lower()
@@ -174,12 +162,12 @@ def _transforms(doc: Json) -> Keyed:
         source_id = transform.get("source_id")
         config = dict(transform.get("config") or {})
         if kind == "dedup":
-            config["time_window"] = _duration(config.get("time_window"))
+            config["time_window"] = api_duration(config.get("time_window"))
         else:
             # The API reports a filter on the first source, and fills an unused "0s" window.
             if kind == "filter":
                 source_id = first_source
-            if config.get("time_window") is not None and _duration(config["time_window"]) == "0s":
+            if config.get("time_window") is not None and api_duration(config["time_window"]) == "0s":
                 config.pop("time_window")
         keyed[f"{kind}:{source_id}"] = {"config": config}
     return keyed
@@ -190,14 +178,14 @@ def _join(join: Json) -> Json:
     out["type"] = out.get("type") or "temporal"
     for side in ("left_source", "right_source"):
         if isinstance(out.get(side), dict):
-            out[side] = {**out[side], "time_window": _duration(out[side].get("time_window"))}
+            out[side] = {**out[side], "time_window": api_duration(out[side].get("time_window"))}
     return out
 
 
 def _sink(sink: Json) -> Json:
     out = {k: v for k, v in sink.items() if k != "type"}  # GET always says clickhouse
     if "max_delay_time" in out:
-        out["max_delay_time"] = _duration(out["max_delay_time"], zero_as="1m0s")  # 0 becomes 60s
+        out["max_delay_time"] = api_duration(out["max_delay_time"], zero_as="1m0s")  # 0 becomes 60s
     return out
 
 

@@ -122,3 +122,19 @@ def normalize_duration(text: str, *, allow_days: bool = False) -> str:
 
 def to_seconds(text: str, *, allow_days: bool = True) -> float:
     return parse_duration(text, allow_days=allow_days) / SECOND
+
+
+def api_duration(value: object, *, zero_as: str | None = None) -> object:
+    """What GET returns for a config duration that was stored as ``value``.
+
+    Anything that is not a valid duration string comes back unchanged (validation reports it
+    elsewhere; comparing raw text is the honest fallback). ``zero_as`` replaces a zero duration,
+    e.g. ``max_delay_time`` where the API turns ``0s`` into ``1m0s``.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        text = normalize_duration(value, allow_days=True)
+    except DurationError:
+        return value
+    return zero_as if zero_as is not None and text == "0s" else text

@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from gftune.glassflow import resources as res
-from gftune.glassflow.durations import DurationError, normalize_duration
+from gftune.glassflow.durations import api_duration
 
 Json = dict[str, Any]
 
@@ -45,18 +45,6 @@ def sdk_compat(body: Any) -> tuple[Any, list[str]]:
     return body, notes
 
 
-def _duration(text: Any, *, zero_as: str | None = None) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        value = normalize_duration(text, allow_days=True)
-    except DurationError:
-        return text
-    if value == "0s" and zero_as is not None:
-        return zero_as
-    return value
-
-
 def _ordered(obj: Json, order: tuple[str, ...]) -> Json:
     out = {k: obj[k] for k in order if k in obj}
     out.update({k: v for k, v in obj.items() if k not in out})
@@ -78,15 +66,15 @@ def _transforms(doc: Json) -> list[Json]:
     out = []
     for t in dedups:
         config = dict(t.get("config") or {})
-        config["time_window"] = _duration(config.get("time_window", "0s"))
+        config["time_window"] = api_duration(config.get("time_window", "0s"))
         out.append({"type": "dedup", "source_id": t.get("source_id"), "config": config})
     for t in filters:
         config = dict(t.get("config") or {})
-        config["time_window"] = _duration(config.get("time_window", "0s"))
+        config["time_window"] = api_duration(config.get("time_window", "0s"))
         out.append({"type": "filter", "source_id": first_source, "config": config})
     for t in stateless:
         config = dict(t.get("config") or {})
-        config["time_window"] = _duration(config.get("time_window", "0s"))
+        config["time_window"] = api_duration(config.get("time_window", "0s"))
         out.append({"type": "stateless", "source_id": t.get("source_id"), "config": config})
     return out
 
@@ -113,11 +101,11 @@ def normalized(doc: Json, internal_resources: Json, *, name: str, tags: list[str
         join["type"] = "temporal"
         for side in ("left_source", "right_source"):
             if isinstance(join.get(side), dict) and "time_window" in join[side]:
-                join[side]["time_window"] = _duration(join[side]["time_window"])
+                join[side]["time_window"] = api_duration(join[side]["time_window"])
         out["join"] = _ordered(join, _JOIN)
     sink = copy.deepcopy(doc.get("sink") or {})
     sink["type"] = "clickhouse"
-    sink["max_delay_time"] = _duration(sink.get("max_delay_time", "0s"), zero_as="1m0s")
+    sink["max_delay_time"] = api_duration(sink.get("max_delay_time", "0s"), zero_as="1m0s")
     out["sink"] = _ordered(sink, _SINK)
     out["metadata"] = {"tags": list(tags) if tags is not None else None}
     out["resources"] = res.internal_to_v3(internal_resources, doc)

@@ -163,3 +163,13 @@ def test_resource_validation_messages():
     paths = [p for p, _ in problems]
     assert paths == ["sink/limits/cpu", "nats/stream/maxAge", "nats/stream/maxMsgs"]
     assert problems[0][1].startswith('invalid cpu quantity "abc"')
+
+
+def test_api_duration_is_the_get_form_and_leaves_invalid_text_alone():
+    from gftune.glassflow.durations import api_duration
+
+    assert api_duration("60s") == "1m0s"
+    assert api_duration("0s", zero_as="1m0s") == "1m0s"
+    assert api_duration("1d") == "24h0m0s"
+    assert api_duration("soon") == "soon"
+    assert api_duration(5) == 5
