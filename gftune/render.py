@@ -248,7 +248,8 @@ def _md_code(text: Any) -> str:
     return "`" + str(text).replace("`", "'") + "`"
 
 
-def render_markdown(plan: Plan) -> str:
+def render_markdown(plan: Plan, *, details: bool = True) -> str:
+    """The plan for a PR comment; ``details=False`` keeps the summary table only (for size limits)."""
     s = plan.summary
     lines = [f"### gftune plan: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
              f"{s['blocked']} blocked, {s['unchanged']} unchanged", ""]
@@ -269,7 +270,7 @@ def render_markdown(plan: Plan) -> str:
             lines.append(f"| {_md_code(SYMBOLS[p.action])} | {_md(p.pipeline_id)} | {action} | {len(p.changes)} | "
                          f"{'≈ ' + duration(p.downtime_s) if p.downtime_s else '—'} |")
         lines.append("")
-    for p in plan.pipelines:
+    for p in plan.pipelines if details else ():
         if p.action == NOOP and not p.proposals and not p.escalations:
             continue
         lines += [f"<details><summary>{_md_code(SYMBOLS[p.action])} <b>{_md(p.pipeline_id)}</b>: "

@@ -33,7 +33,7 @@ from gftune.config import load_config
 from gftune.desired import PIPELINES_DIR, DesiredState, yaml_files
 from gftune.gitrepo import git_info
 from gftune.live import LiveState, list_live, read_live
-from gftune.plan import Plan, PlanOptions, Scope, ShardError, build_plan, in_shard, parse_shard, select_scope
+from gftune.plan import NOOP, Plan, PlanOptions, Scope, ShardError, build_plan, in_shard, parse_shard, select_scope
 from gftune.render import plan_file_text, render_json, render_markdown, render_text
 
 PROGRESS_AFTER_S = 1.0
@@ -313,8 +313,12 @@ def output(plan: Plan, fmt: str) -> None:
               help="Plan only shard I of N (1-based; a stable split for CI matrix jobs).")
 @click.option("--allow-delete", is_flag=True,
               help="Plan deletion of pipelines gftune created that are no longer in git.")
+@click.option("--github-pr", type=int, metavar="N",
+              help="Post the plan as the pull request's gftune comment (GITHUB_TOKEN, GITHUB_REPOSITORY); "
+                   "inside GitHub Actions the event's pull request is used by default.")
+@click.option("--no-github", is_flag=True, help="Do not post to GitHub even inside GitHub Actions.")
 def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str, ...], shard: str | None,
-            allow_delete: bool) -> None:
+            allow_delete: bool, github_pr: int | None, no_github: bool) -> None:
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
@@ -333,4 +337,19 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
              "(it refuses the plan if the live pipelines change first).", err=True)
     elif fmt == "text" and plan.exit_code == exitcodes.CHANGES:
         echo("Note: no --out given, so `gftune apply` will plan again and may act on newer state.", err=True)
+    if not no_github:
+        publish_plan(plan, state.config, github_pr)
     finish(plan.exit_code)
+
+
+def publish_plan(plan: Any, config: Any, number: int | None) -> None:
+    """The plan as the PR's living gftune comment: keyed by the same pipelines as apply's report
+    (every entry with something to do), so apply later edits this comment into its verdict."""
+    from gftune import github
+
+    ids = [p.pipeline_id for p in plan.pipelines if p.action != NOOP]
+    renderings = [render_markdown(plan), render_markdown(plan, details=False)]
+    for line in github.publish(renderings, ids, environ=os.environ, number=number,
+                               repository=config.github_repository,
+                               api_url=os.environ.get("GITHUB_API_URL") or config.github_api):
+        echo(line, err=True)

@@ -45,3 +45,27 @@ def test_apply_report_is_one_comment_updated_in_place(sim_factory, standin, tmp_
     for text in [*standin.bodies_sent(), summary.read_text(), *outputs]:
         assert standin.token not in text
         assert h.SIM_PASSWORD not in text
+
+
+def test_plan_comment_becomes_the_apply_report_in_place(sim_factory, standin, tmp_path):
+    # The living PR comment: `gftune plan` posts what will change; `gftune apply` edits that same
+    # comment into its verdict (same pipelines, same hidden marker), instead of adding another.
+    sim = sim_factory("healthy", time_scale=20)
+    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, h.config_yaml(sim.api_url, settle="10s", window="20s"))
+    env = {**h.test_env(), "GITHUB_TOKEN": standin.token, "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": standin.url}
+    h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "3 sink replicas")
+    planned = h.gftune("plan", "--repo", str(repo), "--github-pr", "7", env=env)
+    assert planned.returncode == 2, planned.stderr
+    assert "PR comment on acme/pipelines#7: created" in planned.stderr
+    [comment] = standin.comments_on(REPO, 7)
+    assert "### gftune plan: 0 to create, 1 to update" in comment.body
+    assert "`resources.sink.replicas`" in comment.body
+    applied = h.gftune("apply", "--repo", str(repo), "--auto-approve", "--github-pr", "7", env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "PR comment on acme/pipelines#7: updated" in applied.stderr
+    [comment] = standin.comments_on(REPO, 7)
+    assert "### gftune apply: 1 verified" in comment.body and "gftune plan:" not in comment.body
+    assert h.gftune("plan", "--repo", str(repo), "--no-github", env=env).returncode == 0
+    assert len(standin.comments_on(REPO, 7)) == 1
+    for text in standin.bodies_sent():
+        assert standin.token not in text and h.SIM_PASSWORD not in text
