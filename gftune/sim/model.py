@@ -11,10 +11,13 @@ Stage facts (reference §9 of anchors-tuning, the scaling guide and the seed's s
   fixed (I/O bound) and does not grow with CPU above ``cpu_need``, but is throttled proportionally
   below it (``limits.cpu: 250m`` with ``cpu_need: 1`` gives 25%).
 * **NATS stream**: ``maxMsgs`` (0 -> the stored default 8 x batch, -1 unlimited), ``maxBytes``
-  (0/-1 unlimited), ``maxAge``. Acked messages leave the stream (work-queue semantics), so the
-  depth is the backlog plus what consumers hold unacked. A producer stops publishing when the depth
-  would exceed ``backpressure_threshold x maxMsgs`` (the backpressure gauge); a limit that is hit
-  anyway (``maxBytes``, ``maxAge``) discards the oldest messages (DiscardOld) and counts them lost.
+  (0/-1 unlimited), ``maxAge``. Acked messages leave the stream (work-queue semantics); a message
+  the sink has fetched stays stored, unacked, until its batch is inserted. The depth (what NATS
+  reports as the stream's messages) is therefore the backlog plus the sink's in-flight messages,
+  and both are real records: fetching moves a message from one to the other, only publishing and
+  acking change the depth. A producer stops publishing when the depth would exceed
+  ``backpressure_threshold x maxMsgs`` (the backpressure gauge); a limit that is hit anyway
+  (``maxBytes``, ``maxAge``) discards the oldest messages (DiscardOld) and counts them lost.
 * **Transform** (dedup/filter/stateless in one deployment) and **join**: fixed per-replica rate;
   dedup lookups slow down as the dedup store fills, and keys that no longer fit go to the DLQ
   (``dedup_overflow``).
@@ -179,12 +182,13 @@ class Stream:
 
     name: str
     reported: bool  # sampled into gfm_stream_depth by the ingestor
-    backlog: float = 0.0  # messages waiting for the consumer
-    transit: float = 0.0  # messages the consumer holds unacked (batches being built and inserted)
+    backlog: float = 0.0  # messages not yet delivered to the consumer
+    inflight: float = 0.0  # messages the consumer has fetched and not yet acked (batches being built/inserted)
 
     @property
     def depth(self) -> float:
-        return self.backlog + self.transit
+        """Messages stored in the stream, as NATS counts them: a message leaves only when acked."""
+        return self.backlog + self.inflight
 
 
 @dataclass
@@ -195,6 +199,7 @@ class SourceState:
     partitions: int
     record_bytes: float
     lag: float = 0.0
+    arrived: float = 0.0  # records produced to the topic since the model started
     rate_now: float = 0.0  # noise-free arrival rate at the last step
     replicas: int = 1
     cpu: float | None = None
@@ -222,7 +227,8 @@ class PipelineModel:
         self.rng = random.Random(int.from_bytes(digest[:8], "big"))
         self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
         self.histograms: dict[tuple[str, tuple[str, ...]], Histogram] = {}
-        self.lost = 0.0  # records dropped by DiscardOld / maxAge or purged by terminate
+        self.lost = 0.0  # records dropped by a full stream (DiscardOld)
+        self.purged = 0.0  # records removed with the streams by terminate
         self.dlq_new: list[tuple[str, str, float]] = []  # (component, reason, records) since last drained
         self.sources: list[SourceState] = []
         self.dedup_keys: deque[list[float]] = deque()  # [chunk start time, keys]
@@ -518,7 +524,9 @@ class PipelineModel:
             source.rate_now = profiles.rate_at(source.params["profile"], t)
             noise = float(source.params.get("noise") or 0.0)
             factor = 1.0 + (max(-3.0, min(3.0, self.rng.gauss(0.0, 1.0))) * noise if noise else 0.0)
-            source.lag += max(0.0, source.rate_now * factor) * dt
+            arrived = max(0.0, source.rate_now * factor) * dt
+            source.lag += arrived
+            source.arrived += arrived
 
     def _sink_streams(self) -> list[Stream]:
         if self.has_transform and self.transform_stream is not None:
@@ -582,13 +590,19 @@ class PipelineModel:
         return max(0.0, self.bp_threshold * self.max_msgs - stream.depth)
 
     def _discard(self, stream: Stream, record_bytes: float) -> None:
-        """DiscardOld: a stream over a hard limit loses its oldest messages."""
+        """DiscardOld: a stream over a hard limit loses its oldest messages.
+
+        The backlog goes first (a fluid has no order; this keeps the sink's batches whole), then
+        messages in flight, which the sink then never gets to ack.
+        """
         limit = min(self.max_msgs, self.max_bytes / record_bytes if record_bytes > 0 else math.inf)
         over = stream.depth - limit
         if over > 0:
-            dropped = min(over, stream.backlog)
-            stream.backlog -= dropped
-            self.lost += dropped
+            from_backlog = min(over, stream.backlog)
+            from_inflight = min(over - from_backlog, stream.inflight)
+            stream.backlog -= from_backlog
+            stream.inflight -= from_inflight
+            self.lost += from_backlog + from_inflight
 
     def _take_evenly(self, streams: list[Stream], amount: float) -> None:
         total = sum(s.backlog for s in streams)
@@ -654,7 +668,8 @@ class PipelineModel:
         backlog = sum(s.backlog for s in streams)
         arrivals = self._sink_arrivals or self.expected_sink_rate()  # nothing arrived yet: what will
         per_replica = arrivals / replicas
-        if backlog > 1e-6:
+        backlogged = backlog > 1e-6
+        if backlogged:
             batch = self.batch
         else:  # a margin so that noise does not make it fall behind every other step
             batch = self.effective_batch(per_replica * 1.1)
@@ -663,28 +678,35 @@ class PipelineModel:
         batch = max(batch, 1.0)
         cycle, attempts = self.sink_cycle(batch)
         pot = replicas * batch / cycle * dt if active else 0.0
+        # unacked messages each replica holds: half a batch being built plus what arrives during an
+        # insert (at full speed when backlogged), at most a batch per worker
+        rate = batch / cycle if backlogged else per_replica
+        hold = replicas * min(batch / 2.0 + rate * cycle, batch * self.workers)
+        if math.isfinite(self.max_msgs):  # what it fetches never crowds the producers out of the stream
+            hold = min(hold, self.bp_threshold * self.max_msgs / 2.0)
         return {"replicas": replicas, "batch": batch, "cycle": cycle, "attempts": attempts, "pot": pot,
-                "per_replica": per_replica}
+                "per_replica": per_replica, "hold": hold}
 
     def _step_sink(self, upstream: list[Stream], plan: Json, dt: float, running: bool, events: StepEvents) -> None:
         ch = self.params["clickhouse"]
         sp = self.params["sink"]
-        replicas, batch, cycle, attempts = plan["replicas"], plan["batch"], plan["cycle"], plan["attempts"]
-        available = sum(s.backlog for s in upstream)
-        self._sink_arrivals = max(0.0, available - self._sink_backlog_before) / dt
-        take = min(available, plan["pot"])
-        shares = [(s.backlog / available) if available > 0 else 1.0 / len(upstream) for s in upstream]
-        self._take_evenly(upstream, take)
+        batch, cycle, attempts = plan["batch"], plan["cycle"], plan["attempts"]
+        backlog = sum(s.backlog for s in upstream)
+        self._sink_arrivals = max(0.0, backlog - self._sink_backlog_before) / dt
+        stored = backlog + sum(s.inflight for s in upstream)
+        # Running, the sink keeps its partial batches in flight; stopping, it flushes them
+        hold = min(plan["hold"], stored) if running else 0.0
+        take = min(stored - hold, plan["pot"])  # inserted (or given up) and acked this step
+        if stored > 0:
+            for s in upstream:
+                share = s.depth / stored
+                s.inflight = hold * share
+                s.backlog = max(0.0, (stored - take) * share - s.inflight)
         self._sink_backlog_before = sum(s.backlog for s in upstream)
         rb = self.record_bytes
         self.sink_batch = batch if take > 0 else 0.0
         self.sink_busy = (take / batch) * cycle / dt
         self.sink_memory = self.base_memory + batch * self.workers * self.row_memory if running else 0.0
-        # unacked messages held by the sink: half a batch being built plus what arrives during an insert
-        rate = take / dt / replicas
-        held = replicas * min(batch / 2.0 + rate * cycle, batch * self.workers) if take > 0 else 0.0
-        for s, share in zip(upstream, shares, strict=True):
-            s.transit = held * share
         if running and self.sink_memory > self.sink_memory_limit:
             events.oom = True
             events.messages.append(
@@ -746,23 +768,28 @@ class PipelineModel:
             streams.append(self.transform_stream)
         return streams
 
+    def drained(self) -> bool:
+        """Every stream is empty: what a graceful stop waits for."""
+        return all(stream.depth <= 1e-6 for stream in self.all_streams())
+
     def purge(self) -> None:
-        """Terminate removes the NATS streams: whatever they held is lost."""
+        """Terminate removes the NATS streams and whatever they held (counted as purged)."""
         for stream in self.all_streams():
-            self.lost += stream.backlog
-            stream.backlog = stream.transit = 0.0
+            self.purged += stream.depth
+            stream.backlog = stream.inflight = 0.0
 
     def sweep_to_dlq(self) -> None:
         """A stop that timed out is forced: remaining messages are swept to the DLQ."""
         for stream in self.all_streams():
-            self._dlq("sink", "unrecoverable", stream.backlog)
-            stream.backlog = stream.transit = 0.0
+            self._dlq("sink", "unrecoverable", stream.depth)
+            stream.backlog = stream.inflight = 0.0
 
     def stopped(self) -> None:
-        """No consumer holds messages once the components are down; backpressure ends."""
+        """No consumer holds messages once the components are down (NATS redelivers what was
+        unacked); backpressure ends."""
         for stream in self.all_streams():
-            stream.backlog += stream.transit
-            stream.transit = 0.0
+            stream.backlog += stream.inflight
+            stream.inflight = 0.0
         for source in self.sources:
             if source.backpressure:
                 self._set_source_bp(source, False, self.t)

@@ -81,6 +81,7 @@ class Event:
     op: int = field(default=0, compare=False)  # operation generation that scheduled it
     hook: str | None = field(default=None, compare=False)  # "purge", "sweep" on completion
     fault_id: int | None = field(default=None, compare=False)
+    drain_since: float | None = field(default=None, compare=False)  # a stop: waits for the drain from then on
 
 
 @dataclass
@@ -183,8 +184,8 @@ class Store:
     # --- events ----------------------------------------------------------------------------------
 
     def _schedule(self, row: Row, due: float, kind: str, status: str | None = None, *,
-                  hook: str | None = None, fault_id: int | None = None) -> None:
-        heapq.heappush(row.events, Event(due, next(self._seq), kind, status, row.op, hook, fault_id))
+                  hook: str | None = None, fault_id: int | None = None, drain_since: float | None = None) -> None:
+        heapq.heappush(row.events, Event(due, next(self._seq), kind, status, row.op, hook, fault_id, drain_since))
 
     def _apply_events(self, row: Row, until: float) -> None:
         while row.events and row.events[0].due <= until + 1e-9:
@@ -198,11 +199,15 @@ class Store:
                     self.faults.consume(fault)
                     row.op += 1
                     self._set_status(row, Status.STOPPING, event.due)
-                    self._schedule(row, event.due + self.delays.stop, "status", Status.STOPPED)
+                    self._schedule(row, event.due + self.delays.stop, "status", Status.STOPPED,
+                                   drain_since=event.due)
                     row.notes.append(f"t={event.due:.0f}s operator stopped the pipeline by itself")
                 continue
             if event.op != row.op:
                 continue  # superseded by a later operation
+            if event.drain_since is not None and not row.model.drained():
+                self._wait_for_drain(row, event)
+                continue
             if event.hook == "purge":
                 row.model.purge()
                 row.dlq = DlqState(exists=False)
@@ -212,6 +217,18 @@ class Store:
             self._set_status(row, event.status, event.due)
             if event.status in (Status.STOPPED, Status.FAILED):
                 row.model.stopped()
+
+    def _wait_for_drain(self, row: Row, event: Event) -> None:
+        """Stopped only once the consumers have drained; at the stop timeout the operator forces it
+        and sweeps what is left to the DLQ (reference §4.4)."""
+        retry = max(event.due, row.model.t) + self.dt
+        deadline = event.drain_since + self.delays.stop_timeout
+        if retry < deadline:
+            heapq.heappush(row.events, Event(retry, next(self._seq), event.kind, event.status, event.op,
+                                             drain_since=event.drain_since))
+        else:
+            heapq.heappush(row.events, Event(max(deadline, event.due), next(self._seq), event.kind, event.status,
+                                             event.op, hook="sweep"))
 
     def _set_status(self, row: Row, status: str, t: float) -> None:
         row.hung = False
@@ -253,7 +270,7 @@ class Store:
             else:
                 self._schedule(row, now + self.delays.reconcile_timeout, "status", Status.FAILED)
             return
-        self._schedule(row, now + delay, "status", final, hook=hook)
+        self._schedule(row, now + delay, "status", final, hook=hook, drain_since=now if operation == "stop" else None)
 
     def _resume_outcome(self, row: Row) -> str:
         return Status.FAILED if self.faults.fail_on_resume(row.pipeline_id) else Status.RUNNING

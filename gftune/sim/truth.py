@@ -113,8 +113,10 @@ def compute(row: Row, configured: Json | None = None) -> Json:
             "stream_max_msgs": model.max_msgs if math.isfinite(model.max_msgs) else -1,
         },
         "records": {
-            "lost": model.lost,
+            "kafka_input": sum(s.arrived for s in model.sources),
             "kafka_lag": sum(s.lag for s in model.sources),
+            "lost": model.lost,
+            "purged": model.purged,
             "stream_depth": {s.name: s.depth for s in model.all_streams()},
             "dlq": dlq,
         },

@@ -1,13 +1,16 @@
-"""Small helpers for the simulator's tests: a valid v3 document and status polling."""
+"""Small helpers for the simulator's tests: a valid v3 document, status polling, a manual-clock world."""
 
 from __future__ import annotations
 
 import copy
+import json
 import time
 from typing import Any
 
 import httpx
 
+from gftune.sim import Simulator
+from gftune.sim.clock import ManualClock
 from gftune.sim.model import deep_merge
 
 ORDERS: dict[str, Any] = {
@@ -64,3 +67,77 @@ def wait_gone(client: httpx.Client, pipeline_id: str, timeout: float = 10.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"{pipeline_id} still there after {timeout}s")
         time.sleep(0.02)
+
+
+class World:
+    """A simulator store on a manual clock, with helpers to measure rates over sim time."""
+
+    def __init__(self, *scenarios, **options):
+        self.clock = ManualClock()
+        self.sim = Simulator(list(scenarios), clock=self.clock, **options)
+        self.store = self.sim.build()
+
+    def run(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.store.advance_all()
+
+    def pid(self) -> str:
+        return next(iter(self.store.rows))
+
+    def counters(self, pid: str) -> dict:
+        row = self.store.row(pid)
+        out = {f"{k}{labels}": v for (k, labels), v in row.model.counters.items()}
+        out.update({f"{k}{labels}_sum": h.total for (k, labels), h in row.model.histograms.items()})
+        out.update({f"{k}{labels}_count": sum(h.counts) for (k, labels), h in row.model.histograms.items()})
+        return out
+
+    def rates(self, pid: str, seconds: float = 60) -> dict:
+        before = self.counters(pid)
+        self.run(seconds)
+        after = self.counters(pid)
+        return {k: (v - before.get(k, 0.0)) / seconds for k, v in after.items()}
+
+    def read_rate(self, pid: str, seconds: float = 60) -> float:
+        return self.rates(pid, seconds).get("kafka_records_read('ingestor',)", 0.0)
+
+    def gauges(self, pid: str) -> dict:
+        return self.store.row(pid).model.gauges()
+
+    def status(self, pid: str) -> str:
+        return self.store.health(pid)["overall_status"]
+
+    def truth(self, pid: str) -> dict:
+        return self.sim.truth(pid)
+
+    def wait_for(self, pid: str, wanted: str, limit: float = 400.0) -> float:
+        """Step one sim second at a time until ``pid`` is ``wanted``; the sim seconds it took."""
+        waited = 0.0
+        while self.status(pid) != wanted:
+            assert waited < limit, f"{pid} not {wanted} after {limit:.0f} sim s (still {self.status(pid)})"
+            self.run(1)
+            waited += 1
+        return waited
+
+    def stop(self, pid: str) -> None:
+        """Stop and wait until the operator reports Stopped (once the consumers have drained)."""
+        self.store.operate(pid, "stop")
+        self.wait_for(pid, "Stopped")
+
+    def doc(self, pid: str) -> dict[str, Any]:
+        return json.loads(self.store.get(pid))
+
+    def put_resources(self, pid: str, change) -> None:
+        self.stop(pid)
+        current = self.store.get_resources(pid)["pipeline_resources"]
+        change(current)
+        self.store.put_resources(pid, {"pipeline_resources": current})
+        self.run(15)
+        assert self.status(pid) == "Running"
+
+    def edit(self, pid: str, change) -> None:
+        self.stop(pid)
+        doc = self.doc(pid)
+        change(doc)
+        self.store.edit(pid, doc)
+        self.run(15)
+        assert self.status(pid) == "Running"

@@ -11,76 +11,10 @@ import copy
 import pytest
 
 from gftune import paths
-from gftune.sim import Simulator
 from gftune.sim import truth as truth_module
-from gftune.sim.clock import ManualClock
 from gftune.sim.model import sink_workers
 from gftune.sim.store import ApiError
-from tests.sim.helpers import orders_doc
-
-
-class World:
-    """A simulator store on a manual clock, with helpers to measure rates over sim time."""
-
-    def __init__(self, *scenarios, **options):
-        self.clock = ManualClock()
-        self.sim = Simulator(list(scenarios), clock=self.clock, **options)
-        self.store = self.sim.build()
-
-    def run(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.store.advance_all()
-
-    def pid(self) -> str:
-        return next(iter(self.store.rows))
-
-    def counters(self, pid: str) -> dict:
-        row = self.store.row(pid)
-        out = {f"{k}{labels}": v for (k, labels), v in row.model.counters.items()}
-        out.update({f"{k}{labels}_sum": h.total for (k, labels), h in row.model.histograms.items()})
-        out.update({f"{k}{labels}_count": sum(h.counts) for (k, labels), h in row.model.histograms.items()})
-        return out
-
-    def rates(self, pid: str, seconds: float = 60) -> dict:
-        before = self.counters(pid)
-        self.run(seconds)
-        after = self.counters(pid)
-        return {k: (v - before.get(k, 0.0)) / seconds for k, v in after.items()}
-
-    def read_rate(self, pid: str, seconds: float = 60) -> float:
-        return self.rates(pid, seconds).get("kafka_records_read('ingestor',)", 0.0)
-
-    def gauges(self, pid: str) -> dict:
-        return self.store.row(pid).model.gauges()
-
-    def status(self, pid: str) -> str:
-        return self.store.health(pid)["overall_status"]
-
-    def truth(self, pid: str) -> dict:
-        return self.sim.truth(pid)
-
-    def stop(self, pid: str) -> None:
-        self.store.operate(pid, "stop")
-        self.run(10)
-        assert self.status(pid) == "Stopped"
-
-    def put_resources(self, pid: str, change) -> None:
-        self.stop(pid)
-        current = self.store.get_resources(pid)["pipeline_resources"]
-        change(current)
-        self.store.put_resources(pid, {"pipeline_resources": current})
-        self.run(15)
-        assert self.status(pid) == "Running"
-
-    def edit(self, pid: str, change) -> None:
-        self.stop(pid)
-        import json
-
-        doc = json.loads(self.store.get(pid))
-        change(doc)
-        self.store.edit(pid, doc)
-        self.run(15)
-        assert self.status(pid) == "Running"
+from tests.sim.helpers import World, orders_doc
 
 
 def test_state_does_not_depend_on_when_it_is_read():
@@ -291,13 +225,18 @@ def test_restarts_stop_the_flow_and_lag_grows_meanwhile():
 def test_a_batch_too_big_for_the_sink_memory_is_an_oom_and_the_pipeline_fails():
     world = World("sink-batch-bound")
     pid = world.pid()
-    world.run(120)  # a backlog: the sink will fill whole batches
+    world.run(120)  # Kafka lag builds up
     world.stop(pid)
+    # ingestors that catch up faster than even 50000-row batches drain: the sink fills whole batches
+    world.store.patch_model(pid, {"ingestor": {"per_replica_rate": 30000}})
     world.store.edit(pid, _edited(world, pid, lambda d: (
         _set("sink.max_batch_size", 50000)(d), _set("resources.sink.limits", {"cpu": "5", "memory": "256Mi"})(d))))
-    world.run(12)
+    world.run(15)
     assert world.status(pid) == "Failed"
     assert any("OOM" in note for note in world.store.row(pid).notes)
+    # what the killed sink held unacked is still in the stream, to be redelivered
+    records = world.truth(pid)["records"]
+    assert sum(records["stream_depth"].values()) > 10_000 and records["lost"] == 0
 
 
 def test_discard_old_loses_data_when_only_bytes_limit_the_stream():
