@@ -10,6 +10,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def format_value(value: float | None, unit: str = "") -> str:
+    """A measured value the way the seed's report shows it: ``5,200/s``, ``0.35``, ``unknown``."""
+    if value is None:
+        return "unknown"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 1 or value == 0:
+        text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    else:
+        text = f"{value:.3g}"
+    suffix = {"records/s": "/s", "records": "", "ratio": "", "0/1": "", "s": " s"}.get(unit, f" {unit}" if unit else "")
+    return text + suffix
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One measured fact behind a proposal: which signal, how it was measured, what it was."""

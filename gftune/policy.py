@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from gftune import guards, paths, sizing
 from gftune.config import Config
 from gftune.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.evidence import format_value as fmt
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.metrics.expr import Raw
@@ -562,20 +563,6 @@ def format_seconds(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{seconds / 60:g}m"
     return f"{seconds:g}s"
-
-
-def fmt(value: float | None, unit: str = "") -> str:
-    """Numbers the way the seed's report shows them: ``5,200``, ``0.35``."""
-    if value is None:
-        return "unknown"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 1 or value == 0:
-        text = f"{value:,.2f}".rstrip("0").rstrip(".")
-    else:
-        text = f"{value:.3g}"
-    suffix = {"records/s": "/s", "records": "", "ratio": "", "0/1": "", "s": " s"}.get(unit, f" {unit}" if unit else "")
-    return text + suffix
 
 
 class _Resolver:

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gftune.canonical import SECRET_MASK
-from gftune.evidence import Escalation, Evidence, Proposal
+from gftune.evidence import Escalation, Evidence, Proposal, format_value
 from gftune.plan import BLOCKED, CREATE, DELETE, ERROR, JOIN_RESET, NOOP, UPDATE, Change, PipelinePlan, Plan
 from gftune.secrets import masker
 
@@ -79,8 +79,8 @@ def lifecycle_line(steps: list[dict[str, Any]]) -> str:
 
 
 def evidence_line(e: Evidence) -> str:
-    measured = "unknown" if e.measured is None else f"{e.measured:g}{(' ' + e.unit) if e.unit else ''}"
-    return f"{e.signal} = {measured} (threshold {e.threshold}, window {e.window}; query: {e.query})"
+    return (f"{e.signal} = {format_value(e.measured, e.unit)} "
+            f"(threshold {e.threshold}, window {e.window}; query: {e.query})")
 
 
 def proposal_lines(p: Proposal) -> list[str]:

@@ -31,7 +31,7 @@ def test_text_is_terraform_like():
     assert "~ orders-dedup" in text and "update (resources)" in text
     assert "resources.sources[orders].replicas: 2 → 3" in text
     assert "lifecycle: stop → wait Stopped → PUT /resources → wait Running" in text
-    assert "why: policy scale-ingestor" in text and "sink_rate = 5200" in text
+    assert "why: policy scale-ingestor" in text and "sink_rate = 5,200/s" in text
     assert "+ brand-new" in text and "! frozen-pipe" in text and "remedy:" in text
     assert "x broken" in text and "HTTP 500" in text
     assert "= 1 unchanged: quiet" in text
@@ -84,3 +84,14 @@ def test_no_surface_shows_a_secret():
     for text in (render_text(plan), render_json(plan), render_markdown(plan), plan_file_text(plan)):
         assert PASSWORD not in text and rotated not in text
         assert "sink.connection_params.password" in text
+
+
+def test_evidence_values_read_like_the_seed_report():
+    from gftune.evidence import Evidence
+    from gftune.render import evidence_line
+
+    backpressure = Evidence("p", "ingestor_backpressure", "max(...)", "5m", 1.0, ">= 1 for 2m", unit="0/1")
+    assert evidence_line(backpressure).startswith("ingestor_backpressure = 1 (threshold >= 1 for 2m")
+    rate = Evidence("p", "sink_rate", "sum(rate(...))", "5m", 5200.4, "sizing input", unit="records/s")
+    assert evidence_line(rate).startswith("sink_rate = 5,200/s (")
+    assert evidence_line(Evidence("p", "x", "q", "5m", None, "> 1")).startswith("x = unknown (")
