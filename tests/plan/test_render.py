@@ -31,7 +31,7 @@ def test_text_is_terraform_like():
     assert "~ orders-dedup" in text and "update (resources)" in text
     assert "resources.sources[orders].replicas: 2 → 3" in text
     assert "lifecycle: stop → wait Stopped → PUT /resources → wait Running" in text
-    assert "why: policy scale-ingestor" in text and "sink_rate = 5,200/s" in text
+    assert "why: policy scale-ingestor" in text and "sink_rate = 5,200 (threshold" in text
     assert "+ brand-new" in text and "! frozen-pipe" in text and "remedy:" in text
     assert "x broken" in text and "HTTP 500" in text
     assert "= 1 unchanged: quiet" in text
