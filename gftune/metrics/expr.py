@@ -315,6 +315,24 @@ class BinOp(Expr):
 
 
 @dataclass(frozen=True)
+class ClampMax(Expr):
+    """``clamp_max(expr, limit)``: an estimate that cannot exceed a known bound (NaN stays NaN)."""
+
+    expr: Expr
+    limit: float
+
+    def promql(self, naming: Naming, window_s: float) -> str:
+        return f"clamp_max({self.expr.promql(naming, window_s)}, {self.limit:g})"
+
+    def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
+        return {labels: value if math.isnan(value) else min(value, self.limit)
+                for labels, value in self.expr.local(pair, naming, at).items()}
+
+    def gauges(self) -> list[Selector]:
+        return self.expr.gauges()
+
+
+@dataclass(frozen=True)
 class OrZero(Expr):
     """``(expr) or vector(0)``: for a counter that only appears once something happened (a DLQ
     reason), added to a series that proves the component reports. Never used on its own: a

@@ -123,3 +123,25 @@ def test_counter_reset_between_scrapes_counts_from_zero():
     from datetime import UTC, datetime
     snap = ScrapeSnapshot(pair, naming.detect(pair.before.names()), datetime.fromtimestamp(1010.0, UTC), 10.0)
     assert read_with(snap, SignalContext("p1"), ["source_rate"])["source_rate"].value == pytest.approx(50.0)
+
+
+def test_batch_quantile_is_capped_at_the_pipelines_max_batch_size(snapshot):
+    # Between the scrapes, 10 batches fell in (1000, +Inf]: histogram_quantile returns the upper
+    # bucket bound; no batch can exceed max_batch_size, so the estimate is capped there.
+    bounded = SignalContext("p1", {"sink": {"max_batch_size": 800}})
+    readings = read_with(snapshot, bounded, ["sink_batch_p95", "sink_batch_p95_fill"])
+    assert readings["sink_batch_p95"].value == 800
+    assert readings["sink_batch_p95"].query.startswith("clamp_max(histogram_quantile(0.95,")
+    assert readings["sink_batch_p95_fill"].value == 1.0
+    unbounded = read_with(snapshot, SignalContext("p1", None), ["sink_batch_p95"])["sink_batch_p95"]
+    assert unbounded.value > 800 and "clamp_max" not in unbounded.query
+
+
+def test_clamp_max_keeps_nan_and_renders_promql(snapshot):
+    from gftune.metrics.expr import ClampMax, Const
+
+    n = naming.Naming("glassflow", naming.DOCUMENTED)
+    assert ClampMax(Const(5), 3).promql(n, 60) == "clamp_max(5, 3)"
+    assert ClampMax(Const(2), 3).local(snapshot.pair, n) == {(): 2}
+    nan = ClampMax(Const(float("nan")), 3).local(snapshot.pair, n)[()]
+    assert nan != nan
