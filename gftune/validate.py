@@ -17,11 +17,12 @@ import difflib
 import importlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from importlib import resources as importlib_resources
 from typing import TYPE_CHECKING, Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -108,6 +109,50 @@ def _validator(kind: str) -> Draft202012Validator:
     schema = _bundled(kind)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+# Keywords that constrain a value. Draft-07 (what fastjsonschema compiles) ignores everything next
+# to a "$ref"; draft 2020-12 applies it. Where a schema has such siblings, the compiled check could
+# accept what 2020-12 rejects, so it is not used for that kind.
+_CONSTRAINTS = frozenset({"type", "properties", "additionalProperties", "required", "items", "enum", "const",
+                          "minimum", "maximum", "pattern", "minItems", "maxItems", "allOf", "anyOf", "oneOf",
+                          "not", "if", "then", "else", "unevaluatedProperties", "patternProperties",
+                          "minLength", "maxLength", "exclusiveMinimum", "exclusiveMaximum", "format"})
+
+
+def _ref_with_siblings(node: Any) -> bool:
+    if isinstance(node, dict):
+        if "$ref" in node and _CONSTRAINTS & node.keys():
+            return True
+        return any(_ref_with_siblings(v) for k, v in node.items() if k not in ("const", "enum"))
+    if isinstance(node, list):
+        return any(_ref_with_siblings(v) for v in node)
+    return False
+
+
+@cache
+def _fast_check(kind: str) -> Callable[[Any], Any] | None:
+    """A compiled validity check (fastjsonschema), ~10x faster than walking the schema.
+
+    It only ever answers "valid": a document it rejects is checked again by jsonschema, which
+    reports every error with its path. A differential property test keeps the two in step.
+    """
+    schema = _bundled(kind)
+    if _ref_with_siblings(schema):
+        return None
+    draft7 = {k: v for k, v in schema.items() if k not in ("$schema", "$id")}
+    return fastjsonschema.compile(draft7)
+
+
+def is_schema_valid(kind: str, doc: Any) -> bool:
+    check = _fast_check(kind)
+    if check is None:
+        return _validator(kind).is_valid(doc)
+    try:
+        check(doc)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
 
 
 # --- schema errors -> problems ------------------------------------------------------------------
@@ -206,7 +251,9 @@ def _schema_findings(error: ValidationError) -> Iterator[tuple[JsonPath, JsonPat
 
 def _schema_problems_with_paths(kind: str, doc: Any, locations: LocationIndex, display: str
                                 ) -> list[tuple[JsonPath, Problem]]:
-    found = []
+    found: list[tuple[JsonPath, Problem]] = []
+    if is_schema_valid(kind, doc):  # the common case, fast; errors are collected by jsonschema
+        return found
     for error in _validator(kind).iter_errors(doc):
         for path, locate_path, message in _schema_findings(error):
             line, col = locations.locate(locate_path)
