@@ -498,7 +498,7 @@ class PipelineModel:
         total_rate = sum(s.rate_now for s in self.sources) or 1.0
         for source in self.sources:
             share = source.rate_now / total_rate if len(self.sources) > 1 else 1.0
-            self._step_ingestor(source, t, dt, running, self._room(source.stream) + next_pot * share)
+            self._step_ingestor(source, dt, running, self._room(source.stream) + next_pot * share)
         upstream = self.streams_in
         if self.join and self.join_stream is not None:
             available = sum(s.backlog for s in upstream)
@@ -516,6 +516,9 @@ class PipelineModel:
         self._step_sink(upstream, sink_plan, dt, running, events)
         for stream in self.all_streams():
             self._discard(stream, self.record_bytes)
+        if self.kafka:  # the gauge follows the depth ratio it is derived from; a stopped ingestor holds nothing back
+            for source in self.sources:
+                self._set_source_bp(source, running and self._held_back(source.stream), t + dt)
         self.t = t + dt
         return events
 
@@ -551,11 +554,10 @@ class PipelineModel:
             rate *= self._transform_keep()
         return rate
 
-    def _step_ingestor(self, source: SourceState, t: float, dt: float, running: bool, room: float) -> None:
+    def _step_ingestor(self, source: SourceState, dt: float, running: bool, room: float) -> None:
         stream = source.stream
         can = self.ingestor_capacity(source) * dt if running else 0.0
-        want = min(source.lag, can)
-        read = min(want, room)
+        read = min(source.lag, can, room)
         source.lag -= read
         parse_errors = read * float(source.params.get("parse_error_fraction") or 0.0)
         out = read - parse_errors
@@ -571,8 +573,12 @@ class PipelineModel:
             batch = float(self.params["ingestor"]["batch_records"])
             self._hist("processing_duration_seconds", ("ingestor", "batch"), DURATION_BUCKETS) \
                 .observe(batch / rate, read / batch)
-        if running:
-            self._set_source_bp(source, want > 0 and read < want - 1e-9, t + dt)
+
+    def _held_back(self, stream: Stream | None) -> bool:
+        """The ingestor's backpressure check: the stream's depth ratio has reached the threshold."""
+        if stream is None or math.isinf(self.max_msgs):
+            return False
+        return stream.depth / self.max_msgs >= self.bp_threshold - 1e-9
 
     def _set_source_bp(self, source: SourceState, limited: bool, t: float) -> None:
         if limited and not source.backpressure:
