@@ -104,6 +104,23 @@ def deep_merge(base: Json, override: Json | None) -> Json:
     return merged
 
 
+def source_params(params: Json | None, source_id: str) -> Json:
+    """One source's parameters: the defaults, the model's ``source`` and its ``sources.<source_id>``."""
+    merged = deep_merge(DEFAULT_PARAMS, params)
+    return deep_merge(merged["source"], (merged.get("sources") or {}).get(source_id))
+
+
+def kafka_topics(doc: Json, params: Json | None) -> list[tuple[str, str, int]]:
+    """``(source_id, topic, partitions)`` for each Kafka source of a v3 document under ``params``."""
+    out = []
+    for index, source in enumerate(doc.get("sources") or []):
+        if source.get("type", "kafka") != "kafka":
+            continue
+        sid = source.get("source_id", f"source{index}")
+        out.append((sid, source.get("topic") or sid, max(1, int(source_params(params, sid)["partitions"]))))
+    return out
+
+
 def hash8(pipeline_id: str) -> str:
     return hashlib.sha256(pipeline_id.encode()).hexdigest()[:8]
 
@@ -298,7 +315,7 @@ class PipelineModel:
                  (join.get("right_source") or {}).get("source_id"): "right"}
         for index, source in enumerate(doc_sources):
             sid = source.get("source_id", f"source{index}")
-            sparams = deep_merge(p["source"], (p.get("sources") or {}).get(sid))
+            sparams = source_params(p, sid)
             profiles.check_profile(sparams["profile"])
             topic = source.get("topic") or sid
             state = old.get(sid) or SourceState(sid, topic, sparams, int(sparams["partitions"]),

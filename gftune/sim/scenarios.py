@@ -146,6 +146,31 @@ def _check_section(values: Any, defaults: Json, where: str) -> None:
             raise ScenarioError(f"{where}.{key}: must be a number, got {value!r}")
 
 
+def merge_patch(base: Any, patch: Any) -> Any:
+    """A scenario's ``patch:`` applied to a document: mappings are merged key by key, and a list of
+    sources (mappings with a ``source_id``) item by item, matched by ``source_id``; anything else
+    is replaced."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = copy.deepcopy(base)
+        for key, value in patch.items():
+            merged[key] = merge_patch(merged[key], value) if key in merged else copy.deepcopy(value)
+        return merged
+    if _keyed_by_source(base) and _keyed_by_source(patch):
+        merged = copy.deepcopy(base)
+        index = {item["source_id"]: i for i, item in enumerate(merged)}
+        for item in patch:
+            if item["source_id"] in index:
+                merged[index[item["source_id"]]] = merge_patch(merged[index[item["source_id"]]], item)
+            else:
+                merged.append(copy.deepcopy(item))
+        return merged
+    return copy.deepcopy(patch)
+
+
+def _keyed_by_source(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and "source_id" in v for v in value)
+
+
 def _pipeline_doc(entry: Json, base_dir: Path, where: str) -> Json:
     if ("file" in entry) == ("spec" in entry):
         raise ScenarioError(f"{where}: give exactly one of 'file' (a pipeline file) or 'spec' (an inline v3 document)")
@@ -162,7 +187,7 @@ def _pipeline_doc(entry: Json, base_dir: Path, where: str) -> Json:
             raise ScenarioError(f"{where}.spec: must be a v3 pipeline document (a mapping)")
         doc = copy.deepcopy(entry["spec"])
     if entry.get("patch"):
-        doc = deep_merge(doc, entry["patch"])
+        doc = merge_patch(doc, entry["patch"])
     if entry.get("pipeline_id"):
         doc["pipeline_id"] = entry["pipeline_id"]
     if "pipeline_id" not in doc:

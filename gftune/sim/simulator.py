@@ -20,6 +20,7 @@ from gftune.sim import truth as truth_module
 from gftune.sim.clock import Clock, ScaledClock
 from gftune.sim.faults import FaultSet
 from gftune.sim.metrics import NAMING_MODES, HttpStats, SimCollector
+from gftune.sim.model import kafka_topics
 from gftune.sim.server import ApiApp, MetricsApp
 from gftune.sim.store import ApiError, Delays, Store
 
@@ -59,6 +60,7 @@ class Simulator:
         self.model_params: dict[str, Json] = {}
         self.default_model: Json = {}
         seen: dict[str, str] = {}
+        topics: dict[str, tuple[int, str, str]] = {}  # topic -> (partitions, pipeline, scenario)
         for scenario in self.scenarios:
             self.default_model = scenario.model or self.default_model
             for spec in scenario.pipelines:
@@ -68,6 +70,13 @@ class Simulator:
                 seen[spec.pipeline_id] = scenario.source
                 self.model_params[spec.pipeline_id] = spec.model
                 self.truths[spec.pipeline_id] = spec.truth
+                for _sid, topic, partitions in kafka_topics(spec.doc, spec.model):
+                    first = topics.setdefault(topic, (partitions, spec.pipeline_id, scenario.source))
+                    if first[0] != partitions:  # one simulated Kafka cluster: a topic has one partition count
+                        raise scenario_files.ScenarioError(
+                            f"topic {topic!r} has {first[0]} partitions for pipeline {first[1]} ({first[2]}) but "
+                            f"{partitions} for pipeline {spec.pipeline_id} ({scenario.source}); give one of them "
+                            "its own topic")
         self.store: Store | None = None
         self.http_stats = HttpStats()
         self._servers: list[uvicorn.Server] = []

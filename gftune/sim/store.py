@@ -355,6 +355,7 @@ class Store:
             row = Row(pipeline_id, doc, internal, doc.get("name", ""), (doc.get("metadata") or {}).get("tags"),
                       status, now, now, self._new_model(pipeline_id, doc, internal, now), [(now, status)])
             self.rows[pipeline_id] = row
+            self._join_topics(row)
             if not running:
                 self._transition(row, "create", now, self.delays.create, Status.RUNNING)
             self._register_self_stops(row, now)
@@ -467,6 +468,7 @@ class Store:
             row.tags = (doc.get("metadata") or {}).get("tags")
             row.resources = res.merge_with_defaults(raw, doc, self.defaults)
             row.model.configure(doc, row.resources)
+            self._join_topics(row)
             self._invalidate(row)
             self._auto_resume(row, now, "edit")
 
@@ -612,7 +614,8 @@ class Store:
         ``params`` is deep-merged into the pipeline's model parameters; state is kept.
         """
         with self.lock:
-            row = self._existing(pipeline_id, self._not_found(pipeline_id))
+            now = self.now()
+            row = self._existing(pipeline_id, self._not_found(pipeline_id), now)
             model = row.model
             merged = deep_merge(model.params, params)
             for source in merged.get("sources", {}).values():
@@ -620,7 +623,33 @@ class Store:
             model.params = merged
             model.configure(row.doc, row.resources)
             self.model_params[pipeline_id] = deep_merge(self.model_params.get(pipeline_id, {}), params)
+            for source in model.sources if model.kafka else []:  # partitions belong to the topic, not the reader
+                for other, theirs in self._topic_readers(source.topic, row):
+                    if theirs.partitions != source.partitions:
+                        self._advance(other, now)  # the change applies from now on, to every reader
+                        self._set_partitions(other, theirs.source_id, source.partitions)
             return model.params
+
+    # --- Kafka topics: one simulated cluster ------------------------------------------------------
+
+    def _topic_readers(self, topic: str, exclude: Row) -> list[tuple[Row, Any]]:
+        return [(other, source) for other in self.rows.values() if other is not exclude and other.model.kafka
+                for source in other.model.sources if source.topic == topic]
+
+    def _join_topics(self, row: Row) -> None:
+        """A pipeline reading a topic that others already read sees the topic's partition count."""
+        for source in row.model.sources if row.model.kafka else []:
+            readers = self._topic_readers(source.topic, row)
+            if readers and readers[0][1].partitions != source.partitions:
+                self._set_partitions(row, source.source_id, readers[0][1].partitions, remember=False)
+
+    def _set_partitions(self, row: Row, source_id: str, partitions: int, *, remember: bool = True) -> None:
+        patch = {"sources": {source_id: {"partitions": partitions}}}
+        row.model.params = deep_merge(row.model.params, patch)
+        row.model.configure(row.doc, row.resources)
+        if remember:  # like patch_model: a pipeline re-created under this id keeps it
+            base = self.model_params.get(row.pipeline_id, self.default_model)
+            self.model_params[row.pipeline_id] = deep_merge(base, patch)
 
     def add_fault(self, spec: Any) -> Fault:
         with self.lock:

@@ -88,7 +88,7 @@ def test_documented_names_labels_and_buckets(manual):
     # what kafka_exporter would show next to GlassFlow
     lags = [s for s in samples["kafka_consumergroup_lag"] if s.labels["consumergroup"] == consumer_group(exhausted)]
     assert sorted(s.labels["partition"] for s in lags) == ["0", "1", "2", "3"]
-    assert {s.labels["topic"] for s in lags} == {"orders"}
+    assert {s.labels["topic"] for s in lags} == {exhausted}  # the scenario's topic is its pipeline id
 
 
 def test_collector_naming_mode_and_namespace(manual):
@@ -131,3 +131,50 @@ def test_a_stopped_pipeline_keeps_its_counters(manual):
     clock.advance(60)
     after = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-healthy")
     assert after == before > 0
+
+
+def test_kafka_exporter_series_are_unambiguous_with_every_scenario_loaded(manual):
+    from pathlib import Path
+
+    names = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
+    sim, clock = manual(names)
+    clock.advance(120)
+    samples = _scrape(sim)
+    partitions = {s.labels["topic"]: s.value for s in samples["kafka_topic_partitions"]}
+    assert len(partitions) == len(samples["kafka_topic_partitions"]), "one series per topic"
+    lags = samples["kafka_consumergroup_lag"]
+    readers: dict[str, set[str]] = {}
+    for sample in lags:
+        readers.setdefault(sample.labels["topic"], set()).add(sample.labels["consumergroup"])
+    assert len(readers) == len(sim.store.rows), "every scenario pipeline reads its own topic"
+    assert all(len(groups) == 1 for groups in readers.values()), readers
+    for pid in sim.store.rows:
+        (topic,) = {s["topic"] for s in httpx.get(f"{sim.api_url}/api/v1/pipeline/{pid}").json()["sources"]}
+        truth = sim.truth(pid)
+        assert partitions[topic] == truth["details"]["partitions"]["orders"], pid
+        series = [s for s in lags if s.labels["consumergroup"] == consumer_group(pid)]
+        assert {s.labels["topic"] for s in series} == {topic}
+        assert len(series) == partitions[topic]
+        assert sum(s.value for s in series) == pytest.approx(truth["records"]["kafka_lag"])
+    assert partitions["orders-partition-capped"] == 2
+
+
+def test_a_topic_has_one_partition_count_for_all_its_readers(manual):
+    from gftune.sim import ScenarioError
+    from tests.sim.helpers import orders_doc
+
+    def reader(pid, partitions):
+        return {"pipelines": [{"spec": orders_doc(pid), "model": {"source": {"partitions": partitions}}}]}
+
+    with pytest.raises(ScenarioError, match=r"topic 'orders'.* 4 partitions .*a-orders.* 8 .*b-orders"):
+        Simulator([reader("a-orders", 4), reader("b-orders", 8)], clock=ManualClock())
+    sim, clock = manual([reader("a-orders", 4), reader("b-orders", 4)])
+    clock.advance(10)
+    sim.store.patch_model("a-orders", {"sources": {"orders": {"partitions": 6}}})  # a Kafka-side change
+    assert sim.truth("b-orders")["details"]["partitions"] == {"orders": 6}
+    sim.store.create(orders_doc("c-orders"))  # created through the API on the same topic
+    assert sim.truth("c-orders")["details"]["partitions"] == {"orders": 6}
+    clock.advance(30)
+    samples = _scrape(sim)
+    assert [s.value for s in samples["kafka_topic_partitions"] if s.labels["topic"] == "orders"] == [6]
+    assert len([s for s in samples["kafka_consumergroup_lag"] if s.labels["topic"] == "orders"]) == 3 * 6

@@ -103,8 +103,8 @@ def test_lag_growth_reads_from_the_kafka_exporter_series(scraped):
     pid, truth = _truth("partition-capped-ingestor")
     group = scraped.query(f'{NS}_gfm_kafka_records_read_total{{pipeline_id="{pid}"}}')
     assert group, "the pipeline is scraped"
-    partitions = scraped.query('kafka_topic_partitions{topic="orders"}')
-    assert partitions
+    partitions = scraped.query(f'kafka_topic_partitions{{topic="{pid}"}}')  # each scenario pipeline has its topic
+    assert [float(p["value"][1]) for p in partitions] == [truth["partitions"]]
     from gftune.sim.model import consumer_group
 
     lag = f'sum(kafka_consumergroup_lag{{consumergroup="{consumer_group(pid)}"}})'
