@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+import gftune
 from gftune.glassflow import resources as res
 from gftune.sim import profiles
 from gftune.sim.faults import FaultError, parse_fault
@@ -55,11 +56,15 @@ class Scenario:
     faults: list[Json] = field(default_factory=list)
 
 
+# The scenarios shipped in the package (in a checkout, a symlink to the top-level scenarios/).
+PACKAGED_SCENARIOS = Path(gftune.__file__).resolve().parent / "examples" / "scenarios"
+
+
 def scenario_dirs() -> list[Path]:
-    """Where scenario names are looked up: ``$GFTUNE_SCENARIOS``, ``./scenarios``, the source checkout."""
+    """Where scenario names are looked up: ``$GFTUNE_SCENARIOS``, ``./scenarios``, the packaged ones."""
     dirs = [Path(p) for p in os.environ.get("GFTUNE_SCENARIOS", "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "scenarios")
-    dirs.append(Path(__file__).resolve().parents[2] / "scenarios")
+    dirs.append(PACKAGED_SCENARIOS)
     return dirs
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +87,28 @@ def test_a_document_the_api_rejects_is_reported_with_the_apis_reason():
 def test_scenarios_declaring_the_same_pipeline_conflict():
     with pytest.raises(ScenarioError, match="declared by both"):
         Simulator(["healthy", "healthy"])
+
+
+def test_an_installed_package_finds_its_scenarios_by_name(tmp_path):
+    """The layout a non-editable install leaves: the package alone (the wheel resolves the
+    ``gftune/examples`` symlinks into files), no checkout around it, no ``./scenarios``."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "gftune", site / "gftune", ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "GFTUNE_SCENARIOS"}
+    env["PYTHONPATH"] = str(site)
+    script = ("import gftune, json; from gftune.sim import available_scenarios, Simulator; "
+              "from gftune.sim.clock import ManualClock; "
+              "store = Simulator(['backpressure-sink-bound'], clock=ManualClock()).build(); "
+              "print(json.dumps({'package': gftune.__file__, 'rows': sorted(store.rows), "
+              "'found': [str(p) for p in available_scenarios()]}))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["package"].startswith(str(site)), "the copy is what got imported"
+    assert out["rows"] == ["orders-backpressure"]
+    packaged = site / "gftune" / "examples" / "scenarios"
+    assert {Path(p).stem for p in out["found"]} == set(NAMES)
+    assert all(Path(p).parent == packaged for p in out["found"]), out["found"]
