@@ -1,4 +1,4 @@
-"""The pure core of apply: step layout, decisions from observations, matching, staleness, exit codes."""
+"""The functional core of apply (gftune.lifecycle): steps, decisions, matching, staleness and exit codes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import pytest
 
 from gftune import apply as ap
 from gftune import exitcodes
+from gftune import lifecycle as lc
 from gftune import plan as planmod
 from gftune.config import Config
 from gftune.evidence import Expectation, FieldChange, Proposal, VerifySpec
 
-OBS_RUNNING = ap.Observation(True, "Running")
+OBS_RUNNING = lc.Observation(True, "Running")
 
 
 def _entry(lifecycle, action="update", changes=()):
@@ -24,7 +25,7 @@ RUNNING_EDIT = [{"action": "stop"}, {"action": "wait_status", "status": "Stopped
 
 
 def test_update_steps_wrap_the_plan_lifecycle():
-    steps = ap.build_steps(_entry(RUNNING_EDIT), ap.VerifyPlan(60, 300, 0.1, ()))
+    steps = lc.build_steps(_entry(RUNNING_EDIT), lc.VerifyPlan(60, 300, 0.1, ()))
     assert [s.name for s in steps] == [
         "apply.lock", "apply.capture", "apply.stop", "apply.wait_status(Stopped)", "apply.edit",
         "apply.wait_status(Running)", "verify.settle", "verify.observe", "verify.judge",
@@ -39,26 +40,26 @@ def test_git_change_without_an_exact_proposal_is_judged_by_the_related_policys_e
                        predictions=(Expectation("sink_rate", ">=", 11709),), verify=spec)
     entry = {**_entry(RUNNING_EDIT, changes=[{"path": "resources.sink.replicas", "old": 1, "new": 3,
                                               "proposal": None}]), "proposals": [pending.to_dict()]}
-    vp = ap.verify_plan(entry, Config())
+    vp = lc.verify_plan(entry, Config())
     assert [e.signal for e in vp.expectations] == ["ingestor_backpressure"]  # not the value-specific sink_rate
     unrelated = {**entry, "changes": [{"path": "sink.max_delay_time", "proposal": None}]}
-    assert ap.verify_plan(unrelated, Config()).expectations == ()
+    assert lc.verify_plan(unrelated, Config()).expectations == ()
 
 
 def test_no_verification_for_non_disruptive_or_deliberately_stopped_pipelines():
-    meta = ap.build_steps(_entry([{"action": "patch_metadata"}]), ap.VerifyPlan(1, 1, 0.1, ()))
+    meta = lc.build_steps(_entry([{"action": "patch_metadata"}]), lc.VerifyPlan(1, 1, 0.1, ()))
     assert [s.action for s in meta] == ["lock", "capture", "patch_metadata", "provenance", "unlock"]
     restop = [{"action": "edit"}, {"action": "wait_status", "status": "Running"}, {"action": "stop"},
               {"action": "wait_status", "status": "Stopped"}]
-    assert "judge" not in [s.action for s in ap.build_steps(_entry(restop), ap.VerifyPlan(1, 1, 0.1, ()))]
+    assert "judge" not in [s.action for s in lc.build_steps(_entry(restop), lc.VerifyPlan(1, 1, 0.1, ()))]
 
 
 def test_create_and_delete_steps():
-    create = ap.build_steps(_entry([{"action": "create"}, {"action": "wait_status", "status": "Running"}], "create"),
-                            ap.VerifyPlan(1, 1, 0.1, ()))
+    create = lc.build_steps(_entry([{"action": "create"}, {"action": "wait_status", "status": "Running"}], "create"),
+                            lc.VerifyPlan(1, 1, 0.1, ()))
     assert [s.action for s in create] == ["create", "wait_status", "settle", "observe", "judge", "provenance"]
-    delete = ap.build_steps(_entry([{"action": "delete"}, {"action": "wait_gone"}], "delete"),
-                            ap.VerifyPlan(1, 1, 0.1, ()))
+    delete = lc.build_steps(_entry([{"action": "delete"}, {"action": "wait_gone"}], "delete"),
+                            lc.VerifyPlan(1, 1, 0.1, ()))
     assert [s.action for s in delete] == ["lock", "capture", "delete", "wait_gone"]
 
 
@@ -71,44 +72,44 @@ def test_verify_plan_takes_predictions_and_the_strictest_policy_settings():
                                           {"path": "sink.max_batch_size", "proposal": proposal.to_dict()},
                                           {"path": "name", "proposal": None}])
     config = Config(verify_settle=60, verify_window=300, verify_tolerance=0.1)
-    vp = ap.verify_plan(entry, config)
+    vp = lc.verify_plan(entry, config)
     assert (vp.settle_s, vp.window_s, vp.tolerance) == (120, 300, 0.05)
     assert [e.signal for e in vp.expectations] == ["sink_rate", "ingestor_backpressure"]
-    assert ap.VerifyPlan.from_params(vp.to_params()) == vp
+    assert lc.VerifyPlan.from_params(vp.to_params()) == vp
 
 
 @pytest.mark.parametrize(("action", "params", "obs", "kind", "call"), [
-    ("stop", {}, OBS_RUNNING, ap.SEND, "stop"),
-    ("stop", {}, ap.Observation(True, "Stopping"), ap.DONE_, None),
-    ("stop", {}, ap.Observation(True, "Failed"), ap.DONE_, None),
-    ("stop", {}, ap.Observation(True, "Resuming"), ap.WAIT, None),
-    ("stop", {}, ap.Observation(False, None), ap.FAIL, None),
-    ("wait_status", {"status": "Stopped"}, ap.Observation(True, "Stopping"), ap.WAIT, None),
-    ("wait_status", {"status": "Stopped"}, ap.Observation(True, "Stopped"), ap.DONE_, None),
-    ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed"), ap.FAIL, None),
+    ("stop", {}, OBS_RUNNING, lc.SEND, "stop"),
+    ("stop", {}, lc.Observation(True, "Stopping"), lc.DONE_, None),
+    ("stop", {}, lc.Observation(True, "Failed"), lc.DONE_, None),
+    ("stop", {}, lc.Observation(True, "Resuming"), lc.WAIT, None),
+    ("stop", {}, lc.Observation(False, None), lc.FAIL, None),
+    ("wait_status", {"status": "Stopped"}, lc.Observation(True, "Stopping"), lc.WAIT, None),
+    ("wait_status", {"status": "Stopped"}, lc.Observation(True, "Stopped"), lc.DONE_, None),
+    ("wait_status", {"status": "Running"}, lc.Observation(True, "Failed"), lc.FAIL, None),
     # Failed since before the update was sent: give the operator time, then resume it
-    ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed", changed=False, waited_s=1), ap.WAIT, None),
-    ("wait_status", {"status": "Running"}, ap.Observation(True, "Failed", changed=False, waited_s=31), ap.SEND,
+    ("wait_status", {"status": "Running"}, lc.Observation(True, "Failed", changed=False, waited_s=1), lc.WAIT, None),
+    ("wait_status", {"status": "Running"}, lc.Observation(True, "Failed", changed=False, waited_s=31), lc.SEND,
      "resume"),
-    ("wait_status", {"status": "Running"}, ap.Observation(True, "Stopped", stopped_for_s=1), ap.WAIT, None),
-    ("wait_status", {"status": "Running"}, ap.Observation(True, "Stopped", stopped_for_s=31), ap.SEND, "resume"),
-    ("wait_status", {"status": "Running"}, ap.Observation(True, "Resuming", waited_s=99), ap.FAIL, None),
-    ("edit", {}, ap.Observation(True, "Stopped", matches=False), ap.SEND, "edit"),
-    ("edit", {}, ap.Observation(True, "Running", matches=True), ap.DONE_, None),  # already applied: not resent
-    ("edit", {}, ap.Observation(True, "Running", matches=False), ap.FAIL, None),
-    ("edit", {}, ap.Observation(True, "Stopping", matches=False), ap.WAIT, None),
-    ("put_resources", {}, ap.Observation(True, "Failed", matches=False), ap.SEND, "put_resources"),
-    ("create", {}, ap.Observation(False, None), ap.SEND, "create"),
-    ("create", {}, ap.Observation(True, "Running", matches=True), ap.DONE_, None),
-    ("create", {}, ap.Observation(True, "Running", matches=False), ap.FAIL, None),
-    ("delete", {}, ap.Observation(False, None), ap.DONE_, None),
-    ("delete", {}, ap.Observation(True, "Stopped"), ap.SEND, "delete"),
-    ("wait_gone", {}, ap.Observation(True, "Stopped", waited_s=3), ap.WAIT, None),
-    ("resume", {}, ap.Observation(True, "Failed"), ap.SEND, "resume"),
-    ("resume", {}, OBS_RUNNING, ap.DONE_, None),
+    ("wait_status", {"status": "Running"}, lc.Observation(True, "Stopped", stopped_for_s=1), lc.WAIT, None),
+    ("wait_status", {"status": "Running"}, lc.Observation(True, "Stopped", stopped_for_s=31), lc.SEND, "resume"),
+    ("wait_status", {"status": "Running"}, lc.Observation(True, "Resuming", waited_s=99), lc.FAIL, None),
+    ("edit", {}, lc.Observation(True, "Stopped", matches=False), lc.SEND, "edit"),
+    ("edit", {}, lc.Observation(True, "Running", matches=True), lc.DONE_, None),  # already applied: not resent
+    ("edit", {}, lc.Observation(True, "Running", matches=False), lc.FAIL, None),
+    ("edit", {}, lc.Observation(True, "Stopping", matches=False), lc.WAIT, None),
+    ("put_resources", {}, lc.Observation(True, "Failed", matches=False), lc.SEND, "put_resources"),
+    ("create", {}, lc.Observation(False, None), lc.SEND, "create"),
+    ("create", {}, lc.Observation(True, "Running", matches=True), lc.DONE_, None),
+    ("create", {}, lc.Observation(True, "Running", matches=False), lc.FAIL, None),
+    ("delete", {}, lc.Observation(False, None), lc.DONE_, None),
+    ("delete", {}, lc.Observation(True, "Stopped"), lc.SEND, "delete"),
+    ("wait_gone", {}, lc.Observation(True, "Stopped", waited_s=3), lc.WAIT, None),
+    ("resume", {}, lc.Observation(True, "Failed"), lc.SEND, "resume"),
+    ("resume", {}, OBS_RUNNING, lc.DONE_, None),
 ])
 def test_decide(action, params, obs, kind, call):
-    d = ap.decide(action, params, obs, timeout_s=10, resume_grace_s=30)
+    d = lc.decide(action, params, obs, timeout_s=10, resume_grace_s=30)
     assert d.kind == kind, d
     if call:
         assert d.call == call
@@ -119,46 +120,46 @@ def _r(value):
 
 
 def test_catching_up_when_the_kafka_lag_shrinks_beyond_noise():
-    assert ap.catching_up({"consumer_lag_growth": _r(-9000), "consumer_lag": _r(1_200_000),
+    assert lc.catching_up({"consumer_lag_growth": _r(-9000), "consumer_lag": _r(1_200_000),
                            "source_rate": _r(18000)}) == "1,200,000 records in Kafka, lag shrinking 9,000/s"
-    assert ap.catching_up({"consumer_lag_growth": _r(-100), "source_rate": _r(18000)}) is None  # noise
-    assert ap.catching_up({"consumer_lag_growth": _r(3000)}) is None  # falling behind, not catching up
-    assert ap.catching_up({"consumer_lag_growth": {"value": None, "status": "unknown"}}) is None
-    assert ap.catching_up({}) is None
+    assert lc.catching_up({"consumer_lag_growth": _r(-100), "source_rate": _r(18000)}) is None  # noise
+    assert lc.catching_up({"consumer_lag_growth": _r(3000)}) is None  # falling behind, not catching up
+    assert lc.catching_up({"consumer_lag_growth": {"value": None, "status": "unknown"}}) is None
+    assert lc.catching_up({}) is None
 
 
 def test_transient_errors():
     from gftune.client import ApiError
 
-    assert ap.is_transient(ApiError(0, "transport_error", "x"))
-    assert ap.is_transient(ApiError(503, "", "x"))
-    assert ap.is_transient(ApiError(409, "PIPELINE_NOT_STOPPED_FOR_EDIT", "x"))
-    assert ap.is_transient(ApiError(400, "PIPELINE_IN_TRANSITION", "x"))
-    assert not ap.is_transient(ApiError(422, "unprocessable_entity", "x"))
-    assert not ap.is_transient(ApiError(400, "bad_request", "x"))
+    assert lc.is_transient(ApiError(0, "transport_error", "x"))
+    assert lc.is_transient(ApiError(503, "", "x"))
+    assert lc.is_transient(ApiError(409, "PIPELINE_NOT_STOPPED_FOR_EDIT", "x"))
+    assert lc.is_transient(ApiError(400, "PIPELINE_IN_TRANSITION", "x"))
+    assert not lc.is_transient(ApiError(422, "unprocessable_entity", "x"))
+    assert not lc.is_transient(ApiError(400, "bad_request", "x"))
 
 
 def test_resources_match_normalises_units():
     live = {"sink": {"replicas": 2, "limits": {"memory": "1.5Gi", "cpu": "1500m"}}, "nats": {"stream": {"maxMsgs": 8}}}
-    assert ap.resources_match({"sink": {"limits": {"memory": "1536Mi", "cpu": "1.5"}}}, live)
-    assert not ap.resources_match({"sink": {"replicas": 3}}, live)
-    assert ap.resources_match({}, live)
+    assert lc.resources_match({"sink": {"limits": {"memory": "1536Mi", "cpu": "1.5"}}}, live)
+    assert not lc.resources_match({"sink": {"replicas": 3}}, live)
+    assert lc.resources_match({}, live)
 
 
 def test_updates_keep_the_live_gftune_tags_and_provenance_replaces_the_commit():
     doc = {"metadata": {"tags": ["team:a", "gftune:managed"]}}
     live = {"metadata": {"tags": ["gftune:lock=me|r1|9", "gftune:commit=old", "stray"]}}
-    assert ap.with_live_gftune_tags(doc, live)["metadata"]["tags"] == [
+    assert lc.with_live_gftune_tags(doc, live)["metadata"]["tags"] == [
         "team:a", "gftune:lock=me|r1|9", "gftune:commit=old", "gftune:managed"]
-    assert ap.provenance_tags(["x", "gftune:commit=old", "gftune:lock=me|r1|9"], "abc") == [
+    assert lc.provenance_tags(["x", "gftune:commit=old", "gftune:lock=me|r1|9"], "abc") == [
         "x", "gftune:lock=me|r1|9", "gftune:managed", "gftune:commit=abc"]
 
 
 def test_plan_staleness_by_age_and_commit():
     plan = planmod.Plan(pipelines=[], created_at="2025-01-01T00:00:00+00:00", git={"commit": "a" * 40})
     now = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=30)
-    assert ap.plan_stale_reasons(plan, now=now, max_age_s=3600, current_commit="a" * 40) == []
-    reasons = ap.plan_stale_reasons(plan, now=now + timedelta(hours=1), max_age_s=3600, current_commit="b" * 40)
+    assert lc.plan_stale_reasons(plan, now=now, max_age_s=3600, current_commit="a" * 40) == []
+    reasons = lc.plan_stale_reasons(plan, now=now + timedelta(hours=1), max_age_s=3600, current_commit="b" * 40)
     assert "older than --max-plan-age" in reasons[0] and "the repository is now at bbbbbbbbbbbb" in reasons[1]
 
 
@@ -176,13 +177,13 @@ def test_blocked_and_error_entries_are_not_applied_and_give_their_exit_code(tmp_
     assert journal.pipelines["p-blocked"].outcome == "blocked" and not journal.pipelines["p-blocked"].steps
     assert "immutable" in journal.pipelines["p-blocked"].error
     assert journal.pipelines["p-error"].outcome == "failed" and journal.pipelines["p-error"].error == "cannot read it"
-    assert ap.exit_code(["verified", journal.pipelines["p-blocked"].outcome]) == exitcodes.BLOCKED
+    assert lc.exit_code(["verified", journal.pipelines["p-blocked"].outcome]) == exitcodes.BLOCKED
 
 
 def test_exit_code_worst_outcome_wins():
-    assert ap.exit_code([]) == exitcodes.OK
-    assert ap.exit_code(["verified", "applied"]) == exitcodes.OK
-    assert ap.exit_code(["verified", "blocked"]) == exitcodes.BLOCKED
-    assert ap.exit_code(["blocked", "inconclusive"]) == exitcodes.INCONCLUSIVE
-    assert ap.exit_code(["inconclusive", "reverted"]) == exitcodes.VERIFY_FAILED
-    assert ap.exit_code(["reverted", "restored"]) == exitcodes.ERROR
+    assert lc.exit_code([]) == exitcodes.OK
+    assert lc.exit_code(["verified", "applied"]) == exitcodes.OK
+    assert lc.exit_code(["verified", "blocked"]) == exitcodes.BLOCKED
+    assert lc.exit_code(["blocked", "inconclusive"]) == exitcodes.INCONCLUSIVE
+    assert lc.exit_code(["inconclusive", "reverted"]) == exitcodes.VERIFY_FAILED
+    assert lc.exit_code(["reverted", "restored"]) == exitcodes.ERROR
