@@ -36,10 +36,11 @@ class ScenarioError(ValueError):
 @dataclass
 class PipelineSpec:
     pipeline_id: str
-    doc: Json
+    doc: Json  # what is POSTed: the v3 document without gftune's ``resources.join``
     running: bool
     model: Json
     truth: Json
+    join_resources: Json | None = None  # gftune's ``resources.join``, set as a PUT /resources would
 
 
 @dataclass
@@ -200,6 +201,19 @@ def _pipeline_doc(entry: Json, base_dir: Path, where: str) -> Json:
     return doc
 
 
+def _split_join_resources(doc: Json) -> tuple[Json, Json | None]:
+    """gftune's pipeline files may hold ``resources.join``, which the API's v3 document cannot carry
+    (a create with it is a 422): split it off, to be set the way ``gftune apply`` sets it, by PUT."""
+    resources = doc.get("resources")
+    if not isinstance(resources, dict) or "join" not in resources:
+        return doc, None
+    doc = copy.deepcopy(doc)
+    join = doc["resources"].pop("join")
+    if not doc["resources"]:
+        del doc["resources"]
+    return doc, join
+
+
 def parse(data: Any, source: str, base_dir: Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}: a scenario must be a mapping")
@@ -223,10 +237,13 @@ def parse(data: Any, source: str, base_dir: Path) -> Scenario:
         if extra:
             raise ScenarioError(f"{where}: unknown key(s) {', '.join(extra)}; "
                                 f"known: {', '.join(sorted(PIPELINE_KEYS))}")
-        doc = _pipeline_doc(entry, base_dir, where)
+        doc, join_resources = _split_join_resources(_pipeline_doc(entry, base_dir, where))
+        if join_resources is not None and not isinstance(join_resources, dict):
+            raise ScenarioError(f"{where}: resources.join must be a mapping")
         model = check_model(entry.get("model"), f"{where}.model")
         scenario.pipelines.append(PipelineSpec(doc["pipeline_id"], doc, bool(entry.get("running", True)),
-                                               deep_merge(scenario.model, model), dict(entry.get("truth") or {})))
+                                               deep_merge(scenario.model, model), dict(entry.get("truth") or {}),
+                                               join_resources))
     for i, fault in enumerate(data.get("faults") or []):
         try:
             parse_fault(fault, 0, 0.0)

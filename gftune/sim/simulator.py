@@ -98,7 +98,7 @@ class Simulator:
         for scenario in self.scenarios:
             for spec in scenario.pipelines:
                 try:
-                    self.store.create(spec.doc, running=spec.running)
+                    self.store.create(spec.doc, running=spec.running, join_resources=spec.join_resources)
                 except ApiError as exc:
                     detail = (exc.details or {}).get("error", "")
                     raise scenario_files.ScenarioError(

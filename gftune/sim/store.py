@@ -337,20 +337,26 @@ class Store:
 
     # --- create / read ---------------------------------------------------------------------------
 
-    def create(self, body: Any, *, running: bool = False) -> None:
-        """POST /api/v1/pipeline. ``running`` pre-creates it Running (scenario preload)."""
+    def create(self, body: Any, *, running: bool = False, join_resources: Json | None = None) -> None:
+        """POST /api/v1/pipeline. ``running`` pre-creates it Running (scenario preload);
+        ``join_resources`` (scenario preload of a gftune pipeline file's ``resources.join``) are set
+        as the PUT /resources that follows a create would set them."""
         doc = self._check_schema(body)
         violations = self._to_model(doc)
         self._check_resources(violations)
         if any(v.kind == "id" for v in violations):
             raise ApiError(400, "bad_request", "pipeline id is invalid")
+        join = res.v3_to_internal({"resources": {"join": join_resources}}) if join_resources is not None else {}
+        problems = res.validate_internal(join)
+        if problems:
+            raise ApiError(422, "unprocessable_entity", f"invalid pipeline resources: {problems[0][1]}")
         with self.lock:
             now = self.now()
             pipeline_id = doc["pipeline_id"].strip()
             existing = self._row(pipeline_id, now)
             if existing is not None:
                 raise ApiError(409, "conflict", "pipeline with this ID already exists")
-            internal = res.merge_with_defaults(res.v3_to_internal(doc), doc, self.defaults)
+            internal = res.merge_with_defaults({**res.v3_to_internal(doc), **join}, doc, self.defaults)
             status = Status.RUNNING if running else Status.CREATED
             row = Row(pipeline_id, doc, internal, doc.get("name", ""), (doc.get("metadata") or {}).get("tags"),
                       status, now, now, self._new_model(pipeline_id, doc, internal, now), [(now, status)])

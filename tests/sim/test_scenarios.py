@@ -84,6 +84,28 @@ def test_a_document_the_api_rejects_is_reported_with_the_apis_reason():
         Simulator([scenario], clock=ManualClock()).build()
 
 
+def test_join_resources_of_a_gftune_pipeline_file_are_set_as_put_resources_would():
+    """gftune's files carry ``resources.join`` (the v3 document cannot: a create with it is a 422);
+    a scenario creates the pipeline without it and sets it the way ``gftune apply`` does, by PUT."""
+    join_file = ROOT / "pipelines" / "join-demo-pipeline.yaml"
+    entry = {"file": str(join_file), "patch": {"resources": {"join": {"limits": {"cpu": "2", "memory": "3Gi"}}}}}
+    scenario = scenario_files.parse({"name": "join", "pipelines": [entry]}, "inline.yaml", ROOT)
+    (spec,) = scenario.pipelines
+    assert "join" not in spec.doc["resources"]
+    assert spec.join_resources == {"replicas": 1, "requests": {"cpu": "500m", "memory": "256Mi"},
+                                   "limits": {"cpu": "2", "memory": "3Gi"}}
+    store = Simulator([{"name": "join", "pipelines": [entry]}], clock=ManualClock()).build()
+    resources = store.get_resources("join-demo-pipeline")["pipeline_resources"]
+    assert resources["join"] == spec.join_resources
+    assert resources["sink"]["replicas"] == 1 and set(resources["ingestor"]) == {"left", "right"}
+    assert b'"join":{' not in store.get("join-demo-pipeline").split(b'"resources"')[1], "GET's v3 view has no join"
+
+    bad = {"file": str(join_file), "patch": {"resources": {"join": {"limits": {"memory": "1GB"}}}}}
+    with pytest.raises(ScenarioError, match=r"join-demo-pipeline: the API rejects it: invalid pipeline resources: "
+                                            r'invalid memory quantity "1GB"'):
+        Simulator([{"name": "bad-join", "pipelines": [bad]}], clock=ManualClock()).build()
+
+
 def test_scenarios_declaring_the_same_pipeline_conflict():
     with pytest.raises(ScenarioError, match="declared by both"):
         Simulator(["healthy", "healthy"])
