@@ -24,8 +24,11 @@ def balance(world: World, pid: str) -> dict[str, float]:
     """The terms of the record balance, read from the truth and the model's counters."""
     truth = world.truth(pid)
     records = truth["records"]
-    counters = world.store.row(pid).model.counters
-    read = counters.get(("kafka_records_read", ("ingestor",)), 0.0)
+    model = world.store.row(pid).model
+    counters = model.counters
+    # An OTLP source has no Kafka counter: what the receiver took is what left its queue ("lag").
+    read = counters.get(("kafka_records_read", ("ingestor",)), 0.0) if model.kafka else \
+        records["kafka_input"] - records["kafka_lag"]
     terms = {
         "streams": sum(records["stream_depth"].values()),
         "written": counters.get(("clickhouse_records_written", ("sink",)), 0.0),

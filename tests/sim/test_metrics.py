@@ -146,16 +146,21 @@ def test_kafka_exporter_series_are_unambiguous_with_every_scenario_loaded(manual
     readers: dict[str, set[str]] = {}
     for sample in lags:
         readers.setdefault(sample.labels["topic"], set()).add(sample.labels["consumergroup"])
-    assert len(readers) == len(sim.store.rows), "every scenario pipeline reads its own topic"
+    sources = {pid: httpx.get(f"{sim.api_url}/api/v1/pipeline/{pid}").json()["sources"] for pid in sim.store.rows}
+    kafka = {pid: {s["source_id"]: s["topic"] for s in srcs if s["type"] == "kafka"} for pid, srcs in sources.items()}
+    assert sum(len(topics) for topics in kafka.values()) == len(readers), "every Kafka source reads its own topic"
     assert all(len(groups) == 1 for groups in readers.values()), readers
-    for pid in sim.store.rows:
-        (topic,) = {s["topic"] for s in httpx.get(f"{sim.api_url}/api/v1/pipeline/{pid}").json()["sources"]}
+    assert {"otlp-traces", "ran-5g-telemetry"} <= {pid for pid, topics in kafka.items() if not topics}
+    assert len(kafka["join-demo-pipeline"]) == 2
+    for pid, topics in kafka.items():
         truth = sim.truth(pid)
-        assert partitions[topic] == truth["details"]["partitions"]["orders"], pid
         series = [s for s in lags if s.labels["consumergroup"] == consumer_group(pid)]
-        assert {s.labels["topic"] for s in series} == {topic}
-        assert len(series) == partitions[topic]
-        assert sum(s.value for s in series) == pytest.approx(truth["records"]["kafka_lag"])
+        assert {s.labels["topic"] for s in series} == set(topics.values()), pid  # none for an OTLP source
+        for source_id, topic in topics.items():
+            assert partitions[topic] == truth["details"]["partitions"][source_id], pid
+            assert len([s for s in series if s.labels["topic"] == topic]) == partitions[topic]
+        if topics:
+            assert sum(s.value for s in series) == pytest.approx(truth["records"]["kafka_lag"])
     assert partitions["orders-partition-capped"] == 2
 
 

@@ -123,7 +123,8 @@ def test_an_installed_package_finds_its_scenarios_by_name(tmp_path):
     script = ("import gftune, json; from gftune.sim import available_scenarios, Simulator; "
               "from gftune.sim.clock import ManualClock; "
               "store = Simulator(['backpressure-sink-bound'], clock=ManualClock()).build(); "
-              "print(json.dumps({'package': gftune.__file__, 'rows': sorted(store.rows), "
+              "demo = Simulator(['demo'], clock=ManualClock()).build(); "
+              "print(json.dumps({'package': gftune.__file__, 'rows': sorted(store.rows), 'demo': sorted(demo.rows), "
               "'found': [str(p) for p in available_scenarios()]}))")
     done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
                           timeout=60)
@@ -131,6 +132,7 @@ def test_an_installed_package_finds_its_scenarios_by_name(tmp_path):
     out = json.loads(done.stdout)
     assert out["package"].startswith(str(site)), "the copy is what got imported"
     assert out["rows"] == ["orders-backpressure"]
+    assert out["demo"] == sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml")), "the packaged example files"
     packaged = site / "gftune" / "examples" / "scenarios"
     assert {Path(p).stem for p in out["found"]} == set(NAMES)
     assert all(Path(p).parent == packaged for p in out["found"]), out["found"]
