@@ -1,11 +1,20 @@
 """``gftune demo``: the whole loop on an embedded simulator, in about a minute.
 
-1. start the GlassFlow simulator in-process with a backpressure scenario (free ports, time scale);
-2. adopt its live pipeline into a fresh git repository (``pipelines/<id>.yaml``, secrets as
-   ``${env:...}`` references) next to the example policies and ``gftune.yaml``;
-3. run, as a user would, ``gftune plan`` (the symptom and the proposal with its evidence),
-   ``gftune tune --write`` (the bounded change, committed on a branch) and
-   ``gftune apply --auto-approve`` (lock, stop, update, Running, settle, observe, verdict, report).
+1. start the GlassFlow simulator in-process (free ports, time scale) with the ``demo`` scenario:
+   the example repository's five pipelines (``pipelines/*.yaml``, GlassFlow's own demos) running,
+   four of them healthy and the deduplication demo with a sink too slow for its topic;
+2. copy the example repository (``gftune.yaml`` pointed at the simulator, ``pipelines/``,
+   ``policies/``) into a fresh git repository. The secret references of the example files
+   (``${env:CLICKHOUSE_PASSWORD}``, ...) get the values the scenario created the pipelines with,
+   exported only to the gftune commands the demo runs and never printed;
+3. run, as a user would, ``gftune plan`` (git = live for every pipeline; the symptom and the
+   policy's proposal with its evidence), ``gftune tune --write`` (the bounded change to the
+   pipeline file, committed on a branch) and ``gftune apply --auto-approve`` (lock, stop, update,
+   Running, settle, observe, verdict, report).
+
+Any other scenario (``--scenario NAME``, e.g. ``backpressure-sink-bound``) runs pipelines that are
+not in the example repository: their live documents are adopted into ``pipelines/<id>.yaml``
+instead (secrets as ``${env:GFTUNE_DEMO_...}`` references), next to the example policies.
 
 The demo talks to the simulator only over HTTP (the commands are ordinary ``gftune`` processes);
 starting it in-process is the one thing no other command does. ``--keep`` leaves the simulator
@@ -22,18 +31,20 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
+import yaml
 
 import gftune
 from gftune import canonical, exitcodes, secrets
 from gftune.secrets import masker
 
-DEFAULT_SCENARIO = "backpressure-sink-bound"
+DEFAULT_SCENARIO = "demo"
 DEFAULT_TIME_SCALE = 30.0
 ENV_PREFIX = "GFTUNE_DEMO_"
 
@@ -47,6 +58,27 @@ def examples_dir() -> Path:
     if (checkout / "policies").is_dir():
         return checkout
     raise click.ClickException("the example repository (gftune.yaml, policies/) is not installed with gftune")
+
+
+def reference_values(file_spec: Any, scenario_doc: Any, where: str = "spec") -> dict[str, tuple[str, str]]:
+    """What stands behind each ``${env:NAME}`` reference of a pipeline file, read from the document a
+    scenario created the pipeline with (the same file with the references filled in: same shape, lists
+    in the same order). ``{NAME: (value, where)}``; a reference the scenario leaves unfilled is an error."""
+    found: dict[str, tuple[str, str]] = {}
+    if isinstance(file_spec, dict):
+        for key, value in file_spec.items():
+            other = scenario_doc.get(key) if isinstance(scenario_doc, dict) else None
+            found.update(reference_values(value, other, f"{where}.{key}"))
+    elif isinstance(file_spec, list):
+        for index, value in enumerate(file_spec):
+            other = scenario_doc[index] if isinstance(scenario_doc, list) and index < len(scenario_doc) else None
+            found.update(reference_values(value, other, f"{where}[{index}]"))
+    elif isinstance(file_spec, str) and file_spec.startswith("${env:"):
+        name = file_spec[len("${env:"):-1]
+        if not isinstance(scenario_doc, str) or not scenario_doc or secrets.is_reference(scenario_doc):
+            raise click.ClickException(f"the scenario gives no value for {file_spec} at {where}")
+        found[name] = (scenario_doc, where)
+    return found
 
 
 def secret_env_name(dotted_path: str, prefix: str = ENV_PREFIX) -> str:
@@ -130,11 +162,17 @@ class Demo:
         self.echo = out
         self.sim: Any = None
         self.env: dict[str, str] = {}
+        self.env_origin = ""  # where the values of self.env come from, for the --keep hint
         self.child: subprocess.Popen[str] | None = None
 
     def banner(self, text: str) -> None:
         self.echo("")
         self.echo(click.style(f"━━ {text} ", bold=True) + "━" * max(0, 78 - len(text)))
+
+    def notice(self, text: str) -> None:
+        """What to look at in the output that follows."""
+        for line in textwrap.wrap(text, 100, break_on_hyphens=False):
+            self.echo(click.style(line, dim=True))
 
     def start_simulator(self) -> None:
         from gftune.sim import ScenarioError, Simulator
@@ -143,25 +181,79 @@ class Demo:
             self.sim = Simulator(scenarios=[self.scenario], time_scale=self.time_scale).start()
         except ScenarioError as exc:
             raise click.ClickException(str(exc)) from None
-        self.banner(f"GlassFlow simulator: scenario {self.scenario}, {self.time_scale:g}x faster than real time")
+        scenario = self.sim.scenarios[0]
+        self.banner(f"GlassFlow simulator: scenario {scenario.name}, {self.time_scale:g}x faster than real time")
         self.echo(f"API {self.sim.api_url}   metrics {self.sim.metrics_url}")
         self.echo(f"(every duration gftune waits for is divided by {self.time_scale:g}: a 5m window takes "
                   f"{300 / self.time_scale:.0f}s)")
+        if scenario.description:
+            self.notice(" ".join(scenario.description.split()))
+
+    def on_examples(self) -> bool:
+        """Does the scenario run exactly the example repository's pipelines?"""
+        ids = {p.pipeline_id for p in self.sim.scenarios[0].pipelines}
+        return ids == {p.stem for p in (examples_dir() / "pipelines").glob("*.yaml")}
 
     def make_repo(self) -> Path:
-        api = self.sim.api_url
-        rows = httpx.get(f"{api}/api/v1/pipeline", timeout=10).json()
-        if not rows:
-            raise click.ClickException(f"scenario {self.scenario} has no pipeline to tune")
         repo = self.repo or Path(tempfile.mkdtemp(prefix="gftune-demo-"))
         repo.mkdir(parents=True, exist_ok=True)
         example = examples_dir()
         shutil.copytree(example / "policies", repo / "policies", dirs_exist_ok=True)
-        (repo / "pipelines").mkdir(exist_ok=True)
-        (repo / "gftune.yaml").write_text(demo_config_text(example / "gftune.yaml", api_url=api,
+        (repo / "gftune.yaml").write_text(demo_config_text(example / "gftune.yaml", api_url=self.sim.api_url,
                                                            scrape_url=self.sim.metrics_url,
                                                            time_scale=self.time_scale), encoding="utf-8")
         (repo / ".gitignore").write_text(".gftune/\n", encoding="utf-8")
+        if self.on_examples():
+            shutil.copytree(example / "pipelines", repo / "pipelines", dirs_exist_ok=True)
+            self.fill_references(repo)
+            message = "The example repository, gftune.yaml pointed at the demo's simulator"
+        else:
+            adopted = self.adopt(repo)
+            message = "Adopt the live pipelines next to the example policies"
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", message)
+        self.banner(f"Git repository {repo}")
+        if self.on_examples():
+            policies = sorted(p.stem for p in (repo / "policies").glob("*.yaml"))
+            self.echo(f"the example repository ({(example / 'pipelines').resolve().parent}), committed on main:")
+            for label, text in (
+                    ("gftune.yaml", f"pointed at the simulator (direct scrape of its /metrics, "
+                                    f"time_scale {self.time_scale:g})"),
+                    ("pipelines/", ", ".join(sorted(p.stem for p in (repo / "pipelines").glob("*.yaml")))),
+                    ("policies/", f"{len(policies)} tuning policies: {', '.join(policies)}")):
+                self.echo(textwrap.fill(text, 100, initial_indent=f"  {label:<13}",
+                                        subsequent_indent=" " * 15, break_on_hyphens=False))
+            self.notice(f"The files' ${{env:...}} references ({', '.join(sorted(self.env))}) get the values the "
+                        "simulator's pipelines were created with, exported to the gftune commands below and "
+                        "never printed.")
+        else:
+            self.echo(f"adopted the live pipeline(s) into {', '.join(adopted)} (secrets as ${{env:...}} references: "
+                      f"{', '.join(sorted(self.env)) or 'none'}), plus the example policies/ and gftune.yaml")
+        self.repo = repo
+        return repo
+
+    def fill_references(self, repo: Path) -> None:
+        """The values behind the example files' ``${env:NAME}`` references, from the scenario's
+        documents; values in secret fields are masked in everything the demo shows."""
+        for pipeline in self.sim.scenarios[0].pipelines:
+            file = repo / "pipelines" / f"{pipeline.pipeline_id}.yaml"
+            spec = (yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("spec") or {}
+            for name, (value, where) in reference_values(spec, pipeline.doc).items():
+                if self.env.setdefault(name, value) != value:
+                    raise click.ClickException(f"the scenario gives ${{env:{name}}} two different values "
+                                               f"({file.name}: {where})")
+            for _, _, reference in secrets.iter_secret_locations(spec):
+                if isinstance(reference, str) and reference.startswith("${env:"):
+                    masker.add(self.env[reference[len("${env:"):-1]])
+        self.env_origin = f"the value {self.sim.scenarios[0].source} gives it"
+
+    def adopt(self, repo: Path) -> list[str]:
+        api = self.sim.api_url
+        rows = httpx.get(f"{api}/api/v1/pipeline", timeout=10).json()
+        if not rows:
+            raise click.ClickException(f"scenario {self.scenario} has no pipeline to tune")
+        (repo / "pipelines").mkdir(exist_ok=True)
         adopted = []
         for row in rows:
             live = httpx.get(f"{api}/api/v1/pipeline/{row['pipeline_id']}", timeout=10).json()
@@ -170,19 +262,15 @@ class Demo:
             path = repo / "pipelines" / f"{spec['pipeline_id']}.yaml"
             path.write_text(pipeline_file_text(spec, api), encoding="utf-8")
             adopted.append(path.relative_to(repo).as_posix())
-        _git(repo, "init", "-q", "-b", "main")
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-m", "Adopt the live pipelines and the example policies")
-        self.banner(f"Git repository {repo}")
-        self.echo(f"adopted the live pipeline(s) into {', '.join(adopted)} (secrets as ${{env:...}} references: "
-                  f"{', '.join(sorted(self.env)) or 'none'}), plus the example policies/ and gftune.yaml")
-        self.repo = repo
-        return repo
+        self.env_origin = "as the simulator's GET /api/v1/pipeline/<id> shows it"
+        return adopted
 
-    def run(self, *args: str) -> int:
+    def run(self, *args: str, notice: str = "") -> int:
         assert self.repo is not None
         command = ["gftune", *args, "--repo", str(self.repo)]
         self.banner("$ " + " ".join(command[:-2]))
+        if notice:
+            self.notice(notice)
         env = {**os.environ, **self.env, "NO_COLOR": os.environ.get("NO_COLOR", "")}
         for name in ("GFTUNE_API", "GFTUNE_PROMETHEUS", "GFTUNE_SCRAPE", "GFTUNE_TIME_SCALE"):
             env.pop(name, None)  # the demo repository's gftune.yaml points at the simulator
@@ -218,7 +306,7 @@ class Demo:
               help="Where to create the demo repository (default: a new temporary directory).")
 @click.option("--keep", is_flag=True, help="Keep the simulator running afterwards (Ctrl-C stops it).")
 def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> None:
-    """Start the simulator, adopt its pipeline into git, then plan -> tune -> apply -> verify."""
+    """Start the simulator with the example repository's pipelines, then plan -> tune -> apply -> verify."""
     if repo is not None and repo.exists() and any(repo.iterdir()):
         raise click.ClickException(f"{repo} is not empty; give a new directory for the demo repository")
     started = time.monotonic()
@@ -234,14 +322,20 @@ def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> 
     try:
         demo.start_simulator()
         demo.make_repo()
-        plan_code = demo.run("plan")
+        plan_code = demo.run("plan", notice="Reads git (pipelines/*.yaml), the live pipelines (API) and their metrics. "
+                             "Look for: every pipeline whose file matches the live pipeline has no changes; "
+                             "a policy that sees a symptom proposes a bounded change, with the measured evidence.")
         if plan_code not in (exitcodes.OK, exitcodes.CHANGES, exitcodes.BLOCKED):
             raise click.ClickException(f"gftune plan failed (exit {plan_code})")
-        tune_code = demo.run("tune", "--write")
+        tune_code = demo.run("tune", "--write", notice="Writes the proposal into the pipeline file (only the "
+                             "targeted values change; comments and layout stay) and commits it on a new branch, "
+                             "ready for a pull request.")
         if tune_code != exitcodes.CHANGES:
             raise click.ClickException(f"gftune tune found nothing to propose (exit {tune_code}); "
                                        f"is {scenario} a scenario with a symptom?")
-        code = demo.run("apply", "--auto-approve")
+        code = demo.run("apply", "--auto-approve", notice="Applies the branch: plans again (only the tuned "
+                        "pipeline changes), then lock, stop, update, Running, and verifies the change with the "
+                        "metrics that motivated it: the verdict compares before and after.")
         demo.banner(f"Done in {time.monotonic() - started:.0f}s: gftune apply exited {code} "
                     f"({_meaning(code)})")
         click.echo(f"The demo repository stays at {demo.repo}: `git -C {demo.repo} log --oneline --all` shows the "
@@ -249,7 +343,7 @@ def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> 
         if keep:
             click.echo(f"The simulator keeps running (API {demo.sim.api_url}); for example:")
             for name in sorted(demo.env):
-                click.echo(f"  export {name}=<the secret>   # as the simulator's GET /api/v1/pipeline/<id> shows it")
+                click.echo(f"  export {name}=...   # {demo.env_origin}")
             click.echo(f"  gftune plan --repo {demo.repo}")
             click.echo("Press Ctrl-C to stop.")
             while True:

@@ -1,12 +1,26 @@
-"""`gftune demo`, the README's main command: the whole loop ends with an improved verdict."""
+"""`gftune demo`, the README's main command: the example repository, plan -> tune -> apply, improved.
+
+The slow test runs the command as the quick start does and reads what it printed and left behind:
+five pipelines planned (four unchanged, no drift on GlassFlow's own files), the stream-backpressure
+proposal on the deduplication demo, a tune commit that changes only the proposed values of that one
+file, an improved verdict, and no secret value anywhere in the output.
+"""
 
 from __future__ import annotations
+
+import copy
+import re
 
 import pytest
 import yaml
 
+from gftune import paths, secrets
 from gftune.commands import demo
+from gftune.sim import scenarios
 from tests.apply import helpers as h
+
+EXAMPLES = demo.examples_dir() / "pipelines"
+SICK = "deduplication-demo-pipeline"
 
 
 def test_adopted_spec_turns_secrets_into_references():
@@ -33,17 +47,117 @@ def test_demo_config_points_the_example_at_the_simulator(tmp_path):
                                     "time_scale": 30}
 
 
+def test_reference_values_reads_what_stands_behind_each_reference():
+    spec = {"sources": [{"source_id": "a", "connection_params": {"username": "${env:KU}", "password": "${env:KP}"}}],
+            "sink": {"connection_params": {"password": "${env:CP}", "host": "ch"}}}
+    filled = {"sources": [{"source_id": "a", "connection_params": {"username": "u", "password": "kp"}}],
+              "sink": {"connection_params": {"password": "cp", "host": "ch"}}}
+    assert demo.reference_values(spec, filled) == {
+        "KU": ("u", "spec.sources[0].connection_params.username"),
+        "KP": ("kp", "spec.sources[0].connection_params.password"),
+        "CP": ("cp", "spec.sink.connection_params.password")}
+    unfilled = copy.deepcopy(filled)
+    unfilled["sink"]["connection_params"]["password"] = "${env:CP}"
+    with pytest.raises(Exception, match=r"no value for \$\{env:CP\} at spec.sink.connection_params.password"):
+        demo.reference_values(spec, unfilled)
+
+
+def _example_spec(pipeline_id: str) -> dict:
+    return yaml.safe_load((EXAMPLES / f"{pipeline_id}.yaml").read_text())["spec"]
+
+
+def test_the_demo_scenario_runs_the_example_files_as_they_are():
+    """Only the ${env:...} references are filled in: anything else would be drift in the demo's plan."""
+    scenario = scenarios.load(demo.DEFAULT_SCENARIO)
+    assert sorted(p.pipeline_id for p in scenario.pipelines) == sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+    env: dict[str, str] = {}
+    for pipeline in scenario.pipelines:
+        spec = _example_spec(pipeline.pipeline_id)
+        for name, (value, _) in demo.reference_values(spec, pipeline.doc).items():
+            assert env.setdefault(name, value) == value, name
+        resolved = secrets.resolve_document(spec, env=env, base_dir=EXAMPLES)
+        join = (resolved.get("resources") or {}).pop("join", None)
+        assert resolved == pipeline.doc, pipeline.pipeline_id
+        assert join == pipeline.join_resources
+    assert sorted(env) == ["CLICKHOUSE_PASSWORD", "CLICKHOUSE_USER", "KAFKA_PASSWORD", "KAFKA_USERNAME"]
+    assert len({p.pipeline_id for p in scenario.pipelines if p.truth.get("backpressure") == 1}) == 1
+
+
+def _section(out: str, start: str, end: str) -> str:
+    return out[out.index(start):out.index(end)]
+
+
+def _leaves(node, prefix=""):
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_leaves(value, f"{prefix}.{key}" if prefix else key))
+        return out
+    if isinstance(node, list):
+        out = {}
+        for index, value in enumerate(node):
+            out.update(_leaves(value, f"{prefix}[{index}]"))
+        return out
+    return {prefix: node}
+
+
 @pytest.mark.slow
-def test_demo_ends_with_an_improved_verdict(tmp_path):
+def test_demo_ends_with_an_improved_verdict_on_the_example_repository(tmp_path):
     repo = tmp_path / "demo"
     proc = h.gftune("demo", "--time-scale", "40", "--repo", str(repo), timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     for command in ("$ gftune plan", "$ gftune tune --write", "$ gftune apply --auto-approve"):
         assert command in out
-    assert "Verdict: improved" in out and "Next move: accept" in out
-    assert "Symptom metric: ingestor backpressure" in out
+
+    plan = _section(out, "$ gftune plan", "$ gftune tune --write")
+    assert "Plan: 0 to create, 0 to update, 0 to delete, 0 blocked, 5 unchanged" in plan
+    assert "1 policy proposal not in git" in plan
+    healthy = sorted(p.stem for p in EXAMPLES.glob("*.yaml") if p.stem != SICK)
+    assert f"= 4 unchanged: {', '.join(healthy)}" in plan
+    assert re.search(rf"^= {SICK} +pipelines/{SICK}\.yaml +\[Running\] +no changes$", plan, flags=re.M), plan
+    assert plan.count("? proposal not in git") == 1
+    proposal = plan[plan.index(f"= {SICK}"):plan.index("= 4 unchanged")]
+    assert "? proposal not in git" in proposal and "policy stream-backpressure" in proposal
+    assert "evidence: ingestor_backpressure = 1" in proposal and "evidence: stream_depth_ratio = 0.9" in proposal
+
+    tune = _section(out, "$ gftune tune --write", "$ gftune apply --auto-approve")
+    proposed = dict(re.findall(r"^    ((?:sink|resources)\.[\w.\[\]]+): (\S+) -> \S+$", tune, flags=re.M))
+    assert "resources.sink.replicas" in proposed, tune
+    branch = next(b.strip(" *") for b in h.git(repo, "branch", "--list").splitlines() if "gftune/tune-" in b)
+    assert h.git(repo, "diff", "--name-only", "main", branch).split() == [f"pipelines/{SICK}.yaml"]
+    before = yaml.safe_load(h.git(repo, "show", f"main:pipelines/{SICK}.yaml"))
+    after = yaml.safe_load(h.git(repo, "show", f"{branch}:pipelines/{SICK}.yaml"))
+    old, new = _leaves(before), _leaves(after)
+    changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    assert changed == {f"spec.{path}" for path in proposed}, (changed, proposed)
+    for path, value in proposed.items():
+        assert str(paths.get(before["spec"], path)) == value
+    diff = h.git(repo, "diff", "-U0", "main", branch)
+    edited = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert 0 < len(edited) <= 2 * len(proposed), diff  # one line per value: comments and layout untouched
+
+    report = out[out.index("$ gftune apply --auto-approve"):]
+    assert f"{SICK}: VERIFIED" in report
+    assert "Symptom metric: ingestor backpressure" in report
+    assert "Verdict: improved" in report and "Next move: accept" in report
     assert "gftune apply exited 0 (applied and verified)" in out
-    assert h.SIM_PASSWORD not in out
-    assert "gftune/tune-" in h.git(repo, "branch", "--list")
     assert list((repo / ".gftune" / "runs").glob("*.json"))
+
+    scenario = scenarios.load(demo.DEFAULT_SCENARIO)
+    shown = {value for p in scenario.pipelines for _, value in secrets.iter_secret_fields(p.doc)}
+    assert len(shown) == 2  # the ClickHouse and the Kafka password
+    assert not [value for value in shown if value in out]
+
+
+@pytest.mark.slow
+def test_another_scenario_is_adopted_into_the_repository(tmp_path):
+    repo = tmp_path / "demo"
+    proc = h.gftune("demo", "--scenario", "backpressure-sink-bound", "--time-scale", "40", "--repo", str(repo),
+                    timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "adopted the live pipeline(s) into pipelines/orders-backpressure.yaml" in out
+    assert sorted(p.name for p in (repo / "pipelines").glob("*.yaml")) == ["orders-backpressure.yaml"]
+    assert "Verdict: improved" in out
+    assert h.SIM_PASSWORD not in out
