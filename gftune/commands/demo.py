@@ -299,7 +299,8 @@ class Demo:
 
 @click.command(name="demo")
 @click.option("--scenario", default=DEFAULT_SCENARIO, show_default=True, metavar="NAME",
-              help="Simulator scenario (see `gftune sim --list-scenarios`).")
+              help="Simulator scenario (see `gftune sim --list-scenarios`): `demo` runs the example "
+                   "repository's pipelines; any other scenario's pipelines are adopted into the demo repository.")
 @click.option("--time-scale", default=DEFAULT_TIME_SCALE, show_default=True,
               type=click.FloatRange(min=1.0, max=200.0), help="How much faster than real time the demo runs.")
 @click.option("--repo", "repo", type=click.Path(file_okay=False, path_type=Path), default=None,
