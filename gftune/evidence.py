@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Evidence whose threshold starts with this is an input of the sizing, not a condition that fired.
+SIZING_INPUT = "sizing input"
+
 
 def format_value(value: float | None, unit: str = "") -> str:
     """A measured value the way the seed's report shows it: ``5,200/s``, ``0.35``, ``unknown``."""
@@ -36,6 +39,14 @@ class Evidence:
     threshold: str  # e.g. "> 0.8 for 2m"
     unit: str = ""
     at: str = ""  # ISO-8601 time of the measurement
+
+    def describe(self) -> str:
+        """``signal = value (threshold ..., window ...)``; a sizing input says what it measures."""
+        measured = format_value(self.measured, self.unit)
+        if self.threshold.startswith(SIZING_INPUT):
+            what = self.threshold[len(SIZING_INPUT):].lstrip(": ")
+            return f"{self.signal} = {measured} (sizing input: {what}; window {self.window})"
+        return f"{self.signal} = {measured} (threshold {self.threshold}, window {self.window})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +78,9 @@ class Expectation:
     op: str  # one of ">=", "<=", ">", "<", "=="
     value: float
     text: str = ""  # human form, e.g. "sink rate 5,200 -> >=14,000/s"
+
+    def describe(self) -> str:
+        return self.text or f"{self.signal} {self.op} {self.value:g}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from gftune import guards, paths, sizing
 from gftune.config import Config
-from gftune.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.evidence import SIZING_INPUT, Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.evidence import format_value as fmt
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, parse_duration
@@ -832,7 +832,7 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
         if not reading.known:
             return None
         if not any(e.signal == name for e in evidence):
-            evidence.append(Evidence(policy.name, name, reading.query, window, reading.value, f"sizing input: {why}",
+            evidence.append(Evidence(policy.name, name, reading.query, window, reading.value, f"{SIZING_INPUT}: {why}",
                                      reading.unit, at))
         return reading.value
 

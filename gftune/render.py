@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from gftune.canonical import SECRET_MASK
-from gftune.evidence import Escalation, Evidence, Proposal, format_value
+from gftune.evidence import Escalation, Evidence, Proposal
 from gftune.plan import BLOCKED, CREATE, DELETE, ERROR, JOIN_RESET, NOOP, UPDATE, Change, PipelinePlan, Plan
 from gftune.secrets import masker
 
@@ -78,22 +79,27 @@ def lifecycle_line(steps: list[dict[str, Any]]) -> str:
     return " → ".join(parts)
 
 
-def evidence_line(e: Evidence) -> str:
-    return (f"{e.signal} = {format_value(e.measured, e.unit)} "
-            f"(threshold {e.threshold}, window {e.window}; query: {e.query})")
+def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
+    lines = []
+    for e in evidence:
+        lines += [f"  evidence: {e.describe()}", f"    query: {e.query}"]
+    return lines
 
 
 def proposal_lines(p: Proposal) -> list[str]:
-    lines = [f"policy {p.policy}" + (f": {p.rationale}" if p.rationale else "")]
-    lines += [f"  evidence: {evidence_line(e)}" for e in p.evidence]
-    lines += [f"  predicted: {x.text or f'{x.signal} {x.op} {x.value:g}'}" for x in p.predictions]
+    # A rationale is "why | sizing"; the sizing names one stage per "; "-separated part.
+    why, _, sizing = p.rationale.partition(" | ")
+    lines = [f"policy {p.policy}" + (f": {why}" if why else "")]
+    lines += [f"  sizing: {part}" for part in sizing.split("; ") if part]
+    lines += _evidence_lines(p.evidence)
+    lines += [f"  predicted: {x.describe()}" for x in p.predictions]
     lines += [f"  note: {n}" for n in p.notes]
     return lines
 
 
 def escalation_lines(e: Escalation) -> list[str]:
     lines = [f"escalation from policy {e.policy}: {e.reason}"]
-    lines += [f"  evidence: {evidence_line(x)}" for x in e.evidence]
+    lines += _evidence_lines(e.evidence)
     lines.append(f"  next step: {e.next_step}")
     return lines
 

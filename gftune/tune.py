@@ -340,13 +340,6 @@ def _value(value: Any) -> str:
     return "unset" if value is None else str(value)
 
 
-def _evidence_line(e: Any) -> str:
-    from gftune.policy import fmt
-
-    return (f"{e.signal} = {fmt(e.measured, e.unit)} (threshold {e.threshold}, window {e.window})"
-            if e.measured is not None else f"{e.signal}: unknown (threshold {e.threshold})")
-
-
 def commit_message(proposals: Sequence[Proposal]) -> str:
     ids = sorted({p.pipeline_id for p in proposals})
     title = f"tune: {', '.join(sorted({p.policy for p in proposals}))} for {', '.join(ids)}"
@@ -356,8 +349,8 @@ def commit_message(proposals: Sequence[Proposal]) -> str:
     for p in proposals:
         body.append(f"{p.pipeline_id} ({p.policy}):")
         body += [f"  {c.path}: {_value(c.old)} -> {_value(c.new)}" for c in p.changes]
-        body += [f"  evidence: {_evidence_line(e)}" for e in p.evidence]
-        body += [f"  predicted: {x.text or f'{x.signal} {x.op} {x.value:g}'}" for x in p.predictions]
+        body += [f"  evidence: {e.describe()}" for e in p.evidence]
+        body += [f"  predicted: {x.describe()}" for x in p.predictions]
         body += [f"  note: {n}" for n in p.notes]
         body.append("")
     return masker.mask(title + "\n\n" + "\n".join(body).rstrip() + "\n\nProposed by gftune tune.\n")

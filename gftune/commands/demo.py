@@ -328,9 +328,10 @@ def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> 
                              "a policy that sees a symptom proposes a bounded change, with the measured evidence.")
         if plan_code not in (exitcodes.OK, exitcodes.CHANGES, exitcodes.BLOCKED):
             raise click.ClickException(f"gftune plan failed (exit {plan_code})")
-        tune_code = demo.run("tune", "--write", notice="Writes the proposal into the pipeline file (only the "
-                             "targeted values change; comments and layout stay) and commits it on a new branch, "
-                             "ready for a pull request.")
+        tune_code = demo.run("tune", "--write", "--pr-body", str(demo.repo / ".gftune" / "pr-body.md"),
+                             notice="Writes the proposal into the pipeline file (only the targeted values change; "
+                             "comments and layout stay) and commits it on a new branch, ready for a pull request "
+                             "(its body, with the evidence, is saved in .gftune/pr-body.md).")
         if tune_code != exitcodes.CHANGES:
             raise click.ClickException(f"gftune tune found nothing to propose (exit {tune_code}); "
                                        f"is {scenario} a scenario with a symptom?")

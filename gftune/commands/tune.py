@@ -31,7 +31,8 @@ def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:
         finish(exitcodes.ERROR)
 
 
-def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None, pr_body: str) -> None:
+def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None, pr_body: str,
+          pr_body_file: Path | None) -> None:
     echo(f"Metrics: {report.source_description or 'none configured (--prometheus or --scrape)'}")
     for note in report.notes:
         echo(f"  {note}")
@@ -45,8 +46,7 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
             for change in proposal.changes:
                 echo(f"    {change.path}: {change.old} -> {change.new}")
             for e in proposal.evidence[:8]:
-                measured = fmt(e.measured, e.unit) if e.measured is not None else "unknown"
-                echo(f"    why: {e.signal} = {measured} ({e.threshold})")
+                echo(f"    why: {e.signal} = {fmt(e.measured, e.unit)} ({e.threshold})")
             for p in proposal.predictions:
                 echo(f"    predicted: {p.text or f'{p.signal} {p.op} {p.value:g}'}")
             for note in proposal.notes:
@@ -66,9 +66,14 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
         echo("")
         if written.get("branch"):
             echo(f"Committed {', '.join(written['files'])} on branch {written['branch']} ({written['sha'][:12]}).")
-            echo("Push the branch and open a pull request with this body:")
-            echo("")
-            echo(pr_body)
+            if pr_body_file is not None:
+                # The body repeats the evidence shown above; it is in the file for `gh pr create`.
+                echo(f"Push the branch and open a pull request with the body in {pr_body_file} "
+                     f"(e.g. `gh pr create --body-file {pr_body_file}`).")
+            else:
+                echo("Push the branch and open a pull request with this body:")
+                echo("")
+                echo(pr_body)
         else:
             echo(f"Wrote {', '.join(written['files'])} (not committed).")
     elif edits:
@@ -128,7 +133,12 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
             echo(f"error: {exc}", err=True)
             finish(exitcodes.ERROR)
         if pr_body_file is not None:
-            pr_body_file.write_text(body, encoding="utf-8")
+            try:
+                pr_body_file.parent.mkdir(parents=True, exist_ok=True)
+                pr_body_file.write_text(body, encoding="utf-8")
+            except OSError as exc:
+                echo(f"error: cannot write the pull request body to {pr_body_file}: {exc.strerror or exc}", err=True)
+                finish(exitcodes.ERROR)
     if fmt == "json":
         echo_json({"format_version": FORMAT_VERSION, "source": report.source_description, "notes": report.notes,
                    "outcomes": {k: v.to_dict() for k, v in sorted(report.outcomes.items())},
@@ -137,5 +147,5 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
     elif fmt == "markdown":
         echo(body, nl=False)
     else:
-        _text(report, edits, written, body)
+        _text(report, edits, written, body, pr_body_file)
     finish(exitcodes.CHANGES if proposals else exitcodes.OK)

@@ -88,10 +88,26 @@ def test_no_surface_shows_a_secret():
 
 def test_evidence_values_read_like_the_seed_report():
     from gftune.evidence import Evidence
-    from gftune.render import evidence_line
 
     backpressure = Evidence("p", "ingestor_backpressure", "max(...)", "5m", 1.0, ">= 1 for 2m", unit="0/1")
-    assert evidence_line(backpressure).startswith("ingestor_backpressure = 1 (threshold >= 1 for 2m")
-    rate = Evidence("p", "sink_rate", "sum(rate(...))", "5m", 5200.4, "sizing input", unit="records/s")
-    assert evidence_line(rate).startswith("sink_rate = 5,200/s (")
-    assert evidence_line(Evidence("p", "x", "q", "5m", None, "> 1")).startswith("x = unknown (")
+    assert backpressure.describe() == "ingestor_backpressure = 1 (threshold >= 1 for 2m, window 5m)"
+    rate = Evidence("p", "source_rate", "sum(rate(...))", "5m", 5200.4, "sizing input: input read from Kafka",
+                    unit="records/s")
+    assert rate.describe() == "source_rate = 5,200/s (sizing input: input read from Kafka; window 5m)"
+    assert Evidence("p", "x", "q", "5m", None, "> 1").describe().startswith("x = unknown (")
+
+
+def test_proposal_lines_put_each_query_and_each_sized_stage_on_its_own_line():
+    from gftune.evidence import Evidence, Expectation, FieldChange, Proposal
+    from gftune.render import proposal_lines
+
+    proposal = Proposal("p", "stream-backpressure", (FieldChange("resources.sink.replicas", 1, 4),),
+                        (Evidence("stream-backpressure", "stream_depth_ratio", "max(depth)", "5m", 0.9, ">= 0.8"),),
+                        (Expectation("stream_depth_ratio", "<=", 0.5),),
+                        rationale="NATS stream filling. | input 8,000/s; ingestor: 2 replicas; sink: 1 -> 4 replicas")
+    assert proposal_lines(proposal) == [
+        "policy stream-backpressure: NATS stream filling.",
+        "  sizing: input 8,000/s", "  sizing: ingestor: 2 replicas", "  sizing: sink: 1 -> 4 replicas",
+        "  evidence: stream_depth_ratio = 0.9 (threshold >= 0.8, window 5m)", "    query: max(depth)",
+        "  predicted: stream_depth_ratio <= 0.5",
+    ]

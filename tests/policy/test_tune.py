@@ -132,6 +132,24 @@ def _keys(node: Any, prefix: str = "") -> list[str]:
 
 
 @pytest.mark.slow
+def test_the_pr_body_is_printed_only_when_not_saved_to_a_file(tmp_path: Path) -> None:
+    from gftune.commands.tune import _text
+    from gftune.policy import PolicyOutcome, PolicyReport
+
+    report = PolicyReport("direct scrape", {"orders": PolicyOutcome(proposals=[_proposal()])})
+    written = {"branch": "gftune/tune-x", "sha": "0123456789abcdef", "files": ["pipelines/orders.yaml"]}
+    body = "## gftune tune: policy proposals\n(the evidence again)"
+    runner = CliRunner()
+    with runner.isolation() as (out, _err, *_):
+        _text(report, [], written, body, None)
+        printed = out.getvalue().decode()
+    assert "open a pull request with this body" in printed and "(the evidence again)" in printed
+    with runner.isolation() as (out, _err, *_):
+        _text(report, [], written, body, tmp_path / "pr.md")
+        printed = out.getvalue().decode()
+    assert f"gh pr create --body-file {tmp_path / 'pr.md'}" in printed and "(the evidence again)" not in printed
+
+
 def test_tune_write_changes_only_the_targeted_values(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "pipelines").mkdir(parents=True)
