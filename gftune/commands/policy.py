@@ -15,7 +15,8 @@ import click
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, echo, echo_json, finish, format_option, render_problems, repo_option
 from gftune.desired import load_repo
-from gftune.policy import PolicyError, TestResult, parse_policy, run_policy_tests
+from gftune.policy import PolicyError, parse_policy
+from gftune.policy_tests import TestResult, run_policy_tests
 
 
 @click.group(name="policy")

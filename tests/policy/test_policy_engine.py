@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from gftune.cli import cli
 from gftune.desired import PolicyFile
 from gftune.policy import (
-    TEST_PIPELINE,
     FixtureView,
     PipelineFacts,
     PolicyError,
@@ -24,6 +23,7 @@ from gftune.policy import (
     parse_policy,
     validate_policy,
 )
+from gftune.policy_tests import TEST_PIPELINE
 from gftune.yamlio import load_yaml_text
 
 ROOT = Path(__file__).resolve().parents[2]
