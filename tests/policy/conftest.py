@@ -26,7 +26,8 @@ from tests.support.prometheus import PrometheusServer, prometheus_binary
 ROOT = Path(__file__).resolve().parents[2]
 TIME_SCALE = 60.0
 SYMPTOM_SCENARIOS = ("healthy", "backpressure-sink-bound", "partition-capped-ingestor", "underprovisioned-ingestor",
-                     "sink-batch-bound", "sink-retries", "retry-exhaustion", "dedup-storage", "terminal-errors")
+                     "sink-batch-bound", "sink-retries", "retry-exhaustion", "dedup-storage", "terminal-errors",
+                     "stream-loss")
 PASSWORD_ENV = "GFTUNE_TEST_CLICKHOUSE_PASSWORD"
 WARM_UP_S = 14.0  # model minutes: rate windows (5 s) and `for:` (2 s) filled, backlogs built
 

@@ -47,6 +47,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "terminal-errors": {
         "escalation": "terminal-errors", "next_step": "mapping",
         "evidence": {"sink_terminal_error_rate": "permanent_error_rate"}},
+    "stream-loss": {
+        "policy": "sink-cpu-bound", "paths": ["resources.sink.replicas"],
+        "values": {"resources.sink.replicas": 2},
+        "absent": ["resources.nats.stream.maxMsgs", "resources.nats.stream.maxBytes"],
+        "evidence": {"sink_rate": "sink_rate", "source_rate": "read_rate", "ingestor_backpressure": "backpressure",
+                     "sink_utilization": None, "sink_insert_share": None, "sink_input_ratio": None}},
 }
 MODES = ("prometheus", "scrape")
 
