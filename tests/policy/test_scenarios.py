@@ -43,7 +43,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "dedup-storage": {
         "policy": "dedup-storage", "paths": ["transforms[dedup:orders].config.time_window"],
         "absent": ["resources.transform[orders].storage.size", "resources.transform[orders].replicas"],
-        "evidence": {"dedup_duration_p95": None}},
+        "evidence": {"dedup_overflow_rate": None, "dedup_duration_mean": None}},
     "terminal-errors": {
         "escalation": "terminal-errors", "next_step": "mapping",
         "evidence": {"sink_terminal_error_rate": "permanent_error_rate"}},
