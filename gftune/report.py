@@ -28,12 +28,13 @@ DETAIL_LEVELS = ("full", "compact", "summary")
 
 # The before/after table, in the seed report's order (symptom first, added per pipeline).
 TABLE_SIGNALS = ("source_rate", "sink_rate", "sink_source_ratio", "stream_depth_ratio", "ingestor_backpressure",
-                 "sink_batch_p95", "sink_retry_rate", "sink_exhausted_rate", "dlq_rate")
+                 "sink_batch_p95", "sink_retry_rate", "sink_exhausted_rate", "dlq_rate", "consumer_lag",
+                 "consumer_lag_growth")
 LABELS = {
     "source_rate": "source rate", "sink_rate": "sink rate", "sink_source_ratio": "sink/source ratio",
     "stream_depth_ratio": "stream depth ratio", "ingestor_backpressure": "ingestor backpressure",
     "sink_batch_p95": "sink batch p95", "sink_retry_rate": "sink retries", "sink_exhausted_rate": "exhausted retries",
-    "dlq_rate": "DLQ writes",
+    "dlq_rate": "DLQ writes", "consumer_lag": "Kafka lag", "consumer_lag_growth": "Kafka lag growth",
 }
 OUTCOME_ICON = {"verified": "✅", "inconclusive": "⚠️", "reverted": "↩️", "restored": "🛑", "failed": "❌",
                 "refused": "⛔", "unchanged": "➖", "blocked": "⛔", "pending": "⏳"}

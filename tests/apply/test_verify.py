@@ -140,8 +140,89 @@ def test_guard_signals_exist_in_the_signal_library():
     from gftune.signals import SIGNALS
 
     assert {g.signal for g in verify.GUARDS} <= set(SIGNALS)
+    assert set(SIGNALS) >= verify.BACKLOG_SIGNALS | verify.THROUGHPUT_SIGNALS
+    assert {verify.LAG, verify.LAG_GROWTH, verify.SOURCE_RATE, verify.STREAM_DEPTH} <= set(SIGNALS)
 
 
 def test_unknown_op_is_an_error():
     with pytest.raises(ValueError):
         verify.holds("!=", 1, 1, 0.1)
+
+
+# The benchmark's sink-batch-bound: max_batch_size 1000 -> 4000 lifts the sink from ~1,890/s to
+# ~6,440/s, the Kafka lag shrinks ~1,450/s, but backpressure stays 1 until ~3.8M records are drained.
+BP_ZERO = Expectation("ingestor_backpressure", "<=", 0)
+SINK_KEEPS_UP = Expectation("sink_rate", ">=", 6100, "sink_rate >= kafka_input_rate * 0.95")
+CATCH_UP_BEFORE = {"sink_rate": 1890, "source_rate": 1890, verify.BACKPRESSURE: 1.0, "consumer_lag": 800_000,
+                   "consumer_lag_growth": 4500}
+CATCH_UP_AFTER = {"sink_rate": 6440, "source_rate": 6440, verify.BACKPRESSURE: 1.0, "consumer_lag": 3_800_000,
+                  "consumer_lag_growth": -1450}
+
+
+def test_backlog_expectation_missed_while_throughput_holds_and_lag_drains_passes_as_catching_up():
+    v = _judge(CATCH_UP_BEFORE, CATCH_UP_AFTER, [SINK_KEEPS_UP, BP_ZERO])
+    assert v.outcome == verify.PASS, v.reasons
+    check = next(c for c in v.checks if c.kind == "expectation" and c.name == verify.BACKPRESSURE)
+    assert check.outcome == verify.PASS and check.reason.startswith("catching up: backlog draining at 1,450/s")
+    assert "~44 min to drain 3,800,000 records" in check.reason  # 3.8M / 1,450/s = 2,621 s
+    assert (check.before, check.after) == (1.0, 1.0)
+    assert v.notes and v.notes[0].startswith(verify.CATCHING_UP) and "ingestor_backpressure" in v.notes[0]
+    assert verify.Verdict.from_dict(v.to_dict()) == v
+
+
+def test_backlog_expectation_with_only_the_sink_rate_guard_passing_also_catches_up():
+    v = _judge({**CATCH_UP_BEFORE, "stream_depth_ratio": 0.95}, {**CATCH_UP_AFTER, "stream_depth_ratio": 0.95},
+               [BP_ZERO, Expectation("stream_depth_ratio", "<=", 0.5)])
+    assert v.outcome == verify.PASS, v.reasons
+    assert all(c.reason.startswith("catching up") for c in v.checks if c.kind == "expectation")
+
+
+def test_backlog_expectation_still_fails_when_the_backlog_does_not_drain():
+    for growth in (0.0, -300.0, 2000.0):  # flat, within the noise band (10% of 6,440/s), growing
+        v = _judge(CATCH_UP_BEFORE, {**CATCH_UP_AFTER, "consumer_lag_growth": growth}, [SINK_KEEPS_UP, BP_ZERO])
+        assert v.outcome == verify.FAIL, growth
+        assert "did not improve: 1 → 1" in v.reasons[0]
+    v = _judge(CATCH_UP_BEFORE, {k: x for k, x in CATCH_UP_AFTER.items() if not k.startswith("consumer_lag")},
+               [SINK_KEEPS_UP, BP_ZERO])
+    assert v.outcome == verify.FAIL  # no lag reading and no stream depth: nothing shows a drain
+
+
+def test_backlog_expectation_still_fails_when_the_throughput_does_not_hold():
+    # the throughput expectation missed: the lag drains only because the input dropped
+    v = _judge(CATCH_UP_BEFORE, {**CATCH_UP_AFTER, "sink_rate": 1900}, [SINK_KEEPS_UP, BP_ZERO])
+    assert v.outcome == verify.FAIL
+    assert {c.name for c in v.checks if c.outcome == "fail" and c.kind == "expectation"} == {
+        "sink_rate", verify.BACKPRESSURE}
+    # no throughput expectation and the sink rate guard failed
+    v = _judge(CATCH_UP_BEFORE, {**CATCH_UP_AFTER, "sink_rate": 1000}, [BP_ZERO])
+    assert v.outcome == verify.FAIL
+    assert not any(c.reason.startswith("catching up") for c in v.checks)
+
+
+def test_non_backlog_expectation_is_not_excused_by_a_draining_lag():
+    v = _judge(CATCH_UP_BEFORE, {**CATCH_UP_AFTER, "sink_batch_fill": 1.0},
+               [SINK_KEEPS_UP, Expectation("sink_batch_fill", "<=", 0.5)])
+    assert v.outcome == verify.FAIL
+
+
+def test_falling_stream_depth_counts_as_draining_without_a_lag_reading():
+    before = {"sink_rate": 1890, verify.BACKPRESSURE: 1.0, "stream_depth": 40_000}
+    after = {"sink_rate": 6440, verify.BACKPRESSURE: 1.0, "stream_depth": 20_000}
+    v = _judge(before, after, [SINK_KEEPS_UP, BP_ZERO])
+    assert v.outcome == verify.PASS and "stream_depth fell 40,000 → 20,000" in v.notes[0]
+    assert _judge(before, {**after, "stream_depth": 39_000}, [SINK_KEEPS_UP, BP_ZERO]).outcome == verify.FAIL
+
+
+def test_absent_guard_with_no_series_before_passes_at_zero_and_fails_when_it_appears():
+    missing = R(None, "unknown", "no series")
+    v = _judge({"sink_rate": 5000, verify.TERMINAL_ERRORS: missing}, {"sink_rate": 5000, verify.TERMINAL_ERRORS: 0.0})
+    guard = next(c for c in v.checks if c.name == verify.TERMINAL_ERRORS)
+    assert guard.outcome == verify.PASS and v.outcome == verify.PASS
+    v = _judge({"sink_rate": 5000}, {"sink_rate": 5000, verify.DLQ_RATE: 0.0})  # no before reading at all
+    assert v.outcome == verify.PASS
+    v = _judge({"sink_rate": 5000, verify.EXHAUSTED_RETRIES: missing},
+               {"sink_rate": 5000, verify.EXHAUSTED_RETRIES: 2.5})
+    assert v.outcome == verify.FAIL and "appeared" in v.reasons[0]
+    # unknown after stays inconclusive
+    v = _judge({"sink_rate": 5000, verify.DLQ_RATE: 0.0}, {"sink_rate": 5000, verify.DLQ_RATE: R(None, "stale")})
+    assert v.outcome == verify.INCONCLUSIVE
