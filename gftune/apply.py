@@ -261,6 +261,7 @@ class Executor:
         handler = {
             "lock": self._lock, "capture": self._capture, "settle": self._settle, "observe": self._observe,
             "judge": self._judge, "provenance": self._provenance, "unlock": self._unlock, "plan": self._plan_undo,
+            "record_revert": self._record_revert,
         }.get(step.action)
         if handler is None:
             raise StepFailed(f"unknown step {step.action!r}")
@@ -668,6 +669,7 @@ class Executor:
             return
         if backlog:
             run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
+        run.notes += [n for n in verdict.notes if n.startswith(verify.CATCHING_UP) and n not in run.notes]
         if verdict.outcome == verify.PASS:
             run.outcome = "verified"
         elif verdict.outcome == verify.INCONCLUSIVE:
@@ -676,6 +678,18 @@ class Executor:
             self.say(run.pipeline_id, "verification failed: " + "; ".join(verdict.reasons) + "; reverting")
             self._skip_finish(run)
             insert_before_finish(run, [Step("revert", "plan", {"verify": step.params})])
+            self._record_revert_step(run)
+
+    def _record_revert_step(self, run: PipelineRun) -> None:
+        """After a revert, remember on the pipeline which policies' change it was (anti-flapping:
+        ``gftune plan`` backs those policies off), just before the lock is released."""
+        policies = [p["policy"] for p, _ in report.motivating_proposals(run.entry) if p.get("policy")]
+        if not policies or any(s.action == "record_revert" for s in run.steps):
+            return  # a change from git alone: nothing to back off (or already laid out before a restart)
+        at = datetime.fromtimestamp(self.ctx.clock(), UTC).isoformat(timespec="seconds")
+        index = next((i for i, s in enumerate(run.steps) if s.phase == "finish" and s.action == "unlock"),
+                     len(run.steps))
+        run.steps.insert(index, Step("finish", "record_revert", {"policies": policies, "at": at}))
 
     # -- undo: restore after a failure, revert after a failed verdict ---------------------------------
     async def _plan_undo(self, run: PipelineRun, step: Step) -> None:
@@ -704,6 +718,19 @@ class Executor:
                       Step("revert", "judge", {**vplan.to_params(), "expect": []})]
         index = run.steps.index(step) + 1
         run.steps[index:index] = steps
+
+    async def _record_revert(self, run: PipelineRun, step: Step) -> None:
+        policies = list(step.params.get("policies", ()))
+        at = datetime.fromisoformat(step.params["at"])
+        pid = run.pipeline_id
+
+        async def patch() -> list[str]:
+            tags = canonical.with_reverted(lock.tags_of(await self.ctx.client.get(pid)), policies, at)
+            await self.ctx.client.patch_metadata(pid, tags)
+            return tags
+
+        await self._retrying("record the revert", patch)
+        step.detail = ", ".join(canonical.reverted_tag(p, at) for p in policies)
 
     async def _provenance(self, run: PipelineRun, step: Step) -> None:
         commit = self.journal.git_commit

@@ -20,8 +20,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -36,6 +37,8 @@ Json = dict[str, Any]
 GFTUNE_TAG_PREFIX = "gftune:"
 MANAGED_TAG = "gftune:managed"  # apply adds it on create; only such pipelines may be deleted
 COMMIT_TAG_PREFIX = "gftune:commit="  # provenance: the git commit of the last apply
+# anti-flapping: apply reverted a change this policy proposed, at this time (one per policy, latest wins)
+REVERTED_TAG_PREFIX = "gftune:reverted="
 
 SECRET_MASK = "(sensitive)"
 
@@ -74,6 +77,37 @@ def provenance_commit(tags: Iterable[str]) -> str | None:
         if isinstance(tag, str) and tag.startswith(COMMIT_TAG_PREFIX):
             return tag[len(COMMIT_TAG_PREFIX):] or None
     return None
+
+
+def reverted_policies(tags: Iterable[str]) -> dict[str, datetime]:
+    """When apply last reverted a change each policy proposed: ``gftune:reverted=<policy>@<iso time>``.
+    Unreadable tags are ignored; with several for one policy, the latest wins."""
+    out: dict[str, datetime] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.startswith(REVERTED_TAG_PREFIX):
+            continue
+        policy, _, when = tag[len(REVERTED_TAG_PREFIX):].rpartition("@")
+        try:
+            moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if policy and (policy not in out or moment > out[policy]):
+            out[policy] = moment
+    return out
+
+
+def reverted_tag(policy: str, at: datetime) -> str:
+    return f"{REVERTED_TAG_PREFIX}{policy}@{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def with_reverted(tags: Sequence[str], policies: Iterable[str], at: datetime) -> list[str]:
+    """``tags`` with a revert of each of ``policies`` recorded at ``at``, replacing their older records
+    (the tag set stays bounded: one per policy)."""
+    names = list(dict.fromkeys(policies))
+    kept = [t for t in tags
+            if not (t.startswith(REVERTED_TAG_PREFIX) and t[len(REVERTED_TAG_PREFIX):].rpartition("@")[0] in names)]
+    return [*kept, *(reverted_tag(name, at) for name in names)]
 
 
 # --- secrets --------------------------------------------------------------------------------

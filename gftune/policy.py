@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gftune import guards, paths, sizing
+from gftune import canonical, guards, paths, sizing
 from gftune.config import Config
 from gftune.evidence import SIZING_INPUT, Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.evidence import format_value as fmt
@@ -52,6 +52,9 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 }
 ACTIONS = ("set", "multiply", "add", "scale_to_fit")
 DEFAULT_COOLDOWN_S = 600.0
+# A policy whose change apply verified as regressed and reverted proposes nothing for this many of its
+# cooldowns after the revert (anti-flapping: the same change would most likely be reverted again).
+REVERT_BACKOFF_COOLDOWNS = 4
 ALL_STAGES = sizing.STAGES
 
 
@@ -410,6 +413,8 @@ class PipelineFacts:
     immutable: tuple[str, ...] = ()
     status: str | None = "Running"
     last_change: datetime | None = None
+    # policy -> when apply last reverted a change it proposed (``gftune:reverted=`` tags)
+    reverted: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -982,6 +987,22 @@ def _cooldown(policy: Policy, facts: PipelineFacts, now: datetime, settings: Con
     return False, None
 
 
+def _backoff(policy: Policy, facts: PipelineFacts, now: datetime, settings: Config) -> tuple[bool, str | None]:
+    """(active, note): no proposal for ``REVERT_BACKOFF_COOLDOWNS`` cooldowns (the default cooldown when
+    the policy has none) after apply reverted a change this policy proposed."""
+    when = facts.reverted.get(policy.name)
+    if when is None:
+        return False, None
+    cooldown = policy.cooldown_s if policy.cooldown_s > 0 else DEFAULT_COOLDOWN_S
+    wait = REVERT_BACKOFF_COOLDOWNS * cooldown / settings.time_scale
+    if (now - when).total_seconds() >= wait:
+        return False, None
+    until = datetime.fromtimestamp(when.timestamp() + wait, UTC).isoformat(timespec="seconds")
+    return True, (f"{policy.name}: its change was reverted at {when.isoformat(timespec='seconds')} (regressed); "
+                  f"backing off until {until}: cooldown {REVERT_BACKOFF_COOLDOWNS} x {format_seconds(cooldown)} "
+                  "active after a revert; no change proposed")
+
+
 def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: Config | None = None,
              now: datetime | None = None) -> Evaluation:
     """Evaluate one policy for one pipeline. Pure: all I/O is behind ``view``."""
@@ -1014,6 +1035,10 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     if policy.escalates:
         evaluation.escalation = Escalation(facts.pipeline_id, policy.name, str(policy.escalate_reason),
                                            tuple(evidence), str(policy.escalate_next_step))
+        return evaluation
+    backing_off, note = _backoff(policy, facts, now, settings)
+    if backing_off:
+        evaluation.notes.append(str(note))
         return evaluation
     cooling, note = _cooldown(policy, facts, now, settings)
     if note:
@@ -1240,7 +1265,8 @@ def facts_for(pipeline: Any, live: Any) -> PipelineFacts:
         constraints=dict(pipeline.constraints), exists=exists,
         immutable=tuple(getattr(live, "immutable", ()) or ()) if exists else (),
         status=getattr(live, "status", None) if exists else None,
-        last_change=_last_change(health) if exists else None)
+        last_change=_last_change(health) if exists else None,
+        reverted=canonical.reverted_policies(canonical.tags_of(live.pipeline)) if exists else {})
 
 
 def plan_policies(state: Any, live: Mapping[str, Any], config: Any, now: datetime,

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+import yaml
 
 from tests.apply import helpers as h
 
@@ -46,19 +47,42 @@ def test_config_change_is_applied_verified_and_recorded(setup):
     assert again.returncode == 0, again.stdout + again.stderr  # no phantom drift after apply
 
 
+# A policy that always proposes a bad change: apply reverts it, and the next plan must back off.
+TINY_BATCHES = {"apiVersion": "gftune/v1", "kind": "TuningPolicy", "metadata": {"name": "tiny-batches"},
+                "spec": {"when": [{"signal": "sink_rate", "op": ">=", "value": 0}],
+                         "then": [{"set": "sink.max_batch_size", "value": 100}], "cooldown": "15m"}}
+
+
 def test_regression_is_reverted_and_the_old_config_runs(setup):
     sim, repo = setup
-    h.change_pipeline(repo, PID, {"sink.max_batch_size": 100}, "tiny batches")
+    config = h.config_yaml(sim.api_url, scrape=sim.metrics_url, settle="20s", window="60s")
+    config["metrics"]["window"] = "60s"  # the policy's window: 3 s of wall time at time_scale 20
+    (repo / "gftune.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (repo / "policies" / "tiny-batches.yaml").write_text(yaml.safe_dump(TINY_BATCHES, sort_keys=False))
+    h.commit(repo, "policy")
+    h.change_pipeline(repo, PID, {"sink.max_batch_size": 100}, "tiny batches, as the policy proposes")
     proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 4, proc.stderr
     p = doc["pipelines"][0]
+    assert p["policies"] == ["tiny-batches"]
     assert p["outcome"] == "reverted" and p["verdict"]["outcome"] == "fail"
     assert any("sink_rate got worse" in r for r in p["verdict"]["reasons"])
     assert p["revert_verdict"]["outcome"] == "pass"
     assert h.status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.sent(sim, "POST", "/edit") == 2  # the change, then the revert
-    assert not any(t.startswith("gftune:commit=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
+    tags = h.live(sim.api_url, PID)["metadata"]["tags"] or []
+    assert not any(t.startswith("gftune:commit=") for t in tags)
+    # anti-flapping: the revert is recorded on the pipeline, and the policy backs off
+    assert [t for t in tags if t.startswith("gftune:reverted=tiny-batches@")], tags
+    assert not any(t.startswith("gftune:lock=") for t in tags)
+    h.git(repo, "revert", "--no-edit", "HEAD")  # take the change out of git too, as a user would
+    again = h.gftune("plan", "--repo", str(repo), "--format", "json")
+    assert again.returncode == 0, again.stdout + again.stderr  # no proposal, and the tag is no drift
+    entry = json.loads(again.stdout)["pipelines"][0]
+    assert not entry.get("proposals")
+    assert any(n.startswith("tiny-batches: its change was reverted at") and "backing off until" in n
+               for n in entry.get("notes", [])), entry.get("notes")
 
 
 def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):

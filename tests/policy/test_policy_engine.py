@@ -140,6 +140,41 @@ def test_cooldown_after_a_change_but_not_after_creation():
     assert ahead.proposal is not None and "ahead of this machine's clock" in ahead.notes[0]
 
 
+def test_a_reverted_policy_backs_off_for_four_cooldowns_scaled_by_time_scale():
+    from gftune import canonical
+    from gftune.config import Config
+
+    p = parse_policy(policy("sink-batch", cooldown="15m"))
+    view = FixtureView({"sink_input_ratio": 0.5})
+    tags = canonical.with_reverted(["gftune:managed", canonical.reverted_tag("other", view.at)], ["sink-batch"],
+                                   view.at - timedelta(minutes=20))
+    reverted = canonical.reverted_policies(tags)
+    assert set(reverted) == {"other", "sink-batch"}
+    result = evaluate(p, facts(reverted=reverted), view)  # 20 min ago: past the cooldown, within 4 x 15m
+    assert result.proposal is None
+    assert result.notes == [f"sink-batch: its change was reverted at {(view.at - timedelta(minutes=20)).isoformat()} "
+                            f"(regressed); backing off until {(view.at + timedelta(minutes=40)).isoformat()}: "
+                            "cooldown 4 x 15m active after a revert; no change proposed"]
+    assert evaluate(p, facts(reverted={"sink-batch": view.at - timedelta(minutes=61)}), view).proposal is not None
+    assert evaluate(p, facts(reverted={"other": view.at}), view).proposal is not None  # another policy's revert
+    # a time-scaled simulator: 4 x 15m of model time is 3 min of wall time at time_scale 20
+    fast = Config(time_scale=20)
+    assert evaluate(p, facts(reverted={"sink-batch": view.at - timedelta(minutes=2)}), view, fast).proposal is None
+    assert evaluate(p, facts(reverted={"sink-batch": view.at - timedelta(minutes=4)}), view, fast).proposal
+
+
+def test_revert_tags_stay_one_per_policy_and_ignore_the_unreadable():
+    from gftune import canonical
+
+    early, late = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    tags = canonical.with_reverted(["user", canonical.reverted_tag("a", early), "gftune:reverted=b@not-a-time"],
+                                   ["a"], late)
+    assert tags == ["user", "gftune:reverted=b@not-a-time", "gftune:reverted=a@2025-01-02T03:04:05Z"]
+    assert canonical.reverted_policies(tags) == {"a": late}
+    assert canonical.reverted_policies([canonical.reverted_tag("a", late), canonical.reverted_tag("a", early)]) == {
+        "a": late}
+
+
 def test_no_match_says_so_and_names_a_visible_symptom():
     p = parse_policy(policy())
     calm = evaluate_pipeline([p], facts(), FixtureView({"sink_input_ratio": 1.0}))
