@@ -873,12 +873,21 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
     cpu = guards.to_number(guards.CPU, ctx.field("resources.sink.limits.cpu"))
     prepare = view.reading("sink_prepare_busy")
     batch = ctx.field("sink.max_batch_size")
+    max_msgs = ctx.field("resources.nats.stream.maxMsgs")
+    row_bytes = view.reading("sink_row_bytes")
     options = action.options
     return sizing.SizingInput(
         source_rate=input_rate, stages=tuple(stages), backlog=backlog,
         sink=sizing.SinkState(cpu=cpu, prepare_rate=prepare.value if prepare.known else None,
-                              batch=batch if isinstance(batch, int) and options.get("batch", True) else None,
-                              may_change_cpu=bool(options.get("cpu", True))),
+                              batch=batch if isinstance(batch, int) else None,
+                              may_change_cpu=bool(options.get("cpu", True)),
+                              may_change_batch=bool(options.get("batch", True)),
+                              batch_mean=read("sink_batch_mean", "rows per insert: splits the sink's busy time "
+                                                                 "into a per-insert and a per-row cost"),
+                              max_msgs=max_msgs if isinstance(max_msgs, int) else None,
+                              row_bytes=row_bytes.value if row_bytes.known else None,
+                              memory_ceiling=guards.to_number(guards.MEMORY, constraints.get("memory_ceiling"))
+                              if constraints.get("memory_ceiling") is not None else None),
         target_utilization=float(options.get("target_utilization", 0.75)),
         catch_up_s=float(options.get("catch_up", 1800.0)),
         insert_budget=float(options.get("insert_budget", 10.0)),

@@ -235,6 +235,16 @@ def _prepare_busy(ctx: SignalContext) -> Expr:
                          _pid(ctx, ("component", "=", "sink"), ("stage", "=", "schema_mapping")), "_sum"))
 
 
+def _error_rate(ctx: SignalContext) -> Expr:
+    """Every kind of sink or DLQ trouble per second. Those counters appear only once something
+    happened, so each is ``or 0``, added to the sink's write rate times 0: known (0) while the sink
+    reports, unknown when the pipeline reports nothing at all."""
+    total: Expr = _sink_rate(ctx) * 0.0
+    for metric in ("sink_retries_total", "sink_errors_by_classification_total", "dlq_records_written_total"):
+        total = total + OrZero(Rate(Selector(metric, _pid(ctx))))
+    return total
+
+
 def _lag(ctx: SignalContext) -> Expr:
     return Aggregate("sum", Selector("kafka_consumergroup_lag",
                                      (("consumergroup", "=", consumer_group(ctx.pipeline_id)),), external=True))
@@ -338,6 +348,10 @@ _SIGNALS: list[SignalDef] = [
               _rate("sink_errors_by_classification_total", ("classification", "=", "retryable")), group="errors"),
     SignalDef("dlq_rate", "records/s", "Records written to the DLQ per second, broken down by reason.",
               _rate("dlq_records_written_total", by=("reason",)), breakdown="reason", group="errors"),
+    SignalDef("error_rate", "1/s",
+              "Sink retries (any outcome) + sink errors (any classification) + DLQ records per second; 0 when none "
+              "happened (the signals above are unknown then: their series appear with the first event).",
+              _error_rate, group="errors"),
     # dedup
     SignalDef("dedup_duration_p95", "s", "95th percentile of dedup stage processing time (lookup and commit).",
               _quantile(0.95, "processing_duration_seconds", ("component", "=~", "dedup_filter|dedup_write")),

@@ -12,18 +12,35 @@ Pure arithmetic on measured rates, no I/O.
        target = input / u + backlog / catch_up + input x restart / catch_up
 
    It flows down the graph multiplied by each stage's selectivity (dedup and filters drop records).
-   While a backlog exists, a stage is also sized for what its upstream will push while draining
-   it, so the catch-up does not fill the stream in between and bring backpressure back.
+   A stage is never sized for more than its upstream will deliver after the change (the upstream's
+   capacity after it, when measured from busy time): an upstream raised for the catch-up pushes
+   faster than the target only until its backlog is gone, and the stream in between absorbs that;
+   if it fills, backpressure slows the upstream to the downstream's rate, which still drains the
+   backlog within the catch-up time because the downstream carries the target. Sizing the
+   downstream for the upstream's whole burst would leave it over-sized for good.
 3. **Replicas** per stage: ``ceil(target_i / true rate per replica)``, capped by partitions
    (ingestor), fixed for join and for a dedup transform, within ``max_replicas``. A stage that
    needs more than a cap allows is reported (``capped``), so the caller can escalate.
-4. **Sink**: capacity per replica depends on its workers (``ceil(cpu) - 2``, min 1), which only
-   parallelise record preparation (the ``schema_mapping`` share of the busy time); inserts stay
-   sequential. Replicas and CPU are chosen together for the least total CPU that carries the
-   target. Insert count is throughput / batch size whatever the replicas, so when the sized sink
-   would insert more often than ``insert_budget`` per second, ``max_batch_size`` grows with it
-   (ClickHouse: bigger batches first). A bigger batch only amortises the per-insert overhead, so
-   the capacity estimate made at the current batch size stays a lower bound.
+4. **Sink**: one batch costs a replica ``a + (b + p x w_now / w) x B`` seconds: a fixed cost per
+   insert ``a`` (the round trip, the new part, and with retries their backoff), a per-row insert
+   cost ``b``, and the per-row preparation ``p`` (``schema_mapping``) that its ``w = ceil(cpu) - 2``
+   workers (min 1) share; inserts stay sequential. Busy time per row measured at small batches is
+   mostly ``a / B``: taking it as constant under-estimates the capacity at full or larger batches
+   by up to half (an over-sized sink forms small batches). So the sink's capacity is predicted at
+   the batch it will actually form when loaded: ``max_batch_size``, or less when its stream
+   (``maxMsgs``, immutable) cannot hold the batch twice below the backpressure threshold.
+   ``a`` and ``b`` are fitted from one reading (busy time, preparation time, rows/s and the mean
+   batch): the preparation share is measured, the insert time per batch ``I`` is, but one reading
+   cannot split ``I`` into ``a + b x B``, so ``b`` is an assumed ClickHouse per-row insert cost
+   (``insert_row_s``, capped at ``I / B``) and ``a = I - b x B``. Because ``b`` is small next to
+   ``a`` and ``p``, a wrong ``b`` moves the prediction little. Without the mean batch the per-row
+   time is taken as constant (the old estimate: a lower bound at larger batches), and the
+   estimator says so. Batch, replicas and CPU are chosen together for the least total CPU that
+   carries the target, the smallest batch among equals: when ``a`` dominates, a larger batch (no
+   extra pods) comes before replicas, within the memory guard (``memory_ceiling``) and the stream
+   (two fetches of ``batch x workers`` in ``maxMsgs``). Insert count is throughput / batch size
+   whatever the replicas, so when the sized sink would insert more often than ``insert_budget``
+   per second, ``max_batch_size`` grows with it (ClickHouse: bigger batches first).
 5. **Anti-flapping**: nothing changes while every stage's utilisation is inside the hysteresis band
    and there is no backlog; no scale-down while a backlog exists; a scale-down keeps at least
    ``1 - max_scale_down`` of the replicas.
@@ -36,8 +53,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from gftune import guards
+
 STAGES = ("ingestor", "transform", "sink")
 MAX_BATCH = 100_000  # ClickHouse's recommended range tops out here
+# Assumed per-row ClickHouse insert time (~500k narrow rows/s into one insert): one reading cannot
+# separate it from the per-insert cost, and it is small next to that and the preparation.
+INSERT_ROW_S = 2e-6
+# Producers stop publishing at this share of maxMsgs (the backpressure threshold), so a sink
+# replica's batch only fills when its stream holds it (and the next one) below it.
+STREAM_THRESHOLD = 0.9
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,12 @@ class SinkState:
     prepare_rate: float | None = None  # schema_mapping busy seconds per second (parallel part)
     batch: int | None = None  # sink.max_batch_size
     may_change_cpu: bool = True
+    may_change_batch: bool = True
+    batch_mean: float | None = None  # rows per insert over the window (sink_batch_mean)
+    max_msgs: int | None = None  # the stream's maxMsgs (immutable; <= 0: unlimited)
+    row_bytes: float | None = None  # mean record size in sink batches (memory guard)
+    memory_ceiling: float | None = None  # bytes a sink pod may be given (tuning.constraints)
+    insert_row_s: float = INSERT_ROW_S
 
 
 @dataclass(frozen=True)
@@ -168,12 +199,14 @@ def size(inp: SizingInput) -> SizingResult:
     decisions: list[StageDecision] = []
     selectivity = 1.0
     bottleneck = math.inf  # the most source records/s every stage can carry after the change
-    pushed: float | None = None  # what the upstream stage will push after the change (catch-up)
+    delivered: float | None = None  # the most the upstream stage can deliver after the change
     for stage in inp.stages:
         steady = inp.source_rate * selectivity
         target = target_total * selectivity
-        if backlog_present and pushed is not None and pushed > target:
-            target = pushed
+        if delivered is not None and delivered < target:
+            notes.append(f"{stage.stage}: sized for the {delivered:,.0f}/s its upstream can deliver after the change, "
+                         f"not {target:,.0f}/s")
+            target = delivered
         if stage.stage == "sink" and inp.sink is not None:
             decision = _size_sink(stage, inp, steady, target, backlog_present, notes)
         else:
@@ -181,8 +214,12 @@ def size(inp: SizingInput) -> SizingResult:
         decisions.append(decision)
         if decision.capacity_after is not None and selectivity > 0:
             bottleneck = min(bottleneck, decision.capacity_after / selectivity)
-        if decision.capacity_after is not None:
-            pushed = decision.capacity_after * (stage.selectivity if stage.stage != "sink" else 1.0)
+        # Only a capacity measured from busy time bounds the next stage: an observed rate under
+        # backpressure is what the downstream let through, not what this stage can deliver.
+        if decision.capacity_after is not None and decision.estimator.startswith("busy time"):
+            delivered = decision.capacity_after * (stage.selectivity if stage.stage != "sink" else 1.0)
+        else:
+            delivered = None
         if stage.stage != "sink":
             selectivity *= stage.selectivity
     predicted = min(inp.source_rate, bottleneck) * selectivity
@@ -235,69 +272,150 @@ def _size_stage(stage: StageState, inp: SizingInput, steady: float, target: floa
                          utilization, reason=reason, estimator=estimator, needed=wanted, capped=capped)
 
 
-def _sink_record_time(stage: StageState, sink: SinkState) -> tuple[float, float] | None:
-    """(sequential seconds per record, parallel seconds per record at the current workers)."""
-    if stage.processed_rate is None or stage.busy_rate is None or stage.processed_rate <= 0 or stage.busy_rate <= 0:
+@dataclass(frozen=True)
+class SinkModel:
+    """A sink replica's seconds per batch: ``fixed + (insert_row + prepare_row x w_now / w) x B``."""
+
+    fixed: float  # per insert, whatever its size (round trip, part, retries' backoff)
+    insert_row: float  # sequential seconds per row inserted
+    prepare_row: float  # seconds per row preparing, at the current workers
+    workers_now: int
+    fitted: bool  # False: the mean batch is unknown and the per-row time is taken as constant
+
+    def per_replica(self, batch: float, cpu: float | None) -> float:
+        seconds = self.fixed + (self.insert_row + self.prepare_row * self.workers_now / sink_workers(cpu)) * batch
+        return batch / seconds if seconds > 0 else math.inf
+
+    def describe(self) -> str:
+        if not self.fitted:
+            return "busy time, mean batch unknown: per-record time taken as constant (a lower bound at larger batches)"
+        return (f"busy time, {self.fixed:.3g} s per insert + {(self.insert_row + self.prepare_row) * 1e6:.3g} us "
+                f"per row (assumed {self.insert_row * 1e6:.3g} us of it inserting)")
+
+
+def fit_sink_model(stage: StageState, sink: SinkState) -> SinkModel | None:
+    """Split the sink's busy time into a per-insert and a per-row part (see the module docstring).
+
+    None when busy time or rows/s are unknown (no model; the caller falls back to DS2's rate)."""
+    rows, busy = stage.processed_rate, stage.busy_rate
+    if rows is None or busy is None or rows <= 0 or busy <= 0:
         return None
-    total = stage.busy_rate / stage.processed_rate
-    parallel = (sink.prepare_rate or 0.0) / stage.processed_rate
-    parallel = min(parallel, total)
-    return total - parallel, parallel
+    prepare_row = min(sink.prepare_rate or 0.0, busy) / rows
+    insert_per_row = busy / rows - prepare_row  # sequential seconds per row at the measured batch
+    workers = sink_workers(sink.cpu)
+    if sink.batch_mean is None or sink.batch_mean < 1:
+        return SinkModel(0.0, insert_per_row, prepare_row, workers, fitted=False)
+    insert_row = min(max(sink.insert_row_s, 0.0), insert_per_row)
+    fixed = (insert_per_row - insert_row) * sink.batch_mean
+    return SinkModel(fixed, insert_row, prepare_row, workers, fitted=True)
+
+
+def fill_limit(max_msgs: int | None) -> float:
+    """The largest batch a sink replica can fill: its stream (GlassFlow creates one per sink
+    replica, each of ``maxMsgs``) holds the batch being built and the one being inserted below
+    the backpressure threshold. (The simulator shares one stream between the replicas, so there
+    several replicas fill less: a simulator deviation the tuner is not bent to.)"""
+    if not max_msgs or max_msgs <= 0:
+        return math.inf
+    return max(1.0, STREAM_THRESHOLD * max_msgs / 2)
+
+
+def batch_ceiling(sink: SinkState, cpu: float | None) -> int:
+    """The largest ``max_batch_size`` the guards let through at ``cpu``: two fetches of
+    batch x workers in maxMsgs, and the batches within ``memory_ceiling``."""
+    workers = sink_workers(cpu)
+    ceiling = MAX_BATCH
+    if sink.max_msgs and sink.max_msgs > 0:
+        ceiling = min(ceiling, sink.max_msgs // (2 * workers))
+    if sink.memory_ceiling:
+        ceiling = min(ceiling, guards.largest_fitting_batch(sink.memory_ceiling, workers,
+                                                            sink.row_bytes or guards.DEFAULT_ROW_BYTES))
+    return max(1, ceiling)
+
+
+def _batch_candidates(current: int, ceiling: int) -> list[int]:
+    """The current batch and the readable ones (1, 2, 5 x 10^k) above it, up to ``ceiling``."""
+    out = [current]
+    batch = nice_batch(current + 1)
+    while batch <= ceiling:
+        out.append(batch)
+        batch = nice_batch(batch + 1)
+    return out
 
 
 def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float, saturated: bool,
                notes: list[str]) -> StageDecision:
     sink = inp.sink
     assert sink is not None
-    times = _sink_record_time(stage, sink)
-    if times is None:
+    model = fit_sink_model(stage, sink)
+    if model is None:
         decision = _size_stage(stage, inp, steady, target, saturated, notes)
         return StageDecision(**{**decision.__dict__, "cpu_from": sink.cpu, "cpu_to": sink.cpu,
                                 "batch_from": sink.batch, "batch_to": sink.batch})
-    sequential, parallel = times
-    workers_now = sink_workers(sink.cpu)
+    # The batch a loaded replica forms: max_batch_size (not the mean, which is small while the sink
+    # is over-sized), within what the stream lets fill; unknown, the measured mean.
+    full = float(sink.batch or sink.batch_mean or 1.0)
 
-    def per_replica(cpu: float | None) -> float:
-        seconds = sequential + parallel * workers_now / sink_workers(cpu)
-        return 1.0 / seconds if seconds > 0 else math.inf
+    def capacity(replicas: int, cpu: float | None, batch: float) -> float:
+        return replicas * model.per_replica(min(batch, fill_limit(sink.max_msgs)), cpu)
 
-    rate_now = per_replica(sink.cpu)
-    capacity_now = rate_now * stage.replicas
+    capacity_now = capacity(stage.replicas, sink.cpu, full)
+    rate_now = capacity_now / stage.replicas
     utilization = steady / capacity_now if capacity_now > 0 else None
     needed_now = _replicas_for(target, rate_now)
     replicas, reason = _new_replicas(stage.replicas, needed_now, utilization, inp, saturated)
-    cpu = sink.cpu
+    cpu, batch = sink.cpu, sink.batch
     capped = ""
     if replicas > stage.replicas:
-        # Scale up: the cheapest (replicas, cpu) that carries the target. CPU only helps through
-        # whole workers, so the candidates are the current limit and whole cores from 4 up.
-        candidates: list[float | None] = [sink.cpu]
-        if sink.may_change_cpu and parallel > 0:
-            candidates += [float(c) for c in range(4, int(inp.cpu_ceiling) + 1) if sink.cpu is None or c > sink.cpu]
-        best: tuple[float, int, float | None] | None = None
-        for candidate in candidates:
-            count = _replicas_for(target, per_replica(candidate))
-            if count > inp.max_replicas:
-                continue
-            cost = count * max(candidate or 1.0, 1.0)
-            if best is None or (cost, count) < (best[0], best[1]):
-                best = (cost, count, candidate)
+        # Scale up: the cheapest (batch, replicas, cpu) that carries the target. CPU only helps
+        # through whole workers, so the candidates are the current limit and whole cores from 4 up;
+        # a batch costs no pod, so among equal costs the smallest batch that does it wins.
+        cpus: list[float | None] = [sink.cpu]
+        if sink.may_change_cpu and model.prepare_row > 0:
+            cpus += [float(c) for c in range(4, int(inp.cpu_ceiling) + 1) if sink.cpu is None or c > sink.cpu]
+        best: tuple[tuple[float, int, int, int], int, float | None, int | None] | None = None
+        for candidate in cpus:
+            batches: list[int | None] = [sink.batch]
+            if sink.batch and sink.may_change_batch and model.fitted:
+                batches = list(_batch_candidates(sink.batch, batch_ceiling(sink, candidate)))
+            for option in batches:
+                rows = float(option or full)
+                count = next((r for r in range(stage.replicas, inp.max_replicas + 1)
+                              if capacity(r, candidate, rows) >= target - 1e-9), None)
+                if count is None:
+                    continue
+                key = (round(count * max(candidate or 1.0, 1.0), 9), count, int(rows), int(candidate != sink.cpu))
+                if best is None or key < best[0]:
+                    best = (key, count, candidate, option)
         if best is None:
-            cpu = candidates[-1]
+            cpu = cpus[-1]
             replicas = inp.max_replicas
             capped = f"max_replicas {inp.max_replicas}"
             notes.append(f"sink: {target:,.0f}/s needs more than {inp.max_replicas} replicas even at "
                          f"{cpu if cpu is not None else 'the current'} CPU; using the maximum")
         else:
-            _, replicas, cpu = best
-    capacity_after = per_replica(cpu) * replicas
-    batch = sink.batch
-    if sink.batch and inp.insert_budget and (replicas > stage.replicas or cpu != sink.cpu):
-        inserts = capacity_after / sink.batch
+            _, replicas, cpu, batch = best
+            if batch != sink.batch:
+                notes.append(f"sink: {_fixed_share(model, full, sink.cpu):.0%} of a batch's time is the per-insert "
+                             f"cost: max_batch_size {sink.batch} -> {batch} before more replicas")
+    capacity_after = capacity(replicas, cpu, float(batch or full))
+    if batch and sink.may_change_batch and inp.insert_budget and (replicas > stage.replicas or cpu != sink.cpu):
+        filled = min(float(batch), fill_limit(sink.max_msgs))
+        inserts = capacity_after / filled
         if inserts > inp.insert_budget:
-            batch = min(MAX_BATCH, max(sink.batch, nice_batch(capacity_after / inp.insert_budget)))
-            notes.append(f"sink: {capacity_after:,.0f}/s in batches of {sink.batch} would be {inserts:.0f} inserts/s, "
-                         f"above the insert budget of {inp.insert_budget:g}/s; max_batch_size {sink.batch} -> {batch}")
+            wanted = min(MAX_BATCH, max(batch, nice_batch(capacity_after / inp.insert_budget)))
+            notes.append(f"sink: {capacity_after:,.0f}/s in batches of {filled:.0f} would be {inserts:.0f} inserts/s, "
+                         f"above the insert budget of {inp.insert_budget:g}/s; max_batch_size {batch} -> {wanted}")
+            if wanted > fill_limit(sink.max_msgs):
+                notes.append(f"sink: the stream's maxMsgs {sink.max_msgs} lets a replica fill batches of "
+                             f"{fill_limit(sink.max_msgs):.0f} at most; the insert rate stays above budget")
+            batch = wanted
+            capacity_after = capacity(replicas, cpu, float(batch))
     return StageDecision("sink", stage.replicas, replicas, rate_now, capacity_now, capacity_after, target,
                          utilization, cpu_from=sink.cpu, cpu_to=cpu, batch_from=sink.batch, batch_to=batch,
-                         reason=reason, estimator="busy time", needed=needed_now, capped=capped)
+                         reason=reason, estimator=model.describe(), needed=needed_now, capped=capped)
+
+
+def _fixed_share(model: SinkModel, batch: float, cpu: float | None) -> float:
+    per_replica = model.per_replica(batch, cpu)
+    return model.fixed * per_replica / batch if per_replica > 0 and math.isfinite(per_replica) else 0.0

@@ -1,8 +1,12 @@
 """One-step sizing on plain numbers: DS2's worked example, Flink's target, hysteresis, caps."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from gftune import sizing
+from gftune.sim.model import PipelineModel
 from gftune.sizing import SinkState, SizingInput, StageState, nice_batch, size, target_capacity
 
 
@@ -98,3 +102,135 @@ def test_a_bigger_sink_gets_bigger_batches_within_the_insert_budget():
 
 def test_workers_follow_the_cpu_limit():
     assert [sizing.sink_workers(c) for c in (None, 1, 1.5, 2, 3, 4, 5, 8)] == [1, 1, 1, 1, 1, 2, 3, 6]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- the sink's per-batch model: a + b x B, predicted at another batch --------------------------------
+
+def _sim_sink(sink: dict, error_rate: float = 0.0, cpu: str = "1500m"):
+    """The simulator's sink (gftune/sim/model.py): the formula the predictions are judged against."""
+    doc = yaml.safe_load((ROOT / "scenarios" / "pipelines" / "orders.yaml").read_text())["spec"]
+    doc = {**doc, "resources": {"sink": {"replicas": 1, "limits": {"cpu": cpu, "memory": "1.5Gi"}}}}
+    return PipelineModel("p", doc, doc["resources"], {"sink": sink, "clickhouse": {"error_rate": error_rate}})
+
+
+def _readings(model, replicas: int, rows_per_s: float, batch: float, error_rate: float) -> StageState:
+    """What gftune measures of ``replicas`` sink replicas taking ``rows_per_s`` in batches of ``batch``."""
+    cycle, _ = model.sink_cycle(batch, error_rate)
+    batches = rows_per_s / batch
+    return StageState("sink", replicas, rows_per_s, batches * cycle)
+
+
+def _prepare(model, rows_per_s: float, batch: float) -> float:
+    return rows_per_s / batch * float(model.params["sink"]["prepare_per_row"]) * batch / model.workers
+
+
+@pytest.mark.parametrize("measured, predicted", [(300, 2000), (1000, 2000), (900, 5000), (2000, 500)])
+def test_sink_capacity_at_another_batch_follows_the_simulators_formula(measured, predicted):
+    # sink-retries: a = 0.1 s, b = 2 us, p = 10 us, a quarter of the inserts retried after 0.5 s
+    params = {"insert_overhead": 0.1, "insert_per_row": 2e-6, "prepare_per_row": 1e-5, "max_retries": 8,
+              "retry_backoff": 0.5}
+    sim = _sim_sink(params, 0.25)
+    stage = _readings(sim, 4, 4000.0, measured, 0.25)
+    state = SinkState(cpu=1.5, prepare_rate=_prepare(sim, 4000.0, measured), batch=1000, batch_mean=measured)
+    model = sizing.fit_sink_model(stage, state)
+    assert model.fitted
+    truth = sim.sink_replica_capacity(predicted, 0.25)
+    assert model.per_replica(predicted, 1.5) == pytest.approx(truth, rel=0.03)
+    # the old estimate (per-record time constant) is off by up to half at small measured batches
+    constant = sizing.SinkModel(0.0, stage.busy_rate / stage.processed_rate - model.prepare_row, model.prepare_row,
+                                1, fitted=False)
+    if measured < predicted / 3:
+        assert constant.per_replica(predicted, 1.5) < 0.6 * truth
+
+
+def test_sink_capacity_with_cpu_heavy_preparation_and_more_workers():
+    # backpressure-sink-bound: a = 0.05 s, p = 150 us per row shared by the workers
+    params = {"insert_overhead": 0.05, "insert_per_row": 2e-6, "prepare_per_row": 1.5e-4}
+    sim = _sim_sink(params)
+    stage = _readings(sim, 1, 4950.0, 1000, 0.0)
+    model = sizing.fit_sink_model(stage, SinkState(cpu=1.5, prepare_rate=_prepare(sim, 4950.0, 1000), batch=1000,
+                                                   batch_mean=1000))
+    for batch, cpu, workers in ((2000, 1.5, 1), (1000, 5.0, 3), (5000, 6.0, 4)):
+        assert model.per_replica(batch, cpu) == pytest.approx(sim.sink_replica_capacity(batch, 0.0, workers),
+                                                               rel=0.02)
+
+
+def test_an_under_filled_over_sized_sink_is_judged_at_full_batches():
+    # 4 replicas share 4000/s in batches of 300 (max_batch_size 1000): per row it looks slow, but
+    # loaded each replica fills batches of 1000 and does ~3,200/s (the simulator's truth)
+    params = {"insert_overhead": 0.1, "insert_per_row": 2e-6, "prepare_per_row": 1e-5, "max_retries": 8,
+              "retry_backoff": 0.5}
+    sim = _sim_sink(params, 0.25)
+    stage = _readings(sim, 4, 4000.0, 300, 0.25)
+    result = size(SizingInput(source_rate=4000.0, stages=(stage,), sink=SinkState(
+        cpu=1.5, prepare_rate=_prepare(sim, 4000.0, 300), batch=1000, batch_mean=300, may_change_cpu=False)))
+    sink = result.decision("sink")
+    assert sink.capacity_now == pytest.approx(4 * sim.sink_replica_capacity(1000, 0.25), rel=0.03)
+    assert sink.replicas_to == 2  # 31% utilised at full batches: halves (never below half)
+    assert "per insert" in sink.estimator
+
+
+def test_the_batch_comes_before_replicas_when_the_per_insert_cost_dominates():
+    # sink-retries at plan time: one replica, full batches of 1000, 3,200/s of 4,000/s arriving.
+    # Batch 2000 alone carries ~6,150/s: no second pod.
+    params = {"insert_overhead": 0.1, "insert_per_row": 2e-6, "prepare_per_row": 1e-5, "max_retries": 8,
+              "retry_backoff": 0.5}
+    sim = _sim_sink(params, 0.25)
+    read = sim.sink_replica_capacity(1000, 0.25)
+    stage = _readings(sim, 1, read, 1000, 0.25)
+    inp = SizingInput(source_rate=4000.0, backlog=300_000.0, stages=(
+        StageState("ingestor", 2, read, read / 6000.0, cap_replicas=4), stage), sink=SinkState(
+        cpu=1.5, prepare_rate=_prepare(sim, read, 1000), batch=1000, batch_mean=1000, may_change_cpu=False,
+        max_msgs=8000))
+    sink = size(inp).decision("sink")
+    assert (sink.replicas_to, sink.batch_to) == (1, 2000)
+    assert sink.capacity_after == pytest.approx(sim.sink_replica_capacity(2000, 0.25), rel=0.02)
+    assert sink.capacity_after >= sink.target
+    # not allowed to touch the batch: replicas, as before
+    fixed = size(SizingInput(**{**inp.__dict__, "sink": SinkState(**{**inp.sink.__dict__, "may_change_batch": False})}))
+    assert fixed.decision("sink").replicas_to == 2 and fixed.decision("sink").batch_to == 1000
+    # a memory ceiling that holds no bigger batch leaves replicas as the lever
+    tight = SinkState(**{**inp.sink.__dict__, "memory_ceiling": 160 * 2**20, "row_bytes": 1024.0})
+    assert size(SizingInput(**{**inp.__dict__, "sink": tight})).decision("sink").batch_to == 1000
+
+
+def test_batches_only_fill_as_far_as_the_stream_holds_them():
+    # maxMsgs 8000 per replica's stream: producers stop at 7,200, two batches of 3,600 at most
+    assert sizing.fill_limit(8000) == pytest.approx(3600.0)
+    assert sizing.fill_limit(None) == float("inf") and sizing.fill_limit(-1) == float("inf")
+    # the guards: two fetches of batch x workers in maxMsgs; batches x workers within memory_ceiling
+    assert sizing.batch_ceiling(SinkState(cpu=5.0, max_msgs=8000), 5.0) == 1333
+    assert sizing.batch_ceiling(SinkState(cpu=1.0), 1.0) == sizing.MAX_BATCH
+
+
+def test_without_the_mean_batch_the_old_estimate_is_kept_and_said():
+    result = size(_sink_bound())
+    sink = result.decision("sink")
+    assert "mean batch unknown" in sink.estimator
+    assert sink.true_rate == pytest.approx(4950.0)
+
+
+def test_a_stage_is_not_sized_for_more_than_its_upstream_delivers():
+    # backpressure-sink-bound after a long wait: the backlog raises the ingestors 2 -> 3 (18,000/s),
+    # but the sink needs the target (input / u + backlog / catch-up + restart), not the burst the
+    # ingestors push while their lag lasts
+    inp = _sink_bound(backlog=3_600_000.0, insert_budget=None)
+    result = size(inp)
+    assert result.decision("ingestor").replicas_to == 3
+    sink = result.decision("sink")
+    assert sink.target == pytest.approx(result.target_rate)
+    assert sink.replicas_to == 3  # 3 x 4,950/s >= ~13,000/s; 18,000/s would need 4
+    # an upstream that delivers less than the target bounds what the stage is sized for
+    capped = size(_sink_bound(backlog=3_600_000.0, insert_budget=None,
+                              stages=(StageState("ingestor", 2, 4950.0, 0.825, cap_replicas=2),
+                                      StageState("sink", 1, 4950.0, 1.0))))
+    assert capped.decision("sink").target == pytest.approx(12_000.0)
+    assert any("upstream can deliver" in n for n in capped.notes)
+    # an observed (saturated) upstream rate is not what it can deliver: no bound from it
+    observed = size(_sink_bound(backlog=3_600_000.0, insert_budget=None,
+                                stages=(StageState("ingestor", 2, 4950.0, None, cap_replicas=2),
+                                        StageState("sink", 1, 4950.0, 1.0))))
+    assert observed.decision("sink").target == pytest.approx(observed.target_rate)
