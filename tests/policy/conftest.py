@@ -27,9 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 TIME_SCALE = 60.0
 SYMPTOM_SCENARIOS = ("healthy", "backpressure-sink-bound", "partition-capped-ingestor", "underprovisioned-ingestor",
                      "sink-batch-bound", "sink-retries", "retry-exhaustion", "dedup-storage", "terminal-errors",
-                     "stream-loss")
+                     "stream-loss", "overprovisioned")
 PASSWORD_ENV = "GFTUNE_TEST_CLICKHOUSE_PASSWORD"
 WARM_UP_S = 14.0  # model minutes: rate windows (5 s) and `for:` (2 s) filled, backlogs built
+# The plans of test_scenarios wait longer: the overprovisioned policy's `for: 30m` needs 30 s of
+# Prometheus data (query_range over it, no gaps), which starts a scrape or two after the simulator.
+PLAN_WARM_UP_S = 38.0
 
 
 def scenario_truth(name: str) -> dict[str, Any]:
@@ -56,8 +59,8 @@ def write_repo(root: Path, api_url: str, *, policies: bool = True, labels: dict[
     return root
 
 
-def wait_warm(started: float) -> None:
-    left = WARM_UP_S - (time.monotonic() - started)
+def wait_warm(started: float, warm_up: float = WARM_UP_S) -> None:
+    left = warm_up - (time.monotonic() - started)
     if left > 0:
         time.sleep(left)
 

@@ -3,7 +3,8 @@
 A real Prometheus scrapes one simulator running all the scenarios (and, in the second mode, gftune
 scrapes /metrics itself, twice a window apart). For each scenario the plan must propose the
 tunable of the seed's table for that row (or escalate it), with the measured values in the
-evidence matching the scenario's documented truth; the healthy pipeline gets nothing.
+evidence matching the scenario's documented truth; the healthy pipeline gets nothing, the
+over-provisioned one a bounded scale-down.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from gftune.cli import cli
-from tests.policy.conftest import SYMPTOM_SCENARIOS, SymptomServers, scenario_truth, wait_warm
+from tests.policy.conftest import PLAN_WARM_UP_S, SYMPTOM_SCENARIOS, SymptomServers, scenario_truth, wait_warm
 
 # scenario -> what the plan must say. "evidence": signal -> truth key (measured value within 20%).
 EXPECTED: dict[str, dict[str, Any]] = {
@@ -53,12 +54,18 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "absent": ["resources.nats.stream.maxMsgs", "resources.nats.stream.maxBytes"],
         "evidence": {"sink_rate": "sink_rate", "source_rate": "read_rate", "ingestor_backpressure": "backpressure",
                      "sink_utilization": None, "sink_insert_share": None, "sink_input_ratio": None}},
+    # no symptom: every stage ~11% busy for 30 minutes; a bounded step halves both (4 -> 2)
+    "overprovisioned": {
+        "policy": "overprovisioned", "paths": ["resources.sources[orders].replicas", "resources.sink.replicas"],
+        "values": {"resources.sources[orders].replicas": 2, "resources.sink.replicas": 2},
+        "evidence": {"ingestor_utilization": "ingestor_utilization", "sink_utilization": "sink_utilization",
+                     "error_rate": None, "consumer_lag": None}},
 }
 MODES = ("prometheus", "scrape")
 
 
 def run_plan(servers: SymptomServers, mode: str) -> tuple[int, dict[str, Any]]:
-    wait_warm(servers.started)
+    wait_warm(servers.started, PLAN_WARM_UP_S)
     result = CliRunner().invoke(cli, ["plan", "--repo", str(servers.repo), "--format", "json"],
                                 env=servers.env(mode), catch_exceptions=False)
     assert result.stdout, result.output
