@@ -38,6 +38,7 @@ from gftune import canonical, exitcodes, lock, report, secrets, signals, verify
 from gftune import plan as planmod
 from gftune.client import ApiError, GlassFlowClient
 from gftune.config import Config
+from gftune.glassflow import resources as res
 from gftune.glassflow.statuses import Status
 from gftune.journal import (
     DONE,
@@ -82,6 +83,7 @@ from gftune.lifecycle import (
     touched,
     verify_plan,
     with_live_gftune_tags,
+    with_live_immutables,
 )
 from gftune.live import read_live, read_one
 from gftune.metrics.expr import ScrapePair
@@ -321,8 +323,14 @@ class Executor:
                                  "are not in the live pipeline")
             run.notes.append("previous configuration rebuilt after a restart: secret values are the live ones")
         doc = planmod._strip_join_resources(doc)
-        doc["resources"] = canonical.edit_resources((run.before or {}).get("resources") or {}, doc)
+        doc["resources"] = canonical.edit_resources(self._before_resources(run, live), doc)
         return doc
+
+    @staticmethod
+    def _before_resources(run: PipelineRun, live: _Live) -> Json:
+        before = run.before or {}
+        return with_live_immutables(before.get("resources") or {}, live.resources,
+                                    res.immutable_paths(before.get("config") or {}))
 
     def _target(self, run: PipelineRun, step: Step, live: _Live) -> Json | None:
         """What the step sends: a document (edit, create), internal resources (put), tags, or a name."""
@@ -333,7 +341,7 @@ class Executor:
             return with_live_gftune_tags(doc, live.pipeline) if step.action == "edit" else doc
         if step.action == "put_resources":
             if source == "before":
-                return copy.deepcopy((run.before or {}).get("resources") or {})
+                return self._before_resources(run, live)
             if source == "join_restore":
                 target = copy.deepcopy(live.resources or {})
                 target["join"] = copy.deepcopy((payload.get("join_restore") or {}).get("join"))

@@ -309,6 +309,21 @@ def config_matches(target_doc: Json, live_doc: Json | None, live_resources: Json
                for leaf in leaves)
 
 
+def with_live_immutables(before: Json, live: Json | None, immutable: Sequence[str]) -> Json:
+    """The captured resources (internal shape) to put back, with every immutable field as the live
+    pipeline has it now. They cannot have been changed by us, but the server may have rewritten
+    one (k8s turns a stored ``maxBytes: "0"`` into ``"-1"`` on PUT, reference §3.5), and echoing
+    the captured text then is refused as a change to an immutable field: the revert would fail
+    and leave the bad change running."""
+    out = copy.deepcopy(before)
+    for path in immutable:
+        where = tuple(path.split("/"))
+        now = canonical.internal_get(live, where)
+        if now is not None and canonical.internal_get(out, where) is not None:
+            canonical.internal_set(out, where, copy.deepcopy(now))
+    return out
+
+
 def with_live_gftune_tags(doc: Json, live_doc: Json | None) -> Json:
     """``doc`` with its own user tags plus the live pipeline's ``gftune:`` tags (our lock included):
     an update must never drop the lock or the provenance."""

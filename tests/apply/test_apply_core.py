@@ -187,3 +187,14 @@ def test_exit_code_worst_outcome_wins():
     assert lc.exit_code(["blocked", "inconclusive"]) == exitcodes.INCONCLUSIVE
     assert lc.exit_code(["inconclusive", "reverted"]) == exitcodes.VERIFY_FAILED
     assert lc.exit_code(["reverted", "restored"]) == exitcodes.ERROR
+
+
+def test_restored_resources_take_immutable_fields_from_the_live_pipeline():
+    from gftune.lifecycle import with_live_immutables
+
+    before = {"nats": {"stream": {"maxAge": "24h", "maxBytes": "0", "maxMsgs": 8000}}, "sink": {"replicas": 2}}
+    live = {"nats": {"stream": {"maxAge": "24h0m0s", "maxBytes": "-1", "maxMsgs": 8000}}, "sink": {"replicas": 5}}
+    out = with_live_immutables(before, live, ["nats/stream/maxAge", "nats/stream/maxBytes", "transform/replicas"])
+    assert out == {"nats": {"stream": {"maxAge": "24h0m0s", "maxBytes": "-1", "maxMsgs": 8000}}, "sink": {"replicas": 2}}
+    assert before["nats"]["stream"]["maxBytes"] == "0"  # not modified in place
+    assert "transform" not in out  # an immutable field absent from the capture is not added

@@ -69,6 +69,27 @@ def test_failed_on_resume_is_reported_and_restored(sim_factory, tmp_path):
     assert h.sent(sim, "POST", "/edit") == 2
 
 
+def test_a_resources_restore_echoes_what_the_server_rewrote(sim_factory, tmp_path):
+    """PUT /resources turns the stored default maxBytes "0" into "-1" (reference §3.5): putting the
+    captured "0" back would be refused as an immutable change and leave the failed change in place."""
+    sim, repo = _setup(sim_factory, tmp_path, metrics=False)
+    before = h.live(sim.api_url, PID, "/resources")["pipeline_resources"]
+    assert before["nats"]["stream"]["maxBytes"] == "0"
+    h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
+    sim.add_fault({"kind": "fail_on_resume", "pipeline": PID, "times": 1})
+    proc, doc = h.apply_json(repo, "--auto-approve")
+    assert proc.returncode == 1, proc.stderr
+    p = doc["pipelines"][0]
+    assert p["outcome"] == "restored", p.get("error")
+    steps = {s["step"]: s for s in p["timeline"]}
+    assert steps["restore.put_resources"]["state"] == "done"
+    assert h.status(sim.api_url, PID) == "Running"
+    after = h.live(sim.api_url, PID, "/resources")["pipeline_resources"]
+    assert after["sink"]["replicas"] == before["sink"]["replicas"]
+    assert after["nats"]["stream"]["maxBytes"] == "-1"  # the server's rewrite, echoed back unchanged
+    assert h.sent(sim, "PUT", "/resources") == 2
+
+
 def test_when_the_restore_fails_too_the_pipeline_is_still_resumed(sim_factory, tmp_path):
     sim, repo = _setup(sim_factory, tmp_path, metrics=False)
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
