@@ -242,6 +242,11 @@ def parse_exposition(text: str, at: float) -> Scrape:
     return scrape
 
 
+# A `for:` up to this much longer than the scrape interval still counts as covered: the interval is
+# the configured window plus however long the scrapes took, so the two can differ by a little.
+_WINDOW_SLACK = 1.05
+
+
 class ScrapeSource:
     """A ``/metrics`` endpoint read directly: two scrapes a window apart per snapshot."""
 
@@ -330,8 +335,15 @@ class ScrapeSnapshot:
             points.append((self.pair.after.at, value))
             series[labels] = points
         complete = bool(series) and (not expr.instantaneous() or all(len(p) == 2 for p in series.values()))
-        detail = (f"direct scrape: checked at both scrapes {self.window_s:.1f}s apart, "
-                  f"not over the full {for_s:.1f}s")
+        if for_s > self.window_s * _WINDOW_SLACK:
+            # Two scrapes cannot vouch for a longer stretch than the one between them: a condition
+            # held at both ends of a 5-minute window says nothing about the 25 minutes before it
+            # (a diurnal trough would pass for a 30-minute lull). Not established, never guessed.
+            return RangeResult(query, series, False,
+                               f"direct scrape covers {self.window_s:.1f}s, not the {for_s:.1f}s asked for: "
+                               "use Prometheus, or a metrics window at least as long")
+        detail = (f"direct scrape: checked at both scrapes {self.window_s:.1f}s apart "
+                  f"(within the {for_s:.1f}s asked for)")
         return RangeResult(query, series, complete, detail)
 
 

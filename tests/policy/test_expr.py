@@ -91,9 +91,17 @@ def test_raw_promql_is_unknown_in_scrape_mode(snapshot):
 
 def test_gauge_condition_is_checked_at_both_scrapes(snapshot):
     gauge = Aggregate("max", Selector("ingestor_backpressure_active", (("pipeline_id", "=", "p1"),)))
-    series = snapshot.over(gauge, 60.0)
+    series = snapshot.over(gauge, 10.0)  # the scrapes are 10 s apart
     assert [v for _, v in next(iter(series.series.values()))] == [0.0, 1.0]
     assert series.complete
+
+
+def test_a_for_longer_than_the_scrape_window_is_not_established(snapshot):
+    """Two scrapes 10 s apart cannot show that a condition held for 60 s."""
+    gauge = Aggregate("max", Selector("ingestor_backpressure_active", (("pipeline_id", "=", "p1"),)))
+    series = snapshot.over(gauge, 60.0)
+    assert not series.complete
+    assert "direct scrape covers 10.0s, not the 60.0s asked for" in series.detail
 
 
 def test_naming_detection_both_modes():
