@@ -892,6 +892,8 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
         catch_up_s=float(options.get("catch_up", 1800.0)),
         insert_budget=float(options.get("insert_budget", 10.0)),
         restart_s=float(options.get("restart", settings.restart_estimate)),
+        burst_grace_s=(policy.settle_s if policy.settle_s is not None else settings.verify_settle)
+        + (policy.window_s if policy.window_s is not None else settings.verify_window),
         band=options.get("band", (0.4, 0.9)),
         max_scale_down=float(options.get("max_scale_down", 0.5)),
         max_replicas=int(constraints.get("max_replicas") or guards.DEFAULT_MAX_REPLICAS),

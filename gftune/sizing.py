@@ -12,12 +12,16 @@ Pure arithmetic on measured rates, no I/O.
        target = input / u + backlog / catch_up + input x restart / catch_up
 
    It flows down the graph multiplied by each stage's selectivity (dedup and filters drop records).
-   A stage is never sized for more than its upstream will deliver after the change (the upstream's
-   capacity after it, when measured from busy time): an upstream raised for the catch-up pushes
-   faster than the target only until its backlog is gone, and the stream in between absorbs that;
-   if it fills, backpressure slows the upstream to the downstream's rate, which still drains the
-   backlog within the catch-up time because the downstream carries the target. Sizing the
-   downstream for the upstream's whole burst would leave it over-sized for good.
+   A stage is never sized for more than its upstream can deliver after the change (the upstream's
+   capacity after it, when measured from busy time). While a backlog exists that would take longer
+   to drain at the target than the change's settle time plus verify window (``burst_grace_s``), it
+   is sized for all of that: an upstream draining its backlog pushes at its full capacity, and a
+   downstream sized only for the target lets the stream in between fill again. With a message
+   limit that keeps backpressure on for the whole drain (the symptom the change was for, past the
+   window it is judged on); on a stream limited by bytes alone (``maxMsgs: -1``) JetStream's
+   DiscardOld drops what does not fit: data lost. A shorter burst is left to the stream and
+   backpressure. The surplus is temporary: once the backlog is gone, the ``overprovisioned``
+   policy gives it back in bounded steps.
 3. **Replicas** per stage: ``ceil(target_i / true rate per replica)``, capped by partitions
    (ingestor), fixed for join and for a dedup transform, within ``max_replicas``. A stage that
    needs more than a cap allows is reported (``capped``), so the caller can escalate.
@@ -105,6 +109,9 @@ class SizingInput:
     cpu_ceiling: float = 8.0
     insert_budget: float | None = 10.0  # ClickHouse inserts per second the sink may cause
     backlog_grace_s: float = 30.0  # backlog under this many seconds of input counts as none
+    # A catch-up burst the stream may absorb (with backpressure) for this long is not sized for:
+    # the settle time plus verify window, where the change is judged.
+    burst_grace_s: float = 360.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,8 @@ def size(inp: SizingInput) -> SizingResult:
                                    catch_up_s=inp.catch_up_s, restart_s=inp.restart_s)
     notes: list[str] = []
     decisions: list[StageDecision] = []
+    surplus = target_total - inp.source_rate
+    drain_at_target = backlog / surplus if surplus > 0 else math.inf
     selectivity = 1.0
     bottleneck = math.inf  # the most source records/s every stage can carry after the change
     delivered: float | None = None  # the most the upstream stage can deliver after the change
@@ -206,6 +215,10 @@ def size(inp: SizingInput) -> SizingResult:
         if delivered is not None and delivered < target:
             notes.append(f"{stage.stage}: sized for the {delivered:,.0f}/s its upstream can deliver after the change, "
                          f"not {target:,.0f}/s")
+            target = delivered
+        elif delivered is not None and backlog_present and delivered > target and drain_at_target > inp.burst_grace_s:
+            notes.append(f"{stage.stage}: sized for the {delivered:,.0f}/s its upstream pushes while the backlog "
+                         f"drains, not {target:,.0f}/s, so the stream in between does not fill again")
             target = delivered
         if stage.stage == "sink" and inp.sink is not None:
             decision = _size_sink(stage, inp, steady, target, backlog_present, notes)

@@ -213,16 +213,24 @@ def test_without_the_mean_batch_the_old_estimate_is_kept_and_said():
     assert sink.true_rate == pytest.approx(4950.0)
 
 
-def test_a_stage_is_not_sized_for_more_than_its_upstream_delivers():
-    # backpressure-sink-bound after a long wait: the backlog raises the ingestors 2 -> 3 (18,000/s),
-    # but the sink needs the target (input / u + backlog / catch-up + restart), not the burst the
-    # ingestors push while their lag lasts
+def test_while_a_backlog_drains_a_stage_carries_what_its_upstream_pushes():
+    # backpressure-sink-bound after a long wait: the backlog raises the ingestors 2 -> 3 (18,000/s).
+    # While their lag lasts they push all of that: a sink sized only for the target (~13,000/s) would
+    # let the stream fill again (backpressure back, or DiscardOld losses on a bytes-only stream)
     inp = _sink_bound(backlog=3_600_000.0, insert_budget=None)
     result = size(inp)
     assert result.decision("ingestor").replicas_to == 3
     sink = result.decision("sink")
-    assert sink.target == pytest.approx(result.target_rate)
-    assert sink.replicas_to == 3  # 3 x 4,950/s >= ~13,000/s; 18,000/s would need 4
+    assert result.target_rate < 18_000.0
+    assert sink.target == pytest.approx(18_000.0)
+    assert sink.replicas_to == 4  # 4 x 4,950/s >= 18,000/s; the target alone would need 3
+    assert any("pushes while the backlog drains" in n for n in result.notes)
+    # a burst the stream absorbs within the settle time + verify window is left to backpressure
+    short = size(_sink_bound(backlog=300_000.0, insert_budget=None))
+    assert short.decision("sink").target == pytest.approx(short.target_rate)
+    # without a backlog, the upstream's surplus capacity is not sized for
+    steady = size(_sink_bound(backlog=0.0, insert_budget=None))
+    assert steady.decision("sink").target == pytest.approx(steady.target_rate)
     # an upstream that delivers less than the target bounds what the stage is sized for
     capped = size(_sink_bound(backlog=3_600_000.0, insert_budget=None,
                               stages=(StageState("ingestor", 2, 4950.0, 0.825, cap_replicas=2),
