@@ -67,7 +67,6 @@ from gftune.lifecycle import (
     Observation,
     VerifyPlan,
     build_steps,
-    catching_up,
     config_matches,
     cycle_steps,
     decide,
@@ -664,8 +663,8 @@ class Executor:
                        "settle_s": self.ctx.scaled(vplan.settle_s)}
         step.detail = verdict.label
         extension = int(step.params.get("extension", 0))
-        backlog = catching_up(run.after) if verdict.outcome != verify.PASS and live.status == Status.RUNNING \
-            else None
+        backlog = verify.backlog_draining(readings_before, _readings(run.after), vplan.tolerance) \
+            if verdict.outcome != verify.PASS and live.status == Status.RUNNING else None
         if backlog and extension < MAX_CATCH_UP_WINDOWS:
             step.detail = (f"{verdict.label} while still catching up ({backlog}): observing another window "
                            f"({extension + 1}/{MAX_CATCH_UP_WINDOWS})")

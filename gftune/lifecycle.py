@@ -9,7 +9,6 @@ already visible is recognised and not sent again (docs/apply.md).
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -256,21 +255,6 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
     if action in ("rename", "patch_metadata"):
         return Decision(DONE_, "already in effect") if obs.matches else Decision(SEND, call=action)
     return Decision(FAIL, f"unknown lifecycle action {action!r}")
-
-
-def catching_up(after: Mapping[str, Any]) -> str | None:
-    """A description of the catch-up in progress when the Kafka lag is shrinking, else None."""
-    growth = (after.get("consumer_lag_growth") or {})
-    rate = growth.get("value") if growth.get("status") == "ok" else None
-    if not isinstance(rate, int | float) or not math.isfinite(rate):
-        return None
-    source = (after.get("source_rate") or {}).get("value")
-    noise = max(1.0, 0.02 * source) if isinstance(source, int | float) and math.isfinite(source) else 1.0
-    if rate >= -noise:
-        return None
-    lag = (after.get("consumer_lag") or {}).get("value")
-    backlog = f"{lag:,.0f} records in Kafka, " if isinstance(lag, int | float) and math.isfinite(lag) else ""
-    return f"{backlog}lag shrinking {-rate:,.0f}/s"
 
 
 def is_transient(error: ApiError) -> bool:

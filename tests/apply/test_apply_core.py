@@ -115,17 +115,6 @@ def test_decide(action, params, obs, kind, call):
         assert d.call == call
 
 
-def _r(value):
-    return {"value": value, "status": "ok"}
-
-
-def test_catching_up_when_the_kafka_lag_shrinks_beyond_noise():
-    assert lc.catching_up({"consumer_lag_growth": _r(-9000), "consumer_lag": _r(1_200_000),
-                           "source_rate": _r(18000)}) == "1,200,000 records in Kafka, lag shrinking 9,000/s"
-    assert lc.catching_up({"consumer_lag_growth": _r(-100), "source_rate": _r(18000)}) is None  # noise
-    assert lc.catching_up({"consumer_lag_growth": _r(3000)}) is None  # falling behind, not catching up
-    assert lc.catching_up({"consumer_lag_growth": {"value": None, "status": "unknown"}}) is None
-    assert lc.catching_up({}) is None
 
 
 def test_transient_errors():

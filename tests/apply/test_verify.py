@@ -226,3 +226,16 @@ def test_absent_guard_with_no_series_before_passes_at_zero_and_fails_when_it_app
     # unknown after stays inconclusive
     v = _judge({"sink_rate": 5000, verify.DLQ_RATE: 0.0}, {"sink_rate": 5000, verify.DLQ_RATE: R(None, "stale")})
     assert v.outcome == verify.INCONCLUSIVE
+
+
+def test_backlog_draining_when_the_kafka_lag_shrinks_beyond_noise():
+    """What apply reads to observe another window while a restarted pipeline catches up."""
+    def draining(**after):
+        return verify.backlog_draining({}, {k: R(v) for k, v in after.items()}, 0.1)
+
+    assert draining(consumer_lag_growth=-9000, consumer_lag=1_200_000, source_rate=18000) == \
+        "backlog draining at 9,000/s (Kafka lag), ~2 min to drain 1,200,000 records"
+    assert draining(consumer_lag_growth=-1000, source_rate=18000) is None  # within the noise band
+    assert draining(consumer_lag_growth=3000, source_rate=18000) is None  # falling behind, not catching up
+    assert verify.backlog_draining({}, {"consumer_lag_growth": R(None, "unknown")}, 0.1) is None
+    assert verify.backlog_draining({}, {}, 0.1) is None
