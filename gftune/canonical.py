@@ -79,19 +79,35 @@ def provenance_commit(tags: Iterable[str]) -> str | None:
     return None
 
 
+def parse_timestamp(text: Any) -> datetime | None:
+    """An API or tag timestamp (RFC 3339, ``Z`` allowed) as an aware datetime; None when unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _reverted_entry(tag: Any) -> tuple[str, str] | None:
+    """``(policy, time text)`` of a ``gftune:reverted=<policy>@<time>`` tag, else None."""
+    if not isinstance(tag, str) or not tag.startswith(REVERTED_TAG_PREFIX):
+        return None
+    policy, _, when = tag[len(REVERTED_TAG_PREFIX):].rpartition("@")
+    return policy, when
+
+
 def reverted_policies(tags: Iterable[str]) -> dict[str, datetime]:
     """When apply last reverted a change each policy proposed: ``gftune:reverted=<policy>@<iso time>``.
     Unreadable tags are ignored; with several for one policy, the latest wins."""
     out: dict[str, datetime] = {}
     for tag in tags:
-        if not isinstance(tag, str) or not tag.startswith(REVERTED_TAG_PREFIX):
+        entry = _reverted_entry(tag)
+        moment = parse_timestamp(entry[1]) if entry else None
+        if entry is None or moment is None:
             continue
-        policy, _, when = tag[len(REVERTED_TAG_PREFIX):].rpartition("@")
-        try:
-            moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        policy = entry[0]
         if policy and (policy not in out or moment > out[policy]):
             out[policy] = moment
     return out
@@ -105,8 +121,7 @@ def with_reverted(tags: Sequence[str], policies: Iterable[str], at: datetime) ->
     """``tags`` with a revert of each of ``policies`` recorded at ``at``, replacing their older records
     (the tag set stays bounded: one per policy)."""
     names = list(dict.fromkeys(policies))
-    kept = [t for t in tags
-            if not (t.startswith(REVERTED_TAG_PREFIX) and t[len(REVERTED_TAG_PREFIX):].rpartition("@")[0] in names)]
+    kept = [t for t in tags if (entry := _reverted_entry(t)) is None or entry[0] not in names]
     return [*kept, *(reverted_tag(name, at) for name in names)]
 
 

@@ -1243,20 +1243,10 @@ def load_policies(state: Any) -> tuple[list[Policy], list[str]]:
     return policies, notes
 
 
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _last_change(health: Mapping[str, Any]) -> datetime | None:
     """When the pipeline last changed status (stop, resume, edit); creation alone is no change."""
-    updated = _parse_time(health.get("updated_at"))
-    created = _parse_time(health.get("created_at"))
+    updated = canonical.parse_timestamp(health.get("updated_at"))
+    created = canonical.parse_timestamp(health.get("created_at"))
     if updated is None or (created is not None and updated <= created):
         return None
     return updated
