@@ -105,8 +105,8 @@ def make_repo(directory: Path, count: int) -> list[dict]:
 
 
 async def create_all(url: str, specs: list[dict], root: Path) -> None:
-    from gftune import secrets
     from gftune.client import GlassFlowClient
+    from gftune.desired import secrets
 
     async with GlassFlowClient(url, concurrency=CONCURRENCY, timeout=30) as client:
         async def create(spec: dict) -> None:
@@ -138,8 +138,8 @@ def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, float, byt
 
 def in_process_phases(root: Path, url: str) -> dict[str, float]:
     from gftune.commands.plan import produce_plan
-    from gftune.desired import load_repo
-    from gftune.render import render_json
+    from gftune.desired.repo import load_repo
+    from gftune.plan.render import render_json
 
     t0 = time.perf_counter()
     state = load_repo(root, overrides={"api_url": url}, env={**os.environ, **SECRETS})

@@ -162,7 +162,7 @@ def _adopt(sim: Any, repo: Path) -> tuple[str, Json, dict[str, str]]:
 def _live_config(sim: Any, pipeline_id: str, source_ids: list[str]) -> Json:
     import httpx
 
-    from gftune import paths
+    from gftune.desired import paths
 
     doc = httpx.get(f"{sim.api_url}/api/v1/pipeline/{pipeline_id}", timeout=10).json()
     out: Json = {}
@@ -176,7 +176,7 @@ def _live_config(sim: Any, pipeline_id: str, source_ids: list[str]) -> Json:
 
 
 def _number(path: str, value: Any) -> float | None:
-    from gftune import guards
+    from gftune.policy import guards
 
     kind = guards.field_kind(path, value)
     return guards.to_number(kind, value)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from gftune import __version__
-from gftune.secrets import masker
+from gftune.desired.secrets import masker
 
 Json = dict[str, Any]
 
@@ -98,7 +98,7 @@ class GlassFlowClient:
 
     @classmethod
     def from_config(cls, config: Any) -> GlassFlowClient:
-        """From a :class:`gftune.config.Config` (api_url, api_timeout, api_concurrency, api_retries)."""
+        """From a :class:`gftune.desired.config.Config` (api_url, api_timeout, api_concurrency, api_retries)."""
         return cls(config.api_url, timeout=config.api_timeout, concurrency=config.api_concurrency,
                    retries=config.api_retries)
 

@@ -7,7 +7,7 @@
   top and the tail.
 * ``$GITHUB_STEP_SUMMARY`` (1 MiB per step) gets the same Markdown.
 * The token comes from ``GITHUB_TOKEN``; it is registered with the masker and every body sent goes
-  through :data:`gftune.secrets.masker` first. The token never appears in output or errors.
+  through :data:`gftune.desired.secrets.masker` first. The token never appears in output or errors.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from gftune import __version__
-from gftune.secrets import masker
+from gftune.desired.secrets import masker
 
 COMMENT_LIMIT = 65_536  # characters; GitHub answers 422 "Body is too long" beyond
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step

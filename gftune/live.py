@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gftune import secrets
 from gftune.client import ApiError, GlassFlowClient
+from gftune.desired import secrets
 
 Json = dict[str, Any]
 Progress = Callable[[int, int], None]  # (done, total)
@@ -92,7 +92,7 @@ async def list_live(client: GlassFlowClient) -> list[Json]:
 
 
 def read_live_sync(config: Any, ids: Iterable[str]) -> dict[str, LiveState]:
-    """:func:`read_live` for callers without an event loop (``config``: a :class:`gftune.config.Config`)."""
+    """:func:`read_live` for callers without an event loop (``config``: a :class:`gftune.desired.config.Config`)."""
 
     async def run() -> dict[str, LiveState]:
         async with GlassFlowClient.from_config(config) as client:

@@ -1,6 +1,6 @@
 import pytest
 
-from gftune import paths
+from gftune.desired import paths
 
 
 def test_select_by_source_id_and_type():

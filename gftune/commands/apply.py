@@ -21,16 +21,17 @@ from typing import Any
 
 import click
 
-from gftune import apply as applymod
-from gftune import exitcodes, github, lock, report
+from gftune import exitcodes, github
+from gftune.apply import executor as applymod
+from gftune.apply import lock, report
+from gftune.apply.journal import JournalError, JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.config import Config
+from gftune.desired.config import Config
 from gftune.gitrepo import current_commit
 from gftune.glassflow.durations import DurationError, to_seconds
-from gftune.journal import JournalError, JournalStore
 from gftune.metrics import MetricsError, open_source
-from gftune.plan import Plan, PlanFormatError
+from gftune.plan.model import Plan, PlanFormatError
 
 WAIT_LINE_EVERY_S = 5.0
 

@@ -26,10 +26,10 @@ from typing import Any, NoReturn
 import click
 
 from gftune import exitcodes
-from gftune.config import Config, load_config
-from gftune.desired import DesiredState, load_repo
-from gftune.problems import Problem, sorted_problems
-from gftune.secrets import masker
+from gftune.desired.config import Config, load_config
+from gftune.desired.problems import Problem, sorted_problems
+from gftune.desired.repo import DesiredState, load_repo
+from gftune.desired.secrets import masker
 
 FORMAT_VERSION = "1"
 
@@ -79,7 +79,7 @@ class ServerOptions:
     metric_namespace: str | None = None
 
     def overrides(self) -> dict[str, Any]:
-        """Config overrides for :func:`gftune.config.load_config` (flags beat env and file)."""
+        """Config overrides for :func:`gftune.desired.config.load_config` (flags beat env and file)."""
         return {"api_url": self.api, "prometheus_url": self.prometheus, "scrape_url": self.scrape,
                 "metric_namespace": self.metric_namespace}
 

@@ -41,8 +41,10 @@ import httpx
 import yaml
 
 import gftune
-from gftune import canonical, exitcodes, secrets
-from gftune.secrets import masker
+from gftune import exitcodes
+from gftune.desired import secrets
+from gftune.desired.secrets import masker
+from gftune.plan import canonical
 
 DEFAULT_SCENARIO = "demo"
 DEFAULT_TIME_SCALE = 30.0

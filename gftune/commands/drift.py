@@ -26,15 +26,17 @@ from typing import Any
 import click
 import yaml
 
-from gftune import canonical, exitcodes, secrets
+from gftune import exitcodes
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
 from gftune.commands.plan import PlanRun, plan_from_options, shard_option
-from gftune.diff import diff_config, diff_resources
+from gftune.desired import secrets
 from gftune.gitrepo import read_at_commit
 from gftune.glassflow import resources as res
 from gftune.live import LiveState
-from gftune.plan import CREATE, ERROR, FORMAT_VERSION, PipelinePlan
-from gftune.render import masked_data, value
+from gftune.plan import canonical
+from gftune.plan.diff import diff_config, diff_resources
+from gftune.plan.model import CREATE, ERROR, FORMAT_VERSION, PipelinePlan
+from gftune.plan.render import masked_data, value
 
 OUTSIDE = "changed outside gftune"
 GIT_CHANGED = "git changed since the last apply"

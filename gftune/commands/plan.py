@@ -4,7 +4,7 @@ Exit codes (design.md §3): 0 no changes, 2 changes or policy proposals, 3 block
 unsettled status, escalation), 1 error (bad repository, a pipeline that could not be read, ...).
 
 :func:`produce_plan` is the whole read-and-plan step (the I/O edge around the pure
-:func:`gftune.plan.build_plan`); ``apply --auto-approve`` and ``drift`` reuse it.
+:func:`gftune.plan.model.build_plan`); ``apply --auto-approve`` and ``drift`` reuse it.
 """
 
 from __future__ import annotations
@@ -29,12 +29,22 @@ import click
 from gftune import exitcodes
 from gftune.client import ApiError, GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.config import load_config
-from gftune.desired import PIPELINES_DIR, DesiredState, yaml_files
+from gftune.desired.config import load_config
+from gftune.desired.repo import PIPELINES_DIR, DesiredState, yaml_files
 from gftune.gitrepo import git_info
 from gftune.live import LiveState, list_live, read_live
-from gftune.plan import NOOP, Plan, PlanOptions, Scope, ShardError, build_plan, in_shard, parse_shard, select_scope
-from gftune.render import plan_file_text, render_json, render_markdown, render_text
+from gftune.plan.model import (
+    NOOP,
+    Plan,
+    PlanOptions,
+    Scope,
+    ShardError,
+    build_plan,
+    in_shard,
+    parse_shard,
+    select_scope,
+)
+from gftune.plan.render import plan_file_text, render_json, render_markdown, render_text
 
 PROGRESS_AFTER_S = 1.0
 
@@ -116,7 +126,7 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
     plan_kw["metrics"] = {"source": source, "naming": config.metric_naming, "notes": []} if source else None
     if not state.policies:
         return {}
-    from gftune.policy import plan_policies  # imported here: plans without policies never pay for it
+    from gftune.policy.engine import plan_policies  # imported here: plans without policies never pay for it
 
     in_scope = dataclasses.replace(state, pipelines={pid: state.pipelines[pid] for pid in scope.desired})
     try:

@@ -14,9 +14,9 @@ import click
 
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, echo, echo_json, finish, format_option, render_problems, repo_option
-from gftune.desired import load_repo
-from gftune.policy import PolicyError, parse_policy
-from gftune.policy_tests import TestResult, run_policy_tests
+from gftune.desired.repo import load_repo
+from gftune.policy.engine import PolicyError, parse_policy
+from gftune.policy.testing import TestResult, run_policy_tests
 
 
 @click.group(name="policy")

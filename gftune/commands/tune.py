@@ -17,7 +17,7 @@ import click
 
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, ServerOptions, echo, echo_json, finish, format_option, server_options
-from gftune.policy import PolicyReport, fmt, plan_policies
+from gftune.policy.engine import PolicyReport, fmt, plan_policies
 
 
 def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
     """Evaluate tuning policies against live metrics and write bounded proposals into git.
 
     Exit 0 nothing to do, 2 proposals, 1 error."""
-    from gftune import tune
+    from gftune.policy import writeback as tune
 
     state = opts.load_state(fmt="json" if fmt == "json" else "text")
     unknown = sorted(set(targets) - set(state.pipelines))

@@ -13,10 +13,11 @@ import time
 
 import click
 
-from gftune import exitcodes, lock
+from gftune import exitcodes
+from gftune.apply import lock
+from gftune.apply.journal import JournalStore
 from gftune.client import ApiError, GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, server_options
-from gftune.journal import JournalStore
 
 
 @click.command(name="unlock")

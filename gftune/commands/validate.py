@@ -21,8 +21,8 @@ from gftune.commands.common import (
     render_problems,
     repo_option,
 )
-from gftune.problems import Problem, sorted_problems
-from gftune.validate import internal_error_problem, validate_repo
+from gftune.desired.problems import Problem, sorted_problems
+from gftune.desired.validate import internal_error_problem, validate_repo
 
 
 def _plural(count: int, word: str) -> str:

@@ -354,7 +354,7 @@ def _config_value(config: Any, name: str, default: Any = None) -> Any:
 
 
 def open_source(config: Any) -> MetricSource | None:
-    """The metric source a :class:`gftune.config.Config` asks for; None when none is configured.
+    """The metric source a :class:`gftune.desired.config.Config` asks for; None when none is configured.
 
     ``prometheus_url`` wins over ``scrape_url`` when both are set.
     """

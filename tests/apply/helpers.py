@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import yaml
 
-from gftune import paths
-from gftune.apply import ApplyContext, ApplyResult, apply_plan
+from gftune.apply.executor import ApplyContext, ApplyResult, apply_plan
+from gftune.apply.journal import JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.demo import adopted_spec
 from gftune.commands.plan import produce_plan
-from gftune.desired import load_repo
-from gftune.journal import JournalStore
+from gftune.desired import paths
+from gftune.desired.repo import load_repo
 from gftune.metrics import open_source
 
 SECRET_ENV = "APPLY_TEST_SINK_PASSWORD"  # what gftune.commands.demo.adopted_spec names the sink password

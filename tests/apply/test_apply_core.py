@@ -1,4 +1,4 @@
-"""The functional core of apply (gftune.lifecycle): steps, decisions, matching, staleness and exit codes."""
+"""The functional core of apply (gftune.apply.lifecycle): steps, decisions, matching, staleness and exit codes."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gftune import apply as ap
 from gftune import exitcodes
-from gftune import lifecycle as lc
-from gftune import plan as planmod
-from gftune.config import Config
-from gftune.evidence import Expectation, FieldChange, Proposal, VerifySpec
+from gftune.apply import executor as ap
+from gftune.apply import lifecycle as lc
+from gftune.desired.config import Config
+from gftune.plan import model as planmod
+from gftune.plan.evidence import Expectation, FieldChange, Proposal, VerifySpec
 
 OBS_RUNNING = lc.Observation(True, "Running")
 
@@ -153,7 +153,7 @@ def test_plan_staleness_by_age_and_commit():
 
 
 def test_blocked_and_error_entries_are_not_applied_and_give_their_exit_code(tmp_path):
-    from gftune.journal import JournalStore
+    from gftune.apply.journal import JournalStore
 
     ok = planmod.PipelinePlan("p-ok", planmod.UPDATE, lifecycle=RUNNING_EDIT)
     blocked = planmod.PipelinePlan("p-blocked", planmod.BLOCKED, blocked=[
@@ -179,7 +179,7 @@ def test_exit_code_worst_outcome_wins():
 
 
 def test_restored_resources_take_immutable_fields_from_the_live_pipeline():
-    from gftune.lifecycle import with_live_immutables
+    from gftune.apply.lifecycle import with_live_immutables
 
     before = {"nats": {"stream": {"maxAge": "24h", "maxBytes": "0", "maxMsgs": 8000}}, "sink": {"replicas": 2}}
     live = {"nats": {"stream": {"maxAge": "24h0m0s", "maxBytes": "-1", "maxMsgs": 8000}}, "sink": {"replicas": 5}}

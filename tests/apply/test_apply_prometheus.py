@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gftune import report
+from gftune.apply import report
 from tests.apply import helpers as h
 from tests.apply.metrics_gate import MetricsGate
 

@@ -14,8 +14,8 @@ import re
 import pytest
 import yaml
 
-from gftune import paths, secrets
 from gftune.commands import demo
+from gftune.desired import paths, secrets
 from gftune.sim import scenarios
 from tests.apply import helpers as h
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gftune import github
-from gftune.secrets import masker
+from gftune.desired.secrets import masker
 from tests.support.github_standin import MAX_BODY, GitHubStandIn
 
 REPO = "acme/pipelines"
@@ -135,8 +135,8 @@ def test_step_summary_appends_and_respects_the_cap(tmp_path):
 
 def _big_report(pipelines=300):
     """An apply report of many pipelines, far over GitHub's limit when rendered in full."""
-    from gftune import journal as jn
-    from gftune import report
+    from gftune.apply import journal as jn
+    from gftune.apply import report
 
     j = jn.RunJournal("run-big", "plan-big", "a" * 40, "me@host", 1_700_000_000.0, finished_at=1_700_000_100.0)
     for i in range(pipelines):
@@ -151,7 +151,7 @@ def _big_report(pipelines=300):
 
 
 def test_an_oversize_apply_report_collapses_detail_and_keeps_the_summary(standin, client):
-    from gftune import report
+    from gftune.apply import report
 
     doc = _big_report()
     renderings = report.markdown_renderings(doc)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from gftune import journal as jn
+from gftune.apply import journal as jn
 
 LIVE = {
     "pipeline_id": "orders-dedup",
@@ -85,7 +85,7 @@ def test_new_run_ids_are_sortable_and_unique():
 @pytest.mark.parametrize(("spec", "killed"), [("stop:before", True), ("apply.stop:before", True),
                                               ("stop:after", False), ("edit:before", False)])
 def test_failpoint_kills_only_at_the_named_moment(spec, killed):
-    code = ("from gftune import journal as jn; jn.failpoint(jn.Step('apply', 'stop'), 'before'); print('alive')")
+    code = ("from gftune.apply import journal as jn; jn.failpoint(jn.Step('apply', 'stop'), 'before'); print('alive')")
     env = {**os.environ, jn.FAILPOINT_ENV: spec}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     if killed:

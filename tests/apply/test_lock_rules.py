@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gftune import lock
+from gftune.apply import lock
 
 NOW = 1_700_000_000
 

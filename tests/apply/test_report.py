@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from gftune import journal as jn
-from gftune import report, verify
-from gftune.evidence import Evidence, Expectation, FieldChange, Proposal
-from gftune.secrets import masker
+from gftune.apply import journal as jn
+from gftune.apply import report, verify
+from gftune.desired.secrets import masker
+from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal
 
 
 def _reading(name, value, unit=None):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gftune import verify
-from gftune.evidence import Expectation
+from gftune.apply import verify
+from gftune.plan.evidence import Expectation
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def test_verdict_round_trip_and_next_move():
 
 
 def test_guard_signals_exist_in_the_signal_library():
-    from gftune.signals import SIGNALS
+    from gftune.policy.signals import SIGNALS
 
     assert {g.signal for g in verify.GUARDS} <= set(SIGNALS)
     assert set(SIGNALS) >= verify.BACKLOG_SIGNALS | verify.THROUGHPUT_SIGNALS

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
-from tests.validate.fuzzing import json_values, replaced, value_paths
+from tests.support.fuzzing import json_values, replaced, value_paths
 
 DEMOS = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "glassflow-demos").glob("*.json"))
 DOCS = [json.loads(p.read_text()) for p in DEMOS]

@@ -17,9 +17,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gftune import canonical, secrets
 from gftune.cli import cli
 from gftune.client import GlassFlowClient
+from gftune.desired import secrets
+from gftune.plan import canonical
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {

@@ -4,8 +4,9 @@ import copy
 
 import pytest
 
-from gftune import canonical, secrets
-from gftune.diff import METADATA, NAME, RESOURCES, diff_config, diff_resources
+from gftune.desired import secrets
+from gftune.plan import canonical
+from gftune.plan.diff import METADATA, NAME, RESOURCES, diff_config, diff_resources
 
 PASSWORD = "s3cr3t-Value-42"
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from gftune import secrets
 from gftune.client import ApiError, GlassFlowClient
+from gftune.desired import secrets
 from gftune.live import read_live
 from tests.plan.test_canonical import live_doc
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from gftune import exitcodes
-from gftune.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.live import LiveState
-from gftune.plan import (
+from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.plan.model import (
     BLOCKED,
     CREATE,
     DELETE,

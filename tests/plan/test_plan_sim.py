@@ -278,7 +278,7 @@ def test_produce_plan_without_prefetch_reads_everything_itself(deployed, repo):
     import asyncio
 
     from gftune.commands.plan import produce_plan
-    from gftune.desired import load_repo
+    from gftune.desired.repo import load_repo
 
     state = load_repo(repo.path, overrides={"api_url": deployed.api_url})
     run = asyncio.run(produce_plan(state, progress=False, env=SECRETS))

@@ -2,10 +2,10 @@
 
 import json
 
-from gftune import secrets
+from gftune.desired import secrets
 from gftune.live import LiveState
-from gftune.plan import Plan, PlanOptions, plan_pipeline
-from gftune.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
+from gftune.plan.model import Plan, PlanOptions, plan_pipeline
+from gftune.plan.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
 from tests.plan.test_canonical import PASSWORD, desired_doc
 from tests.plan.test_plan_builder import OPTIONS, Desired, Outcome, live, plan_for, proposal
 
@@ -87,7 +87,7 @@ def test_no_surface_shows_a_secret():
 
 
 def test_evidence_values_read_like_the_seed_report():
-    from gftune.evidence import Evidence
+    from gftune.plan.evidence import Evidence
 
     backpressure = Evidence("p", "ingestor_backpressure", "max(...)", "5m", 1.0, ">= 1 for 2m", unit="0/1")
     assert backpressure.describe() == "ingestor_backpressure = 1 (threshold >= 1 for 2m, window 5m)"
@@ -98,8 +98,8 @@ def test_evidence_values_read_like_the_seed_report():
 
 
 def test_proposal_lines_put_each_query_and_each_sized_stage_on_its_own_line():
-    from gftune.evidence import Evidence, Expectation, FieldChange, Proposal
-    from gftune.render import proposal_lines
+    from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal
+    from gftune.plan.render import proposal_lines
 
     proposal = Proposal("p", "stream-backpressure", (FieldChange("resources.sink.replicas", 1, 4),),
                         (Evidence("stream-backpressure", "stream_depth_ratio", "max(depth)", "5m", 0.9, ">= 0.8"),),

@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from gftune.signals import SIGNALS, markdown_reference
+from gftune.policy.signals import SIGNALS, markdown_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_signals_reference_is_the_library():
     text = (ROOT / "docs" / "signals.md").read_text()
-    assert markdown_reference() in text, "regenerate docs/signals.md from gftune.signals.markdown_reference()"
+    assert markdown_reference() in text, "regenerate docs/signals.md from gftune.policy.signals.markdown_reference()"
     for name in SIGNALS:
         assert f"| `{name}` |" in text
 

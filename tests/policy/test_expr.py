@@ -5,7 +5,7 @@ import pytest
 from gftune.metrics import naming
 from gftune.metrics.expr import Aggregate, Quantile, Rate, Raw, ScrapePair, Selector, format_window
 from gftune.metrics.sources import ScrapeSnapshot, parse_exposition
-from gftune.signals import SignalContext, read_with
+from gftune.policy.signals import SignalContext, read_with
 
 BEFORE = """\
 # TYPE glassflow_gfm_kafka_records_read_total counter

@@ -2,9 +2,9 @@
 
 import copy
 
-from gftune.evidence import FieldChange
-from gftune.guards import GuardContext, apply_guards, field_kind, from_number, parse_amount, to_number
-from gftune.policy_tests import TEST_PIPELINE
+from gftune.plan.evidence import FieldChange
+from gftune.policy.guards import GuardContext, apply_guards, field_kind, from_number, parse_amount, to_number
+from gftune.policy.testing import TEST_PIPELINE
 
 DEDUP = {**copy.deepcopy(TEST_PIPELINE),
          "transforms": [{"type": "dedup", "source_id": "orders", "config": {"key": "id", "time_window": "1h"}}]}

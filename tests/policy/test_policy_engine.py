@@ -12,8 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from gftune.cli import cli
-from gftune.desired import PolicyFile
-from gftune.policy import (
+from gftune.desired.repo import PolicyFile
+from gftune.desired.yamlio import load_yaml_text
+from gftune.policy.engine import (
     FixtureView,
     PipelineFacts,
     PolicyError,
@@ -23,8 +24,7 @@ from gftune.policy import (
     parse_policy,
     validate_policy,
 )
-from gftune.policy_tests import TEST_PIPELINE
-from gftune.yamlio import load_yaml_text
+from gftune.policy.testing import TEST_PIPELINE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,8 +141,8 @@ def test_cooldown_after_a_change_but_not_after_creation():
 
 
 def test_a_reverted_policy_backs_off_for_four_cooldowns_scaled_by_time_scale():
-    from gftune import canonical
-    from gftune.config import Config
+    from gftune.desired.config import Config
+    from gftune.plan import canonical
 
     p = parse_policy(policy("sink-batch", cooldown="15m"))
     view = FixtureView({"sink_input_ratio": 0.5})
@@ -164,7 +164,7 @@ def test_a_reverted_policy_backs_off_for_four_cooldowns_scaled_by_time_scale():
 
 
 def test_revert_tags_stay_one_per_policy_and_ignore_the_unreadable():
-    from gftune import canonical
+    from gftune.plan import canonical
 
     early, late = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     tags = canonical.with_reverted(["user", canonical.reverted_tag("a", early), "gftune:reverted=b@not-a-time"],

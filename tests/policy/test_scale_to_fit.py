@@ -24,13 +24,13 @@ from typing import Any
 import httpx
 import pytest
 
-from gftune import paths
-from gftune.config import Config
-from gftune.desired import load_repo
+from gftune.desired import paths
+from gftune.desired.config import Config
+from gftune.desired.repo import load_repo
 from gftune.live import read_live_sync
 from gftune.metrics.sources import ScrapeSource
-from gftune.policy import OPS, plan_policies
-from gftune.signals import read_signals
+from gftune.policy.engine import OPS, plan_policies
+from gftune.policy.signals import read_signals
 from gftune.sim import Simulator
 from tests.policy.conftest import PASSWORD_ENV, ROOT, TIME_SCALE, wait_warm, write_repo
 

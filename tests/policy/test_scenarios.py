@@ -182,14 +182,14 @@ def test_local_computation_matches_prometheus(symptom_servers: SymptomServers) -
     """The same signals, read from Prometheus and computed locally from two scrapes, agree."""
     from gftune.live import read_live_sync
     from gftune.metrics.sources import PrometheusSource, ScrapeSource
-    from gftune.signals import read_signals
+    from gftune.policy.signals import read_signals
 
     if symptom_servers.prometheus is None:
         pytest.skip("the prometheus binary is not installed")
     wait_warm(symptom_servers.started)
     names = ["source_rate", "sink_rate", "kafka_input_rate", "sink_batch_mean", "sink_batch_p50", "sink_batch_p95",
              "ingestor_busy", "sink_busy", "stream_depth_ratio", "sink_retry_rate", "consumer_lag_growth"]
-    from gftune.config import Config
+    from gftune.desired.config import Config
     config = Config(api_url=symptom_servers.sim.api_url)
     for scenario in ("backpressure-sink-bound", "sink-retries"):
         pipeline_id = scenario_truth(scenario)["pipeline_id"]

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gftune import sizing
+from gftune.policy import sizing
+from gftune.policy.sizing import SinkState, SizingInput, StageState, nice_batch, size, target_capacity
 from gftune.sim.model import PipelineModel
-from gftune.sizing import SinkState, SizingInput, StageState, nice_batch, size, target_capacity
 
 
 def test_ds2_worked_example_sizes_both_operators_in_one_step():

@@ -20,11 +20,11 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from gftune import paths
 from gftune.cli import cli
-from gftune.evidence import Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.desired import paths
+from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.policy.writeback import TuneError, commit_message, pr_body, render_scalar, set_in_text
 from gftune.sim import Simulator
-from gftune.tune import TuneError, commit_message, pr_body, render_scalar, set_in_text
 from tests.policy.conftest import ROOT, TIME_SCALE, wait_warm
 
 DEMO = ROOT / "pipelines" / "deduplication-demo-pipeline.yaml"
@@ -134,7 +134,7 @@ def _keys(node: Any, prefix: str = "") -> list[str]:
 @pytest.mark.slow
 def test_the_pr_body_is_printed_only_when_not_saved_to_a_file(tmp_path: Path) -> None:
     from gftune.commands.tune import _text
-    from gftune.policy import PolicyOutcome, PolicyReport
+    from gftune.policy.engine import PolicyOutcome, PolicyReport
 
     report = PolicyReport("direct scrape", {"orders": PolicyOutcome(proposals=[_proposal()])})
     written = {"branch": "gftune/tune-x", "sha": "0123456789abcdef", "files": ["pipelines/orders.yaml"]}

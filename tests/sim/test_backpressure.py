@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gftune import paths
+from gftune.desired import paths
 from gftune.sim import Simulator
 from gftune.sim.clock import ManualClock
 from tests.sim.helpers import World

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gftune import paths
+from gftune.desired import paths
 from tests.sim.helpers import World
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import copy
 
 import pytest
 
-from gftune import paths
+from gftune.desired import paths
 from gftune.sim import truth as truth_module
 from gftune.sim.model import sink_workers
 from gftune.sim.store import ApiError

@@ -1,6 +1,6 @@
 """A plan as text (rich, Terraform-like), JSON (the plan document) and Markdown (PR comments).
 
-Pure functions from :class:`gftune.plan.Plan` to strings. Every string they return has been
+Pure functions from :class:`gftune.plan.model.Plan` to strings. Every string they return has been
 through the secret masker; the plan itself never holds a secret value (secret fields are shown
 as ``(sensitive)`` and references), so masking is the second line of defence.
 """
@@ -15,10 +15,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from gftune.canonical import SECRET_MASK
-from gftune.evidence import Escalation, Evidence, Proposal
-from gftune.plan import BLOCKED, CREATE, DELETE, ERROR, JOIN_RESET, NOOP, UPDATE, Change, PipelinePlan, Plan
-from gftune.secrets import masker
+from gftune.desired.secrets import masker
+from gftune.plan.canonical import SECRET_MASK
+from gftune.plan.evidence import Escalation, Evidence, Proposal
+from gftune.plan.model import BLOCKED, CREATE, DELETE, ERROR, JOIN_RESET, NOOP, UPDATE, Change, PipelinePlan, Plan
 
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", BLOCKED: "!", ERROR: "x", NOOP: "="}
 STYLES = {CREATE: "green", UPDATE: "yellow", DELETE: "red", BLOCKED: "magenta", ERROR: "bold red", NOOP: "dim"}

@@ -17,8 +17,8 @@ Evaluation is pure: :func:`evaluate` takes a policy, the facts of one pipeline a
 :class:`MetricsView` (live metrics, or a test fixture) and returns a proposal, an escalation, or
 nothing, always with notes saying why. Unknown data never proposes: a condition on an unknown
 signal is *not met* and is reported ("unknown, not zero"). The always-on guards of
-:mod:`gftune.guards` bound every change; ``scale_to_fit`` sizes all stages in one pass with
-:mod:`gftune.sizing`.
+:mod:`gftune.policy.guards` bound every change; ``scale_to_fit`` sizes all stages in one pass with
+:mod:`gftune.policy.sizing`.
 
 :func:`plan_policies` is the entry point of ``gftune plan`` and ``gftune tune``: it opens the metric
 source, takes one snapshot for all pipelines, and evaluates every selected policy.
@@ -34,16 +34,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gftune import canonical, guards, paths, sizing
-from gftune.config import Config
-from gftune.evidence import SIZING_INPUT, Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
-from gftune.evidence import format_value as fmt
+from gftune.desired import paths
+from gftune.desired.config import Config
+from gftune.desired.problems import Problem
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.metrics.expr import Raw
 from gftune.metrics.sources import OK, UNKNOWN, MetricsError, Snapshot, open_source
-from gftune.problems import Problem
-from gftune.signals import SIGNALS, SignalContext, SignalReading, reading_from, signal_expr
+from gftune.plan import canonical
+from gftune.plan.evidence import SIZING_INPUT, Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.plan.evidence import format_value as fmt
+from gftune.policy import guards, sizing
+from gftune.policy.signals import SIGNALS, SignalContext, SignalReading, reading_from, signal_expr
 
 API_VERSION = "gftune/v1"
 KIND = "TuningPolicy"

@@ -28,9 +28,9 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from gftune import paths
-from gftune.evidence import Escalation, FieldChange, Proposal
-from gftune.secrets import masker
+from gftune.desired import paths
+from gftune.desired.secrets import masker
+from gftune.plan.evidence import Escalation, FieldChange, Proposal
 
 
 class TuneError(Exception):
@@ -368,7 +368,7 @@ def _md(text: Any) -> str:
 def pr_body(proposals: Sequence[Proposal], edits: Sequence[FileEdit] = (), escalations: Sequence[Escalation] = (),
             *, source: str | None = None) -> str:
     """Markdown for the pull request: what, why (measured values), predicted effect, verification."""
-    from gftune.policy import fmt
+    from gftune.policy.engine import fmt
 
     out = ["## gftune tune: policy proposals", ""]
     if source:

@@ -18,14 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gftune import __version__, canonical, exitcodes, secrets
-from gftune.canonical import Json
-from gftune.diff import CONFIG, METADATA, NAME, RESOURCES, FieldDiff, diff_config, diff_resources
-from gftune.evidence import Escalation, FieldChange, Proposal
+from gftune import __version__, exitcodes
+from gftune.desired import secrets
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.glassflow.statuses import Status
+from gftune.plan import canonical
+from gftune.plan.canonical import Json
+from gftune.plan.diff import CONFIG, METADATA, NAME, RESOURCES, FieldDiff, diff_config, diff_resources
+from gftune.plan.evidence import Escalation, FieldChange, Proposal
 
 FORMAT_VERSION = "1"
 
@@ -517,7 +519,7 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
     def resolver(ref: str) -> str:
         return secrets.resolve(ref, env=o.env, base_dir=base)
 
-    # DesiredPipeline.valid: the loader already ran the same API rules (gftune.validate).
+    # DesiredPipeline.valid: the loader already ran the same API rules (gftune.desired.validate).
     blockers = [] if getattr(desired, "valid", False) is True else _invalid(spec)
     if not live.exists:
         _plan_create(plan, spec, o, resolver)

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-# gftune.paths-style patterns; ``[*]`` is every item of the list.
+# gftune.desired.paths-style patterns; ``[*]`` is every item of the list.
 SECRET_FIELD_PATTERNS: tuple[str, ...] = (
     "sources[*].connection_params.password",
     "sources[*].connection_params.client_key",
@@ -46,7 +46,7 @@ def _pattern_steps(pattern: str) -> list[str]:
 
 
 def iter_secret_locations(doc: Any) -> Iterator[tuple[tuple[str | int, ...], str, Any]]:
-    """Every secret field present in ``doc``: (positional path, gftune.paths path, value)."""
+    """Every secret field present in ``doc``: (positional path, gftune.desired.paths path, value)."""
     for pattern in SECRET_FIELD_PATTERNS:
         yield from _walk(doc, _pattern_steps(pattern), (), "")
 
@@ -69,7 +69,7 @@ def _walk(node: Any, steps: list[str], positional: tuple[str | int, ...], dotted
 
 
 def iter_secret_fields(doc: dict) -> Iterator[tuple[str, Any]]:
-    """Every secret field present in ``doc`` as (gftune.paths path, value)."""
+    """Every secret field present in ``doc`` as (gftune.desired.paths path, value)."""
     for _, dotted, value in iter_secret_locations(doc):
         yield dotted, value
 

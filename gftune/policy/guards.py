@@ -30,11 +30,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gftune import paths
-from gftune.evidence import FieldChange
+from gftune.desired import paths
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, format_duration, parse_duration
 from gftune.glassflow.quantities import QuantityError, format_cpu, format_memory, parse_nats_bytes, parse_quantity
+from gftune.plan.evidence import FieldChange
 
 DEFAULT_MAX_REPLICAS = 10
 DEFAULT_CPU_CEILING = 8.0  # cores per replica; the scaling guide's largest sink used 5

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gftune import canonical, secrets
+from gftune.desired import secrets
+from gftune.plan import canonical
 
 FORMAT_VERSION = 1
 RUNS_DIR = Path(".gftune") / "runs"

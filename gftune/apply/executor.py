@@ -4,20 +4,20 @@ The design (docs/apply.md):
 
 * **Exactly the saved plan.** The plan is refused as a whole before anything is touched when its
   git commit is not the repository's, it is older than ``max_plan_age``, or a live pipeline no
-  longer matches the fingerprint the plan recorded (:func:`gftune.plan.check_stale`). The check is
+  longer matches the fingerprint the plan recorded (:func:`gftune.plan.model.check_stale`). The check is
   repeated per pipeline once its lock is held.
-* **A journal step before and after every action** (:mod:`gftune.journal`), so a killed run can be
+* **A journal step before and after every action** (:mod:`gftune.apply.journal`), so a killed run can be
   resumed from any point: every action step is *observe → decide → act*, and
-  :func:`gftune.lifecycle.decide` is a pure function that recognises an action whose effect is
+  :func:`gftune.apply.lifecycle.decide` is a pure function that recognises an action whose effect is
   already visible (an edit already in the live config is not sent again).
 * **Never left stopped.** Any failure after the pipeline was touched appends a *restore* phase that
   puts back the previous configuration and resources and brings the pipeline back to Running; if
   that fails too, a *rescue* phase resumes it whatever its configuration, and the run says so loudly.
 * **Proof by metrics.** Baseline signals are read before the stop, the same signals after the
-  settle and observation window, and :func:`gftune.verify.judge` decides. A failed verdict reverts
+  settle and observation window, and :func:`gftune.apply.verify.judge` decides. A failed verdict reverts
   through the same lifecycle and verifies the revert.
 
-The pure core (step building, deciding, matching, exit codes) is :mod:`gftune.lifecycle`; the
+The pure core (step building, deciding, matching, exit codes) is :mod:`gftune.apply.lifecycle`; the
 :class:`Executor` here does the I/O through the API client, the metric source and the journal
 store that are passed in.
 """
@@ -34,13 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gftune import canonical, exitcodes, lock, report, secrets, signals, verify
-from gftune import plan as planmod
-from gftune.client import ApiError, GlassFlowClient
-from gftune.config import Config
-from gftune.glassflow import resources as res
-from gftune.glassflow.statuses import Status
-from gftune.journal import (
+from gftune import exitcodes
+from gftune.apply import lock, report, verify
+from gftune.apply.journal import (
     DONE,
     FAILED,
     PENDING,
@@ -57,7 +53,7 @@ from gftune.journal import (
     this_process,
     unredact,
 )
-from gftune.lifecycle import (
+from gftune.apply.lifecycle import (
     API_ACTIONS,
     DONE_,
     FAIL,
@@ -84,9 +80,17 @@ from gftune.lifecycle import (
     with_live_gftune_tags,
     with_live_immutables,
 )
+from gftune.client import ApiError, GlassFlowClient
+from gftune.desired import secrets
+from gftune.desired.config import Config
+from gftune.glassflow import resources as res
+from gftune.glassflow.statuses import Status
 from gftune.live import read_live, read_one
 from gftune.metrics.expr import ScrapePair
 from gftune.metrics.sources import MetricsError, ScrapeSnapshot
+from gftune.plan import canonical
+from gftune.plan import model as planmod
+from gftune.policy import signals
 
 Json = dict[str, Any]
 

@@ -1,7 +1,7 @@
 """Checks of the files in a user's repository: JSON Schema, the API's model rules, gftune's rules.
 
 Everything here works on data that is already loaded (no I/O except reading the packaged schemas)
-and returns :class:`~gftune.problems.Problem` lists; :mod:`gftune.desired` calls these while it
+and returns :class:`~gftune.desired.problems.Problem` lists; :mod:`gftune.desired.repo` calls these while it
 loads a repository, and ``gftune validate`` prints the result.
 
 The JSON Schemas ship in ``gftune/schemas``. ``pipeline.schema.json`` refers to the API's
@@ -26,15 +26,15 @@ import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from gftune import secrets
+from gftune.desired import secrets
+from gftune.desired.problems import ERROR, WARNING, Problem
+from gftune.desired.yamlio import LocationIndex
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
 from gftune.glassflow.quantities import QuantityError, parse_quantity
-from gftune.problems import ERROR, WARNING, Problem
-from gftune.yamlio import LocationIndex
 
 if TYPE_CHECKING:
-    from gftune.desired import DesiredState, PolicyFile
+    from gftune.desired.repo import DesiredState, PolicyFile
 
 JsonPath = tuple[str | int, ...]
 SCHEMA_KINDS = ("pipeline", "policy", "config")
@@ -471,7 +471,7 @@ def _constraint_problems(doc: dict[str, Any], locations: LocationIndex, display:
 def check_policy(policy: PolicyFile) -> list[Problem]:
     """Schema of a ``policies/<name>.yaml`` file, then the policy engine's own semantic checks.
 
-    The semantic checks live in ``gftune.policy.validate_policy(policy_file) -> list[Problem]``
+    The semantic checks live in ``gftune.policy.engine.validate_policy(policy_file) -> list[Problem]``
     (the policy language's owner); they run when that module provides the hook.
     """
     if policy.doc is None:
@@ -508,9 +508,9 @@ def _related(a: str, b: str) -> bool:
 
 def _policy_hook() -> Any:
     try:
-        module = importlib.import_module("gftune.policy")
+        module = importlib.import_module("gftune.policy.engine")
     except ModuleNotFoundError as exc:
-        if exc.name == "gftune.policy":
+        if exc.name == "gftune.policy.engine":
             return None
         raise
     return getattr(module, "validate_policy", None)
@@ -527,8 +527,8 @@ def empty_repo_problem() -> Problem:
 def validate_repo(root: Any, *, env: Any = None, overrides: dict[str, Any] | None = None,
                   allow_empty: bool = False) -> DesiredState:
     """Load and check a repository; ``state.problems`` holds everything found, sorted."""
-    from gftune.desired import load_repo
-    from gftune.problems import sorted_problems
+    from gftune.desired.problems import sorted_problems
+    from gftune.desired.repo import load_repo
 
     state = load_repo(root, env=env, overrides=overrides, validate=True)
     nothing_loaded = not any(p.file.startswith("pipelines/") for p in state.problems)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gftune import paths
+from gftune.desired import paths
 from gftune.metrics.expr import Aggregate, ClampMax, Const, Deriv, Expr, Matcher, OrZero, Quantile, Rate, Selector
 from gftune.metrics.sources import OK, STALE, UNKNOWN, MetricSource, Snapshot
 

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
-from gftune import secrets
 from gftune.cli import cli
-from gftune.desired import load_repo
-from gftune.problems import Problem
-from gftune.yamlio import dump_roundtrip, load_roundtrip, load_yaml
+from gftune.desired import secrets
+from gftune.desired.problems import Problem
+from gftune.desired.repo import load_repo
+from gftune.desired.yamlio import dump_roundtrip, load_roundtrip, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_IDS = {"deduplication-demo-pipeline", "join-demo-pipeline", "fraud-detection-logins-tested",
@@ -148,7 +148,7 @@ def test_policy_files_go_through_the_policy_engine_hook(repo, monkeypatch):
         line, col = policy.locations.locate(("spec", "when", 0, "signal"))
         return [Problem(policy.file, line, col, "spec.when[0].signal", 'unknown signal "sink_rate"')]
 
-    monkeypatch.setitem(sys.modules, "gftune.policy", types.SimpleNamespace(validate_policy=validate_policy))
+    monkeypatch.setitem(sys.modules, "gftune.policy.engine", types.SimpleNamespace(validate_policy=validate_policy))
     result = invoke("validate", "--repo", str(repo))
     assert seen == ["grow-batch"]
     assert result.exit_code == 1
@@ -231,8 +231,8 @@ def test_examples_are_the_glassflow_demos_with_references_names_and_resources(de
 
 
 def test_policy_schema_accepts_the_policy_language():
-    from gftune.validate import schema_problems
-    from gftune.yamlio import load_yaml_text
+    from gftune.desired.validate import schema_problems
+    from gftune.desired.yamlio import load_yaml_text
 
     doc, where = load_yaml_text("""
 apiVersion: gftune/v1

@@ -1,8 +1,8 @@
 """Field-level differences between a desired pipeline and its live state, after canonicalisation.
 
-Config is compared with deepdiff on the canonical forms of both sides (:mod:`gftune.canonical`);
+Config is compared with deepdiff on the canonical forms of both sides (:mod:`gftune.plan.canonical`);
 resources field by field for the fields the desired file sets. Every difference carries a
-gftune.paths path, the value to show on each side (secrets masked) and whether it is sensitive.
+gftune.desired.paths path, the value to show on each side (secrets masked) and whether it is sensitive.
 Pure functions: no I/O.
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gftune import paths
-from gftune.canonical import (
+from gftune.desired import paths
+from gftune.desired.secrets import is_reference
+from gftune.plan.canonical import (
     SECRET_MASK,
     Json,
     Keyed,
@@ -20,7 +21,6 @@ from gftune.canonical import (
     internal_get,
     resource_values_equal,
 )
-from gftune.secrets import is_reference
 
 ABSENT = None  # how a missing value is shown ("(absent)" in text)
 _MISSING = object()
@@ -90,9 +90,9 @@ def _area(path: str) -> str:
 def diff_config(desired: Json, live: Json, *, desired_display: Json | None = None,
                 live_display: Json | None = None, sensitive: frozenset[str] | set[str] = frozenset()
                 ) -> list[FieldDiff]:
-    """Differences between two canonical configs (:func:`gftune.canonical.canonical_config`).
+    """Differences between two canonical configs (:func:`gftune.plan.canonical.canonical_config`).
 
-    ``*_display`` are the original documents with secrets masked (:func:`gftune.canonical.masked`),
+    ``*_display`` are the original documents with secrets masked (:func:`gftune.plan.canonical.masked`),
     used to show values as the user wrote them; ``sensitive`` are the secret field paths.
     """
     if desired == live:

@@ -45,13 +45,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from gftune.evidence import Expectation
+from gftune.plan.evidence import Expectation
 
 PASS = "pass"
 FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
 
-# The signals the guards read (names from gftune.signals' library; tests check they exist there).
+# The signals the guards read (names from gftune.policy.signals' library; tests check they exist there).
 SINK_RATE = "sink_rate"
 SINK_SOURCE_RATIO = "sink_source_ratio"
 BACKPRESSURE = "ingestor_backpressure"
@@ -72,7 +72,7 @@ THROUGHPUT_SIGNALS = frozenset({SINK_RATE, SINK_SOURCE_RATIO, "sink_input_ratio"
 
 
 class Reading(Protocol):
-    """What verify needs of a ``gftune.signals.SignalReading``."""
+    """What verify needs of a ``gftune.policy.signals.SignalReading``."""
 
     @property
     def value(self) -> float | None: ...

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from gftune import secrets
-from gftune.config import Config, load_config
-from gftune.problems import Problem, sorted_problems
-from gftune.yamlio import YamlError, dump_roundtrip, load_roundtrip, load_yaml_text
+from gftune.desired import secrets
+from gftune.desired.config import Config, load_config
+from gftune.desired.problems import Problem, sorted_problems
+from gftune.desired.yamlio import YamlError, dump_roundtrip, load_roundtrip, load_yaml_text
 
 
 def test_problem_renders_path_line_col_json_path_message():

@@ -57,7 +57,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gftune import guards
+from gftune.policy import guards
 
 STAGES = ("ingestor", "transform", "sink")
 MAX_BATCH = 100_000  # ClickHouse's recommended range tops out here

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
-from gftune import paths, secrets
+from gftune.desired import paths, secrets
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, api_duration, parse_duration
 from gftune.glassflow.quantities import QuantityError, parse_nats_bytes, parse_quantity
@@ -133,7 +133,7 @@ Resolver = Callable[[str], str]
 def _with_references_resolved(doc: Json, resolver: Resolver | None) -> Json:
     """A copy with references resolved (when a resolver is given) and secret fields fingerprinted.
 
-    Raises :class:`gftune.secrets.SecretError` when a reference cannot be resolved.
+    Raises :class:`gftune.desired.secrets.SecretError` when a reference cannot be resolved.
     """
     out = _copy(doc, resolver, prune=True)
     for location, _, value in list(secrets.iter_secret_locations(out)):
@@ -184,7 +184,7 @@ def masked(doc: Json, *, keep_references: bool = True) -> Json:
 
 
 def secret_paths(*docs: Json | None) -> set[str]:
-    """gftune.paths of every secret field present in any of ``docs``."""
+    """gftune.desired.paths of every secret field present in any of ``docs``."""
     return {path for doc in docs if doc for path, _ in secrets.iter_secret_fields(doc)}
 
 
@@ -278,7 +278,7 @@ STREAM_LEAVES = ("maxAge", "maxBytes", "maxMsgs")
 class ResourceLeaf:
     """One resource field the desired file sets: its v3 path, where it lives internally, the value."""
 
-    path: str  # gftune.paths, e.g. "resources.sources[orders].replicas"
+    path: str  # gftune.desired.paths, e.g. "resources.sources[orders].replicas"
     internal: tuple[str, ...]  # e.g. ("ingestor", "base", "replicas")
     value: Any
 

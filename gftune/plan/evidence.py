@@ -58,7 +58,7 @@ class Evidence:
 
 @dataclass(frozen=True)
 class FieldChange:
-    path: str  # gftune.paths format, e.g. "resources.sink.replicas"
+    path: str  # gftune.desired.paths format, e.g. "resources.sink.replicas"
     old: Any
     new: Any
 

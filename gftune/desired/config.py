@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gftune.desired.problems import Problem
+from gftune.desired.yamlio import LocationIndex, YamlError, load_yaml
 from gftune.glassflow.durations import DurationError, to_seconds
-from gftune.problems import Problem
-from gftune.yamlio import LocationIndex, YamlError, load_yaml
 
 CONFIG_FILES = ("gftune.yaml", "gftune.yml")
 NAMING_MODES = ("auto", "documented", "collector")
@@ -230,7 +230,7 @@ def load_config(repo: Path, *, env: Mapping[str, str] | None = None,
 
 
 def _from_file(path: Path, values: dict[str, Any]) -> list[Problem]:
-    from gftune.validate import schema_problems
+    from gftune.desired.validate import schema_problems
 
     display = path.name
     try:

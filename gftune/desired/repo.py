@@ -2,7 +2,7 @@
 
 This is the first step of every command (load desired -> read live -> plan -> apply -> report).
 Loading never raises for bad input: every file that cannot be read or does not pass the checks of
-:mod:`gftune.validate` adds located problems to :attr:`DesiredState.problems`. A pipeline file
+:mod:`gftune.desired.validate` adds located problems to :attr:`DesiredState.problems`. A pipeline file
 that is broken beyond use (YAML error, no ``spec`` object) is left out of ``pipelines``; one that
 loads but has problems is kept with ``valid = False`` so that ``plan`` can refuse to touch it.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gftune import paths, secrets
-from gftune.config import Config, config_path, load_config
-from gftune.problems import Problem, has_errors, sorted_problems
-from gftune.yamlio import LocationIndex, YamlError, load_yaml
+from gftune.desired import paths, secrets
+from gftune.desired.config import Config, config_path, load_config
+from gftune.desired.problems import Problem, has_errors, sorted_problems
+from gftune.desired.yamlio import LocationIndex, YamlError, load_yaml
 
 PIPELINES_DIR = "pipelines"
 POLICIES_DIR = "policies"
@@ -41,7 +41,7 @@ class DesiredPipeline:
         return self.locations.locate(("spec", *spec_path))
 
     def locate_field(self, field_path: str) -> tuple[int, int]:
-        """Line and column of a :mod:`gftune.paths` field path (``resources.sources[orders].replicas``),
+        """Line and column of a :mod:`gftune.desired.paths` field path (``resources.sources[orders].replicas``),
         or of its nearest existing parent, so that plan and tune findings can point into the file."""
         positional: list[str | int] = []
         node: Any = self.spec
@@ -69,7 +69,7 @@ class DesiredPipeline:
 class PolicyFile:
     name: str
     path: Path
-    doc: Any  # interpreted by gftune.policy
+    doc: Any  # interpreted by gftune.policy.engine
     locations: LocationIndex
     file: str = ""
     valid: bool = True
@@ -139,7 +139,7 @@ def _read(path: Path, root: Path, problems: list[Problem]) -> tuple[str, Any, Lo
 
 
 def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Problem]) -> DesiredPipeline | None:
-    from gftune.validate import check_pipeline, internal_error_problem
+    from gftune.desired.validate import check_pipeline, internal_error_problem
 
     if (read := _read(path, root, problems)) is None:
         return None
@@ -168,7 +168,7 @@ def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Proble
 
 
 def _load_policy(path: Path, root: Path, validate: bool, problems: list[Problem]) -> PolicyFile | None:
-    from gftune.validate import check_policy, internal_error_problem
+    from gftune.desired.validate import check_policy, internal_error_problem
 
     if (read := _read(path, root, problems)) is None:
         return None

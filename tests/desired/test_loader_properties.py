@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gftune.cli import cli
-from gftune.yamlio import YamlError, load_yaml_text
-from tests.validate.fuzzing import json_values, replaced, value_paths
+from gftune.desired.yamlio import YamlError, load_yaml_text
+from tests.support.fuzzing import json_values, replaced, value_paths
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.yaml"))
 # GFTUNE_FUZZ_EXAMPLES=2000 for a longer local run; CI keeps the suite fast.

@@ -1,7 +1,7 @@
 """The functional core of apply: which steps a plan entry takes, what to do at each step given what
 is observed, whether the live pipeline already matches, and the run's exit code.
 
-No I/O here: :class:`gftune.apply.Executor` observes the API and the metrics, asks :func:`decide`
+No I/O here: :class:`gftune.apply.executor.Executor` observes the API and the metrics, asks :func:`decide`
 what to do, and does it. That is what makes a killed run resumable: an action whose effect is
 already visible is recognised and not sent again (docs/apply.md).
 """
@@ -14,19 +14,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gftune import canonical, exitcodes, report
-from gftune import plan as planmod
-from gftune.client import ApiError
-from gftune.config import Config
-from gftune.evidence import Expectation, VerifySpec
-from gftune.glassflow.statuses import DELETABLE, EDITABLE, TRANSITIONAL, Status
-from gftune.journal import (
+from gftune import exitcodes
+from gftune.apply import report
+from gftune.apply.journal import (
     DONE,
     FAILED,
     STARTED,
     PipelineRun,
     Step,
 )
+from gftune.client import ApiError
+from gftune.desired.config import Config
+from gftune.glassflow.statuses import DELETABLE, EDITABLE, TRANSITIONAL, Status
+from gftune.plan import canonical
+from gftune.plan import model as planmod
+from gftune.plan.evidence import Expectation, VerifySpec
 
 Json = dict[str, Any]
 

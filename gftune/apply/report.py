@@ -9,7 +9,7 @@ renderers are pure functions of that document:
   with the timeline, evidence and a Mermaid chart of source vs sink rate; ``compact``;
   ``summary``), so that :func:`gftune.github.fit` can stay within GitHub's size limits.
 
-Every string leaves through :data:`gftune.secrets.masker`.
+Every string leaves through :data:`gftune.desired.secrets.masker`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gftune.journal import RunJournal
-from gftune.secrets import masker
+from gftune.apply.journal import RunJournal
+from gftune.desired.secrets import masker
 
 FORMAT_VERSION = "1"
 DETAIL_LEVELS = ("full", "compact", "summary")

@@ -8,8 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gftune import validate
-from tests.validate.fuzzing import json_values, replaced, value_paths
+from gftune.desired import validate
+from tests.support.fuzzing import json_values, replaced, value_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 BASES = {

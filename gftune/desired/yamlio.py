@@ -3,7 +3,7 @@
 ``load_yaml`` reads one YAML document into plain JSON-like data (dict, list, str, int, float,
 bool, None) and a :class:`LocationIndex` that knows the line and column of every JSON path, so
 that every later check can point at ``file:line:col``. Broken input never raises anything but
-:class:`YamlError`, which carries a located :class:`~gftune.problems.Problem`.
+:class:`YamlError`, which carries a located :class:`~gftune.desired.problems.Problem`.
 
 Scalars are read with the YAML 1.2 core schema (``yes``/``no``/``on``/``off`` stay strings, as
 they do for ruamel.yaml, which ``tune`` uses for the comment-preserving round trip below), and
@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from gftune.desired.problems import Problem
 from gftune.glassflow.rules import json_path
-from gftune.problems import Problem
 
 JsonPath = tuple[str | int, ...]
 

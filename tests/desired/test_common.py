@@ -8,8 +8,8 @@ import click
 from click.testing import CliRunner
 
 from gftune.commands.common import ServerOptions, echo, fail, format_option, server_options
-from gftune.problems import Problem
-from gftune.secrets import masker
+from gftune.desired.problems import Problem
+from gftune.desired.secrets import masker
 
 ROOT = Path(__file__).resolve().parents[2]
 
