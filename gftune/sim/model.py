@@ -33,7 +33,6 @@ Stage facts (reference §9 of anchors-tuning, the scaling guide and the seed's s
 from __future__ import annotations
 
 import bisect
-import copy
 import hashlib
 import math
 import random
@@ -45,6 +44,7 @@ from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.glassflow.quantities import QuantityError, parse_nats_bytes, parse_quantity
 from gftune.sim import profiles
+from gftune.sim.params import DEFAULT_PARAMS, deep_merge, source_params
 
 Json = dict[str, Any]
 
@@ -54,71 +54,8 @@ BACKPRESSURE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 BATCH_RECORDS_BUCKETS = (1, 10, 100, 1000, 10000, 100000)
 BATCH_BYTES_BUCKETS = (1024, 10240, 102400, 1048576, 10485760, 104857600)
 
-# The model's parameters and their defaults: a comfortable, healthy pipeline.
-DEFAULT_PARAMS: Json = {
-    "source": {
-        "profile": {"kind": "constant", "rate": 1000.0},
-        "noise": 0.0,  # relative standard deviation of the per-step arrival rate
-        "partitions": 4,
-        "record_bytes": 512,
-        "parse_error_fraction": 0.0,  # records the ingestor sends to the DLQ (schema_mismatch)
-    },
-    "sources": {},  # per source_id overrides of "source"
-    "ingestor": {"per_replica_rate": 20000.0, "cpu_need": 1.0, "batch_records": 1000},
-    "transform": {
-        "per_replica_rate": 50000.0, "batch_records": 1000,
-        "duplicate_fraction": 0.0, "filter_pass": 1.0,
-        "key_bytes": 128, "lookup_slowdown": 4.0, "initial_fill": 0.0,
-    },
-    "join": {"rate": 20000.0, "output_ratio": 1.0},
-    "sink": {
-        "insert_overhead": 0.1,  # a: seconds per insert, whatever its size
-        "insert_per_row": 2e-6,  # b: seconds per row inserted
-        "prepare_per_row": 1e-5,  # p: CPU seconds per row to parse and map, shared by the workers
-        "base_memory": "128Mi",
-        "row_memory_bytes": None,  # default: 2 x record_bytes
-        "max_retries": 3,
-        "retry_backoff": 0.5,
-    },
-    "clickhouse": {
-        "insert_budget": 20.0,  # inserts per second ClickHouse absorbs for this table
-        "error_rate": 0.0,  # retryable insert failures (connection drops, overload)
-        "error_name": "TOO_MANY_PARTS",
-        "permanent_error_fraction": 0.0,  # rows the table rejects (schema/type mismatch)
-        "permanent_error_name": "TYPE_MISMATCH",
-    },
-    "stream": {"backpressure_threshold": 0.9},
-}
-
 # Relative cost of the transform's stages (their share of one record's processing time).
 _TRANSFORM_WEIGHTS = {"dedup_lookup": 0.4, "dedup_commit": 0.3, "filter": 0.15, "stateless": 0.15}
-
-
-def deep_merge(base: Json, override: Json | None) -> Json:
-    merged = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def source_params(params: Json | None, source_id: str) -> Json:
-    """One source's parameters: the defaults, the model's ``source`` and its ``sources.<source_id>``."""
-    merged = deep_merge(DEFAULT_PARAMS, params)
-    return deep_merge(merged["source"], (merged.get("sources") or {}).get(source_id))
-
-
-def kafka_topics(doc: Json, params: Json | None) -> list[tuple[str, str, int]]:
-    """``(source_id, topic, partitions)`` for each Kafka source of a v3 document under ``params``."""
-    out = []
-    for index, source in enumerate(doc.get("sources") or []):
-        if source.get("type", "kafka") != "kafka":
-            continue
-        sid = source.get("source_id", f"source{index}")
-        out.append((sid, source.get("topic") or sid, max(1, int(source_params(params, sid)["partitions"]))))
-    return out
 
 
 def hash8(pipeline_id: str) -> str:

@@ -19,7 +19,7 @@ import gftune
 from gftune.glassflow import resources as res
 from gftune.sim import profiles
 from gftune.sim.faults import FaultError, parse_fault
-from gftune.sim.model import DEFAULT_PARAMS, deep_merge
+from gftune.sim.params import DEFAULT_PARAMS, deep_merge
 
 Json = dict[str, Any]
 

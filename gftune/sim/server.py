@@ -18,11 +18,12 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from gftune.sim.errors import ApiError, huma_error
 from gftune.sim.faults import FaultError
 from gftune.sim.metrics import HttpStats, SimCollector
 from gftune.sim.profiles import ProfileError
 from gftune.sim.scenarios import ScenarioError, check_model
-from gftune.sim.store import ApiError, Store, huma_error
+from gftune.sim.store import Store
 
 Json = dict[str, Any]
 Scope = dict[str, Any]

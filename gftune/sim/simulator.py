@@ -18,11 +18,13 @@ import uvicorn
 from gftune.sim import scenarios as scenario_files
 from gftune.sim import truth as truth_module
 from gftune.sim.clock import Clock, ScaledClock
+from gftune.sim.errors import ApiError, pipeline_not_found
 from gftune.sim.faults import FaultSet
 from gftune.sim.metrics import NAMING_MODES, HttpStats, SimCollector
-from gftune.sim.model import kafka_topics
+from gftune.sim.operator import Delays
+from gftune.sim.params import kafka_topics
 from gftune.sim.server import ApiApp, MetricsApp
-from gftune.sim.store import ApiError, Delays, Store
+from gftune.sim.store import Store
 
 Json = dict[str, Any]
 
@@ -180,7 +182,7 @@ class Simulator:
         with self.store.lock:
             row = self.store.row(pipeline_id)
             if row is None:
-                raise ApiError(404, "not_found", f'pipeline with id "{pipeline_id}" does not exist')
+                raise pipeline_not_found(pipeline_id)
             return truth_module.compute(row, self.truths.get(pipeline_id))
 
     def add_fault(self, spec: Json) -> Json:

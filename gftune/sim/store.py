@@ -1,131 +1,36 @@
-"""Pipeline rows, the status machine and the operator's asynchronous transitions.
+"""The API's pipeline store: every route's operation on the stored rows (reference §1.5, §3, §4).
 
-Every public method takes the store lock, brings the affected rows up to "now" (fluid model steps
-and due status events, in time order) and then acts, so the state at sim time ``t`` never depends
-on when it was read. Errors are raised as :class:`ApiError` carrying the exact status, code,
-message and details of the real API (reference §1.5, §3, §4).
+Each public method takes the store lock, has the operator bring the affected rows up to "now"
+(``gftune.sim.operator``) and then acts, so the state at sim time ``t`` never depends on when it
+was read. Errors are raised as :class:`ApiError` carrying the exact status, code, message and
+details of the real API. The DLQ lives in ``gftune.sim.dlq``, the shared Kafka topics in
+``gftune.sim.topics``.
 """
 
 from __future__ import annotations
 
 import copy
-import heapq
-import itertools
 import json
 import re
 import threading
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
 from gftune.glassflow.statuses import DELETABLE, EDITABLE, OPERATION_TARGET, Status, check_transition
-from gftune.sim import documents, profiles, validation
+from gftune.sim import documents, profiles, topics, validation
 from gftune.sim.clock import Clock
+from gftune.sim.errors import ApiError, huma_error, pipeline_not_found
 from gftune.sim.faults import Fault, FaultSet
-from gftune.sim.model import DEFAULT_PARAMS, PipelineModel, deep_merge
+from gftune.sim.model import PipelineModel
+from gftune.sim.operator import Delays, Operator
+from gftune.sim.params import DEFAULT_PARAMS, deep_merge
+from gftune.sim.rows import Row
 
 Json = dict[str, Any]
 _ID_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 
-
-class ApiError(Exception):
-    """An error answer of the API: ``{"status", "code", "message", "details"?}``."""
-
-    def __init__(self, status: int, code: str, message: str, details: Json | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-    def body(self) -> Json:
-        if self.status == 500:  # the wrapper's sanitisation
-            return {"status": 500, "code": self.code or "internal_error", "message": "Internal server error"}
-        body: Json = {"status": self.status, "code": self.code, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
-
-
-def huma_error(message: str, status: int = 422) -> ApiError:
-    return ApiError(status, "", f"validation failed: {message}")
-
-
-@dataclass
-class Delays:
-    """Operator timings in sim seconds."""
-
-    create: float = 10.0  # Created -> Running
-    stop: float = 5.0  # Stopping -> Stopped
-    resume: float = 10.0  # Resuming -> Running
-    terminate: float = 3.0  # Terminating -> Stopped
-    delete: float = 2.0  # row removed after DELETE
-    edit_pickup: float = 1.0  # edit / PUT /resources: Stopped -> Resuming
-    stop_timeout: float = 300.0  # a stuck stop is forced to Stopped
-    reconcile_timeout: float = 900.0  # any other stuck operation goes Failed
-
-    @classmethod
-    def from_dict(cls, data: Json | None, base: Delays | None = None) -> Delays:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data or {}) - known)
-        if unknown:
-            raise ValueError(f"unknown delay(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        merged = {**(base.__dict__ if base else {}), **(data or {})}
-        return cls(**{k: float(v) for k, v in merged.items()})
-
-
-@dataclass(order=True)
-class Event:
-    due: float
-    seq: int
-    kind: str = field(compare=False)  # "status", "remove", "self_stop"
-    status: str | None = field(default=None, compare=False)
-    op: int = field(default=0, compare=False)  # operation generation that scheduled it
-    hook: str | None = field(default=None, compare=False)  # "purge", "sweep" on completion
-    fault_id: int | None = field(default=None, compare=False)
-    drain_since: float | None = field(default=None, compare=False)  # a stop: waits for the drain from then on
-
-
-@dataclass
-class DlqState:
-    exists: bool = True
-    total: float = 0.0
-    unconsumed: float = 0.0
-    last_received: float | None = None
-    last_consumed: float | None = None
-    queue: list[list[Any]] = field(default_factory=list)  # [component, reason, records] FIFO
-    seq: int = 0
-
-
-@dataclass
-class Row:
-    pipeline_id: str
-    doc: Json  # stored request document (after the SDK shim), without gftune's own resources handling
-    resources: Json  # internal shape, merged with defaults
-    name: str
-    tags: list[str] | None
-    status: str
-    created_at: float
-    updated_at: float
-    model: PipelineModel
-    history: list[tuple[float, str]]
-    events: list[Event] = field(default_factory=list)
-    op: int = 0
-    deleting: bool = False
-    hung: bool = False  # a stuck stop: the components no longer drain
-    dlq: DlqState = field(default_factory=DlqState)
-    cached_get: bytes | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def status_at(self, t: float) -> str:
-        status = self.history[0][1]
-        for when, value in self.history:
-            if when > t:
-                break
-            status = value
-        return status
-
-
-_MODE = {Status.RUNNING: "run", Status.STOPPING: "drain"}
-_STUCK = Fault(0, "stuck_transition", {}, None)
+__all__ = ["Store"]
 
 
 class Store:
@@ -144,136 +49,24 @@ class Store:
         self.put_rewrites_max_bytes = put_rewrites_max_bytes
         self.rows: dict[str, Row] = {}
         self.lock = threading.RLock()
-        self._seq = itertools.count()
+        self.operator = Operator(clock, self.delays, self.faults, dt, lambda pid: self.rows.pop(pid, None))
 
     # --- time ----------------------------------------------------------------------------------
 
     def now(self) -> float:
         return self.clock.now()
 
-    def _advance(self, row: Row, now: float) -> None:
-        model = row.model
-        while model.t + self.dt <= now + 1e-9:
-            self._apply_events(row, model.t)
-            if row.pipeline_id not in self.rows:
-                return
-            status = row.status_at(model.t)
-            mode = "off" if status == Status.STOPPING and row.hung else _MODE.get(status, "off")
-            step = model.step(mode)
-            self._collect_dlq(row, model.t)
-            if step.oom and row.status == Status.RUNNING:
-                row.notes.append(f"t={model.t:.0f}s {step.messages[0]}")
-                row.op += 1  # the OOM supersedes any pending transition
-                self._set_status(row, Status.FAILED, model.t)
-                model.stopped()
-        self._apply_events(row, now)
-
     def advance_all(self, now: float | None = None) -> float:
         now = self.now() if now is None else now
         for row in list(self.rows.values()):
-            self._advance(row, now)
+            self.operator.advance(row, now)
         return now
 
     def _row(self, pipeline_id: str, now: float) -> Row | None:
         row = self.rows.get(pipeline_id)
-        if row is not None:
-            self._advance(row, now)
-            row = self.rows.get(pipeline_id)
+        if row is not None and not self.operator.advance(row, now):
+            return None
         return row
-
-    # --- events ----------------------------------------------------------------------------------
-
-    def _schedule(self, row: Row, due: float, kind: str, status: str | None = None, *,
-                  hook: str | None = None, fault_id: int | None = None, drain_since: float | None = None) -> None:
-        heapq.heappush(row.events, Event(due, next(self._seq), kind, status, row.op, hook, fault_id, drain_since))
-
-    def _apply_events(self, row: Row, until: float) -> None:
-        while row.events and row.events[0].due <= until + 1e-9:
-            event = heapq.heappop(row.events)
-            if event.kind == "remove":
-                self.rows.pop(row.pipeline_id, None)
-                return
-            if event.kind == "self_stop":
-                fault = next((f for f in self.faults.self_stops() if f.id == event.fault_id), None)
-                if fault is not None and row.status == Status.RUNNING:
-                    self.faults.consume(fault)
-                    row.op += 1
-                    self._set_status(row, Status.STOPPING, event.due)
-                    self._schedule(row, event.due + self.delays.stop, "status", Status.STOPPED,
-                                   drain_since=event.due)
-                    row.notes.append(f"t={event.due:.0f}s operator stopped the pipeline by itself")
-                continue
-            if event.op != row.op:
-                continue  # superseded by a later operation
-            if event.drain_since is not None and not row.model.drained():
-                self._wait_for_drain(row, event)
-                continue
-            if event.hook == "purge":
-                row.model.purge()
-                row.dlq = DlqState(exists=False)
-            elif event.hook == "sweep":
-                row.model.sweep_to_dlq()
-                self._collect_dlq(row, event.due)
-            self._set_status(row, event.status, event.due)
-            if event.status in (Status.STOPPED, Status.FAILED):
-                row.model.stopped()
-
-    def _wait_for_drain(self, row: Row, event: Event) -> None:
-        """Stopped only once the consumers have drained; at the stop timeout the operator forces it
-        and sweeps what is left to the DLQ (reference §4.4)."""
-        retry = max(event.due, row.model.t) + self.dt
-        deadline = event.drain_since + self.delays.stop_timeout
-        if retry < deadline:
-            heapq.heappush(row.events, Event(retry, next(self._seq), event.kind, event.status, event.op,
-                                             drain_since=event.drain_since))
-        else:
-            heapq.heappush(row.events, Event(max(deadline, event.due), next(self._seq), event.kind, event.status,
-                                             event.op, hook="sweep"))
-
-    def _set_status(self, row: Row, status: str, t: float) -> None:
-        row.hung = False
-        row.status = str(status)
-        row.updated_at = t
-        row.history.append((t, row.status))
-        if len(row.history) > 8:
-            keep_from = next((i for i, (when, _) in enumerate(row.history) if when > row.model.t), len(row.history))
-            row.history = row.history[max(0, keep_from - 1):]
-
-    def _collect_dlq(self, row: Row, t: float) -> None:
-        new = row.model.drain_dlq()
-        if not new or not row.dlq.exists:
-            return
-        for component, reason, records in new:
-            queue = row.dlq.queue
-            if queue and queue[-1][0] == component and queue[-1][1] == reason:
-                queue[-1][2] += records
-            else:
-                queue.append([component, reason, records])
-            row.dlq.total += records
-            row.dlq.unconsumed += records
-        row.dlq.last_received = t
-
-    def _transition(self, row: Row, operation: str, now: float, delay: float, final: str, *,
-                    hook: str | None = None) -> None:
-        """Schedule the operator's completion of ``operation``, honouring slow/stuck faults."""
-        fault = self.faults.transition(operation, row.pipeline_id)
-        if fault is not None and fault.kind == "slow_transition":
-            delay = float(fault.spec.get("delay", delay * float(fault.spec.get("factor", 1.0))))
-            # the operator gives up like on a stuck one: a stop is forced, anything else fails
-            limit = self.delays.stop_timeout if operation == "stop" else self.delays.reconcile_timeout
-            if delay > limit:
-                fault = _STUCK
-        if fault is not None and fault.kind == "stuck_transition":
-            if operation == "stop":
-                row.hung = True
-                self._schedule(row, now + self.delays.stop_timeout, "status", Status.STOPPED, hook="sweep")
-            else:
-                self._schedule(row, now + self.delays.reconcile_timeout, "status", Status.FAILED)
-            return
-        self._schedule(row, now + delay, "status", final, hook=hook, drain_since=now if operation == "stop" else None)
-
-    def _resume_outcome(self, row: Row) -> str:
-        return Status.FAILED if self.faults.fail_on_resume(row.pipeline_id) else Status.RUNNING
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -307,10 +100,6 @@ class Store:
         if problem is not None:
             raise ApiError(422, "unprocessable_entity", problem.message)
 
-    def _not_found(self, pipeline_id: str) -> ApiError:
-        return ApiError(404, "not_found", f'pipeline with id "{pipeline_id}" does not exist',
-                        {"pipeline_id": pipeline_id, "error": "load pipeline: no pipeline with given id exists"})
-
     def _existing(self, pipeline_id: str, missing: ApiError | str, now: float | None = None) -> Row:
         """The row brought up to ``now``, or the route's 404."""
         row = self._row(pipeline_id, self.now() if now is None else now)
@@ -329,13 +118,7 @@ class Store:
     def _invalidate(self, row: Row) -> None:
         row.cached_get = None
 
-    def _register_self_stops(self, row: Row, now: float) -> None:
-        for fault in self.faults.self_stops():
-            if fault.pipeline in (None, row.pipeline_id):
-                due = max(now, fault.added_at + float(fault.spec.get("after", 0)))
-                self._schedule(row, due, "self_stop", fault_id=fault.id)
-
-    # --- create / read ---------------------------------------------------------------------------
+# --- create / read ---------------------------------------------------------------------------
 
     def create(self, body: Any, *, running: bool = False, join_resources: Json | None = None) -> None:
         """POST /api/v1/pipeline. ``running`` pre-creates it Running (scenario preload);
@@ -361,10 +144,8 @@ class Store:
             row = Row(pipeline_id, doc, internal, doc.get("name", ""), (doc.get("metadata") or {}).get("tags"),
                       status, now, now, self._new_model(pipeline_id, doc, internal, now), [(now, status)])
             self.rows[pipeline_id] = row
-            self._join_topics(row)
-            if not running:
-                self._transition(row, "create", now, self.delays.create, Status.RUNNING)
-            self._register_self_stops(row, now)
+            topics.join_topics(row, self.rows.values(), self.default_model)
+            self.operator.created(row, now, running=running)
 
     def list(self) -> list[Json]:
         with self.lock:
@@ -386,7 +167,7 @@ class Store:
         if not _ID_RE.match(pipeline_id) or "--" in pipeline_id or len(pipeline_id) > 40:
             raise ApiError(500, "internal_error", "invalid pipeline id")  # storage's ErrInvalidPipelineID
         with self.lock:
-            row = self._existing(pipeline_id, self._not_found(pipeline_id))
+            row = self._existing(pipeline_id, pipeline_not_found(pipeline_id))
             if schema_selection:
                 self._check_schema_selection(row, schema_selection)
             if row.cached_get is None:
@@ -411,7 +192,7 @@ class Store:
 
     def health(self, pipeline_id: str) -> Json:
         with self.lock:
-            row = self._existing(pipeline_id, self._not_found(pipeline_id))
+            row = self._existing(pipeline_id, pipeline_not_found(pipeline_id))
             return {"pipeline_id": row.pipeline_id, "pipeline_name": row.name, "overall_status": row.status,
                     "created_at": self.clock.timestamp(row.created_at),
                     "updated_at": self.clock.timestamp(row.updated_at)}
@@ -433,24 +214,8 @@ class Store:
                 raise ApiError(400, error.code, error.message,
                                error.details(pipeline_id, omit_empty_transitions=operation == "resume"))
             row.op += 1
-            self._set_status(row, target, now)
-            if operation == "stop":
-                self._transition(row, "stop", now, self.delays.stop, Status.STOPPED)
-            elif operation == "terminate":
-                self._transition(row, "terminate", now, self.delays.terminate, Status.STOPPED, hook="purge")
-            else:
-                if not row.dlq.exists:
-                    row.dlq = DlqState()
-                self._transition(row, "resume", now, self.delays.resume, self._resume_outcome(row))
-
-    def _auto_resume(self, row: Row, now: float, operation: str) -> None:
-        """After edit / PUT /resources the operator moves Stopped -> Resuming -> Running."""
-        row.op += 1
-        pickup = now + self.delays.edit_pickup
-        self._schedule(row, pickup, "status", Status.RESUMING)
-        if not row.dlq.exists:
-            row.dlq = DlqState()
-        self._transition(row, operation, pickup, self.delays.resume, self._resume_outcome(row))
+            self.operator.set_status(row, target, now)
+            self.operator.request(row, operation, now)
 
     def edit(self, pipeline_id: str, body: Any) -> None:
         doc = self._check_schema(body)
@@ -474,26 +239,21 @@ class Store:
             row.tags = (doc.get("metadata") or {}).get("tags")
             row.resources = res.merge_with_defaults(raw, doc, self.defaults)
             row.model.configure(doc, row.resources)
-            self._join_topics(row)
+            topics.join_topics(row, self.rows.values(), self.default_model)
             self._invalidate(row)
-            self._auto_resume(row, now, "edit")
+            self.operator.auto_resume(row, now, "edit")
 
     def delete(self, pipeline_id: str) -> None:
         with self.lock:
             now = self.now()
-            row = self._existing(pipeline_id, self._not_found(pipeline_id), now)
+            row = self._existing(pipeline_id, pipeline_not_found(pipeline_id), now)
             if row.status not in DELETABLE:
                 raise ApiError(400, "bad_request",
                                f"pipeline can only be deleted if it's stopped, current status: {row.status}",
                                {"pipeline_id": pipeline_id, "current_status": row.status})
             if not row.deleting:
                 row.deleting = True
-                fault = self.faults.transition("delete", pipeline_id)
-                delay = self.delays.delete
-                if fault is not None and fault.kind == "slow_transition":
-                    delay = float(fault.spec.get("delay", delay * float(fault.spec.get("factor", 1.0))))
-                if fault is None or fault.kind != "stuck_transition":
-                    self._schedule(row, now + delay, "remove")
+                self.operator.delete(row, now)
 
     def rename(self, pipeline_id: str, body: Any) -> None:
         body = validation.canonical_keys("rename_body", body)
@@ -555,7 +315,7 @@ class Store:
             row.resources = merged
             row.model.configure(row.doc, merged)
             self._invalidate(row)
-            self._auto_resume(row, now, "edit")
+            self.operator.auto_resume(row, now, "edit")
             return {"pipeline_resources": copy.deepcopy(merged),
                     "fields_policy": {"immutable": res.immutable_paths(row.doc)}}
 
@@ -569,39 +329,17 @@ class Store:
 
     def dlq_state(self, pipeline_id: str) -> Json:
         with self.lock:
-            dlq = self._dlq_row(pipeline_id).dlq
-            return {
-                "last_received_at": self.clock.timestamp(dlq.last_received) if dlq.last_received is not None else None,
-                "last_consumed_at": self.clock.timestamp(dlq.last_consumed) if dlq.last_consumed is not None else None,
-                "total_messages": int(dlq.total),
-                "unconsumed_messages": int(dlq.unconsumed),
-            }
+            return self._dlq_row(pipeline_id).dlq.view(self.clock)
 
     def dlq_consume(self, pipeline_id: str, batch_size: int) -> list[Json]:
         with self.lock:
             row = self._dlq_row(pipeline_id)
-            dlq = row.dlq
-            available = int(dlq.unconsumed)
-            count = min(batch_size, available)
-            out: list[Json] = []
-            while len(out) < count and dlq.queue:
-                head = dlq.queue[0]
-                take = min(count - len(out), int(head[2]) if head[2] >= 1 else 1)
-                for _ in range(take):
-                    dlq.seq += 1
-                    out.append(_dlq_message(row, head[0], head[1], dlq.seq))
-                head[2] -= take
-                if head[2] < 1:
-                    dlq.queue.pop(0)
-            dlq.unconsumed = max(0.0, dlq.unconsumed - len(out))
-            if out:
-                dlq.last_consumed = self.now()
-            return out
+            return row.dlq.consume(batch_size, row.doc, self.now())
 
     def dlq_purge(self, pipeline_id: str) -> None:
         with self.lock:
             row = self._dlq_row(pipeline_id)
-            row.dlq = DlqState(last_received=row.dlq.last_received, last_consumed=row.dlq.last_consumed)
+            row.dlq = row.dlq.purged()
 
     # --- simulator-only views ----------------------------------------------------------------------
 
@@ -621,7 +359,7 @@ class Store:
         """
         with self.lock:
             now = self.now()
-            row = self._existing(pipeline_id, self._not_found(pipeline_id), now)
+            row = self._existing(pipeline_id, pipeline_not_found(pipeline_id), now)
             model = row.model
             merged = deep_merge(model.params, params)
             for source in merged.get("sources", {}).values():
@@ -629,75 +367,14 @@ class Store:
             model.params = merged
             model.configure(row.doc, row.resources)
             self.model_params[pipeline_id] = deep_merge(self.model_params.get(pipeline_id, {}), params)
-            for source in model.sources if model.kafka else []:  # partitions belong to the topic, not the reader
-                for other, theirs in self._topic_readers(source.topic, row):
-                    if theirs.partitions != source.partitions:
-                        self._advance(other, now)  # the change applies from now on, to every reader
-                        self._set_partitions(other, theirs.source_id, source.partitions)
+            # partitions belong to the topic, not the reader: the change applies to every reader from now on
+            topics.spread_partitions(row, self.rows.values(), self.model_params, self.default_model,
+                                     lambda other: self.operator.advance(other, now))
             return model.params
-
-    # --- Kafka topics: one simulated cluster ------------------------------------------------------
-
-    def _topic_readers(self, topic: str, exclude: Row) -> list[tuple[Row, Any]]:
-        return [(other, source) for other in self.rows.values() if other is not exclude and other.model.kafka
-                for source in other.model.sources if source.topic == topic]
-
-    def _join_topics(self, row: Row) -> None:
-        """A pipeline reading a topic that others already read sees the topic's partition count."""
-        for source in row.model.sources if row.model.kafka else []:
-            readers = self._topic_readers(source.topic, row)
-            if readers and readers[0][1].partitions != source.partitions:
-                self._set_partitions(row, source.source_id, readers[0][1].partitions, remember=False)
-
-    def _set_partitions(self, row: Row, source_id: str, partitions: int, *, remember: bool = True) -> None:
-        patch = {"sources": {source_id: {"partitions": partitions}}}
-        row.model.params = deep_merge(row.model.params, patch)
-        row.model.configure(row.doc, row.resources)
-        if remember:  # like patch_model: a pipeline re-created under this id keeps it
-            base = self.model_params.get(row.pipeline_id, self.default_model)
-            self.model_params[row.pipeline_id] = deep_merge(base, patch)
 
     def add_fault(self, spec: Any) -> Fault:
         with self.lock:
             now = self.advance_all()
             fault = self.faults.add(spec, now)
-            if fault.kind == "self_stop":
-                for row in self.rows.values():
-                    if fault.pipeline in (None, row.pipeline_id):
-                        self._schedule(row, max(now, now + float(fault.spec.get("after", 0))), "self_stop",
-                                       fault_id=fault.id)
+            self.operator.fault_added(fault, list(self.rows.values()), now)
             return fault
-
-
-_DLQ_ERRORS = {
-    "retry_exhausted": "failed to insert batch after {retries} retries: code: 252, message: Too many parts. "
-                       "Merges are processing significantly slower than inserts",
-    "dedup_overflow": "dedup store is full: cannot store key for deduplication",
-    "schema_mismatch": "message does not match the source schema",
-    "unrecoverable": "stop timed out: message swept to the DLQ",
-}
-
-
-def _dlq_message(row: Row, component: str, reason: str, seq: int) -> Json:
-    sources = row.doc.get("sources") or [{}]
-    fields_ = sources[0].get("schema_fields") or [{"name": "id", "type": "string"}]
-    sample = {f.get("name"): _sample_value(f.get("type"), seq) for f in fields_}
-    if reason.startswith("sink_rejection_"):
-        error = f"clickhouse rejected the row: {reason.removeprefix('sink_rejection_')}"
-    else:
-        error = _DLQ_ERRORS.get(reason, reason).format(retries=row.model.params["sink"]["max_retries"])
-    return {"component": component, "error": error, "original_message": json.dumps(sample, separators=(",", ":"))}
-
-
-def _sample_value(field_type: Any, seq: int) -> Any:
-    if field_type in ("int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64"):
-        return seq
-    if field_type in ("float", "float32", "float64"):
-        return seq + 0.5
-    if field_type == "bool":
-        return seq % 2 == 0
-    if field_type == "array":
-        return [f"item-{seq}"]
-    if field_type == "map":
-        return {"k": f"v{seq}"}
-    return f"value-{seq}"

@@ -19,7 +19,7 @@ from gftune.glassflow.quantities import QuantityError, format_cpu, format_memory
 from gftune.sim.model import PipelineModel, sink_workers
 
 if TYPE_CHECKING:
-    from gftune.sim.store import Row
+    from gftune.sim.rows import Row
 
 Json = dict[str, Any]
 

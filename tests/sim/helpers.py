@@ -11,7 +11,7 @@ import httpx
 
 from gftune.sim import Simulator
 from gftune.sim.clock import ManualClock
-from gftune.sim.model import deep_merge
+from gftune.sim.params import deep_merge
 
 ORDERS: dict[str, Any] = {
     "version": "v3",

@@ -12,8 +12,8 @@ import pytest
 
 from gftune.desired import paths
 from gftune.sim import truth as truth_module
+from gftune.sim.errors import ApiError
 from gftune.sim.model import sink_workers
-from gftune.sim.store import ApiError
 from tests.sim.helpers import World, orders_doc
 
 
