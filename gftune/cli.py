@@ -16,6 +16,7 @@ from gftune import __version__, exitcodes
 
 # verb -> module in gftune.commands that defines ``command`` (a click.Command)
 COMMANDS: dict[str, str] = {
+    "import": "import_",
     "validate": "validate",
     "schema": "schema",
     "plan": "plan",
@@ -29,6 +30,7 @@ COMMANDS: dict[str, str] = {
 }
 
 HELP = {
+    "import": "Write pipelines/<id>.yaml for live pipelines (defaults left out, secrets as ${env:...}).",
     "validate": "Check pipelines, policies and gftune.yaml (schema + API rules), no network.",
     "schema": "Print the JSON Schema of a gftune file kind.",
     "plan": "Diff desired state against the live API and metrics; say what would change and why.",

@@ -34,3 +34,12 @@ def test_usage_error_exit_code_of_the_installed_entry_point():
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "No such option" in proc.stderr
+
+
+def test_unlock_offers_only_the_flags_it_uses():
+    # unlock talks to the API alone: metrics flags in its help would be promises it does not keep.
+    result = CliRunner().invoke(cli, ["unlock", "--help"])
+    assert result.exit_code == 0
+    assert "--api" in result.output and "--repo" in result.output
+    for unused in ("--prometheus", "--scrape", "--metric-namespace"):
+        assert unused not in result.output

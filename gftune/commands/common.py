@@ -108,6 +108,10 @@ def repo_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="Repository with gftune.yaml, pipelines/ and policies/.")(f)
 
 
+api_option = click.option("--api", metavar="URL", default=None,
+                          help="GlassFlow API base URL (env GFTUNE_API; default http://localhost:8081).")
+
+
 def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Adds --repo, --api, --prometheus, --scrape and --metric-namespace as one ``opts`` argument."""
 
@@ -125,13 +129,22 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Scrape this /metrics endpoint directly instead of asking Prometheus (env GFTUNE_SCRAPE)."),
         click.option("--prometheus", metavar="URL", default=None,
                      help="Prometheus base URL (env GFTUNE_PROMETHEUS)."),
-        click.option("--api", metavar="URL", default=None,
-                     help="GlassFlow API base URL (env GFTUNE_API; default http://localhost:8081)."),
+        api_option,
     ]
     decorated: Callable[..., Any] = wrapper
     for option in options:
         decorated = option(decorated)
     return repo_option(decorated)
+
+
+def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --repo and --api as one ``opts`` argument: for commands that talk to the API only (no metrics)."""
+
+    @wraps(f)
+    def wrapper(*args: Any, repo: Path, api: str | None, **kwargs: Any) -> Any:
+        return f(*args, opts=ServerOptions(repo=repo, api=api), **kwargs)
+
+    return repo_option(api_option(wrapper))
 
 
 def format_option(*choices: str, default: str = "text") -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -17,12 +17,12 @@ from gftune import exitcodes
 from gftune.apply import lock
 from gftune.apply.journal import JournalStore
 from gftune.client import ApiError, GlassFlowClient
-from gftune.commands.common import ServerOptions, echo, finish, server_options
+from gftune.commands.common import ServerOptions, api_options, echo, finish
 
 
 @click.command(name="unlock")
 @click.argument("pipeline_id")
-@server_options
+@api_options
 @click.option("--force", is_flag=True, help="Also remove a lock held by someone else that has not expired.")
 def command(pipeline_id: str, opts: ServerOptions, force: bool) -> None:
     """Release the gftune lock on pipeline ID (exit 0 released or none, 1 refused or error)."""

@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Any
 
 from gftune.desired import paths, secrets
+from gftune.glassflow import defaults
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, api_duration, parse_duration
 from gftune.glassflow.quantities import QuantityError, parse_nats_bytes, parse_quantity
@@ -194,9 +195,9 @@ def _source(source: Json) -> Json:
     out = {k: v for k, v in source.items() if k != "source_id"}
     out["type"] = str(out.get("type", "")).strip().lower()
     offset = out.get("consumer_group_initial_offset")
-    out["consumer_group_initial_offset"] = str(offset).lower() if offset else "earliest"
+    out["consumer_group_initial_offset"] = str(offset).lower() if offset else defaults.INITIAL_OFFSET
     if not out.get("schema_version"):
-        out["schema_version"] = "1"
+        out["schema_version"] = defaults.SCHEMA_VERSION
     return out
 
 
@@ -216,7 +217,8 @@ def _transforms(doc: Json) -> Keyed:
             # The API reports a filter on the first source, and fills an unused "0s" window.
             if kind == "filter":
                 source_id = first_source
-            if config.get("time_window") is not None and api_duration(config["time_window"]) == "0s":
+            window = config.get("time_window")
+            if window is not None and api_duration(window) == defaults.UNUSED_TIME_WINDOW:
                 config.pop("time_window")
         keyed[f"{kind}:{source_id}"] = {"config": config}
     return keyed
@@ -224,7 +226,7 @@ def _transforms(doc: Json) -> Keyed:
 
 def _join(join: Json) -> Json:
     out = dict(join)  # (a private copy already: see canonical_config)
-    out["type"] = out.get("type") or "temporal"
+    out["type"] = out.get("type") or defaults.JOIN_TYPE
     for side in ("left_source", "right_source"):
         if isinstance(out.get(side), dict):
             out[side] = {**out[side], "time_window": api_duration(out[side].get("time_window"))}
@@ -234,7 +236,7 @@ def _join(join: Json) -> Json:
 def _sink(sink: Json) -> Json:
     out = {k: v for k, v in sink.items() if k != "type"}  # GET always says clickhouse
     if "max_delay_time" in out:
-        out["max_delay_time"] = api_duration(out["max_delay_time"], zero_as="1m0s")  # 0 becomes 60s
+        out["max_delay_time"] = api_duration(out["max_delay_time"], zero_as=defaults.ZERO_MAX_DELAY)
     return out
 
 
