@@ -75,7 +75,7 @@ _DLQ_ERRORS = {
                        "Merges are processing significantly slower than inserts",
     "dedup_overflow": "dedup store is full: cannot store key for deduplication",
     "schema_mismatch": "message does not match the source schema",
-    "unrecoverable": "stop timed out: message swept to the DLQ",
+    "unrecoverable": "failed to publish to NATS",
 }
 
 

@@ -94,6 +94,7 @@ class SimCollector(Collector):
             raise ValueError(f"naming must be one of {', '.join(NAMING_MODES)}, got {naming!r}")
         self.store = store
         self.http = http
+        self.namespace = namespace
         self.prefix = f"{namespace}_gfm_" if namespace else "gfm_"
         self.naming = naming
         self.scale = 1.0 / float(time_scale)
@@ -102,6 +103,7 @@ class SimCollector(Collector):
         rows = self.store.rows_snapshot()
         with self.store.lock:
             yield from self._model_families(rows)
+            yield from self.store.collector.families(self.namespace, self.naming, self.scale)
         yield from self._http_families()
 
     def _model_families(self, rows: list[Any]) -> Iterator[Metric]:

@@ -183,6 +183,7 @@ class PipelineModel:
         self.histograms: dict[tuple[str, tuple[str, ...]], Histogram] = {}
         self.lost = 0.0  # records dropped by a full stream (DiscardOld)
         self.purged = 0.0  # records removed with the streams by terminate
+        self.swept = 0.0  # records the operator's stop-time sweep moved to the DLQ
         self.dlq_new: list[tuple[str, str, float]] = []  # (component, reason, records) since last drained
         self.sources: list[SourceState] = []
         self.dedup_keys: deque[list[float]] = deque()  # [chunk start time, keys]
@@ -738,11 +739,20 @@ class PipelineModel:
             self.purged += stream.depth
             stream.backlog = stream.inflight = 0.0
 
-    def sweep_to_dlq(self) -> None:
-        """A stop that timed out is forced: remaining messages are swept to the DLQ."""
+    def sweep(self) -> list[tuple[str, str, float]]:
+        """The operator's stop-time sweep: every stream emptied; ``(stream, consuming component,
+        messages)`` for each."""
+        out = []
+        consumer = "join" if self.join else "dedup" if self.has_transform else "sink"
         for stream in self.all_streams():
-            self._dlq("sink", "unrecoverable", stream.depth)
+            if stream is self.join_stream:
+                consumer = "dedup" if self.has_transform else "sink"
+            elif stream is self.transform_stream:
+                consumer = "sink"
+            out.append((stream.name, consumer, stream.depth))
+            self.swept += stream.depth
             stream.backlog = stream.inflight = 0.0
+        return out
 
     def stopped(self) -> None:
         """No consumer holds messages once the components are down (NATS redelivers what was

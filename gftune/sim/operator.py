@@ -13,11 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from gftune.glassflow import instruments as ins
 from gftune.glassflow.statuses import Status
 from gftune.sim.clock import Clock
 from gftune.sim.dlq import DlqState
 from gftune.sim.faults import Fault, FaultSet
 from gftune.sim.rows import Row
+from gftune.sim.telemetry import Collector, Meter, Resource
+
+# The operator pod (Deployment <release>-controller-manager in the release namespace) as the
+# collector labels it: job <namespace>/glassflow-operator, instance = the pod name.
+OPERATOR_RESOURCE = Resource("glassflow/glassflow-operator", "glassflow-controller-manager-6f7c9d8b4-x2k9q",
+                             (("service_version", "v3.1.0"),))
 
 Json = dict[str, Any]
 
@@ -52,9 +59,11 @@ class Event:
     kind: str = field(compare=False)  # "status", "remove", "self_stop"
     status: str | None = field(default=None, compare=False)
     op: int = field(default=0, compare=False)  # operation generation that scheduled it
-    hook: str | None = field(default=None, compare=False)  # "purge", "sweep" on completion
+    hook: str | None = field(default=None, compare=False)  # "purge" on completion (terminate)
     fault_id: int | None = field(default=None, compare=False)
     drain_since: float | None = field(default=None, compare=False)  # a stop: waits for the drain from then on
+    operation: str | None = field(default=None, compare=False)  # the reconcile this event completes
+    timed_out: bool = field(default=False, compare=False)  # the operator gives up on the operation
 
 
 _MODE = {Status.RUNNING: "run", Status.STOPPING: "drain"}
@@ -65,13 +74,15 @@ class Operator:
     """Schedules and applies the operator's side of every status change for the rows of a store."""
 
     def __init__(self, clock: Clock, delays: Delays, faults: FaultSet, dt: float,
-                 remove: Callable[[str], None]) -> None:
+                 remove: Callable[[str], None], collector: Collector | None = None) -> None:
         self.clock = clock
         self.delays = delays
         self.faults = faults
         self.dt = dt
         self._remove = remove
         self._seq = itertools.count()
+        self.collector = collector or Collector()
+        self.meter = Meter(OPERATOR_RESOURCE, clock.now())
 
     # --- time ----------------------------------------------------------------------------------
 
@@ -95,13 +106,17 @@ class Operator:
     # --- events ----------------------------------------------------------------------------------
 
     def schedule(self, row: Row, due: float, kind: str, status: str | None = None, *,
-                 hook: str | None = None, fault_id: int | None = None, drain_since: float | None = None) -> None:
-        heapq.heappush(row.events, Event(due, next(self._seq), kind, status, row.op, hook, fault_id, drain_since))
+                 hook: str | None = None, fault_id: int | None = None, drain_since: float | None = None,
+                 operation: str | None = None, timed_out: bool = False) -> None:
+        heapq.heappush(row.events, Event(due, next(self._seq), kind, status, row.op, hook, fault_id, drain_since,
+                                         operation, timed_out))
 
     def _apply_events(self, row: Row, until: float) -> bool:
         while row.events and row.events[0].due <= until + 1e-9:
             event = heapq.heappop(row.events)
             if event.kind == "remove":
+                self._reconciled(row, "delete", event.due)
+                self._nats(row, "delete_dlq_stream")
                 self._remove(row.pipeline_id)
                 return False
             if event.kind == "self_stop":
@@ -111,7 +126,7 @@ class Operator:
                     row.op += 1
                     self.set_status(row, Status.STOPPING, event.due)
                     self.schedule(row, event.due + self.delays.stop, "status", Status.STOPPED,
-                                  drain_since=event.due)
+                                  drain_since=event.due, operation="stop")
                     row.notes.append(f"t={event.due:.0f}s operator stopped the pipeline by itself")
                 continue
             if event.op != row.op:
@@ -119,16 +134,68 @@ class Operator:
             if event.drain_since is not None and not row.model.drained():
                 self._wait_for_drain(row, event)
                 continue
-            if event.hook == "purge":
-                row.model.purge()
-                row.dlq = DlqState(exists=False)
-            elif event.hook == "sweep":
-                row.model.sweep_to_dlq()
-                row.dlq.receive(row.model.drain_dlq(), event.due)
-            self.set_status(row, event.status, event.due)
-            if event.status in (Status.STOPPED, Status.FAILED):
-                row.model.stopped()
+            self._complete(row, event)
         return True
+
+    def _complete(self, row: Row, event: Event) -> None:
+        """The operator finishes (or gives up on) an operation."""
+        if event.hook == "purge":
+            row.model.purge()
+            row.dlq = DlqState(exists=False)
+            self._nats(row, "delete_dlq_stream")
+        if event.operation == "stop" and event.status == Status.STOPPED:
+            # the components are gone: what is left in the internal streams goes to the DLQ
+            self._sweep(row, event.due)
+        if event.timed_out:
+            self._record_op(event.operation or "unknown", "timeout", row)
+            if event.operation == "stop":
+                # a forced stop writes Stopped before updatePipelineStatus runs: no transition recorded
+                self.set_status(row, event.status, event.due, record=False)
+            else:
+                self.set_status(row, event.status, event.due)
+        else:
+            self.set_status(row, event.status, event.due)
+            if event.operation is not None:
+                if event.status == Status.FAILED:
+                    self._record_op(event.operation, "failure", row)
+                    self.meter.add(ins.OPERATOR_RECONCILE_ERRORS,
+                                   (event.operation, "pipeline components failed to become ready", row.pipeline_id),
+                                   1.0)
+                else:
+                    self._reconciled(row, event.operation, event.due)
+        if event.status in (Status.STOPPED, Status.FAILED):
+            row.model.stopped()
+
+    # --- the operator's own metrics (glassflow-etl-k8s-operator:internal/observability) -------------
+
+    def _record_op(self, operation: str, status: str, row: Row) -> None:
+        self.meter.add(ins.OPERATOR_RECONCILE_OPERATIONS, (operation, status, row.pipeline_id), 1.0)
+
+    def _reconciled(self, row: Row, operation: str, t: float) -> None:
+        self._record_op(operation, "success", row)
+        if operation in ("create", "resume", "edit"):  # createNATSStreams: the DLQ stream (re)created
+            self._nats(row, "create_dlq_stream")
+
+    def _nats(self, row: Row, operation: str) -> None:
+        self.meter.add(ins.OPERATOR_NATS_OPERATIONS, (operation, "success", row.pipeline_id), 1.0)
+
+    def _sweep(self, row: Row, t: float) -> None:
+        """``sweepMessagesToDLQ``: per internal stream, +1 ``stream_empty`` or +1 ``swept`` per message
+        moved to the DLQ (as ``retry_exhausted_on_stop``); ``gfm_dlq_records_written_total`` is untouched."""
+        swept = 0.0
+        for _stream, component, messages in row.model.sweep():
+            if messages < 0.5:
+                self.meter.add(ins.OPERATOR_SWEEPED_MESSAGES, (row.pipeline_id, "stream_empty"), 1.0)
+                continue
+            whole = round(messages)
+            self.meter.add(ins.OPERATOR_SWEEPED_MESSAGES, (row.pipeline_id, "swept"), whole)
+            row.dlq.receive([(component, ins.SWEEP_DLQ_ERROR, messages)], t)
+            swept += messages
+        # one read, DLQ publish and delete per message (about 0.5 ms each) plus the stream lookups
+        self.meter.observe(ins.OPERATOR_SWEEP_DURATION, (row.pipeline_id,), 0.02 + 0.0005 * swept)
+
+    def push_metrics(self, now: float) -> None:
+        self.collector.push_due(self.meter, now)
 
     def _wait_for_drain(self, row: Row, event: Event) -> None:
         """Stopped only once the consumers have drained; at the stop timeout the operator forces it
@@ -137,12 +204,19 @@ class Operator:
         deadline = event.drain_since + self.delays.stop_timeout
         if retry < deadline:
             heapq.heappush(row.events, Event(retry, next(self._seq), event.kind, event.status, event.op,
-                                             drain_since=event.drain_since))
+                                             drain_since=event.drain_since, operation=event.operation))
         else:
             heapq.heappush(row.events, Event(max(deadline, event.due), next(self._seq), event.kind, event.status,
-                                             event.op, hook="sweep"))
+                                             event.op, operation="stop", timed_out=True))
 
-    def set_status(self, row: Row, status: str, t: float) -> None:
+    def set_status(self, row: Row, status: str, t: float, *, record: bool = True) -> None:
+        """A status change as the API shows it; the operator's CRD status follows (and is recorded as a
+        transition) except for the API-only Created and Terminating."""
+        if record and status not in (Status.CREATED, Status.TERMINATING) and row.crd_status != status:
+            stamp = str(int(self.clock.wall_time(t).timestamp()))
+            self.meter.add(ins.OPERATOR_STATUS_TRANSITIONS, (row.crd_status, str(status), row.pipeline_id, stamp), 1.0)
+        if status != Status.TERMINATING:
+            row.crd_status = str(status)
         row.hung = False
         row.status = str(status)
         row.updated_at = t
@@ -166,14 +240,18 @@ class Operator:
         if fault is not None and fault.kind == "stuck_transition":
             if operation == "stop":
                 row.hung = True
-                self.schedule(row, now + self.delays.stop_timeout, "status", Status.STOPPED, hook="sweep")
+                self.schedule(row, now + self.delays.stop_timeout, "status", Status.STOPPED, operation="stop",
+                              timed_out=True)
             else:
-                self.schedule(row, now + self.delays.reconcile_timeout, "status", Status.FAILED)
+                self.schedule(row, now + self.delays.reconcile_timeout, "status", Status.FAILED,
+                              operation=operation, timed_out=True)
             return
-        self.schedule(row, now + delay, "status", final, hook=hook, drain_since=now if operation == "stop" else None)
+        self.schedule(row, now + delay, "status", final, hook=hook, drain_since=now if operation == "stop" else None,
+                      operation=operation)
 
     def created(self, row: Row, now: float, *, running: bool) -> None:
         """A new row: the operator brings it up (unless preloaded Running) and arms self-stop faults."""
+        row.crd_status = Status.RUNNING if running else Status.CREATED
         if not running:
             self.transition(row, "create", now, self.delays.create, Status.RUNNING)
         self.register_self_stops(row, now)
@@ -193,7 +271,7 @@ class Operator:
         """After edit / PUT /resources the operator moves Stopped -> Resuming -> Running."""
         row.op += 1
         pickup = now + self.delays.edit_pickup
-        self.schedule(row, pickup, "status", Status.RESUMING)
+        self.schedule(row, pickup, "status", Status.RESUMING)  # no operation completes here
         if not row.dlq.exists:
             row.dlq = DlqState()
         self.transition(row, operation, pickup, self.delays.resume, self.resume_outcome(row))

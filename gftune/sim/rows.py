@@ -34,6 +34,7 @@ class Row:
     dlq: DlqState = field(default_factory=DlqState)
     cached_get: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    crd_status: str = ""  # the Pipeline CRD's status: what the operator itself last wrote
 
     def status_at(self, t: float) -> str:
         status = self.history[0][1]

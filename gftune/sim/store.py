@@ -26,6 +26,7 @@ from gftune.sim.model import PipelineModel
 from gftune.sim.operator import Delays, Operator
 from gftune.sim.params import DEFAULT_PARAMS, deep_merge
 from gftune.sim.rows import Row
+from gftune.sim.telemetry import Collector
 
 Json = dict[str, Any]
 _ID_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -49,7 +50,9 @@ class Store:
         self.put_rewrites_max_bytes = put_rewrites_max_bytes
         self.rows: dict[str, Row] = {}
         self.lock = threading.RLock()
-        self.operator = Operator(clock, self.delays, self.faults, dt, lambda pid: self.rows.pop(pid, None))
+        self.collector = Collector()  # the chart's OTel collector (operator series; see telemetry)
+        self.operator = Operator(clock, self.delays, self.faults, dt, lambda pid: self.rows.pop(pid, None),
+                                 self.collector)
 
     # --- time ----------------------------------------------------------------------------------
 
@@ -344,8 +347,11 @@ class Store:
     # --- simulator-only views ----------------------------------------------------------------------
 
     def rows_snapshot(self) -> list[Row]:
+        """Every row brought up to now, with the operator's pushes due by then delivered."""
         with self.lock:
-            self.advance_all()
+            now = self.advance_all()
+            self.operator.push_metrics(now)
+            self.collector.expire(now)
             return list(self.rows.values())
 
     def row(self, pipeline_id: str) -> Row | None:

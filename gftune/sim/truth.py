@@ -117,6 +117,7 @@ def compute(row: Row, configured: Json | None = None) -> Json:
             "kafka_lag": sum(s.lag for s in model.sources),
             "lost": model.lost,
             "purged": model.purged,
+            "swept": model.swept,
             "stream_depth": {s.name: s.depth for s in model.all_streams()},
             "dlq": dlq,
         },

@@ -2,7 +2,7 @@
 
 Kafka input = Kafka lag + read; read = what the streams store (backlog and unacked in-flight
 messages) + written to ClickHouse + DLQ + dropped by the transform (filtered, duplicates) + lost
-(DiscardOld) + purged (terminate). Only a full stream with discard-old semantics loses records;
+(DiscardOld) + purged (terminate) + swept to the DLQ by the operator at a forced stop. Only a full stream with discard-old semantics loses records;
 stop, resume, edit and PUT /resources never do, and a graceful stop drains the consumers.
 """
 
@@ -37,6 +37,7 @@ def balance(world: World, pid: str) -> dict[str, float]:
         "duplicates": counters.get(("processor_messages", ("dedup", "duplicate")), 0.0),
         "lost": records["lost"],
         "purged": records.get("purged", 0.0),
+        "swept": records["swept"],
     }
     return {"input": records.get("kafka_input", read + records["kafka_lag"]), "lag": records["kafka_lag"],
             "read": read, **terms, "unaccounted": read - sum(terms.values())}
@@ -131,5 +132,8 @@ def test_a_stop_that_cannot_drain_in_time_sweeps_the_rest_to_the_dlq():
     assert world.wait_for(pid, "Stopped") == pytest.approx(300, abs=2)  # the stop timeout
     records = world.truth(pid)["records"]
     assert sum(records["stream_depth"].values()) == 0
-    assert records["dlq"]["sink/unrecoverable"] > 50_000
+    assert records["swept"] > 50_000  # moved to the DLQ by the operator, not by a component
+    assert records["dlq"] == {}  # gfm_dlq_records_written_total is untouched by the sweep
+    assert world.store.dlq_state(pid)["total_messages"] == int(records["swept"])
+    assert world.store.dlq_consume(pid, 1)[0]["error"] == "retry_exhausted_on_stop"
     assert records["lost"] == 0

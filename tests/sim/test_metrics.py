@@ -183,3 +183,69 @@ def test_a_topic_has_one_partition_count_for_all_its_readers(manual):
     samples = _scrape(sim)
     assert [s.value for s in samples["kafka_topic_partitions"] if s.labels["topic"] == "orders"] == [6]
     assert len([s for s in samples["kafka_consumergroup_lag"] if s.labels["topic"] == "orders"]) == 3 * 6
+
+
+def _operator(samples, name, pid):
+    return {tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("job", "instance", "pipeline_id"))): s.value
+            for s in samples.get(f"glassflow_gfm_operator_{name}", []) if s.labels["pipeline_id"] == pid}
+
+
+def test_the_operator_reports_its_reconciles_transitions_and_stop_time_sweeps(manual):
+    """The operator's own meter (reference §2, operator table): one transition series per change,
+    labelled with the wall-clock second; a sweep at every stop; a forced stop sweeps what is left."""
+    from tests.sim.helpers import orders_doc
+
+    sim, clock = manual([], time_scale=1.0)
+    pid = "orders-operator"
+    sim.store.create(orders_doc(pid))
+    clock.advance(30)  # Created -> Running after 10 s
+    sim.store.operate(pid, "stop")
+    clock.advance(30)
+    samples = _scrape(sim)
+    operator_series = [s for s in samples["glassflow_gfm_operator_reconcile_operations_total"]]
+    assert {(s.labels["job"], s.labels["instance"]) for s in operator_series} == \
+        {("glassflow/glassflow-operator", "glassflow-controller-manager-6f7c9d8b4-x2k9q")}
+    transitions = _operator(samples, "pipeline_status_transitions_total", pid)
+    epoch = int(sim.clock.wall_time(0).timestamp())
+    assert transitions == {
+        (("from_status", "Created"), ("timestamp", str(epoch + 10)), ("to_status", "Running")): 1,
+        (("from_status", "Running"), ("timestamp", str(epoch + 30)), ("to_status", "Stopping")): 1,
+        (("from_status", "Stopping"), ("timestamp", str(epoch + 35)), ("to_status", "Stopped")): 1,
+    }
+    assert _operator(samples, "reconcile_operations_total", pid) == {
+        (("operation", "create"), ("status", "success")): 1, (("operation", "stop"), ("status", "success")): 1}
+    assert _operator(samples, "nats_operations_total", pid) == {
+        (("operation", "create_dlq_stream"), ("status", "success")): 1}
+    # a drained stop leaves every stream empty: one stream_empty per stream, nothing swept
+    assert _operator(samples, "sweeped_messages_total", pid) == {(("outcome", "stream_empty"),): 1}
+    assert _one(samples, "glassflow_gfm_operator_sweep_duration_seconds_count", pipeline_id=pid) == 1
+
+    # a stop whose components hang is forced after the stop timeout and sweeps the rest to the DLQ
+    sim.store.operate(pid, "resume")
+    clock.advance(60)
+    sim.store.patch_model(pid, {"sink": {"insert_overhead": 30.0}})  # ClickHouse crawls: a backlog builds
+    clock.advance(120)
+    sim.add_fault({"kind": "stuck_transition", "operation": "stop", "pipeline": pid})
+    sim.store.operate(pid, "stop")
+    clock.advance(301)
+    assert sim.store.health(pid)["overall_status"] == "Stopped"
+    samples = _scrape(sim)
+    swept = _operator(samples, "sweeped_messages_total", pid)[(("outcome", "swept"),)]
+    assert swept > 1000
+    assert sim.store.dlq_state(pid)["total_messages"] == swept  # the DLQ grew by what was swept
+    assert "glassflow_gfm_dlq_records_written_total" not in samples or not [
+        s for s in samples["glassflow_gfm_dlq_records_written_total"] if s.labels["pipeline_id"] == pid]
+    ops = _operator(samples, "reconcile_operations_total", pid)
+    assert ops[(("operation", "stop"), ("status", "timeout"))] == 1
+    # a forced stop writes Stopped before updatePipelineStatus: no Stopping -> Stopped transition for it
+    stopped = [k for k in _operator(samples, "pipeline_status_transitions_total", pid) if ("to_status", "Stopped") in k]
+    assert len(stopped) == 1
+
+    sim.store.operate(pid, "resume")
+    clock.advance(20)
+    sim.store.operate(pid, "terminate")
+    clock.advance(10)
+    samples = _scrape(sim)
+    assert (("from_status", "Running"), ("timestamp", str(int(sim.clock.wall_time(clock.now() - 7).timestamp()))),
+            ("to_status", "Stopped")) in _operator(samples, "pipeline_status_transitions_total", pid)
+    assert _operator(samples, "nats_operations_total", pid)[(("operation", "delete_dlq_stream"), ("status", "success"))] == 1
