@@ -149,9 +149,9 @@ def command(plan_file: Path | None, opts: ServerOptions, fmt: str, auto_approve:
                           max_plan_age=max_plan_age, targets=targets, fmt=fmt, environ=environ)
     if doc is not None and not no_github:
         config = opts.load_config(fmt=fmt)
-        for line in github.publish(report.markdown_renderings(doc), report.pipeline_ids(doc), environ=environ,
+        for line in github.publish(report.markdown_renderings(doc), kind="apply", environ=environ,
                                    number=github_pr, repository=config.github_repository,
-                                   api_url=environ.get("GITHUB_API_URL") or config.github_api):
+                                   api_url=config.github_api):
             echo(line, err=True)
     finish(code)
 

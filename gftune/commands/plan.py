@@ -34,7 +34,6 @@ from gftune.desired.repo import PIPELINES_DIR, DesiredState, yaml_files
 from gftune.gitrepo import git_info
 from gftune.live import LiveState, list_live, read_live
 from gftune.plan.model import (
-    NOOP,
     Plan,
     PlanOptions,
     Scope,
@@ -353,13 +352,11 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
 
 
 def publish_plan(plan: Any, config: Any, number: int | None) -> None:
-    """The plan as the PR's living gftune comment: keyed by the same pipelines as apply's report
-    (every entry with something to do), so apply later edits this comment into its verdict."""
+    """The plan as the pull request's living gftune comment (apply later edits the same comment into
+    its verdict) and the job summary."""
     from gftune import github
 
-    ids = [p.pipeline_id for p in plan.pipelines if p.action != NOOP]
     renderings = [render_markdown(plan), render_markdown(plan, details=False)]
-    for line in github.publish(renderings, ids, environ=os.environ, number=number,
-                               repository=config.github_repository,
-                               api_url=os.environ.get("GITHUB_API_URL") or config.github_api):
+    for line in github.publish(renderings, kind="plan", environ=os.environ, number=number,
+                               repository=config.github_repository, api_url=config.github_api):
         echo(line, err=True)
