@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import click
 
+import gftune
 from gftune import exitcodes
 from gftune.desired.config import Config, load_config
 from gftune.desired.problems import Problem, sorted_problems
@@ -145,6 +146,17 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
         return f(*args, opts=ServerOptions(repo=repo, api=api), **kwargs)
 
     return repo_option(api_option(wrapper))
+
+
+def examples_dir() -> Path:
+    """The example repository shipped with gftune (the package's ``examples/``, else the checkout)."""
+    packaged = Path(gftune.__file__).resolve().parent / "examples"
+    if (packaged / "policies").is_dir():
+        return packaged
+    checkout = Path(gftune.__file__).resolve().parent.parent
+    if (checkout / "policies").is_dir():
+        return checkout
+    raise click.ClickException("the example repository (gftune.yaml, policies/) is not installed with gftune")
 
 
 def format_option(*choices: str, default: str = "text") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
