@@ -17,7 +17,8 @@ import click
 
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, ServerOptions, echo, echo_json, finish, format_option, server_options
-from gftune.policy.engine import PolicyReport, fmt, plan_policies
+from gftune.plan.evidence import format_value as fmt
+from gftune.policy.engine import PolicyReport, plan_policies
 
 
 def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ class DesiredPipeline:
 class PolicyFile:
     name: str
     path: Path
-    doc: Any  # interpreted by gftune.policy.engine
+    doc: Any  # interpreted by gftune.policy.language
     locations: LocationIndex
     file: str = ""
     valid: bool = True

@@ -471,7 +471,7 @@ def _constraint_problems(doc: dict[str, Any], locations: LocationIndex, display:
 def check_policy(policy: PolicyFile) -> list[Problem]:
     """Schema of a ``policies/<name>.yaml`` file, then the policy engine's own semantic checks.
 
-    The semantic checks live in ``gftune.policy.engine.validate_policy(policy_file) -> list[Problem]``
+    The semantic checks live in ``gftune.policy.language.validate_policy(policy_file) -> list[Problem]``
     (the policy language's owner); they run when that module provides the hook.
     """
     if policy.doc is None:
@@ -508,9 +508,9 @@ def _related(a: str, b: str) -> bool:
 
 def _policy_hook() -> Any:
     try:
-        module = importlib.import_module("gftune.policy.engine")
+        module = importlib.import_module("gftune.policy.language")
     except ModuleNotFoundError as exc:
-        if exc.name == "gftune.policy.engine":
+        if exc.name == "gftune.policy.language":
             return None
         raise
     return getattr(module, "validate_policy", None)

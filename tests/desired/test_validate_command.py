@@ -148,7 +148,7 @@ def test_policy_files_go_through_the_policy_engine_hook(repo, monkeypatch):
         line, col = policy.locations.locate(("spec", "when", 0, "signal"))
         return [Problem(policy.file, line, col, "spec.when[0].signal", 'unknown signal "sink_rate"')]
 
-    monkeypatch.setitem(sys.modules, "gftune.policy.engine", types.SimpleNamespace(validate_policy=validate_policy))
+    monkeypatch.setitem(sys.modules, "gftune.policy.language", types.SimpleNamespace(validate_policy=validate_policy))
     result = invoke("validate", "--repo", str(repo))
     assert seen == ["grow-batch"]
     assert result.exit_code == 1
