@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import gc
 import os
+import re
 import shutil
 import sys
 import threading
@@ -28,10 +29,22 @@ import click
 
 from gftune import exitcodes
 from gftune.client import ApiError, GlassFlowClient
-from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
+from gftune.commands.common import (
+    ScrapeWait,
+    ServerOptions,
+    echo,
+    fail,
+    finish,
+    format_option,
+    render_problems,
+    server_options,
+)
+from gftune.desired import secrets
 from gftune.desired.config import load_config
+from gftune.desired.problems import Problem
 from gftune.desired.repo import PIPELINES_DIR, DesiredState, yaml_files
 from gftune.gitrepo import git_info
+from gftune.glassflow.rules import json_path
 from gftune.live import LiveState, list_live, read_live
 from gftune.plan.model import (
     Plan,
@@ -46,6 +59,7 @@ from gftune.plan.model import (
 from gftune.plan.render import plan_file_text, render_json, render_markdown, render_text
 
 PROGRESS_AFTER_S = 1.0
+_ENV_NAME_IN = re.compile(r"environment variable (\w+) is not set")
 
 
 @dataclass
@@ -130,9 +144,9 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
     in_scope = dataclasses.replace(state, pipelines={pid: state.pipelines[pid] for pid in scope.desired})
     try:
         # A direct scrape waits a whole metrics window between its two scrapes (5 minutes in
-        # production): always say so on stderr, whatever the output format.
-        report = plan_policies(in_scope, live, config, datetime.now(UTC),
-                               progress=lambda message: echo(message, err=True))
+        # production): always say so at once on stderr, whatever the output format, and count down.
+        with ScrapeWait(config, has_policies=bool(state.policies)) as wait:
+            report = plan_policies(in_scope, live, config, datetime.now(UTC), progress=wait)
     except Exception as exc:  # a metrics outage must not hide the git changes; say it loudly instead
         plan_kw["warnings"].append(f"policies not evaluated: {exc}")
         return {}
@@ -142,6 +156,56 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
                           "notes": list(report.notes)}
     plan_kw["policies_evaluated"] = True
     return dict(report.outcomes)
+
+
+def unresolved_references(state: DesiredState, ids: Iterable[str], env: Mapping[str, str]) -> list[Problem]:
+    """Every ``${env:..}``/``${file:..}`` reference of the pipelines ``ids`` that cannot be resolved now,
+    located in its file. Resolving reads the values, so non-secret ones are forgotten by the masker again
+    (a username is not a secret)."""
+    problems: list[Problem] = []
+    for pipeline_id in ids:
+        pipeline = state.pipelines[pipeline_id]
+        secret_fields = {location for location, _, _ in secrets.iter_secret_locations(pipeline.spec)}
+        for location, value in _references(pipeline.spec, ()):
+            try:
+                resolved = secrets.resolve(value, env=env, base_dir=state.root)
+            except secrets.SecretError as exc:
+                line, col = pipeline.locate(location)
+                problems.append(Problem(pipeline.file, line, col, json_path(("spec", *location)), str(exc)))
+                continue
+            if location not in secret_fields:
+                secrets.masker.discard(resolved)
+    return problems
+
+
+def _references(node: Any, location: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _references(value, (*location, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _references(value, (*location, index))
+    elif secrets.is_reference(node):
+        yield location, node
+
+
+class UnresolvedReferences(click.ClickException):
+    """Raised by :func:`produce_plan` before it reads any metrics: the plan would fail on these anyway."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} reference(s) cannot be resolved")
+
+    def hint(self) -> str:
+        names = sorted({m.group(1) for p in self.problems if (m := _ENV_NAME_IN.search(p.message))})
+        what = f"set {', '.join(names)} in the environment" if names else "fix the references"
+        return (f"{what} (values never go into git), then plan again; nothing was planned and no metrics "
+                "were read")
+
+    def show(self, file: Any = None) -> None:
+        for line in render_problems(self.problems):
+            echo(f"error: {line}", err=True)
+        echo(f"error: {self.hint()}", err=True)
 
 
 @dataclass
@@ -242,6 +306,10 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
     else:
         read = await read_state(config, [], progress=progress)
     scope = select_scope(state.pipelines, read.listed, targets=targets, shard=shard_range)
+    # Before any metrics are read (a direct scrape waits minutes): every reference the plan will resolve.
+    unresolved = unresolved_references(state, scope.desired, os.environ if env is None else env)
+    if unresolved:
+        raise UnresolvedReferences(unresolved)
     ids = scope.desired + (scope.orphans if allow_delete else [])
     missing = [i for i in ids if i not in read.live]
     if missing and read.unreachable is not None:
@@ -331,7 +399,12 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
-    state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
+    try:
+        state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
+    except UnresolvedReferences as exc:
+        if fmt != "json":
+            raise
+        fail(exc.problems, fmt=fmt)
     if not state.pipelines and not allow_delete:
         echo(f"warning: no pipeline files under {state.root / PIPELINES_DIR}", err=True)
     plan = run.plan
