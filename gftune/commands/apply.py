@@ -27,7 +27,8 @@ from gftune.apply import lock, report
 from gftune.apply.journal import JournalError, JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.desired.config import Config
+from gftune.desired import secrets
+from gftune.desired.config import Config, readable_roots
 from gftune.gitrepo import current_commit
 from gftune.glassflow.durations import DurationError, to_seconds
 from gftune.metrics import MetricsError, open_source
@@ -203,7 +204,9 @@ async def _run(config: Config, repo: Path, state: Any, *, plan_file: Path | None
     try:
         async with GlassFlowClient.from_config(config) as client:
             ctx = applymod.ApplyContext(client=client, config=config, store=JournalStore(repo), metrics=source,
-                                        owner=owner, env=env, base_dir=Path(repo), reporter=reporter)
+                                        owner=owner, reporter=reporter,
+                                        resolver=secrets.Resolver(env, base_dir=Path(repo),
+                                                                  roots=readable_roots(Path(repo), config)))
             if resume_id:
                 return await applymod.resume_run(resume_id, ctx)
             if state is not None:

@@ -76,7 +76,7 @@ class PlanRun:
 def plan_options(state: DesiredState, *, allow_delete: bool, env: Mapping[str, str]) -> PlanOptions:
     config = state.config
     return PlanOptions(
-        allow_delete=allow_delete, env=env, base_dir=state.root,
+        allow_delete=allow_delete, resolver=state.resolver(env),
         restart_estimate_s=config.scaled(config.restart_estimate),
         stop_timeout_s=config.scaled(config.stop_timeout + 60.0),  # the operator forces a stop at 5 min
         running_timeout_s=config.scaled(config.running_timeout),

@@ -286,8 +286,13 @@ def internal_error_problem(display: str, exc: BaseException) -> Problem:
 
 # --- pipelines ---------------------------------------------------------------------------------
 
-def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: str | None = None) -> list[Problem]:
-    """Schema, API model rules and gftune rules for one ``pipelines/<stem>.yaml`` document."""
+def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: str | None = None,
+                   file_check: Callable[[str], str | None] | None = None) -> list[Problem]:
+    """Schema, API model rules and gftune rules for one ``pipelines/<stem>.yaml`` document.
+
+    ``file_check(target)`` says why a ``${file:TARGET}`` reference would be refused (None if not);
+    the loader passes :func:`gftune.secrets.file_reference_problem` bound to the repository.
+    """
     if doc is None:
         return [empty_file_problem(display, "Pipeline")]
     found = _schema_problems_with_paths("pipeline", doc, locations, display)
@@ -304,6 +309,8 @@ def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: st
         problems.append(_problem(display, locations, path, message + _hint(message)))
     problems += _join_resources_problems(spec, locations, display)
     problems += _secret_problems(spec, locations, display)
+    if file_check is not None:
+        problems += _file_reference_problems(spec, locations, display, file_check)
     problems += _identity_problems(doc, locations, display, stem)
     problems += _constraint_problems(doc, locations, display)
     return problems
@@ -348,6 +355,17 @@ def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: st
             problems.append(_problem(display, locations, ("spec", *path),
                                      "looks like a placeholder but is not a reference (${env:NAME} or "
                                      "${file:PATH}); it would be sent as written", WARNING))
+    return problems
+
+
+def _file_reference_problems(spec: dict[str, Any], locations: LocationIndex, display: str,
+                             file_check: Callable[[str], str | None]) -> list[Problem]:
+    problems = []
+    for path, value in _strings(spec, ()):
+        match = secrets.REFERENCE.match(value)
+        if match and match["kind"] == "file" and (reason := file_check(match["target"])) is not None:
+            problems.append(_problem(display, locations, ("spec", *path),
+                                     f"{value} refused: {reason}; gftune will not read it"))
     return problems
 
 
