@@ -98,6 +98,15 @@ def _duration(value: Any) -> float:
     return seconds
 
 
+def _positive_duration(value: Any) -> float:
+    """A wait, timeout, window or age: 0 would make a lock expire at once, a timeout fire before
+    the first poll, a window hold no samples."""
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise _Invalid("must be greater than 0")
+    return seconds
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool):
         raise _Invalid("expected an integer")
@@ -188,22 +197,22 @@ def _text(value: Any) -> str:
 # field -> (path in gftune.yaml, converter, extra environment variable names)
 FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], tuple[str, ...]]] = {
     "api_url": (("api", "url"), _url, ("GFTUNE_API",)),
-    "api_timeout": (("api", "timeout"), _duration, ()),
+    "api_timeout": (("api", "timeout"), _positive_duration, ()),
     "api_concurrency": (("api", "concurrency"), _positive_int, ()),
     "api_retries": (("api", "retries"), _int, ()),
     "prometheus_url": (("metrics", "prometheus"), _url, ("GFTUNE_PROMETHEUS",)),
     "scrape_url": (("metrics", "scrape"), _url, ("GFTUNE_SCRAPE",)),
     "metric_namespace": (("metrics", "namespace"), _text, ()),
     "metric_naming": (("metrics", "naming"), _naming, ()),
-    "metrics_window": (("metrics", "window"), _duration, ()),
+    "metrics_window": (("metrics", "window"), _positive_duration, ()),
     "time_scale": (("time_scale",), _time_scale, ()),
-    "max_plan_age": (("apply", "max_plan_age"), _duration, ()),
-    "lock_ttl": (("apply", "lock_ttl"), _duration, ()),
-    "stop_timeout": (("apply", "stop_timeout"), _duration, ()),
-    "running_timeout": (("apply", "running_timeout"), _duration, ()),
+    "max_plan_age": (("apply", "max_plan_age"), _positive_duration, ()),
+    "lock_ttl": (("apply", "lock_ttl"), _positive_duration, ()),
+    "stop_timeout": (("apply", "stop_timeout"), _positive_duration, ()),
+    "running_timeout": (("apply", "running_timeout"), _positive_duration, ()),
     "restart_estimate": (("apply", "restart_estimate"), _duration, ()),
     "verify_settle": (("verify", "settle"), _duration, ()),
-    "verify_window": (("verify", "window"), _duration, ()),
+    "verify_window": (("verify", "window"), _positive_duration, ()),
     "verify_tolerance": (("verify", "tolerance"), _float, ()),
     "github_api": (("github", "api"), _url, ()),
     "github_repository": (("github", "repository"), _text, ()),
@@ -211,7 +220,8 @@ FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], tuple[str, ...]]]
     "secret_fields": (("secrets", "fields"), _field_paths, ()),
 }
 _GITHUB_ENV = {"github_repository": "GITHUB_REPOSITORY", "github_api": "GITHUB_API_URL"}
-_SCHEMA_TYPES = {_duration: (str, int, float), _url: (str,), _text: (str,), _naming: (str,),
+_SCHEMA_TYPES = {_duration: (str, int, float), _positive_duration: (str, int, float), _url: (str,), _text: (str,),
+                 _naming: (str,),
                  _int: (int,), _positive_int: (int,), _float: (int, float), _time_scale: (int, float),
                  _directories: (list,), _field_paths: (list,)}
 

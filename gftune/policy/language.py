@@ -31,6 +31,7 @@ from gftune.desired import paths
 from gftune.desired.problems import Problem
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.policy import guards, sizing
+from gftune.policy.promql import promql_problem
 from gftune.policy.signals import SIGNALS
 
 API_VERSION = "gftune/v1"
@@ -166,6 +167,10 @@ def _condition(raw: Any, where: tuple[str | int, ...]) -> Condition:
             paths.parse(field_path.replace("*", "x"))
         except paths.PathError as exc:
             raise PolicyError(str(exc), (*where, "field")) from None
+    if promql is not None:  # fail closed: a query that cannot run is an invalid policy, not a skipped one
+        reason = promql_problem(promql) if isinstance(promql, str) else "promql: must be a query string"
+        if reason is not None:
+            raise PolicyError(reason, (*where, "promql"))
     if signal is not None and signal not in SIGNALS:
         close = [s for s in SIGNALS if s.split("_")[0] == str(signal).split("_")[0]][:5]
         hint = f"; similar: {', '.join(close)}" if close else "; see docs/signals.md"
