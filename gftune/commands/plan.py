@@ -160,21 +160,18 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
 
 def unresolved_references(state: DesiredState, ids: Iterable[str], env: Mapping[str, str]) -> list[Problem]:
     """Every ``${env:..}``/``${file:..}`` reference of the pipelines ``ids`` that cannot be resolved now,
-    located in its file. Resolving reads the values, so non-secret ones are forgotten by the masker again
-    (a username is not a secret)."""
+    located in its file. The repository's resolver reads the values (sandboxed: a ${file:} outside the
+    repository is refused, not read) and registers none of them with the masker."""
     problems: list[Problem] = []
+    resolve = state.resolver(env)
     for pipeline_id in ids:
         pipeline = state.pipelines[pipeline_id]
-        secret_fields = {location for location, _, _ in secrets.iter_secret_locations(pipeline.spec)}
         for location, value in _references(pipeline.spec, ()):
             try:
-                resolved = secrets.resolve(value, env=env, base_dir=state.root)
+                resolve(value)
             except secrets.SecretError as exc:
                 line, col = pipeline.locate(location)
                 problems.append(Problem(pipeline.file, line, col, json_path(("spec", *location)), str(exc)))
-                continue
-            if location not in secret_fields:
-                secrets.masker.discard(resolved)
     return problems
 
 
