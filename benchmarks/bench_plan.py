@@ -110,7 +110,7 @@ async def create_all(url: str, specs: list[dict], root: Path) -> None:
 
     async with GlassFlowClient(url, concurrency=CONCURRENCY, timeout=30) as client:
         async def create(spec: dict) -> None:
-            body = secrets.resolve_document(spec, env=SECRETS, base_dir=root)
+            body = secrets.resolve_document(spec, secrets.Resolver(SECRETS, base_dir=root))
             (body.get("resources") or {}).pop("join", None)
             body["metadata"] = {"tags": [*((body.get("metadata") or {}).get("tags") or []), "gftune:managed"]}
             await client.create(body)

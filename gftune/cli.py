@@ -16,6 +16,7 @@ from gftune import __version__, exitcodes
 
 # verb -> module in gftune.commands that defines ``command`` (a click.Command)
 COMMANDS: dict[str, str] = {
+    "init": "init",
     "import": "import_",
     "validate": "validate",
     "schema": "schema",
@@ -30,6 +31,7 @@ COMMANDS: dict[str, str] = {
 }
 
 HELP = {
+    "init": "Start a gftune repository for a real cluster: gftune.yaml, the built-in policies, next steps.",
     "import": "Write pipelines/<id>.yaml for live pipelines (defaults left out, secrets as ${env:...}).",
     "validate": "Check pipelines, policies and gftune.yaml (schema + API rules), no network.",
     "schema": "Print the JSON Schema of a gftune file kind.",

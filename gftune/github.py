@@ -1,27 +1,49 @@
-"""Reports where the team reviews changes: one living PR comment per pipeline set, and the job summary.
+"""GitHub, where the team reviews changes: the living PR comment, the drift tracking issue, the tuning
+pull request, the reviewed plan's artifact, and the job summary.
 
-* The comment is found again by a hidden marker, ``<!-- gftune:report id=<hash> -->`` where the
-  hash is of the sorted pipeline ids, and edited in place (never a pile of comments).
-* GitHub refuses a comment body over 65,536 characters (HTTP 422). :func:`fit` picks the most
-  detailed rendering that fits and, as a last resort, cuts the middle, keeping the summary at the
-  top and the tail.
-* ``$GITHUB_STEP_SUMMARY`` (1 MiB per step) gets the same Markdown.
-* The token comes from ``GITHUB_TOKEN``; it is registered with the masker and every body sent goes
-  through :data:`gftune.desired.secrets.masker` first. The token never appears in output or errors.
+The REST and GraphQL calls go through PyGithub (pagination, GitHub Enterprise base URLs, GitHub App
+authentication), with :class:`GitHubRetry` deciding what is retried:
+
+* a **rate limit** is waited out, whatever the method (GitHub did not carry out the request): a
+  ``retry-after`` header is obeyed; a primary limit (``x-ratelimit-remaining: 0``) waits until
+  ``x-ratelimit-reset``; a secondary limit without ``retry-after`` waits a minute, as GitHub's docs
+  ask. A 403 or 429 that is a rate limit is never reported as a permissions problem. A wait longer
+  than ``max_wait`` (default 2 minutes, ``GFTUNE_GITHUB_MAX_WAIT``) fails with the reset time
+  instead of holding a CI job for an hour;
+* a 5xx or a dropped connection is retried with backoff for requests that are safe to repeat (not a
+  POST, which could create a second comment).
+
+The token comes from ``GH_TOKEN`` or ``GITHUB_TOKEN`` (that order, as the ``gh`` CLI reads them),
+or is minted for a GitHub App installation from ``GFTUNE_GITHUB_APP_ID`` and
+``GFTUNE_GITHUB_APP_PRIVATE_KEY`` (:func:`token_from_env`). It is registered with the masker the
+moment it is read; every body sent goes through :data:`gftune.secrets.masker` first, and no message
+ever contains it.
+
+**One living comment per pull request.** Its first line names gftune and the pull request
+(:func:`comment_marker`), and only a comment that starts with that line *and* was written by the
+token's own user (GraphQL ``viewer``, which answers for installation tokens too) is ever edited.
+Each run replaces the report in place; the report it replaces collapses into a short history at
+the bottom (kept machine-readable in a trailing hidden line), so a reviewer sees the current plan
+or verdict first and what came before in one fold.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
+import io
 import json
 import os
+import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from gftune import __version__
 from gftune.desired.secrets import masker
@@ -29,9 +51,19 @@ from gftune.desired.secrets import masker
 COMMENT_LIMIT = 65_536  # characters; GitHub answers 422 "Body is too long" beyond
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step
 DEFAULT_API_URL = "https://api.github.com"
-MARKER_PREFIX = "<!-- gftune:report id="
+DEFAULT_MAX_WAIT_S = 120.0
+SECONDARY_WAIT_S = 60.0  # GitHub: without retry-after, wait at least a minute after a secondary limit
+HISTORY_KEEP = 20
+ACTIONS_BOT = "github-actions[bot]"  # who a workflow's GITHUB_TOKEN writes as
+DRIFT_LABEL = "gftune-drift"
 TRUNCATION_NOTE = ("\n\n> [!WARNING]\n> This report was longer than GitHub's 65,536-character comment limit; "
                    "the middle was cut. The full report is in the job summary and `gftune apply --format json`.\n\n")
+NO_WORKFLOWS_NOTE = (
+    "this pull request was opened with the workflow's GITHUB_TOKEN, and GitHub starts no workflow for "
+    "events caused by that token: `gftune plan` will not run on it until someone pushes to it. Give the "
+    "tune job a token that does: a fine-grained personal access token in the secret GFTUNE_PR_TOKEN "
+    "(contents and pull requests: read and write), or a GitHub App (variable GFTUNE_GITHUB_APP_ID, "
+    "secret GFTUNE_GITHUB_APP_PRIVATE_KEY); see docs/github.md")
 
 
 class GitHubError(Exception):
@@ -52,31 +84,50 @@ class PullRequest:
         return f"{self.repository}#{self.number}"
 
 
-def report_marker(pipeline_ids: Iterable[str]) -> str:
-    """The hidden line that identifies our comment for this set of pipelines."""
-    digest = hashlib.sha256(",".join(sorted(set(pipeline_ids))).encode()).hexdigest()[:16]
-    return f"{MARKER_PREFIX}{digest} -->"
+# --- the Actions environment ----------------------------------------------------------------------
+
+def _event(environ: Mapping[str, str]) -> dict[str, Any]:
+    path = environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        event = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
 
 
 def pr_number_from_env(environ: Mapping[str, str]) -> int | None:
     """The pull request of a GitHub Actions run: the event payload, else ``refs/pull/N/...``."""
-    event_path = environ.get("GITHUB_EVENT_PATH")
-    if event_path:
-        try:
-            event = json.loads(Path(event_path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            event = {}
-        if isinstance(event, dict):
-            pr = event.get("pull_request")
-            if isinstance(pr, dict) and isinstance(pr.get("number"), int):
-                return pr["number"]
-            issue = event.get("issue")
-            if isinstance(issue, dict) and issue.get("pull_request") and isinstance(issue.get("number"), int):
-                return issue["number"]
+    event = _event(environ)
+    pr = event.get("pull_request")
+    if isinstance(pr, dict) and isinstance(pr.get("number"), int):
+        return pr["number"]
+    issue = event.get("issue")
+    if isinstance(issue, dict) and issue.get("pull_request") and isinstance(issue.get("number"), int):
+        return issue["number"]
     parts = environ.get("GITHUB_REF", "").split("/")
     if len(parts) >= 3 and parts[0] == "refs" and parts[1] == "pull" and parts[2].isdigit():
         return int(parts[2])
     return None
+
+
+def head_sha_from_env(environ: Mapping[str, str]) -> str | None:
+    """The commit a run is about: a pull request's head (``GITHUB_SHA`` is the test merge), else ``GITHUB_SHA``."""
+    pr = _event(environ).get("pull_request")
+    if isinstance(pr, dict) and isinstance(pr.get("head"), dict) and isinstance(pr["head"].get("sha"), str):
+        return pr["head"]["sha"]
+    return environ.get("GITHUB_SHA") or None
+
+
+def run_url_from_env(environ: Mapping[str, str]) -> str | None:
+    server, repository, run = (environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    return f"{server.rstrip('/')}/{repository}/actions/runs/{run}" if server and repository and run else None
+
+
+def api_url_from_env(environ: Mapping[str, str], configured: str | None = None) -> str:
+    """``GITHUB_API_URL`` (set by Actions, GitHub Enterprise included), else gftune.yaml, else github.com."""
+    return (environ.get("GITHUB_API_URL") or configured or DEFAULT_API_URL).rstrip("/")
 
 
 def pull_request_from_env(environ: Mapping[str, str] | None = None, *, number: int | None = None,
@@ -87,25 +138,53 @@ def pull_request_from_env(environ: Mapping[str, str] | None = None, *, number: i
     repository = repository or env.get("GITHUB_REPOSITORY")
     if number is None or not repository:
         return None
-    return PullRequest((api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/"), repository, number)
+    return PullRequest(api_url_from_env(env, api_url), repository, number)
 
 
-def token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """``GITHUB_TOKEN``, registered with the masker so that it can never be printed."""
+def plain_token_from_env(environ: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """``GH_TOKEN``, else ``GITHUB_TOKEN`` (registered with the masker), and which variable it was."""
     env = os.environ if environ is None else environ
-    token = env.get("GITHUB_TOKEN") or None
-    if token:
-        masker.add(token)
-    return token
+    for name in ("GH_TOKEN", "GITHUB_TOKEN"):
+        token = (env.get(name) or "").strip()
+        if token:
+            masker.add(token)
+            return token, name
+    return None, "GH_TOKEN or GITHUB_TOKEN"
 
+
+def token_from_env(environ: Mapping[str, str] | None = None, *, api_url: str | None = None,
+                   repository: str | None = None) -> tuple[str | None, str]:
+    """The token to use and where it came from (for messages; never the token itself).
+
+    A GitHub App (``GFTUNE_GITHUB_APP_ID`` + ``GFTUNE_GITHUB_APP_PRIVATE_KEY``, optionally
+    ``GFTUNE_GITHUB_APP_INSTALLATION_ID``) wins: its installation token is minted here, and unlike a
+    workflow's ``GITHUB_TOKEN`` its pull requests start workflows. Else ``GH_TOKEN``/``GITHUB_TOKEN``.
+    """
+    env = os.environ if environ is None else environ
+    app_id = (env.get("GFTUNE_GITHUB_APP_ID") or "").strip()
+    key = env.get("GFTUNE_GITHUB_APP_PRIVATE_KEY") or ""
+    if app_id and key.strip():
+        masker.add(key.strip())
+        repository = repository or env.get("GITHUB_REPOSITORY")
+        if not repository:
+            raise GitHubError("GFTUNE_GITHUB_APP_ID is set but no repository is known (GITHUB_REPOSITORY)")
+        installation = (env.get("GFTUNE_GITHUB_APP_INSTALLATION_ID") or "").strip() or None
+        token = app_installation_token(api_url_from_env(env, api_url), app_id, key, repository,
+                                       installation_id=int(installation) if installation else None)
+        return token, f"GitHub App {app_id}"
+    return plain_token_from_env(env)
+
+
+# --- size limits ----------------------------------------------------------------------------------
 
 def _utf16_len(text: str) -> int:
     # GitHub counts characters; UTF-16 code units are never fewer than code points, so this is safe.
     return len(text.encode("utf-16-le")) // 2
 
 
-def fit(renderings: Sequence[str], *, limit: int = COMMENT_LIMIT, header: str = "") -> tuple[str, int]:
-    """The first rendering (most detailed first) that fits with ``header``, and its index.
+def fit(renderings: Sequence[str], *, limit: int = COMMENT_LIMIT, header: str = "", footer: str = ""
+        ) -> tuple[str, int]:
+    """The first rendering (most detailed first) that fits between ``header`` and ``footer``, and its index.
 
     When none fits, the last one is cut in the middle: the head (summary) and the tail (verdicts,
     errors) survive, with a note saying so. Index ``len(renderings)`` means it was cut.
@@ -113,19 +192,19 @@ def fit(renderings: Sequence[str], *, limit: int = COMMENT_LIMIT, header: str = 
     if not renderings:
         raise ValueError("nothing to fit")
     for index, body in enumerate(renderings):
-        full = header + body
+        full = header + body + footer
         if _utf16_len(full) <= limit:
             return full, index
     body = renderings[-1]
-    budget = limit - _utf16_len(header) - _utf16_len(TRUNCATION_NOTE) - 16
+    budget = limit - _utf16_len(header) - _utf16_len(footer) - _utf16_len(TRUNCATION_NOTE) - 16
     head_budget = budget * 2 // 3
     head = _take(body, head_budget)
     tail = _take_tail(body, budget - _utf16_len(head))
-    return header + head + TRUNCATION_NOTE + tail, len(renderings)
+    return header + head + TRUNCATION_NOTE + tail + footer, len(renderings)
 
 
 def _take(text: str, units: int) -> str:
-    out = text[:units]
+    out = text[:max(units, 0)]
     while _utf16_len(out) > units:
         out = out[:-1]
     cut = out.rfind("\n")
@@ -138,151 +217,6 @@ def _take_tail(text: str, units: int) -> str:
         out = out[1:]
     cut = out.find("\n")
     return out[cut + 1:] if 0 <= cut < len(out) // 2 else out
-
-
-@dataclass(frozen=True)
-class CommentResult:
-    action: str  # "created" | "updated" | "unchanged"
-    comment_id: int
-    url: str
-    size: int
-    cut_level: int  # index of the rendering used (0 = full detail)
-
-
-class GitHubClient:
-    """The few REST endpoints gftune uses (issue comments), with retries on 5xx and transport errors."""
-
-    def __init__(self, api_url: str, token: str | None, *, timeout: float = 15.0, retries: int = 3,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-                   "User-Agent": f"gftune/{__version__}"}
-        if token:
-            masker.add(token)
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=timeout,
-                                  transport=transport)
-        self._retries = retries
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> GitHubClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        delay = 0.5
-        for attempt in range(self._retries + 1):
-            try:
-                response = self._http.request(method, url, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt == self._retries:
-                    raise GitHubError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
-            else:
-                if response.status_code < 500 or attempt == self._retries:
-                    return _checked(method, url, response)
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
-
-    def list_comments(self, pr: PullRequest) -> Iterator[dict[str, Any]]:
-        url: str | None = f"/repos/{pr.repository}/issues/{pr.number}/comments"
-        params: dict[str, Any] | None = {"per_page": 100}
-        while url:
-            response = self._request("GET", url, params=params)
-            yield from response.json()
-            url = response.links.get("next", {}).get("url")
-            params = None  # the next link carries them
-
-    def pulls_for_commit(self, api_repository: str, sha: str) -> list[dict[str, Any]]:
-        """The pull requests a commit belongs to (how a push to main finds the PR it merged)."""
-        return self._request("GET", f"/repos/{api_repository}/commits/{sha}/pulls").json()
-
-    def create_comment(self, pr: PullRequest, body: str) -> dict[str, Any]:
-        return self._request("POST", f"/repos/{pr.repository}/issues/{pr.number}/comments",
-                             json={"body": masker.mask(body)}).json()
-
-    def update_comment(self, pr: PullRequest, comment_id: int, body: str) -> dict[str, Any]:
-        return self._request("PATCH", f"/repos/{pr.repository}/issues/comments/{comment_id}",
-                             json={"body": masker.mask(body)}).json()
-
-
-def _checked(method: str, url: str, response: httpx.Response) -> httpx.Response:
-    if response.is_success:
-        return response
-    try:
-        data = response.json()
-        message = data.get("message", "")
-        errors = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e)
-                           for e in data.get("errors", []) or [])
-        if errors:
-            message = f"{message}: {errors}"
-    except ValueError:
-        message = response.text[:200]
-    hint = {401: " (check GITHUB_TOKEN)", 403: " (the token needs `pull-requests: write` / `issues: write`)",
-            404: " (wrong repository or PR number, or the token cannot see it)"}.get(response.status_code, "")
-    raise GitHubError(f"GitHub {method} {url} → HTTP {response.status_code}: {message}{hint}", response.status_code)
-
-
-def upsert_comment(client: GitHubClient, pr: PullRequest, marker: str, renderings: Sequence[str]) -> CommentResult:
-    """Edit our comment (found by ``marker``) or create it; ``renderings`` most detailed first."""
-    body, level = fit([masker.mask(r) for r in renderings], header=marker + "\n")
-    existing = next((c for c in client.list_comments(pr) if marker in (c.get("body") or "")), None)
-    if existing is None:
-        created = client.create_comment(pr, body)
-        return CommentResult("created", created["id"], created.get("html_url", ""), len(body), level)
-    if existing.get("body") == body:
-        return CommentResult("unchanged", existing["id"], existing.get("html_url", ""), len(body), level)
-    updated = client.update_comment(pr, existing["id"], body)
-    return CommentResult("updated", updated["id"], updated.get("html_url", ""), len(body), level)
-
-
-def publish(renderings: Sequence[str], pipeline_ids: Iterable[str], *, environ: Mapping[str, str],
-            number: int | None = None, repository: str | None = None, api_url: str | None = None) -> list[str]:
-    """Post a report where the team reviews changes; returns one line per surface saying what happened.
-
-    ``renderings`` is the Markdown, most detailed first. It goes to ``$GITHUB_STEP_SUMMARY`` when set,
-    and to the living comment of the pull request: ``number``, else the Actions event's PR, else
-    (a push to the default branch) the PR that the pushed commit ``GITHUB_SHA`` was merged from.
-    ``gftune plan`` and ``gftune apply`` share the marker for a set of pipelines, so the comment
-    moves from "planned" to "verified" or "reverted" in place.
-    """
-    done: list[str] = []
-    summary_path = environ.get("GITHUB_STEP_SUMMARY")
-    if summary_path:
-        level = append_step_summary(summary_path, renderings)
-        done.append("job summary: " + ("written" if level is not None else "skipped (over 1 MiB)"))
-    repository = repository or environ.get("GITHUB_REPOSITORY")
-    api = (api_url or environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
-    if number is None:
-        number = pr_number_from_env(environ)
-    if not repository:
-        if number is not None:
-            done.append("PR comment: skipped: set GITHUB_REPOSITORY (or github.repository in gftune.yaml)")
-        return done
-    token = token_from_env(environ)
-    if number is None and not (environ.get("GITHUB_SHA") and token):
-        return done
-    if not token:
-        done.append(f"PR comment on {repository}#{number}: skipped: GITHUB_TOKEN is not set")
-        return done
-    try:
-        with GitHubClient(api, token) as client:
-            if number is None:
-                pulls = client.pulls_for_commit(repository, environ["GITHUB_SHA"])
-                if not pulls:
-                    return done
-                number = int(pulls[0]["number"])
-            pr = PullRequest(api, repository, number)
-            result = upsert_comment(client, pr, report_marker(pipeline_ids), renderings)
-    except GitHubError as exc:
-        done.append(f"PR comment on {repository}#{number}: failed: {exc}")
-        return done
-    cut = " (shortened to fit GitHub's limit)" if result.cut_level else ""
-    done.append(f"PR comment on {pr}: {result.action}{cut} {result.url}".rstrip())
-    return done
 
 
 def append_step_summary(path: str | os.PathLike[str], renderings: Sequence[str]) -> int | None:
@@ -299,3 +233,477 @@ def append_step_summary(path: str | os.PathLike[str], renderings: Sequence[str])
                 handle.write(data)
             return index
     return None
+
+
+# --- the client -----------------------------------------------------------------------------------
+
+def _retry_class() -> type:
+    from github.GithubException import RateLimitExceededExceedsMaxWait
+    from github.GithubRetry import GithubRetry
+    from urllib3 import Retry
+
+    class GitHubRetry(GithubRetry):
+        """PyGithub's retry policy, widened to every method for rate limits and to 429, and capped.
+
+        GithubRetry already tells a rate-limit 403 from a permissions 403 by the answer's headers and
+        message. This adds: 429 (GitHub answers 403 *or* 429), a cap on ``retry-after`` too, and no
+        replay of a POST after a 5xx (the comment may have been created).
+        """
+
+        IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+        def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+            if status_code >= 500 and method.upper() not in self.IDEMPOTENT:
+                return False
+            return bool(super().is_retry(method, status_code, has_retry_after))
+
+        def get_retry_after(self, response: Any) -> float | None:
+            wait = super().get_retry_after(response)
+            if wait is not None and self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait:
+                raise RateLimitExceededExceedsMaxWait(response.status, {"message": "retry-after too long"},
+                                                      dict(response.headers), wait=wait)
+            return wait
+
+        def increment(self, method: Any = None, url: Any = None, response: Any = None, error: Any = None,
+                      _pool: Any = None, _stacktrace: Any = None) -> Any:
+            if response is None or response.status != 429 or "Retry-After" in response.headers:
+                return super().increment(method, url, response, error, _pool, _stacktrace)
+            # 429 without retry-after: a primary limit (remaining 0) waits for the reset, else a secondary one
+            retry = Retry.increment(self, method, url, response, error, _pool, _stacktrace)
+            wait = float(self.secondary_rate_wait)
+            if response.headers.get("X-RateLimit-Remaining") == "0":
+                reset = response.headers.get("X-RateLimit-Reset", "")
+                wait = max(float(reset) - time.time(), 0.0) + 1.0 if reset.isdigit() else wait
+            if self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait:
+                raise RateLimitExceededExceedsMaxWait(429, {"message": "rate limited"}, dict(response.headers),
+                                                      wait=wait)
+            retry.get_backoff_time = lambda: max(wait, Retry.get_backoff_time(retry))
+            return retry
+
+    return GitHubRetry
+
+
+def make_retry(*, max_wait: float = DEFAULT_MAX_WAIT_S, total: int = 5) -> Any:
+    """The retry policy gftune gives PyGithub (see the module docstring)."""
+    from urllib3 import Retry
+
+    return _retry_class()(total=total, backoff_factor=0.5, secondary_rate_wait=SECONDARY_WAIT_S,
+                          max_rate_limit_wait=max_wait,
+                          status_forcelist=[*range(500, 600), 429],
+                          allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "POST", "PATCH", "DELETE"})
+
+
+def max_wait_from_env(environ: Mapping[str, str]) -> float:
+    try:
+        return float(environ.get("GFTUNE_GITHUB_MAX_WAIT") or DEFAULT_MAX_WAIT_S)
+    except ValueError:
+        return DEFAULT_MAX_WAIT_S
+
+
+def _describe(exc: BaseException, what: str, token_source: str) -> GitHubError:
+    """A GitHub failure as one sentence that says what to do, without the token."""
+    from github.GithubException import (
+        BadCredentialsException,
+        GithubException,
+        RateLimitExceededExceedsMaxWait,
+        RateLimitExceededException,
+    )
+
+    if isinstance(exc, RateLimitExceededExceedsMaxWait):
+        return GitHubError(f"{what}: GitHub rate limit: the next try would be in {exc.wait or 0:.0f} s, longer than "
+                           f"gftune waits (GFTUNE_GITHUB_MAX_WAIT); {_reset_text(exc.headers)}", exc.status)
+    if isinstance(exc, RateLimitExceededException):
+        return GitHubError(f"{what}: GitHub rate limit exceeded and retries used up; {_reset_text(exc.headers)}",
+                           exc.status)
+    if isinstance(exc, BadCredentialsException):
+        return GitHubError(f"{what}: HTTP 401 Bad credentials (check {token_source})", 401)
+    if isinstance(exc, GithubException):
+        data = exc.data if isinstance(exc.data, dict) else {}
+        message = str(data.get("message") or exc.message or "")
+        errors = "; ".join(str(e.get("message") or e.get("code") or e) if isinstance(e, dict) else str(e)
+                           for e in data.get("errors", []) or [])
+        if errors:
+            message = f"{message}: {errors}"
+        hint = {403: f" ({token_source} lacks a permission this needs: see docs/github.md)",
+                404: " (wrong repository or number, or the token cannot see it)"}.get(exc.status, "")
+        return GitHubError(f"{what}: HTTP {exc.status} {message}{hint}".rstrip(), exc.status)
+    name = type(exc).__name__
+    return GitHubError(f"{what}: cannot reach GitHub ({name}: {exc})")
+
+
+def _reset_text(headers: Mapping[str, Any] | None) -> str:
+    lowered = {str(k).lower(): v for k, v in (headers or {}).items()}
+    reset = str(lowered.get("x-ratelimit-reset") or "")
+    if reset.isdigit():
+        return "the limit resets at " + datetime.fromtimestamp(int(reset), UTC).strftime("%H:%M:%S UTC")
+    if lowered.get("retry-after"):
+        return f"GitHub asked to retry after {lowered['retry-after']} s"
+    return "try again in a few minutes"
+
+
+class GitHub:
+    """One authenticated GitHub session (sync; PyGithub underneath)."""
+
+    def __init__(self, api_url: str, token: str | None, *, token_source: str = "GH_TOKEN or GITHUB_TOKEN",
+                 max_wait: float = DEFAULT_MAX_WAIT_S, retries: int = 5, timeout: int = 15) -> None:
+        from github import Auth, Github
+
+        if token:
+            masker.add(token)
+        self.api_url = api_url.rstrip("/")
+        self.token_source = token_source
+        # GitHub asks integrators for a second between writes (secondary limits); reads are not spaced
+        self._gh = Github(auth=Auth.Token(token) if token else None, base_url=self.api_url, timeout=timeout,
+                          user_agent=f"gftune/{__version__}", per_page=100, retry=make_retry(max_wait=max_wait,
+                                                                                            total=retries),
+                          seconds_between_requests=None, seconds_between_writes=1.0, lazy=True)
+        self._login: str | None = None
+        self._token = token
+        self._max_wait = max_wait
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> GitHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def calling(self, what: str) -> Iterator[None]:
+        """Turn whatever PyGithub or the transport raises into a :class:`GitHubError` about ``what``."""
+        try:
+            yield
+        except GitHubError:
+            raise
+        except Exception as exc:  # PyGithub, requests and urllib3 exceptions: all mean "that call failed"
+            raise _describe(exc, what, self.token_source) from None
+
+    def repo(self, repository: str) -> Any:
+        return self._gh.get_repo(repository)  # lazy: the session is
+
+    @property
+    def login(self) -> str:
+        """Who the token writes as: GraphQL ``viewer`` (answers for app installation tokens, which may not
+        call ``GET /user``), else ``GET /user``."""
+        if self._login is None:
+            with self.calling("who is this token (GraphQL viewer)"):
+                try:
+                    _, data = self._gh.requester.graphql_query("query { viewer { login } }", {})
+                    self._login = str(data["data"]["viewer"]["login"])
+                except Exception as first:  # an old GitHub Enterprise without GraphQL: ask REST
+                    try:
+                        self._login = str(self._gh.get_user().login)
+                    except Exception:
+                        raise first from None
+        return self._login
+
+    # -- pull requests -----------------------------------------------------------------------------
+    def pulls_for_commit(self, repository: str, sha: str) -> list[dict[str, Any]]:
+        """The pull requests a commit belongs to (how a push to the default branch finds what it merged)."""
+        with self.calling(f"pull requests of commit {sha[:12]}"):
+            return [p.raw_data for p in self.repo(repository).get_commit(sha).get_pulls()]
+
+    def pull(self, repository: str, number: int) -> dict[str, Any]:
+        with self.calling(f"pull request {repository}#{number}"):
+            pull = self.repo(repository).get_pull(number)
+            return dict(pull.raw_data)
+
+    def find_open_pull(self, repository: str, head_branch: str, base: str) -> Any | None:
+        owner = repository.split("/")[0]
+        with self.calling(f"open pull requests from {head_branch}"):
+            return next(iter(self.repo(repository).get_pulls(state="open", head=f"{owner}:{head_branch}",
+                                                              base=base)), None)
+
+    # -- artifacts ---------------------------------------------------------------------------------
+    def workflow_runs(self, repository: str, workflow: str, *, head_sha: str, event: str | None = None
+                      ) -> list[Any]:
+        with self.calling(f"runs of {workflow} for {head_sha[:12]}"):
+            kwargs: dict[str, Any] = {"head_sha": head_sha}
+            if event:
+                kwargs["event"] = event
+            return list(self.repo(repository).get_workflow(workflow).get_runs(**kwargs))
+
+    def _download(self, url: str) -> bytes:
+        """GET a file behind GitHub's signed redirect. Not through PyGithub: it refuses to follow a
+        redirect off GitHub's own domains, and artifacts are served from cloud storage."""
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        with requests.Session() as session:
+            adapter = HTTPAdapter(max_retries=make_retry(max_wait=self._max_wait))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            headers = {"Accept": "application/vnd.github+json", "User-Agent": f"gftune/{__version__}",
+                       "X-GitHub-Api-Version": "2022-11-28"}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+            response = session.get(url, headers=headers, allow_redirects=False, timeout=30)
+            if response.is_redirect and response.headers.get("Location"):
+                # the signed URL carries its own authorisation; the token must not travel to storage
+                response = session.get(response.headers["Location"], timeout=120)
+            if response.status_code != 200:
+                from github.GithubException import GithubException
+
+                try:
+                    data: Any = response.json()
+                except ValueError:
+                    data = {"message": response.text[:200]}
+                raise GithubException(response.status_code, data, dict(response.headers))
+            return response.content
+
+    def artifact_file(self, repository: str, run_id: int, artifact: str, file_name: str) -> bytes | None:
+        """One file of an artifact of a workflow run (the download is a zip behind a signed redirect)."""
+        with self.calling(f"artifact {artifact} of run {run_id}"):
+            found = [a for a in self.repo(repository).get_workflow_run(run_id).get_artifacts()
+                     if a.name == artifact and not a.expired]
+            if not found:
+                return None
+            data = self._download(found[-1].archive_download_url)
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                return archive.read(file_name)
+        except (KeyError, zipfile.BadZipFile) as exc:
+            raise GitHubError(f"artifact {artifact} of run {run_id}: no {file_name} in it ({exc})") from None
+
+
+# --- GitHub App tokens ----------------------------------------------------------------------------
+
+def app_installation_token(api_url: str, app_id: str, private_key: str, repository: str, *,
+                           installation_id: int | None = None) -> str:
+    """Mint an installation token for a GitHub App (a JWT signed with its key, then
+    ``POST /app/installations/{id}/access_tokens``); the installation is looked up by repository."""
+    from github import Auth, GithubIntegration
+
+    key = private_key.strip().replace("\\n", "\n")  # a key pasted on one line into a secret
+    masker.add(key)
+    auth = Auth.AppAuth(app_id, key)
+    integration = GithubIntegration(auth=auth, base_url=api_url.rstrip("/"), retry=make_retry())
+    owner, _, name = repository.partition("/")
+    try:
+        if installation_id is None:
+            installation_id = integration.get_repo_installation(owner, name).id
+        token = str(integration.get_access_token(installation_id).token)
+    except Exception as exc:  # PyGithub/JWT/transport failures: one message that names the app
+        raise _describe(exc, f"GitHub App {app_id}: installation token for {repository}", "the app's key") from None
+    finally:
+        integration.close()
+    masker.add(token)
+    return token
+
+
+# --- the living pull-request comment --------------------------------------------------------------
+
+def comment_marker(pr: PullRequest) -> str:
+    """The first line of gftune's comment on ``pr``: names gftune and the pull request."""
+    return f"<!-- gftune: the living comment for {pr.repository}#{pr.number}; gftune edits it in place -->"
+
+
+_STATE = re.compile(r"\n?<!-- gftune:state ([A-Za-z0-9+/=]+) -->\s*$")
+
+
+@dataclass
+class Entry:
+    """One report that was posted in the comment."""
+
+    kind: str  # plan | apply | ...
+    title: str
+    at: str  # UTC, minutes
+    commit: str | None = None
+    run: str | None = None
+    digest: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "title": self.title, "at": self.at, "commit": self.commit, "run": self.run,
+                "digest": self.digest}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Entry | None:
+        if not isinstance(data, dict) or not isinstance(data.get("title"), str):
+            return None
+        return cls(kind=str(data.get("kind") or ""), title=data["title"], at=str(data.get("at") or ""),
+                   commit=data.get("commit") if isinstance(data.get("commit"), str) else None,
+                   run=data.get("run") if isinstance(data.get("run"), str) else None,
+                   digest=str(data.get("digest") or ""))
+
+
+@dataclass
+class CommentState:
+    current: Entry | None = None
+    history: list[Entry] = field(default_factory=list)  # newest first
+
+    def encode(self) -> str:
+        data = {"current": self.current.to_dict() if self.current else None,
+                "history": [e.to_dict() for e in self.history]}
+        return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+    @classmethod
+    def decode(cls, body: str) -> CommentState:
+        match = _STATE.search(body)
+        if not match:
+            return cls()
+        try:
+            data = json.loads(base64.b64decode(match.group(1)))
+        except (ValueError, binascii.Error):
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        history = [e for e in (Entry.from_dict(x) for x in data.get("history") or []) if e is not None]
+        return cls(Entry.from_dict(data.get("current")), history)
+
+
+def headline(markdown: str) -> str:
+    """The first heading of a report (what the history lists), else its first line."""
+    lines = [line.strip() for line in markdown.splitlines() if line.strip() and not line.lstrip().startswith("<!--")]
+    first = next((line for line in lines if line.startswith("#")), lines[0] if lines else "(empty report)")
+    text = re.sub(r"[*_`]", "", first.lstrip("#").strip())
+    return text if len(text) <= 140 else text[:139] + "…"
+
+
+def _history_block(history: Sequence[Entry]) -> str:
+    if not history:
+        return ""
+    rows = ["", "<details><summary>Earlier in this pull request "
+            f"({len(history)} superseded report{'s' if len(history) != 1 else ''})</summary>", "",
+            "| when (UTC) | commit | report |", "|---|---|---|"]
+    for entry in history:
+        commit = f"`{entry.commit[:7]}`" if entry.commit else ""
+        title = entry.title.replace("|", "\\|")
+        rows.append(f"| {entry.at} | {commit} | {f'[{title}]({entry.run})' if entry.run else title} |")
+    rows += ["", "</details>"]
+    return "\n".join(rows) + "\n"
+
+
+def _footer(entry: Entry) -> str:
+    parts = [f"gftune {entry.kind}"]
+    if entry.commit:
+        parts.append(f"commit `{entry.commit[:7]}`")
+    if entry.run:
+        parts.append(f"[workflow run]({entry.run})")
+    parts.append(f"{entry.at} UTC")
+    return "\n\n<sub>" + " · ".join(parts) + "</sub>\n"
+
+
+def compose_comment(pr: PullRequest, renderings: Sequence[str], entry: Entry, previous: CommentState
+                    ) -> tuple[str, int, CommentState]:
+    """The comment's new body: the report (most detailed rendering that fits), a footer, the history.
+
+    The report being replaced joins the history, unless it is the same report again (same digest).
+    """
+    history = list(previous.history)
+    if previous.current is not None and previous.current.digest != entry.digest:
+        history.insert(0, previous.current)
+    history = history[:HISTORY_KEEP]
+    state = CommentState(entry, history)
+    marker = comment_marker(pr) + "\n"
+    while True:
+        trailer = _footer(entry) + _history_block(state.history) + f"<!-- gftune:state {state.encode()} -->"
+        if _utf16_len(marker + trailer) < COMMENT_LIMIT // 4 or not state.history:
+            break
+        state.history.pop()  # a report must never be cut for the sake of its history
+    body, level = fit([masker.mask(r).rstrip("\n") + "\n" for r in renderings], header=marker, footer=trailer)
+    return body, level, state
+
+
+@dataclass(frozen=True)
+class CommentResult:
+    action: str  # "created" | "updated" | "unchanged"
+    comment_id: int
+    url: str
+    size: int
+    cut_level: int  # index of the rendering used (0 = full detail)
+    removed_duplicates: int = 0
+
+
+def _digest(renderings: Sequence[str]) -> str:
+    return hashlib.sha256(masker.mask(renderings[0] if renderings else "").encode()).hexdigest()[:16]
+
+
+def upsert_comment(gh: GitHub, pr: PullRequest, renderings: Sequence[str], *, kind: str, commit: str | None = None,
+                   run_url: str | None = None, now: datetime | None = None) -> CommentResult:
+    """Write the report into the pull request's living comment (create it the first time).
+
+    Only comments that start with :func:`comment_marker` *and* were written by the token's own user
+    count as ours; any other comment is never touched. Should two of ours exist (a create retried by
+    hand), the oldest is kept and the others are deleted.
+    """
+    marker = comment_marker(pr)
+    me = gh.login
+    with gh.calling(f"comments of {pr}"):
+        issue = gh.repo(pr.repository).get_issue(pr.number)
+        ours = [c for c in issue.get_comments() if c.user is not None and c.user.login == me
+                and (c.body or "").startswith(marker)]
+    ours.sort(key=lambda c: c.id)
+    at = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M")
+    entry = Entry(kind, headline(renderings[0]), at, commit, run_url, _digest(renderings))
+    existing = ours[0] if ours else None
+    previous = CommentState.decode(existing.body or "") if existing is not None else CommentState()
+    if existing is not None and previous.current is not None and previous.current.digest == entry.digest \
+            and previous.current.kind == kind:
+        return CommentResult("unchanged", existing.id, existing.html_url or "", len(existing.body or ""), 0)
+    body, level, _ = compose_comment(pr, renderings, entry, previous)
+    removed = 0
+    with gh.calling(f"the gftune comment on {pr}"):
+        if existing is None:
+            created = issue.create_comment(body)
+            return CommentResult("created", created.id, created.html_url or "", len(body), level)
+        existing.edit(body)
+        for duplicate in ours[1:]:
+            duplicate.delete()
+            removed += 1
+    return CommentResult("updated", existing.id, existing.html_url or "", len(body), level, removed)
+
+
+def find_pull_request(gh: GitHub, repository: str, sha: str) -> int | None:
+    """The pull request a pushed commit was merged from (None for a direct push)."""
+    pulls = gh.pulls_for_commit(repository, sha)
+    merged = [p for p in pulls if p.get("merged_at") or p.get("merge_commit_sha") == sha]
+    chosen = (merged or pulls or [None])[0]
+    return int(chosen["number"]) if chosen else None
+
+
+def publish(renderings: Sequence[str], *, kind: str, environ: Mapping[str, str], number: int | None = None,
+            repository: str | None = None, api_url: str | None = None, summary: bool = True) -> list[str]:
+    """Post a report where the team reviews changes; returns one line per surface saying what happened.
+
+    ``renderings`` is the Markdown, most detailed first. It goes to ``$GITHUB_STEP_SUMMARY`` when set,
+    and to the pull request's living comment: ``number``, else the Actions event's PR, else (a push to
+    the default branch) the PR that the pushed commit ``GITHUB_SHA`` was merged from. ``kind`` (plan,
+    apply, ...) is what the history says each report was.
+    """
+    done: list[str] = []
+    summary_path = environ.get("GITHUB_STEP_SUMMARY")
+    if summary and summary_path:
+        level = append_step_summary(summary_path, renderings)
+        done.append("job summary: " + ("written" if level is not None else "skipped (over 1 MiB)"))
+    repository = repository or environ.get("GITHUB_REPOSITORY")
+    api = api_url_from_env(environ, api_url)
+    if number is None:
+        number = pr_number_from_env(environ)
+    if not repository:
+        if number is not None:
+            done.append("PR comment: skipped: set GITHUB_REPOSITORY (or github.repository in gftune.yaml)")
+        return done
+    token, source = plain_token_from_env(environ)
+    if number is None and not (environ.get("GITHUB_SHA") and token):
+        return done
+    if not token:
+        done.append(f"PR comment on {repository}#{number}: skipped: {source} is not set")
+        return done
+    try:
+        with GitHub(api, token, token_source=source, max_wait=max_wait_from_env(environ)) as gh:
+            if number is None:
+                number = find_pull_request(gh, repository, environ["GITHUB_SHA"])
+                if number is None:
+                    return done
+            pr = PullRequest(api, repository, number)
+            result = upsert_comment(gh, pr, renderings, kind=kind, commit=head_sha_from_env(environ),
+                                    run_url=run_url_from_env(environ))
+    except GitHubError as exc:
+        done.append(f"PR comment on {repository}#{number}: failed: {exc}")
+        return done
+    cut = " (shortened to fit GitHub's limit)" if result.cut_level else ""
+    dupes = f", {result.removed_duplicates} duplicate(s) removed" if result.removed_duplicates else ""
+    done.append(f"PR comment on {pr}: {result.action}{cut}{dupes} {result.url}".rstrip())
+    return done

@@ -127,8 +127,8 @@ class ApplyContext:
     store: JournalStore
     metrics: Any = None  # a gftune.metrics MetricSource, or None (health-only verification)
     owner: str = field(default_factory=lock.default_owner)
-    env: Mapping[str, str] = field(default_factory=dict)
-    base_dir: Path = Path(".")
+    # what ${env:}/${file:} references stand for (secrets.Resolver): the edge that reads them
+    resolver: Callable[[str], str] = field(default_factory=lambda: secrets.Resolver({}, base_dir=Path(".")))
     reporter: Reporter = field(default_factory=QuietReporter)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -311,7 +311,7 @@ class Executor:
     # -- targets -----------------------------------------------------------------------------------
     def _resolve(self, doc: Json) -> Json:
         try:
-            return secrets.resolve_document(doc, env=self.ctx.env, base_dir=self.ctx.base_dir)
+            return secrets.resolve_document(doc, self.ctx.resolver, secret_fields=self.ctx.config.secret_fields)
         except secrets.SecretError as exc:
             raise StepFailed(f"cannot resolve a secret reference: {exc}") from None
 

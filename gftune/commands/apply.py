@@ -27,7 +27,8 @@ from gftune.apply import lock, report
 from gftune.apply.journal import JournalError, JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.desired.config import Config
+from gftune.desired import secrets
+from gftune.desired.config import Config, readable_roots
 from gftune.gitrepo import current_commit
 from gftune.glassflow.durations import DurationError, to_seconds
 from gftune.metrics import MetricsError, open_source
@@ -149,9 +150,9 @@ def command(plan_file: Path | None, opts: ServerOptions, fmt: str, auto_approve:
                           max_plan_age=max_plan_age, targets=targets, fmt=fmt, environ=environ)
     if doc is not None and not no_github:
         config = opts.load_config(fmt=fmt)
-        for line in github.publish(report.markdown_renderings(doc), report.pipeline_ids(doc), environ=environ,
+        for line in github.publish(report.markdown_renderings(doc), kind="apply", environ=environ,
                                    number=github_pr, repository=config.github_repository,
-                                   api_url=environ.get("GITHUB_API_URL") or config.github_api):
+                                   api_url=config.github_api):
             echo(line, err=True)
     finish(code)
 
@@ -203,7 +204,9 @@ async def _run(config: Config, repo: Path, state: Any, *, plan_file: Path | None
     try:
         async with GlassFlowClient.from_config(config) as client:
             ctx = applymod.ApplyContext(client=client, config=config, store=JournalStore(repo), metrics=source,
-                                        owner=owner, env=env, base_dir=Path(repo), reporter=reporter)
+                                        owner=owner, reporter=reporter,
+                                        resolver=secrets.Resolver(env, base_dir=Path(repo),
+                                                                  roots=readable_roots(Path(repo), config)))
             if resume_id:
                 return await applymod.resume_run(resume_id, ctx)
             if state is not None:

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+import gftune
 from gftune import exitcodes
 from gftune.desired.config import Config, load_config
 from gftune.desired.problems import Problem, sorted_problems
@@ -147,6 +151,17 @@ def api_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return repo_option(api_option(wrapper))
 
 
+def examples_dir() -> Path:
+    """The example repository shipped with gftune (the package's ``examples/``, else the checkout)."""
+    packaged = Path(gftune.__file__).resolve().parent / "examples"
+    if (packaged / "policies").is_dir():
+        return packaged
+    checkout = Path(gftune.__file__).resolve().parent.parent
+    if (checkout / "policies").is_dir():
+        return checkout
+    raise click.ClickException("the example repository (gftune.yaml, policies/) is not installed with gftune")
+
+
 def format_option(*choices: str, default: str = "text") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--format`` with the given choices, passed to the command as ``fmt``."""
     choices = choices or ("text", "json")
@@ -156,3 +171,65 @@ def format_option(*choices: str, default: str = "text") -> Callable[[Callable[..
                             help="Output format.")(f)
 
     return decorate
+
+
+def _duration_text(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class ScrapeWait:
+    """Says at once that reading metrics by direct scrape will wait a metrics window between its two
+    scrapes (5 minutes unless configured otherwise), until when, and how to avoid it; then shows the
+    time left while it waits: a countdown on a terminal; in a log, a line every fifth of the wait (at
+    most every ``LOG_EVERY_S``).
+
+    Use as the ``progress`` callback of policy evaluation, inside ``with``::
+
+        with ScrapeWait(config) as wait:
+            plan_policies(..., progress=wait)
+    """
+
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, config: Config, *, has_policies: bool = True) -> None:
+        direct = bool(config.scrape_url) and not config.prometheus_url
+        self.url = config.scrape_url
+        self.wait_s = config.scaled(config.metrics_window) if direct and has_policies else 0.0
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> ScrapeWait:
+        if self.wait_s >= 1:
+            until = datetime.now().astimezone() + timedelta(seconds=self.wait_s)
+            echo(f"metrics: a direct scrape of {self.url} takes two scrapes {_duration_text(self.wait_s)} apart "
+                 f"to measure rates, so the policies are evaluated at about {until:%H:%M:%S} "
+                 "(a Prometheus in gftune.yaml `metrics.prometheus` answers at once)", err=True)
+        return self
+
+    def __call__(self, message: str) -> None:
+        echo(message, err=True)
+        if self.wait_s >= 1 and self._thread is None:
+            self._thread = threading.Thread(target=self._count_down, name="gftune-scrape-wait", daemon=True)
+            self._thread.start()
+
+    def _count_down(self) -> None:
+        end = time.monotonic() + self.wait_s
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            with Console(stderr=True).status("") as status:
+                while not self._done.wait(1.0) and time.monotonic() < end:
+                    status.update(f"waiting for the second scrape: {_duration_text(end - time.monotonic())} left")
+            return
+        every = min(self.LOG_EVERY_S, max(1.0, self.wait_s / 5))
+        while not self._done.wait(every):
+            left = end - time.monotonic()
+            if left < 1:
+                return
+            echo(f"  waiting for the second scrape: {_duration_text(left)} left", err=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)

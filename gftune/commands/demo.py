@@ -40,8 +40,8 @@ import click
 import httpx
 import yaml
 
-import gftune
 from gftune import exitcodes
+from gftune.commands.common import examples_dir
 from gftune.desired import secrets
 from gftune.desired.secrets import masker
 from gftune.plan import canonical
@@ -49,17 +49,6 @@ from gftune.plan import canonical
 DEFAULT_SCENARIO = "demo"
 DEFAULT_TIME_SCALE = 30.0
 ENV_PREFIX = "GFTUNE_DEMO_"
-
-
-def examples_dir() -> Path:
-    """The example repository shipped with gftune (the package's ``examples/``, else the checkout)."""
-    packaged = Path(gftune.__file__).resolve().parent / "examples"
-    if (packaged / "policies").is_dir():
-        return packaged
-    checkout = Path(gftune.__file__).resolve().parent.parent
-    if (checkout / "policies").is_dir():
-        return checkout
-    raise click.ClickException("the example repository (gftune.yaml, policies/) is not installed with gftune")
 
 
 def reference_values(file_spec: Any, scenario_doc: Any, where: str = "spec") -> dict[str, tuple[str, str]]:

@@ -150,8 +150,7 @@ def _covers(path: str, paths: set[str]) -> bool:
 def build_report(run: PlanRun, state: Any, head: str | None, env: Mapping[str, str]) -> DriftReport:
     plan = run.plan
 
-    def resolver(ref: str) -> str:
-        return secrets.resolve(ref, env=env, base_dir=state.root)
+    resolver = state.resolver(env)
 
     entries: list[DriftEntry] = []
     in_sync: list[str] = []

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import gc
 import os
+import re
 import shutil
 import sys
 import threading
@@ -28,13 +29,24 @@ import click
 
 from gftune import exitcodes
 from gftune.client import ApiError, GlassFlowClient
-from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
+from gftune.commands.common import (
+    ScrapeWait,
+    ServerOptions,
+    echo,
+    fail,
+    finish,
+    format_option,
+    render_problems,
+    server_options,
+)
+from gftune.desired import secrets
 from gftune.desired.config import load_config
+from gftune.desired.problems import Problem
 from gftune.desired.repo import PIPELINES_DIR, DesiredState, yaml_files
 from gftune.gitrepo import git_info
+from gftune.glassflow.rules import json_path
 from gftune.live import LiveState, list_live, read_live
 from gftune.plan.model import (
-    NOOP,
     Plan,
     PlanOptions,
     Scope,
@@ -47,6 +59,7 @@ from gftune.plan.model import (
 from gftune.plan.render import plan_file_text, render_json, render_markdown, render_text
 
 PROGRESS_AFTER_S = 1.0
+_ENV_NAME_IN = re.compile(r"environment variable (\w+) is not set")
 
 
 @dataclass
@@ -63,7 +76,7 @@ class PlanRun:
 def plan_options(state: DesiredState, *, allow_delete: bool, env: Mapping[str, str]) -> PlanOptions:
     config = state.config
     return PlanOptions(
-        allow_delete=allow_delete, env=env, base_dir=state.root,
+        allow_delete=allow_delete, resolver=state.resolver(env),
         restart_estimate_s=config.scaled(config.restart_estimate),
         stop_timeout_s=config.scaled(config.stop_timeout + 60.0),  # the operator forces a stop at 5 min
         running_timeout_s=config.scaled(config.running_timeout),
@@ -131,9 +144,9 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
     in_scope = dataclasses.replace(state, pipelines={pid: state.pipelines[pid] for pid in scope.desired})
     try:
         # A direct scrape waits a whole metrics window between its two scrapes (5 minutes in
-        # production): always say so on stderr, whatever the output format.
-        report = plan_policies(in_scope, live, config, datetime.now(UTC),
-                               progress=lambda message: echo(message, err=True))
+        # production): always say so at once on stderr, whatever the output format, and count down.
+        with ScrapeWait(config, has_policies=bool(state.policies)) as wait:
+            report = plan_policies(in_scope, live, config, datetime.now(UTC), progress=wait)
     except Exception as exc:  # a metrics outage must not hide the git changes; say it loudly instead
         plan_kw["warnings"].append(f"policies not evaluated: {exc}")
         return {}
@@ -143,6 +156,53 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
                           "notes": list(report.notes)}
     plan_kw["policies_evaluated"] = True
     return dict(report.outcomes)
+
+
+def unresolved_references(state: DesiredState, ids: Iterable[str], env: Mapping[str, str]) -> list[Problem]:
+    """Every ``${env:..}``/``${file:..}`` reference of the pipelines ``ids`` that cannot be resolved now,
+    located in its file. The repository's resolver reads the values (sandboxed: a ${file:} outside the
+    repository is refused, not read) and registers none of them with the masker."""
+    problems: list[Problem] = []
+    resolve = state.resolver(env)
+    for pipeline_id in ids:
+        pipeline = state.pipelines[pipeline_id]
+        for location, value in _references(pipeline.spec, ()):
+            try:
+                resolve(value)
+            except secrets.SecretError as exc:
+                line, col = pipeline.locate(location)
+                problems.append(Problem(pipeline.file, line, col, json_path(("spec", *location)), str(exc)))
+    return problems
+
+
+def _references(node: Any, location: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _references(value, (*location, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _references(value, (*location, index))
+    elif secrets.is_reference(node):
+        yield location, node
+
+
+class UnresolvedReferences(click.ClickException):
+    """Raised by :func:`produce_plan` before it reads any metrics: the plan would fail on these anyway."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} reference(s) cannot be resolved")
+
+    def hint(self) -> str:
+        names = sorted({m.group(1) for p in self.problems if (m := _ENV_NAME_IN.search(p.message))})
+        what = f"set {', '.join(names)} in the environment" if names else "fix the references"
+        return (f"{what} (values never go into git), then plan again; nothing was planned and no metrics "
+                "were read")
+
+    def show(self, file: Any = None) -> None:
+        for line in render_problems(self.problems):
+            echo(f"error: {line}", err=True)
+        echo(f"error: {self.hint()}", err=True)
 
 
 @dataclass
@@ -243,6 +303,10 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
     else:
         read = await read_state(config, [], progress=progress)
     scope = select_scope(state.pipelines, read.listed, targets=targets, shard=shard_range)
+    # Before any metrics are read (a direct scrape waits minutes): every reference the plan will resolve.
+    unresolved = unresolved_references(state, scope.desired, os.environ if env is None else env)
+    if unresolved:
+        raise UnresolvedReferences(unresolved)
     ids = scope.desired + (scope.orphans if allow_delete else [])
     missing = [i for i in ids if i not in read.live]
     if missing and read.unreachable is not None:
@@ -332,7 +396,12 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
-    state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
+    try:
+        state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
+    except UnresolvedReferences as exc:
+        if fmt != "json":
+            raise
+        fail(exc.problems, fmt=fmt)
     if not state.pipelines and not allow_delete:
         echo(f"warning: no pipeline files under {state.root / PIPELINES_DIR}", err=True)
     plan = run.plan
@@ -353,13 +422,11 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
 
 
 def publish_plan(plan: Any, config: Any, number: int | None) -> None:
-    """The plan as the PR's living gftune comment: keyed by the same pipelines as apply's report
-    (every entry with something to do), so apply later edits this comment into its verdict."""
+    """The plan as the pull request's living gftune comment (apply later edits the same comment into
+    its verdict) and the job summary."""
     from gftune import github
 
-    ids = [p.pipeline_id for p in plan.pipelines if p.action != NOOP]
     renderings = [render_markdown(plan), render_markdown(plan, details=False)]
-    for line in github.publish(renderings, ids, environ=os.environ, number=number,
-                               repository=config.github_repository,
-                               api_url=os.environ.get("GITHUB_API_URL") or config.github_api):
+    for line in github.publish(renderings, kind="plan", environ=os.environ, number=number,
+                               repository=config.github_repository, api_url=config.github_api):
         echo(line, err=True)

@@ -15,7 +15,7 @@ import click
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, echo, echo_json, finish, format_option, render_problems, repo_option
 from gftune.desired.repo import load_repo
-from gftune.policy.engine import PolicyError, parse_policy
+from gftune.policy.language import PolicyError, parse_policy
 from gftune.policy.testing import TestResult, run_policy_tests
 
 

@@ -10,6 +10,10 @@ import click
 from gftune import exitcodes
 from gftune.sim import ScenarioError, Simulator, available_scenarios
 
+EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads some or you create them "
+              "(`gftune apply`). `gftune sim --scenario demo` runs the example repository's five pipelines, "
+              "one of them sink-bound; `gftune sim --list-scenarios` lists the others.")
+
 
 @click.command(name="sim", help="Run the embedded GlassFlow API + metrics simulator.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -48,6 +52,8 @@ def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...],
     click.echo(f"GlassFlow API simulator: {simulator.api_url} (metrics: {simulator.metrics_url})")
     click.echo(f"time scale {time_scale:g}x, naming {naming}, {len(store.rows)} pipeline(s) preloaded"
                + (f" from {', '.join(scenarios)}" if scenarios else ""))
+    if not store.rows:
+        click.echo(EMPTY_HINT)
     click.echo("Press Ctrl+C to stop.")
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

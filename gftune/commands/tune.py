@@ -16,8 +16,18 @@ from typing import Any
 import click
 
 from gftune import exitcodes
-from gftune.commands.common import FORMAT_VERSION, ServerOptions, echo, echo_json, finish, format_option, server_options
-from gftune.policy.engine import PolicyReport, fmt, plan_policies
+from gftune.commands.common import (
+    FORMAT_VERSION,
+    ScrapeWait,
+    ServerOptions,
+    echo,
+    echo_json,
+    finish,
+    format_option,
+    server_options,
+)
+from gftune.plan.evidence import format_value as fmt
+from gftune.policy.engine import PolicyReport, plan_policies
 
 
 def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:
@@ -110,8 +120,8 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
         echo(f"warning: no policies under {state.root / 'policies'}: nothing to evaluate", err=True)
     live = _read_live(state, ids)
     now = datetime.now(UTC)
-    report = plan_policies(state, live, state.config, now,
-                           progress=(lambda message: echo(message, err=True)) if fmt == "text" else None)
+    with ScrapeWait(state.config, has_policies=bool(state.policies)) as wait:  # on stderr, whatever the format
+        report = plan_policies(state, live, state.config, now, progress=wait)
     proposals = report.proposals
     try:
         edits = tune.plan_edits(state, proposals)

@@ -12,12 +12,15 @@ The file (schema: ``gftune schema config``)::
     apply: {max_plan_age: 1h, lock_ttl: 30m, stop_timeout: 5m, running_timeout: 15m, restart_estimate: 60s}
     verify: {settle: 1m, window: 5m, tolerance: 0.1}
     github: {api: https://api.github.com, repository: owner/name}
+    files: {allow: [/run/secrets]}    # outside the repository, what ${file:} and symlinks may reach
+    secrets: {fields: [sink.connection_params.username]}   # more fields to treat as secret
     time_scale: 1
 
 Durations are Go-style strings (``10s``, ``5m``, ``1h30m``, ``1d``) or numbers of seconds; in
 :class:`Config` they are seconds (float). Every field has an environment variable
 ``GFTUNE_<FIELD>`` (``GFTUNE_API_TIMEOUT=30s``, ``GFTUNE_VERIFY_WINDOW=2m``), plus the short forms
-``GFTUNE_API``, ``GFTUNE_PROMETHEUS`` and ``GFTUNE_SCRAPE``.
+``GFTUNE_API``, ``GFTUNE_PROMETHEUS`` and ``GFTUNE_SCRAPE``. Lists (``files.allow``,
+``secrets.fields``) are separated by ``os.pathsep`` (``:``) in the environment.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class Config:
     verify_tolerance: float = 0.1
     github_api: str = "https://api.github.com"
     github_repository: str | None = None
+    files_allow: tuple[str, ...] = ()  # absolute directories outside the repository gftune may read from
+    secret_fields: tuple[str, ...] = ()  # gftune.paths field paths treated as secret beyond the built-in ones
 
     def scaled(self, seconds: float) -> float:
         """A wait or window as the clock sees it: ``seconds / time_scale``."""
@@ -90,6 +95,15 @@ def _duration(value: Any) -> float:
                 raise _Invalid(f'invalid duration "{text}": use a Go duration such as 30s, 5m or 1h30m') from None
     if seconds < 0 or seconds != seconds:
         raise _Invalid("must not be negative")
+    return seconds
+
+
+def _positive_duration(value: Any) -> float:
+    """A wait, timeout, window or age: 0 would make a lock expire at once, a timeout fire before
+    the first poll, a window hold no samples."""
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise _Invalid("must be greater than 0")
     return seconds
 
 
@@ -145,6 +159,34 @@ def _naming(value: Any) -> str:
     return text
 
 
+def _list(value: Any) -> list[str]:
+    items = value.split(os.pathsep) if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise _Invalid("expected a list of strings")
+    return [item.strip() for item in items if item.strip()]
+
+
+def _directories(value: Any) -> tuple[str, ...]:
+    """Absolute directories: a relative one would depend on where gftune runs."""
+    found = _list(value)
+    for item in found:
+        if not os.path.isabs(os.path.expanduser(item)):
+            raise _Invalid(f'"{item}" is not an absolute directory')
+    return tuple(os.path.expanduser(item) for item in found)
+
+
+def _field_paths(value: Any) -> tuple[str, ...]:
+    from gftune.desired.paths import PathError, parse
+
+    found = _list(value)
+    for item in found:
+        try:
+            parse(item)
+        except PathError as exc:
+            raise _Invalid(str(exc)) from None
+    return tuple(found)
+
+
 def _text(value: Any) -> str:
     text = str(value).strip()
     if not text:
@@ -155,29 +197,33 @@ def _text(value: Any) -> str:
 # field -> (path in gftune.yaml, converter, extra environment variable names)
 FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], tuple[str, ...]]] = {
     "api_url": (("api", "url"), _url, ("GFTUNE_API",)),
-    "api_timeout": (("api", "timeout"), _duration, ()),
+    "api_timeout": (("api", "timeout"), _positive_duration, ()),
     "api_concurrency": (("api", "concurrency"), _positive_int, ()),
     "api_retries": (("api", "retries"), _int, ()),
     "prometheus_url": (("metrics", "prometheus"), _url, ("GFTUNE_PROMETHEUS",)),
     "scrape_url": (("metrics", "scrape"), _url, ("GFTUNE_SCRAPE",)),
     "metric_namespace": (("metrics", "namespace"), _text, ()),
     "metric_naming": (("metrics", "naming"), _naming, ()),
-    "metrics_window": (("metrics", "window"), _duration, ()),
+    "metrics_window": (("metrics", "window"), _positive_duration, ()),
     "time_scale": (("time_scale",), _time_scale, ()),
-    "max_plan_age": (("apply", "max_plan_age"), _duration, ()),
-    "lock_ttl": (("apply", "lock_ttl"), _duration, ()),
-    "stop_timeout": (("apply", "stop_timeout"), _duration, ()),
-    "running_timeout": (("apply", "running_timeout"), _duration, ()),
+    "max_plan_age": (("apply", "max_plan_age"), _positive_duration, ()),
+    "lock_ttl": (("apply", "lock_ttl"), _positive_duration, ()),
+    "stop_timeout": (("apply", "stop_timeout"), _positive_duration, ()),
+    "running_timeout": (("apply", "running_timeout"), _positive_duration, ()),
     "restart_estimate": (("apply", "restart_estimate"), _duration, ()),
     "verify_settle": (("verify", "settle"), _duration, ()),
-    "verify_window": (("verify", "window"), _duration, ()),
+    "verify_window": (("verify", "window"), _positive_duration, ()),
     "verify_tolerance": (("verify", "tolerance"), _float, ()),
     "github_api": (("github", "api"), _url, ()),
     "github_repository": (("github", "repository"), _text, ()),
+    "files_allow": (("files", "allow"), _directories, ()),
+    "secret_fields": (("secrets", "fields"), _field_paths, ()),
 }
 _GITHUB_ENV = {"github_repository": "GITHUB_REPOSITORY", "github_api": "GITHUB_API_URL"}
-_SCHEMA_TYPES = {_duration: (str, int, float), _url: (str,), _text: (str,), _naming: (str,),
-                 _int: (int,), _positive_int: (int,), _float: (int, float), _time_scale: (int, float)}
+_SCHEMA_TYPES = {_duration: (str, int, float), _positive_duration: (str, int, float), _url: (str,), _text: (str,),
+                 _naming: (str,),
+                 _int: (int,), _positive_int: (int,), _float: (int, float), _time_scale: (int, float),
+                 _directories: (list,), _field_paths: (list,)}
 
 
 def env_names(field: str) -> tuple[str, ...]:
@@ -190,6 +236,12 @@ def config_path(repo: Path) -> Path | None:
         if (repo / name).is_file():
             return repo / name
     return None
+
+
+def readable_roots(repo: Path, config: Config) -> list[Path]:
+    """Where files named by the repository may resolve to: the repository itself (symlinks resolved)
+    and the directories the user allowed (``files.allow``)."""
+    return [Path(os.path.realpath(directory)) for directory in (repo, *config.files_allow)]
 
 
 def load_config(repo: Path, *, env: Mapping[str, str] | None = None,
@@ -205,7 +257,10 @@ def load_config(repo: Path, *, env: Mapping[str, str] | None = None,
 
     path = config_path(Path(repo))
     if path is not None:
-        problems += _from_file(path, values)
+        # gftune.yaml itself may only be reached through the directories the environment or the command
+        # line allow: the file cannot widen what it is read from
+        early = Config(files_allow=_early_value("files_allow", env, overrides) or ())
+        problems += _from_file(path, values, readable_roots(Path(repo), early))
 
     for field in FIELDS:
         for name in env_names(field):
@@ -229,12 +284,23 @@ def load_config(repo: Path, *, env: Mapping[str, str] | None = None,
     return Config(**values), problems
 
 
-def _from_file(path: Path, values: dict[str, Any]) -> list[Problem]:
+def _early_value(field: str, env: Mapping[str, str], overrides: dict[str, Any] | None) -> Any:
+    """A field's value from the command line or the environment alone (None when unset or invalid)."""
+    for raw in ((overrides or {}).get(field), *(env.get(name) for name in env_names(field))):
+        if raw is not None and raw != "":
+            try:
+                return FIELDS[field][1](raw)
+            except _Invalid:
+                return None
+    return None
+
+
+def _from_file(path: Path, values: dict[str, Any], roots: list[Path]) -> list[Problem]:
     from gftune.desired.validate import schema_problems
 
     display = path.name
     try:
-        doc, locations = load_yaml(path, display=display)
+        doc, locations = load_yaml(path, display=display, roots=roots)
     except YamlError as exc:
         return exc.problems
     if doc is None:

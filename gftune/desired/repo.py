@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gftune.desired import paths, secrets
-from gftune.desired.config import Config, config_path, load_config
+from gftune.desired.config import Config, config_path, load_config, readable_roots
 from gftune.desired.problems import Problem, has_errors, sorted_problems
 from gftune.desired.yamlio import LocationIndex, YamlError, load_yaml
 
@@ -69,7 +69,7 @@ class DesiredPipeline:
 class PolicyFile:
     name: str
     path: Path
-    doc: Any  # interpreted by gftune.policy.engine
+    doc: Any  # interpreted by gftune.policy.language
     locations: LocationIndex
     file: str = ""
     valid: bool = True
@@ -94,6 +94,11 @@ class DesiredState:
 
     def problems_for(self, file: str) -> list[Problem]:
         return [p for p in self.problems if p.file == file]
+
+    def resolver(self, env: Mapping[str, str]) -> secrets.Resolver:
+        """The secret resolver for this repository: ``${file:}`` relative to it, sandboxed to it and to
+        the directories gftune.yaml allows (``files.allow``)."""
+        return secrets.Resolver(env, base_dir=self.root, roots=readable_roots(self.root, self.config))
 
 
 def display_path(path: Path, root: Path) -> str:
@@ -128,28 +133,33 @@ def _strings_dict(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if isinstance(v, str | int | float | bool)}
 
 
-def _read(path: Path, root: Path, problems: list[Problem]) -> tuple[str, Any, LocationIndex] | None:
+def _read(path: Path, root: Path, problems: list[Problem], roots: list[Path]
+          ) -> tuple[str, Any, LocationIndex] | None:
     display = display_path(path, root)
     try:
-        doc, locations = load_yaml(path, display=display)
+        doc, locations = load_yaml(path, display=display, roots=roots)
     except YamlError as exc:
         problems += exc.problems
         return None
     return display, doc, locations
 
 
-def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Problem]) -> DesiredPipeline | None:
+def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Problem], roots: list[Path]
+                   ) -> DesiredPipeline | None:
     from gftune.desired.validate import check_pipeline, internal_error_problem
 
-    if (read := _read(path, root, problems)) is None:
+    if (read := _read(path, root, problems, roots)) is None:
         return None
     display, doc, locations = read
     spec = doc.get("spec") if isinstance(doc, dict) else None
     _register_literal_secrets(spec)
     found: list[Problem] = []
     if validate:
+        def file_check(target: str) -> str | None:
+            return secrets.file_reference_problem(target, base_dir=root, roots=roots)
+
         try:
-            found = check_pipeline(doc, locations, display, stem=path.stem)
+            found = check_pipeline(doc, locations, display, stem=path.stem, file_check=file_check)
         except Exception as exc:  # a bug in a check must not hide the file or end in a traceback
             found = [internal_error_problem(display, exc)]
     problems += found
@@ -167,10 +177,11 @@ def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Proble
                            valid=not has_errors(found))
 
 
-def _load_policy(path: Path, root: Path, validate: bool, problems: list[Problem]) -> PolicyFile | None:
+def _load_policy(path: Path, root: Path, validate: bool, problems: list[Problem], roots: list[Path]
+                 ) -> PolicyFile | None:
     from gftune.desired.validate import check_policy, internal_error_problem
 
-    if (read := _read(path, root, problems)) is None:
+    if (read := _read(path, root, problems, roots)) is None:
         return None
     display, doc, locations = read
     metadata = doc.get("metadata") if isinstance(doc, dict) else None
@@ -219,9 +230,12 @@ def load_repo(root: Path, *, env: Mapping[str, str] | None = None, overrides: di
     if (cfg := config_path(root)) is not None:
         state.files.append(display_path(cfg, root))
 
-    state.pipelines = _collect(state, root / PIPELINES_DIR, lambda p: _load_pipeline(p, root, validate, problems),
+    roots = readable_roots(root, config)
+    state.pipelines = _collect(state, root / PIPELINES_DIR,
+                               lambda p: _load_pipeline(p, root, validate, problems, roots),
                                "pipeline_id", ("spec", "pipeline_id"))
-    state.policies = list(_collect(state, root / POLICIES_DIR, lambda p: _load_policy(p, root, validate, problems),
+    state.policies = list(_collect(state, root / POLICIES_DIR,
+                                   lambda p: _load_policy(p, root, validate, problems, roots),
                                    "policy name", ("metadata", "name")).values())
     state.problems = sorted_problems(problems)
     return state

@@ -4,22 +4,29 @@ A pipeline file never holds a secret value. Secret fields hold a *reference*:
 
 * ``${env:NAME}``: the value of environment variable ``NAME`` when gftune runs;
 * ``${file:PATH}``: the contents of a file (one trailing newline removed), relative paths
-  resolved against ``base_dir`` (callers pass the repository root).
+  resolved against the repository; only inside the repository or a directory allowed in
+  gftune.yaml (``files.allow``), a regular file, at most :data:`MAX_SECRET_BYTES` (docs/security.md).
 
-Values are resolved only when a request body needs them, compared by :func:`fingerprint`, and every
-string gftune prints or writes goes through :data:`masker`, which knows every value resolved here
-(and every literal secret the loader found in a file, so an error message cannot leak one either).
+Values are resolved by a :class:`Resolver` that commands build and pass in, only when a request body
+needs them, compared by :func:`fingerprint`, and every string gftune prints or writes goes through
+:data:`masker`, which knows the value of every secret field sent or read (and every literal secret
+the loader found in a file, so an error message cannot leak one either). It replaces whole values,
+never a piece of a longer word.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from gftune.desired.yamlio import FileMissing, FileRefused, read_user_file, vet_user_file
 
 # gftune.desired.paths-style patterns; ``[*]`` is every item of the list.
 SECRET_FIELD_PATTERNS: tuple[str, ...] = (
@@ -89,51 +96,88 @@ def is_literal_secret(value: Any) -> bool:
     return isinstance(value, str) and value != "" and not is_reference(value)
 
 
-def resolve(value: str, *, env: Mapping[str, str], base_dir: Path) -> str:
-    """The value a reference stands for; anything that is not a reference is returned as is."""
-    if not is_reference(value):
-        return value
-    match = REFERENCE.match(value)
-    assert match is not None
-    kind, target = match["kind"], match["target"]
-    if kind == "env":
-        if target not in env:
-            raise SecretError(f"environment variable {target} is not set (referenced as {value})")
-        resolved = env[target]
-    else:
-        path = Path(target).expanduser()
-        if not path.is_absolute():
-            path = base_dir / path
+MAX_SECRET_BYTES = 64 * 1024  # keytabs, certificates and keys are a few KB; /dev/zero is not a secret
+
+
+def file_reference_path(target: str, base_dir: Path) -> Path:
+    """Where ``${file:TARGET}`` points: relative to ``base_dir`` (the repository), ``~`` expanded."""
+    path = Path(target).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def file_reference_problem(target: str, *, base_dir: Path, roots: Sequence[Path]) -> str | None:
+    """Why ``${file:TARGET}`` would be refused, without reading the file (None: acceptable, or not
+    there yet: a missing file is reported when it is needed, like an unset variable)."""
+    try:
+        vet_user_file(file_reference_path(target, base_dir), roots=roots, max_bytes=MAX_SECRET_BYTES)
+    except FileMissing:
+        return None
+    except FileRefused as exc:
+        return str(exc)
+    return None
+
+
+class Resolver:
+    """What a reference stands for: the edge that reads the environment and secret files.
+
+    Commands build one (``Resolver(env, base_dir=repo, roots=readable_roots(repo, config))``) and
+    pass it to the plan and apply cores, which never read a file or the environment themselves.
+    ``${file:}`` is read only through :func:`gftune.yamlio.read_user_file`: inside ``roots`` after
+    symlinks, a regular file, at most :data:`MAX_SECRET_BYTES`. Resolving registers nothing with a
+    masker: :func:`resolve_document` does that for secret fields only.
+    """
+
+    def __init__(self, env: Mapping[str, str], *, base_dir: Path, roots: Sequence[Path] | None = None) -> None:
+        self.env = env
+        self.base_dir = Path(base_dir)
+        self.roots = list(roots) if roots is not None else [Path(os.path.realpath(self.base_dir))]
+
+    def __call__(self, value: str) -> str:
+        """The value ``value`` stands for; anything that is not a reference is returned as is."""
+        if not is_reference(value):
+            return value
+        match = REFERENCE.match(value)
+        assert match is not None
+        kind, target = match["kind"], match["target"]
+        if kind == "env":
+            if target not in self.env:
+                raise SecretError(f"environment variable {target} is not set (referenced as {value})")
+            return self.env[target]
+        path = file_reference_path(target, self.base_dir)
         try:
-            resolved = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise SecretError(f"cannot read secret file {path} (referenced as {value}): {reason}") from None
-        resolved = resolved.removesuffix("\n").removesuffix("\r")
-    masker.add(resolved)
-    return resolved
+            raw = read_user_file(path, roots=self.roots, max_bytes=MAX_SECRET_BYTES)
+            text = raw.decode("utf-8")
+        except FileRefused as exc:
+            raise SecretError(f"secret file {path} refused (referenced as {value}): {exc}") from None
+        except UnicodeDecodeError:
+            raise SecretError(f"secret file {path} is not valid UTF-8 (referenced as {value})") from None
+        return text.removesuffix("\n").removesuffix("\r")
 
 
-def resolve_document(doc: dict, *, env: Mapping[str, str], base_dir: Path) -> dict:
+def resolve_document(doc: dict, resolver: Callable[[str], str], *, into: Masker | None = None,
+                     secret_fields: Iterable[str] = ()) -> dict:
     """A deep copy of ``doc`` with every reference resolved (secret fields and any other string).
 
-    Values of secret fields are registered with :data:`masker`; references in other fields (for
-    example a Kafka ``username: ${env:KAFKA_USER}``) are resolved but not treated as secret.
+    Values of secret fields (the built-in ones and ``secret_fields``, gftune.yaml ``secrets.fields``)
+    are registered with ``into`` (default :data:`masker`), as whole values; references in other
+    fields (a Kafka ``username: ${env:KAFKA_USER}``) are resolved but not treated as secret, so that
+    a user called ``default`` does not turn "defaults" into "***s".
     """
     out = copy.deepcopy(doc)
+    extra = [_pattern_steps(field) for field in secret_fields]
     secret_paths = {path for path, _, _ in iter_secret_locations(out)}
+    secret_paths |= {path for steps in extra for path, _, _ in _walk(out, steps, (), "")}
+    target = masker if into is None else into
 
     def visit(node: Any, path: tuple[str | int, ...]) -> Any:
         if isinstance(node, dict):
             return {k: visit(v, (*path, k)) for k, v in node.items()}
         if isinstance(node, list):
             return [visit(v, (*path, i)) for i, v in enumerate(node)]
-        if is_reference(node):
-            resolved = resolve(node, env=env, base_dir=base_dir)
-            if path not in secret_paths:
-                masker.discard(resolved)
-            return resolved
-        return node
+        value = resolver(node) if is_reference(node) else node
+        if path in secret_paths and isinstance(value, str):
+            target.add(value)
+        return value
 
     return visit(out, ())
 
@@ -144,10 +188,11 @@ def fingerprint(value: str) -> str:
 
 
 class Masker:
-    """Replaces every known secret value in a text with ``***``.
+    """Replaces every known secret value in a text with ``***``, as a whole value.
 
-    Values of four characters or more are replaced wherever they occur; shorter ones only as
-    whole words, so that a short password does not shred every message.
+    A secret is replaced where it stands on its own: not where it is only part of a longer word
+    (a password ``default`` masks "the default" but leaves "defaults" alone). Its JSON-escaped form
+    is known too, so that a report encoded before masking cannot carry it either.
     """
 
     MASK = "***"
@@ -181,14 +226,23 @@ class Masker:
     def __contains__(self, secret: object) -> bool:
         return secret in self._secrets
 
+    @staticmethod
+    def _alternative(secret: str) -> str:
+        """The secret as a regular expression that does not match inside a longer word."""
+        forms = dict.fromkeys([secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]])
+        parts = []
+        for form in forms:
+            escaped = re.escape(form)
+            before = r"(?<!\w)" if _WORD.match(form[0]) else ""  # no letter, digit or _ just before
+            after = r"(?!\w)" if _WORD.match(form[-1]) else ""
+            parts.append(before + escaped + after)
+        return "|".join(parts)
+
     def _compiled(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._secrets:
-                parts = []
-                for secret in sorted(self._secrets, key=len, reverse=True):
-                    escaped = re.escape(secret)
-                    parts.append(escaped if len(secret) >= 4 else rf"(?<!\w){escaped}(?!\w)")
-                self._pattern = re.compile("|".join(parts))
+                ordered = sorted(self._secrets, key=len, reverse=True)  # the longest first: "ab" inside "abc"
+                self._pattern = re.compile("|".join(self._alternative(s) for s in ordered))
             return self._pattern
 
     def mask(self, text: str) -> str:
@@ -198,4 +252,5 @@ class Masker:
         return pattern.sub(self.MASK, text)
 
 
+_WORD = re.compile(r"\w")  # a letter, a digit or _ (any script): what a word is made of
 masker = Masker()

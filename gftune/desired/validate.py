@@ -13,6 +13,7 @@ self-contained schema, which is what editors get and what the checks use.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import importlib
 import json
@@ -26,11 +27,12 @@ import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from gftune.desired import secrets
+from gftune.desired import paths, secrets
 from gftune.desired.problems import ERROR, WARNING, Problem
 from gftune.desired.yamlio import LocationIndex
 from gftune.glassflow import resources as res
 from gftune.glassflow import rules
+from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.glassflow.quantities import QuantityError, parse_quantity
 
 if TYPE_CHECKING:
@@ -286,8 +288,13 @@ def internal_error_problem(display: str, exc: BaseException) -> Problem:
 
 # --- pipelines ---------------------------------------------------------------------------------
 
-def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: str | None = None) -> list[Problem]:
-    """Schema, API model rules and gftune rules for one ``pipelines/<stem>.yaml`` document."""
+def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: str | None = None,
+                   file_check: Callable[[str], str | None] | None = None) -> list[Problem]:
+    """Schema, API model rules and gftune rules for one ``pipelines/<stem>.yaml`` document.
+
+    ``file_check(target)`` says why a ``${file:TARGET}`` reference would be refused (None if not);
+    the loader passes :func:`gftune.secrets.file_reference_problem` bound to the repository.
+    """
     if doc is None:
         return [empty_file_problem(display, "Pipeline")]
     found = _schema_problems_with_paths("pipeline", doc, locations, display)
@@ -304,6 +311,11 @@ def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: st
         problems.append(_problem(display, locations, path, message + _hint(message)))
     problems += _join_resources_problems(spec, locations, display)
     problems += _secret_problems(spec, locations, display)
+    for check in (_integer_problems, _quantity_problems, _text_problems):
+        problems += [p for p in check(spec, locations, display)
+                     if not any(p.json_path == other.json_path for other in problems)]
+    if file_check is not None:
+        problems += _file_reference_problems(spec, locations, display, file_check)
     problems += _identity_problems(doc, locations, display, stem)
     problems += _constraint_problems(doc, locations, display)
     return problems
@@ -351,6 +363,17 @@ def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: st
     return problems
 
 
+def _file_reference_problems(spec: dict[str, Any], locations: LocationIndex, display: str,
+                             file_check: Callable[[str], str | None]) -> list[Problem]:
+    problems = []
+    for path, value in _strings(spec, ()):
+        match = secrets.REFERENCE.match(value)
+        if match and match["kind"] == "file" and (reason := file_check(match["target"])) is not None:
+            problems.append(_problem(display, locations, ("spec", *path),
+                                     f"{value} refused: {reason}; gftune will not read it"))
+    return problems
+
+
 def _strings(node: Any, path: JsonPath) -> Iterator[tuple[JsonPath, str]]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -378,32 +401,129 @@ def _identity_problems(doc: dict[str, Any], locations: LocationIndex, display: s
     return problems
 
 
-def _replica_entries(resources: dict[str, Any]) -> Iterator[tuple[JsonPath, Any]]:
+def _component_blocks(resources: dict[str, Any]) -> Iterator[tuple[JsonPath, dict[str, Any]]]:
+    """Every component block of ``spec.resources`` (sources[], transform[], sink, join) with its path."""
     for key in ("sources", "transform"):
         entries = resources.get(key)
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            if isinstance(entry, dict) and "replicas" in entry:
-                yield ("spec", "resources", key, i, "replicas"), entry["replicas"]
+            if isinstance(entry, dict):
+                yield ("spec", "resources", key, i), entry
     for key in ("sink", "join"):
-        block = resources.get(key)
-        if isinstance(block, dict) and "replicas" in block:
-            yield ("spec", "resources", key, "replicas"), block["replicas"]
+        if isinstance(resources.get(key), dict):
+            yield ("spec", "resources", key), resources[key]
+
+
+def _replica_entries(resources: dict[str, Any]) -> Iterator[tuple[JsonPath, Any]]:
+    for path, block in _component_blocks(resources):
+        if "replicas" in block:
+            yield (*path, "replicas"), block["replicas"]
+
+
+def _quantity_entries(resources: dict[str, Any]) -> Iterator[tuple[JsonPath, str, str]]:
+    """(path, resource name, value) of every cpu/memory request or limit and storage size."""
+    for path, block in _component_blocks(resources):
+        for kind in ("requests", "limits"):
+            section = block.get(kind)
+            for name in ("cpu", "memory"):
+                if isinstance(section, dict) and isinstance(section.get(name), str):
+                    yield (*path, kind, name), name, section[name]
+        storage = block.get("storage")
+        if isinstance(storage, dict) and isinstance(storage.get("size"), str):
+            yield (*path, "storage", "size"), "storage", storage["size"]
 
 
 def _memory_entries(resources: dict[str, Any]) -> Iterator[tuple[JsonPath, Any]]:
-    blocks: list[tuple[JsonPath, Any]] = []
-    for key in ("sources", "transform"):
-        entries = resources.get(key)
-        if isinstance(entries, list):
-            blocks += [(("spec", "resources", key, i), entry) for i, entry in enumerate(entries)]
-    blocks += [(("spec", "resources", key), resources.get(key)) for key in ("sink", "join")]
-    for path, block in blocks:
-        if not isinstance(block, dict):
+    for path, name, value in _quantity_entries(resources):
+        if name == "memory":
+            yield path, value
+
+
+# --- value rules: what the API's Go types, Kubernetes or PostgreSQL refuse later, or accept and break on --
+
+_INT64_MAX = 2**63 - 1
+# Kubernetes: Deployment spec.replicas is an int32 (k8s.io/api apps/v1 types.go); the operator
+# creates one Deployment per component.
+_REPLICAS_MAX = 2**31 - 1
+# sink.max_batch_size is a Go int (glassflow-api/internal/api/pipeline.go, clickhouseSink), and the
+# API derives the NATS stream's default maxMsgs as 8 x max_batch_size in an int64
+# (glassflow-api/internal/models/resources.go, defaultNATSMaxMsgs): anything larger overflows.
+_BATCH_MAX = _INT64_MAX // 8
+# Sane bounds: a component asking for more than any node has can never be scheduled; such a value
+# is a typo (a missing "m" or "Mi"), not a sizing decision.
+_QUANTITY_MAX = {"cpu": parse_quantity("1024"), "memory": parse_quantity("64Ti"), "storage": parse_quantity("1Pi")}
+# Fields whose text may span lines (certificates, keys, expressions); everywhere else a control
+# character is a mistake or an attack.
+_MULTILINE_KEYS = frozenset({"expression", "root_ca", "client_cert", "client_key", "kerberos_config",
+                             "kerberos_keytab", "password", "api_key", "api_secret"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _integer_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> Iterator[Problem]:
+    def bad(value: Any, low: int, high: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high
+
+    sink = spec.get("sink") if isinstance(spec.get("sink"), dict) else {}
+    batch = sink.get("max_batch_size")
+    if batch != 0 and bad(batch, 1, _BATCH_MAX):  # 0 is the API's own rule (rules.py)
+        yield _problem(display, locations, ("spec", "sink", "max_batch_size"),
+                       f"max_batch_size must be between 1 and {_BATCH_MAX} (the API multiplies it by 8 into an "
+                       "int64 for the stream's default maxMsgs)")
+    resources = spec.get("resources") if isinstance(spec.get("resources"), dict) else {}
+    nats = resources.get("nats") if isinstance(resources.get("nats"), dict) else {}
+    stream = nats.get("stream") if isinstance(nats.get("stream"), dict) else {}
+    if bad(stream.get("maxMsgs"), -1, _INT64_MAX):
+        yield _problem(display, locations, ("spec", "resources", "nats", "stream", "maxMsgs"),
+                       f"maxMsgs must be between -1 (unlimited) and {_INT64_MAX} (an int64 in the API)")
+    for path, replicas in _replica_entries(resources):
+        if bad(replicas, 1, _REPLICAS_MAX):
+            why = ("0 replicas stop the component: nothing would move" if replicas == 0
+                   else f"Kubernetes replicas are an int32 (at most {_REPLICAS_MAX})")
+            yield _problem(display, locations, path, f"replicas must be at least 1 ({why})"
+                           if replicas < 1 else f"replicas must be at most {_REPLICAS_MAX} ({why})")
+
+
+def _quantity_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> Iterator[Problem]:
+    resources = spec.get("resources") if isinstance(spec.get("resources"), dict) else {}
+    parsed: dict[JsonPath, Any] = {}
+    for path, name, text in _quantity_entries(resources):
+        amount = _quantity(text)
+        if amount is None:
+            continue  # not a quantity at all: the API's rule says so (rules.py)
+        parsed[path] = amount
+        if amount <= 0:
+            # Kubernetes refuses negative requests and limits (pkg/apis/core/validation/validation.go,
+            # ValidateResourceQuantityValue); a zero one gives the container nothing to run with.
+            yield _problem(display, locations, path, f'{name} "{text}" must be greater than 0')
+        elif amount > _QUANTITY_MAX[name]:
+            yield _problem(display, locations, path,
+                           f'{name} "{text}" is more than any node offers (at most {_QUANTITY_MAX[name]} '
+                           f"{'cores' if name == 'cpu' else 'bytes'}); a missing unit suffix?")
+    for path, block in _component_blocks(resources):
+        for name in ("cpu", "memory"):
+            request, limit = parsed.get((*path, "requests", name)), parsed.get((*path, "limits", name))
+            if request is not None and limit is not None and 0 < limit < request:
+                # Kubernetes: a request must be less than or equal to its limit (validation.go,
+                # validateResourceRequirements)
+                yield _problem(display, locations, (*path, "requests", name),
+                               f"{name} request {block['requests'][name]} is more than the limit "
+                               f"{block['limits'][name]}")
+
+
+def _text_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> Iterator[Problem]:
+    for path, value in _strings(spec, ()):
+        match = _CONTROL.search(value)
+        if match is None:
             continue
-        for kind in ("requests", "limits"):
-            section = block.get(kind)
-            if isinstance(section, dict) and isinstance(section.get("memory"), str):
-                yield (*path, kind, "memory"), section["memory"]
+        key = next((part for part in reversed(path) if isinstance(part, str)), "")
+        where = ("spec", *path)
+        if match.group() == "\x00" or "\x00" in value:
+            # GlassFlow stores pipelines in PostgreSQL (glassflow-api/migrations), whose text and jsonb
+            # types cannot hold U+0000 (PostgreSQL docs, "JSON Types")
+            yield _problem(display, locations, where, "contains a NUL character (U+0000), which the API cannot store")
+        elif key not in _MULTILINE_KEYS:
+            yield _problem(display, locations, where,
+                           f"contains the control character U+{ord(match.group()):04X}: names, ids, topics and "
+                           "tables are single lines of printable text")
 
 
 def _quantity(value: Any) -> Any:
@@ -471,7 +591,7 @@ def _constraint_problems(doc: dict[str, Any], locations: LocationIndex, display:
 def check_policy(policy: PolicyFile) -> list[Problem]:
     """Schema of a ``policies/<name>.yaml`` file, then the policy engine's own semantic checks.
 
-    The semantic checks live in ``gftune.policy.engine.validate_policy(policy_file) -> list[Problem]``
+    The semantic checks live in ``gftune.policy.language.validate_policy(policy_file) -> list[Problem]``
     (the policy language's owner); they run when that module provides the hook.
     """
     if policy.doc is None:
@@ -483,14 +603,99 @@ def check_policy(policy: PolicyFile) -> list[Problem]:
         problems.append(_problem(
             policy.file, policy.locations, ("metadata", "name"),
             f'metadata.name "{name}" does not match the file name: rename the file to {name}.yaml'))
+    if isinstance(policy.doc, dict):
+        reported = [p.json_path for p in problems]
+        problems += [p for p in _action_problems(policy) if not any(_related(p.json_path, r) for r in reported)]
     hook = _policy_hook()
     if hook is not None and isinstance(policy.doc, dict):
         reported = [p.json_path for p in problems]
         for problem in hook(policy):
             path = _bracketed(problem.json_path)
             if not any(_related(path, other) for other in reported):  # the schema already said it
-                problems.append(problem)
+                problems.append(dataclasses.replace(problem, json_path=path))  # one path format everywhere
     return problems
+
+
+def _schema_node(node: Any, defs: dict[str, Any]) -> list[Any]:
+    """``node`` with its $ref followed, and its allOf/anyOf/oneOf branches (each a possible shape)."""
+    if not isinstance(node, dict):
+        return []
+    if isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/$defs/"):
+        return _schema_node(defs.get(node["$ref"].removeprefix("#/$defs/")), defs)
+    found = [node]
+    for key in ("allOf", "anyOf", "oneOf"):
+        for branch in node.get(key) or []:
+            found += _schema_node(branch, defs)
+    return found
+
+
+def pipeline_field_exists(field_path: str) -> bool:
+    """Whether a :mod:`gftune.desired.paths` field path (``[*]`` selectors allowed) names a field a
+    pipeline document can have, by the pipeline file's JSON Schema (the API's v3 document plus
+    gftune's ``resources.join``)."""
+    schema = _bundled("pipeline")
+    defs = schema.get("$defs", {})
+    try:
+        steps = paths.parse(field_path)
+    except paths.PathError:
+        return False
+    nodes = _schema_node(schema["properties"]["spec"], defs)
+    for step in steps:
+        following: list[Any] = []
+        for node in nodes:
+            if isinstance(step, paths.Key):
+                child = (node.get("properties") or {}).get(step.name)
+                if child is None and isinstance(node.get("additionalProperties"), dict):
+                    child = node["additionalProperties"]
+            else:
+                child = node.get("items")
+            following += _schema_node(child, defs)
+        if not following:
+            return False
+        nodes = following
+    return True
+
+
+_DURATION_FIELDS = ("time_window", "max_delay_time", "maxAge")
+
+
+def _comparable(value: Any, field_path: Any) -> tuple[str, Any] | None:
+    """(kind, amount) for a bound written as a number, a quantity (512Mi) or, on a duration field,
+    a duration (``2m`` is two minutes there, two thousandths elsewhere)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return "number", value
+    if not isinstance(value, str) or ":" in value:  # "constraint:max_replicas" is known only per pipeline
+        return None
+    if isinstance(field_path, str) and field_path.endswith(_DURATION_FIELDS):
+        try:
+            return "duration", parse_duration(value, allow_days=True)
+        except DurationError:
+            return None
+    amount = _quantity(value)
+    return ("quantity", amount) if amount is not None else None
+
+
+def _action_problems(policy: PolicyFile) -> Iterator[Problem]:
+    """A field an action changes must exist in a pipeline document, and its bounds must not cross."""
+    spec = policy.doc.get("spec")
+    actions = spec.get("then") if isinstance(spec, dict) else None
+    for i, action in enumerate(actions if isinstance(actions, list) else []):
+        if not isinstance(action, dict):
+            continue
+        where = ("spec", "then", i)
+        for verb in ("set", "multiply", "add"):
+            target = action.get(verb)
+            if isinstance(target, str) and not pipeline_field_exists(target):
+                yield _problem(policy.file, policy.locations, (*where, verb),
+                               f'{verb}: "{target}" is not a field of a GlassFlow pipeline document '
+                               "(see `gftune schema pipeline`)")
+        target = next((action[verb] for verb in ("set", "multiply", "add") if verb in action), None)
+        low, high = _comparable(action.get("min"), target), _comparable(action.get("max"), target)
+        if low is not None and high is not None and low[0] == high[0] and low[1] > high[1]:
+            yield _problem(policy.file, policy.locations, (*where, "min"),
+                           f"min {action['min']} is greater than max {action['max']}")
 
 
 def _bracketed(path: str) -> str:
@@ -508,9 +713,9 @@ def _related(a: str, b: str) -> bool:
 
 def _policy_hook() -> Any:
     try:
-        module = importlib.import_module("gftune.policy.engine")
+        module = importlib.import_module("gftune.policy.language")
     except ModuleNotFoundError as exc:
-        if exc.name == "gftune.policy.engine":
+        if exc.name == "gftune.policy.language":
             return None
         raise
     return getattr(module, "validate_policy", None)

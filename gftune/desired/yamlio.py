@@ -5,6 +5,12 @@ bool, None) and a :class:`LocationIndex` that knows the line and column of every
 that every later check can point at ``file:line:col``. Broken input never raises anything but
 :class:`YamlError`, which carries a located :class:`~gftune.desired.problems.Problem`.
 
+Files come from a pull request, so nothing in them is trusted (docs/security.md): :func:`read_user_file`
+reads a file only when it resolves (after symlinks) inside the repository or a directory the user
+allowed, is a regular file (never a FIFO, a device or ``/proc``) and is at most a stated size; alias
+and merge-key (``<<``) expansion and nesting are bounded; text that is not valid UTF-8, or holds an
+escape that is no character (a lone surrogate such as ``"\\ud800"``), is a located problem.
+
 Scalars are read with the YAML 1.2 core schema (``yes``/``no``/``on``/``off`` stay strings, as
 they do for ruamel.yaml, which ``tune`` uses for the comment-preserving round trip below), and
 dates stay strings. Duplicate keys, unsupported tags and recursive aliases are reported as
@@ -14,7 +20,9 @@ problems instead of being silently resolved.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,14 @@ JsonPath = tuple[str | int, ...]
 
 _TAG = "tag:yaml.org,2002:"
 _MAX_DEPTH = 100
-_MAX_NODES = 200_000  # guards against alias expansion bombs
+# An alias bomb (``<<: [*a, *a]`` nested 29 deep is 2^29 values) is stopped here; the largest real
+# documents (a pipeline with hundreds of mapping entries) stay far below.
+MAX_VALUES = 200_000
+# The cap on a pipeline, policy or config file. The examples are 2-4 KB; a file a thousand times
+# larger is a mistake or an attack, and reading it whole is what the cap prevents.
+MAX_YAML_BYTES = 1 << 20
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
 
 class YamlError(Exception):
@@ -42,6 +57,81 @@ class YamlError(Exception):
         super().__init__(problem.render())
         self.problem = problem
         self.problems = [problem, *more]
+
+
+class FileRefused(Exception):
+    """A file gftune will not read; the message says why (never what is in it)."""
+
+
+class FileMissing(FileRefused):
+    """The file does not exist."""
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def vet_user_file(path: Path, *, roots: Sequence[Path], max_bytes: int) -> Path:
+    """The resolved path of a file named by the repository, if gftune may read it; without opening it.
+
+    ``roots`` are resolved directories (the repository, and those the user allowed); the file's
+    resolved path must be inside one of them and not inside a ``.git`` directory (``actions/checkout``
+    keeps the job's token in ``.git/config``); it must be a regular file of at most ``max_bytes``.
+    Raises :class:`FileRefused` (:class:`FileMissing` when it does not exist).
+    """
+    real = Path(os.path.realpath(path))
+    root = next((r for r in roots if _within(real, r)), None)
+    if root is None:
+        shown = f"resolves to {real}, " if real != Path(os.path.abspath(path)) else ""
+        raise FileRefused(f"{shown}outside the repository and the directories allowed in gftune.yaml "
+                          "(files.allow)")
+    if ".git" in real.relative_to(root).parts:
+        raise FileRefused("inside a .git directory, which may hold the CI job's credentials")
+    try:
+        info = os.stat(real)  # before opening: opening a device or a FIFO can block or act
+    except FileNotFoundError:
+        raise FileMissing("cannot read: no such file") from None
+    except OSError as exc:
+        raise FileRefused(f"cannot read: {exc.strerror or exc}") from None
+    _check_regular(info, max_bytes)
+    return real
+
+
+def _check_regular(info: os.stat_result, max_bytes: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise FileRefused(f"not a regular file: {_kind(info.st_mode)}")
+    if info.st_size > max_bytes:
+        raise FileRefused(f"{info.st_size} bytes, over the cap of {max_bytes} bytes")
+
+
+def read_user_file(path: Path, *, roots: Sequence[Path], max_bytes: int) -> bytes:
+    """The bytes of a file named by the repository, read only if :func:`vet_user_file` accepts it,
+    and never more than ``max_bytes + 1`` of them (a file growing while read is refused too)."""
+    real = vet_user_file(path, roots=roots, max_bytes=max_bytes)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise FileRefused(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        _check_regular(os.fstat(fd), max_bytes)  # what was opened, in case the path changed since
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise FileRefused(f"over the cap of {max_bytes} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise FileRefused(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 class _Loader(yaml.SafeLoader):
@@ -107,18 +197,25 @@ class LocationIndex:
         return len(self._positions)
 
 
-def load_yaml(path: Path, *, display: str | None = None) -> tuple[Any, LocationIndex]:
-    """Read one YAML document from ``path``; ``display`` is the name used in problems."""
+def load_yaml(path: Path, *, display: str | None = None, roots: Sequence[Path] | None = None,
+              max_bytes: int = MAX_YAML_BYTES) -> tuple[Any, LocationIndex]:
+    """Read one YAML document from ``path``; ``display`` is the name used in problems.
+
+    ``roots``: where the file may resolve to (see :func:`read_user_file`); default: its own directory.
+    """
     name = display if display is not None else str(path)
+    allowed = roots if roots is not None else [Path(os.path.realpath(Path(path).parent))]
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise YamlError(Problem(name, None, None, "$", f"cannot read file: {exc.strerror or exc}")) from None
+        raw = read_user_file(Path(path), roots=allowed, max_bytes=max_bytes)
+    except FileRefused as exc:
+        raise YamlError(Problem(name, None, None, "$", f"file refused: {exc}")) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise YamlError(Problem(name, line, 1, "$", "file is not valid UTF-8")) from None
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlError(Problem(name, line, col, "$",
+                                f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})")) from None
     return load_yaml_text(text, display=name)
 
 
@@ -187,9 +284,10 @@ class _Builder:
 
     def build(self, node: Node, path: JsonPath) -> Any:
         self._count += 1
-        if self._count > _MAX_NODES:
-            if self._count == _MAX_NODES + 1:
-                self._problem(node, f"document has more than {_MAX_NODES} values (alias expansion?)", path)
+        if self._count > MAX_VALUES:
+            if self._count == MAX_VALUES + 1:
+                self._problem(node, f"document expands to more than {MAX_VALUES} values: aliases (*name) or merge "
+                              "keys (<<) repeat the same content over and over", path)
             return None
         if len(path) > _MAX_DEPTH:
             self._problem(node, f"document is nested more than {_MAX_DEPTH} levels deep", path)
@@ -224,6 +322,9 @@ class _Builder:
                 self._problem(key_node, "mapping keys must be plain strings", path)
                 continue
             key = key_node.value
+            if not _encodable(key):
+                self._problem(key_node, _SURROGATE, path)
+                continue
             if key in seen:
                 self._problem(key_node, f'duplicate key "{key}" (first defined at line {seen[key]})', (*path, key))
                 continue
@@ -245,6 +346,8 @@ class _Builder:
             value = scratch.build(source, path)
             self._count = scratch._count
             self.problems.extend(scratch.problems)
+            if not isinstance(value, dict):  # past a bound: the problem is already recorded
+                continue
             added = {key for key in value if key not in result}
             for key in added:
                 result[key] = value[key]
@@ -254,6 +357,9 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: JsonPath) -> Any:
         tag, value = node.tag, node.value
+        if not _encodable(value):
+            self._problem(node, _SURROGATE, path)
+            return value.encode("utf-8", "replace").decode("utf-8")
         try:
             if tag == _TAG + "str":
                 return value
@@ -272,6 +378,19 @@ class _Builder:
             return value
         self._problem(node, f"unsupported YAML tag {tag}", path)
         return value
+
+
+_SURROGATE = ("invalid text: an escape such as \\ud800 stands for half of a UTF-16 surrogate pair, which is "
+              "no character (JSON and the GlassFlow API need valid UTF-8)")
+
+
+def _encodable(text: str) -> bool:
+    """False for text holding a lone surrogate (YAML's ``"\\ud800"``), which no UTF-8 output can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _int(text: str) -> int:

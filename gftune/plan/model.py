@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from gftune import __version__, exitcodes
@@ -285,11 +284,16 @@ def select_scope(desired_ids: Iterable[str], listed: Iterable[Json] | None, *, t
 
 # --- building -------------------------------------------------------------------------------
 
+def _no_references(ref: str) -> str:
+    raise secrets.SecretError(f"no secret resolver was given to resolve {ref}")
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     allow_delete: bool = False
-    env: Mapping[str, str] = field(default_factory=dict)
-    base_dir: Path = Path(".")
+    # what a ${env:}/${file:} reference stands for: the command's secrets.Resolver (the edge that
+    # reads the environment and files), passed in so that planning itself reads nothing
+    resolver: Callable[[str], str] = _no_references
     restart_estimate_s: float = 60.0  # downtime of one stop -> update -> running cycle
     stop_timeout_s: float = 360.0  # the operator forces a stop after 5 min
     running_timeout_s: float = 900.0  # the operator fails an operation after 15 min
@@ -496,8 +500,8 @@ def _unsettled(pipeline_id: str, status: str, verb: str) -> Blocker:
 
 
 def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOptions, *,
-                  outcome: OutcomeLike | None = None, base_dir: Path | None = None) -> PipelinePlan:
-    """Classify one pipeline and lay out its lifecycle (no I/O; references resolved from options.env)."""
+                  outcome: OutcomeLike | None = None) -> PipelinePlan:
+    """Classify one pipeline and lay out its lifecycle (no I/O; references resolved by options.resolver)."""
     o = options
     pid = live.pipeline_id
     plan = PipelinePlan(pipeline_id=pid, action=NOOP, status=live.status if live.exists else None)
@@ -514,10 +518,7 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
         return plan
 
     spec = desired.spec
-    base = base_dir or o.base_dir
-
-    def resolver(ref: str) -> str:
-        return secrets.resolve(ref, env=o.env, base_dir=base)
+    resolver = o.resolver
 
     # DesiredPipeline.valid: the loader already ran the same API rules (gftune.desired.validate).
     blockers = [] if getattr(desired, "valid", False) is True else _invalid(spec)

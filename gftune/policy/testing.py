@@ -3,7 +3,7 @@
 A policy's ``tests:`` give fixtures of signal values or recorded series (and optionally a pipeline
 patch, labels and constraints) and the expected outcome: a proposal of given fields and values,
 an escalation, or nothing. Each test evaluates the policy exactly as ``plan`` does, against a
-:class:`gftune.policy.engine.FixtureView` instead of a live metric source.
+:class:`gftune.policy.views.FixtureView` instead of a live metric source.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import Any
 
 from gftune.desired.config import Config
 from gftune.glassflow import resources as res
-from gftune.policy.engine import Evaluation, FixtureView, PipelineFacts, Policy, evaluate
+from gftune.policy.evaluate import Evaluation, evaluate
+from gftune.policy.facts import PipelineFacts
+from gftune.policy.language import Policy
+from gftune.policy.views import FixtureView
 
 TEST_PIPELINE: dict[str, Any] = {
     "version": "v3", "pipeline_id": "policy-test", "name": "policy test",

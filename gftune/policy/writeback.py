@@ -368,7 +368,7 @@ def _md(text: Any) -> str:
 def pr_body(proposals: Sequence[Proposal], edits: Sequence[FileEdit] = (), escalations: Sequence[Escalation] = (),
             *, source: str | None = None) -> str:
     """Markdown for the pull request: what, why (measured values), predicted effect, verification."""
-    from gftune.policy.engine import fmt
+    from gftune.plan.evidence import format_value as fmt
 
     out = ["## gftune tune: policy proposals", ""]
     if source:

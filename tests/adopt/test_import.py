@@ -3,32 +3,17 @@ written as a person would have written them; `validate` passes, `plan` reports n
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from gftune.cli import cli
 from gftune.desired import adopt, secrets
+from tests.adopt.conftest import ROOT, gftune
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO = sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml"))
-
-
-def gftune(*args: Any, env: dict[str, str] | None = None) -> Any:
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No GFTUNE_* settings and none of the secrets' names from the developer's shell."""
-    for name in list(os.environ):
-        if name.startswith("GFTUNE_") or name in adopt.SECRET_ENV_NAMES.values():
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ async def plan_and_apply(repo: Path, **ctx_kw: Any) -> ApplyResult:
     try:
         async with GlassFlowClient.from_config(state.config) as client:
             ctx = ApplyContext(client=client, config=state.config, store=JournalStore(repo), metrics=source,
-                               env=env, base_dir=repo, **ctx_kw)
+                               resolver=state.resolver(env), **ctx_kw)
             return await apply_plan(run.plan, ctx, current_commit=(run.plan.git or {}).get("commit"))
     finally:
         if source is not None:

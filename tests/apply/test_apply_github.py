@@ -35,11 +35,11 @@ def test_apply_report_is_one_comment_updated_in_place(sim_factory, standin, tmp_
     comments = standin.comments_on(REPO, 12)
     assert len(comments) == 2 and comments[0].body == "LGTM"
     ours = comments[1].body
-    assert ours.startswith("<!-- gftune:report id=")
+    assert ours.startswith("<!-- gftune: the living comment for acme/pipelines#12;")
     assert "| `resources.sink.replicas` | 3 | 2 | git |" in ours  # the second run's change
     assert "### gftune apply: 1 verified" in ours
     assert summary.read_text().count("### gftune apply: 1 verified") == 2
-    posts = [r for r in standin.requests if r.method in ("POST", "PATCH")]
+    posts = [r for r in standin.requests if r.method in ("POST", "PATCH") and r.path != "/graphql"]
     assert [r.method for r in posts] == ["POST", "PATCH"]
     assert all(r.authorized for r in standin.requests)
     for text in [*standin.bodies_sent(), summary.read_text(), *outputs]:
@@ -64,7 +64,9 @@ def test_plan_comment_becomes_the_apply_report_in_place(sim_factory, standin, tm
     assert applied.returncode == 0, applied.stderr
     assert "PR comment on acme/pipelines#7: updated" in applied.stderr
     [comment] = standin.comments_on(REPO, 7)
-    assert "### gftune apply: 1 verified" in comment.body and "gftune plan:" not in comment.body
+    assert "### gftune apply: 1 verified" in comment.body
+    report, history = comment.body.split("Earlier in this pull request (1 superseded report)")
+    assert "gftune plan:" not in report and "gftune plan: 0 to create, 1 to update" in history
     assert h.gftune("plan", "--repo", str(repo), "--no-github", env=env).returncode == 0
     assert len(standin.comments_on(REPO, 7)) == 1
     for text in standin.bodies_sent():

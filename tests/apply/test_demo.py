@@ -75,7 +75,7 @@ def test_the_demo_scenario_runs_the_example_files_as_they_are():
         spec = _example_spec(pipeline.pipeline_id)
         for name, (value, _) in demo.reference_values(spec, pipeline.doc).items():
             assert env.setdefault(name, value) == value, name
-        resolved = secrets.resolve_document(spec, env=env, base_dir=EXAMPLES)
+        resolved = secrets.resolve_document(spec, secrets.Resolver(env, base_dir=EXAMPLES))
         join = (resolved.get("resources") or {}).pop("join", None)
         assert resolved == pipeline.doc, pipeline.pipeline_id
         assert join == pipeline.join_resources

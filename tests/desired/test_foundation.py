@@ -76,7 +76,7 @@ def test_secret_fields_references_and_fingerprints(tmp_path):
     assert secrets.is_reference("${env:A_1}") and secrets.is_reference("${file:/run/x}")
     assert not secrets.is_reference("${KAFKA_PASSWORD}") and not secrets.is_reference("${env:1A}")
     (tmp_path / "ch.txt").write_text("s3cret-ch\n")
-    resolved = secrets.resolve_document(doc, env={"KAFKA_PW": "s3cret-kafka"}, base_dir=tmp_path)
+    resolved = secrets.resolve_document(doc, secrets.Resolver({"KAFKA_PW": "s3cret-kafka"}, base_dir=tmp_path))
     assert resolved["sink"]["connection_params"]["password"] == "s3cret-ch"
     assert doc["sink"]["connection_params"]["password"] == "${file:ch.txt}"  # a copy
     assert secrets.masker.mask("pw=s3cret-kafka, ch=s3cret-ch") == "pw=***, ch=***"
@@ -86,16 +86,18 @@ def test_secret_fields_references_and_fingerprints(tmp_path):
 
 def test_unresolvable_reference_names_the_reference_not_a_value(tmp_path):
     with pytest.raises(secrets.SecretError, match=r"KAFKA_PW is not set \(referenced as \$\{env:KAFKA_PW\}\)"):
-        secrets.resolve("${env:KAFKA_PW}", env={}, base_dir=tmp_path)
-    with pytest.raises(secrets.SecretError, match="cannot read secret file"):
-        secrets.resolve("${file:missing}", env={}, base_dir=tmp_path)
+        secrets.Resolver({}, base_dir=tmp_path)("${env:KAFKA_PW}")
+    with pytest.raises(secrets.SecretError, match=r"missing refused .*: cannot read: no such file"):
+        secrets.Resolver({}, base_dir=tmp_path)("${file:missing}")
 
 
-def test_masker_masks_short_secrets_only_as_words():
+def test_masker_masks_secrets_only_as_whole_values():
     masker = secrets.Masker()
     masker.add("abc")
     masker.add("longsecret")
-    assert masker.mask("abc abcdef xlongsecretx") == "*** abcdef x***x"
+    masker.add("default")
+    assert masker.mask("abc abcdef xlongsecretx longsecret") == "*** abcdef xlongsecretx ***"
+    assert masker.mask("resets to the server defaults; user=default") == "resets to the server defaults; user=***"
 
 
 def test_config_precedence_flags_env_file_defaults(tmp_path: Path):

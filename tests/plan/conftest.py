@@ -138,9 +138,9 @@ async def execute(plan: dict[str, Any], api_url: str, base_dir: Path) -> list[tu
                 action = step["action"]
                 sent.append((pid, action))
                 if action == "create":
-                    await api.create(secrets.resolve_document(payload["document"], env=env, base_dir=base_dir))
+                    await api.create(secrets.resolve_document(payload["document"], secrets.Resolver(env, base_dir=base_dir)))
                 elif action == "edit":
-                    await api.edit(pid, secrets.resolve_document(payload["document"], env=env, base_dir=base_dir))
+                    await api.edit(pid, secrets.resolve_document(payload["document"], secrets.Resolver(env, base_dir=base_dir)))
                 elif action == "put_resources":
                     if step.get("payload") == "join_restore":
                         body = (await api.get_resources(pid))["pipeline_resources"]

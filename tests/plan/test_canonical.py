@@ -84,7 +84,7 @@ def live_internal():
 
 
 def resolver(env):
-    return lambda ref: secrets.resolve(ref, env=env, base_dir=__import__("pathlib").Path("."))
+    return secrets.Resolver(env, base_dir=__import__("pathlib").Path("."))
 
 
 ENV = {"CH_PASSWORD": PASSWORD}

@@ -27,9 +27,9 @@ from gftune.plan.model import (
     plan_pipeline,
     select_scope,
 )
-from tests.plan.test_canonical import ENV, PASSWORD, desired_doc, live_doc, live_internal
+from tests.plan.test_canonical import ENV, PASSWORD, desired_doc, live_doc, live_internal, resolver
 
-OPTIONS = PlanOptions(env=ENV, restart_estimate_s=42.0)
+OPTIONS = PlanOptions(resolver=resolver(ENV), restart_estimate_s=42.0)
 
 
 @dataclass
@@ -190,7 +190,7 @@ def test_create_sends_desired_document_with_references_and_managed_tag():
 
 
 def test_create_with_unset_secret_is_an_error_naming_the_variable():
-    plan = plan_for(state=LiveState("orders-dedup", exists=False), options=PlanOptions(env={}))
+    plan = plan_for(state=LiveState("orders-dedup", exists=False), options=PlanOptions(resolver=resolver({})))
     assert plan.action == ERROR and "CH_PASSWORD" in plan.errors[0]
 
 
@@ -216,7 +216,7 @@ def test_read_error_is_named():
 
 
 def test_secret_change_is_sensitive_and_never_holds_a_value():
-    plan = plan_for(options=PlanOptions(env={"CH_PASSWORD": "rotated-password-1"}))
+    plan = plan_for(options=PlanOptions(resolver=resolver({"CH_PASSWORD": "rotated-password-1"})))
     assert plan.action == UPDATE and plan.kind == "config"
     [change] = plan.changes
     assert change.sensitive and change.old == "(sensitive)"

@@ -6,7 +6,7 @@ from gftune.desired import secrets
 from gftune.live import LiveState
 from gftune.plan.model import Plan, PlanOptions, plan_pipeline
 from gftune.plan.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
-from tests.plan.test_canonical import PASSWORD, desired_doc
+from tests.plan.test_canonical import PASSWORD, desired_doc, resolver
 from tests.plan.test_plan_builder import OPTIONS, Desired, Outcome, live, plan_for, proposal
 
 
@@ -80,7 +80,7 @@ def test_conditional_steps_are_bracketed():
 def test_no_surface_shows_a_secret():
     secrets.masker.add(PASSWORD)
     rotated = "a-brand-new-password"
-    plan = Plan(pipelines=[plan_for(options=PlanOptions(env={"CH_PASSWORD": rotated}))])
+    plan = Plan(pipelines=[plan_for(options=PlanOptions(resolver=resolver({"CH_PASSWORD": rotated})))])
     for text in (render_text(plan), render_json(plan), render_markdown(plan), plan_file_text(plan)):
         assert PASSWORD not in text and rotated not in text
         assert "sink.connection_params.password" in text

@@ -14,17 +14,13 @@ from click.testing import CliRunner
 from gftune.cli import cli
 from gftune.desired.repo import PolicyFile
 from gftune.desired.yamlio import load_yaml_text
-from gftune.policy.engine import (
-    FixtureView,
-    PipelineFacts,
-    PolicyError,
-    evaluate,
-    evaluate_pipeline,
-    expand_path,
-    parse_policy,
-    validate_policy,
-)
+from gftune.policy.actions import expand_path
+from gftune.policy.arbitrate import evaluate_pipeline
+from gftune.policy.evaluate import evaluate
+from gftune.policy.facts import PipelineFacts
+from gftune.policy.language import PolicyError, parse_policy, validate_policy
 from gftune.policy.testing import TEST_PIPELINE
+from gftune.policy.views import FixtureView
 
 ROOT = Path(__file__).resolve().parents[2]
 

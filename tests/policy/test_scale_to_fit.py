@@ -29,7 +29,8 @@ from gftune.desired.config import Config
 from gftune.desired.repo import load_repo
 from gftune.live import read_live_sync
 from gftune.metrics.sources import ScrapeSource
-from gftune.policy.engine import OPS, plan_policies
+from gftune.policy.engine import plan_policies
+from gftune.policy.language import OPS
 from gftune.policy.signals import read_signals
 from gftune.sim import Simulator
 from tests.policy.conftest import PASSWORD_ENV, ROOT, TIME_SCALE, wait_warm, write_repo

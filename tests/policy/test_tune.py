@@ -134,7 +134,8 @@ def _keys(node: Any, prefix: str = "") -> list[str]:
 @pytest.mark.slow
 def test_the_pr_body_is_printed_only_when_not_saved_to_a_file(tmp_path: Path) -> None:
     from gftune.commands.tune import _text
-    from gftune.policy.engine import PolicyOutcome, PolicyReport
+    from gftune.policy.arbitrate import PolicyOutcome
+    from gftune.policy.engine import PolicyReport
 
     report = PolicyReport("direct scrape", {"orders": PolicyOutcome(proposals=[_proposal()])})
     written = {"branch": "gftune/tune-x", "sha": "0123456789abcdef", "files": ["pipelines/orders.yaml"]}

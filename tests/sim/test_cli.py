@@ -5,13 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 from click.testing import CliRunner
 
 from gftune.cli import cli
 from tests.support.ports import free_port
+from tests.support.processes import wait_for_api
 
 
 def test_list_scenarios():
@@ -34,16 +34,7 @@ def test_runs_in_the_foreground_and_stops_on_sigint():
          "--scenario", "healthy", "--time-scale", "10", "--naming", "collector"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, process.stdout.read()
-            assert time.monotonic() < deadline, "gftune sim did not come up"
-            time.sleep(0.1)
+        wait_for_api(process, port)
         rows = httpx.get(f"http://127.0.0.1:{port}/api/v1/pipeline").json()
         assert [r["pipeline_id"] for r in rows] == ["orders-healthy"]
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text

@@ -1,0 +1,236 @@
+"""Evaluation of one policy for one pipeline: conditions, then the actions, the guards and the
+verification it asks for.
+
+Evaluation is pure: :func:`evaluate` takes a policy, the facts of one pipeline and a
+:class:`~gftune.policy.views.MetricsView` (live metrics, or a test fixture) and returns a proposal,
+an escalation, or nothing, always with notes saying why. Unknown data never proposes: a condition
+on an unknown signal is *not met* and is reported ("unknown, not zero"). The always-on guards of
+:mod:`gftune.policy.guards` bound every change; ``scale_to_fit`` sizes all stages in one pass
+(:mod:`gftune.policy.fit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gftune.desired import paths
+from gftune.desired.config import Config
+from gftune.formatting import format_seconds
+from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.plan.evidence import format_value as fmt
+from gftune.policy import guards
+from gftune.policy.actions import expand_path, field_changes
+from gftune.policy.cooldown import cooldown, revert_backoff
+from gftune.policy.facts import PipelineFacts
+from gftune.policy.fit import scale_to_fit
+from gftune.policy.language import OPS, Condition, Policy
+from gftune.policy.resolve import Resolver
+from gftune.policy.views import MetricsView
+
+
+@dataclass
+class Evaluation:
+    """What one policy concluded for one pipeline."""
+
+    policy: str
+    matched: bool = False
+    proposal: Proposal | None = None
+    escalation: Escalation | None = None
+    notes: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # signals that could not be read
+    blocked_by_guards: bool = False  # the escalation comes from guards, not from an escalate: policy
+    incomplete: bool = False  # a condition could not be evaluated (unknown data): never proposes
+
+
+
+def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView, resolver: Resolver,
+                        settings: Config, evaluation: Evaluation) -> tuple[bool | None, list[Evidence]]:
+    if condition.any_of:
+        results = [_evaluate_condition(c, policy, view, resolver, settings, evaluation) for c in condition.any_of]
+        evidence = [e for met, ev in results if met for e in ev] or [e for _, ev in results for e in ev]
+        if any(met for met, _ in results):
+            return True, evidence
+        return (None if any(met is None for met, _ in results) else False), evidence
+    if condition.field is not None:
+        return _evaluate_field(condition, policy, view, resolver, evaluation)
+    threshold, threshold_text = resolver.number(condition.value)
+    name = condition.signal or "promql"
+    reading = view.promql(condition.promql) if condition.promql is not None else view.reading(name)
+    window = format_seconds(settings.metrics_window)
+    for_text = f" for {format_seconds(condition.for_s)}" if condition.for_s else ""
+    if threshold is None:
+        evaluation.unknown.append(f"threshold {condition.value!r} of {name} ({threshold_text})")
+        return None, []
+    measured, query, detail, met = reading.value, reading.query, reading.detail, None
+    if reading.known:
+        met = OPS[condition.op](reading.value, threshold)
+    if condition.for_s > 0 and met:
+        held = view.held(condition, threshold)
+        met = held.met
+        measured = held.value if held.value is not None else measured
+        detail = held.detail
+        if held.met is None and reading.known:
+            met = False
+            detail = f"held only partly: {held.detail}"
+    evidence = Evidence(policy=policy.name, signal=name, query=query or (condition.promql or ""), window=window,
+                        measured=measured if reading.known else None,
+                        threshold=f"{condition.op} {threshold_text}{for_text}", unit=reading.unit,
+                        at=view.at.isoformat())
+    if not reading.known:
+        evaluation.unknown.append(f"{name} ({reading.status}: {reading.detail or 'no data'})")
+        return None, [evidence]
+    if met is False and detail and condition.for_s > 0:
+        evaluation.notes.append(f"{policy.name}: {name} {fmt(measured, reading.unit)} {condition.op} "
+                                f"{threshold_text} but {detail}")
+    return met, [evidence]
+
+
+def _evaluate_field(condition: Condition, policy: Policy, view: MetricsView, resolver: Resolver,
+                    evaluation: Evaluation) -> tuple[bool | None, list[Evidence]]:
+    """A condition on the pipeline document itself: holds when every matching item satisfies it."""
+    field_path = str(condition.field)
+    threshold, threshold_text = resolver.number(condition.value)
+    targets = expand_path(field_path, resolver.facts.doc)
+    values = [(p, paths.get(resolver.facts.doc, p)) for p in targets]
+    numbers = [(p, guards.to_number(guards.field_kind(p, v), v)) for p, v in values]
+    known = [(p, n) for p, n in numbers if n is not None]
+    evidence = [Evidence(policy.name, f"field:{p}", "the pipeline document in effect (live)", "", n,
+                         f"{condition.op} {threshold_text}", {"cpu": "cores", "memory": "bytes"}.get(
+                             guards.field_kind(p), ""), view.at.isoformat()) for p, n in known]
+    if threshold is None or not known or len(known) != len(numbers):
+        evaluation.unknown.append(f"field:{field_path} (no value in the pipeline, or threshold unknown)")
+        return None, evidence
+    return all(OPS[condition.op](n, threshold) for _, n in known), evidence
+
+
+def _verify_spec(policy: Policy, settings: Config, view: MetricsView, resolver: Resolver,
+                 prediction: Mapping[str, float], notes: list[str]) -> tuple[VerifySpec, list[Expectation]]:
+    expectations: list[Expectation] = []
+    for rule in policy.expect:
+        reading = view.reading(rule.signal)
+        baseline = reading.value if reading.known else None
+        if rule.value == "prediction":
+            value = prediction.get(rule.signal)
+            how = "prediction"
+        else:
+            value, how = resolver.number(rule.value, baseline=baseline)
+        if value is None:
+            notes.append(f"verify: {rule.signal} {rule.op} {rule.value} cannot be resolved ({how}); not checked")
+            continue
+        text = f"{rule.signal.replace('_', ' ')} {fmt(baseline, reading.unit)} -> {rule.op}{fmt(value, reading.unit)}"
+        expectations.append(Expectation(rule.signal, rule.op, float(value), text))
+    return VerifySpec(
+        expect=tuple(expectations),
+        settle_s=policy.settle_s if policy.settle_s is not None else settings.verify_settle,
+        window_s=policy.window_s if policy.window_s is not None else settings.verify_window,
+        tolerance=policy.tolerance if policy.tolerance is not None else settings.verify_tolerance,
+    ), expectations
+
+
+
+def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: Config | None = None,
+             now: datetime | None = None) -> Evaluation:
+    """Evaluate one policy for one pipeline. Pure: all I/O is behind ``view``."""
+    settings = settings or Config()
+    now = now or view.at
+    evaluation = Evaluation(policy.name)
+    resolver = Resolver(facts, view)
+    evidence: list[Evidence] = []
+    results: list[bool | None] = []
+    for condition in policy.when:
+        met, found = _evaluate_condition(condition, policy, view, resolver, settings, evaluation)
+        results.append(met)
+        evidence += found
+        if met is False:
+            break  # later conditions cannot change the outcome
+    if not results or not all(r is True for r in results):
+        if any(r is None for r in results) and not any(r is False for r in results):
+            evaluation.incomplete = True
+            evaluation.notes.append(f"{policy.name}: not evaluated: {', '.join(evaluation.unknown)} unknown "
+                                    "(no data is not zero); no change proposed")
+        return evaluation
+    evaluation.matched = True
+    for name in policy.extra_evidence:
+        reading = view.reading(name)
+        if reading.known:
+            detail = ", ".join(f"{k or '-'}: {fmt(v, reading.unit)}" for k, v in sorted(reading.breakdown.items()))
+            evidence.append(Evidence(policy.name, name, reading.query, format_seconds(settings.metrics_window),
+                                     reading.value, f"context{' (' + detail + ')' if detail else ''}", reading.unit,
+                                     view.at.isoformat()))
+    if policy.escalates:
+        evaluation.escalation = Escalation(facts.pipeline_id, policy.name, str(policy.escalate_reason),
+                                           tuple(evidence), str(policy.escalate_next_step))
+        return evaluation
+    backing_off, note = revert_backoff(policy, facts, now, settings)
+    if backing_off:
+        evaluation.notes.append(str(note))
+        return evaluation
+    cooling, note = cooldown(policy, facts, now, settings)
+    if note:
+        evaluation.notes.append(note)
+    if cooling:
+        return evaluation
+    notes: list[str] = []
+    changes: list[FieldChange] = []
+    prediction: dict[str, float] = {}
+    rationale_parts: list[str] = []
+    sizing_blocked: list[guards.Blocked] = []
+    for action in policy.then:
+        if action.kind == "scale_to_fit":
+            found, predicted, rationale = scale_to_fit(action, facts, view, settings, policy, evidence, notes,
+                                                        sizing_blocked)
+            prediction.update(predicted)
+            if rationale:
+                rationale_parts.append(rationale)
+        else:
+            found = field_changes(action, facts, resolver, notes)
+        for change in found:
+            changes = [c for c in changes if c.path != change.path] + [change]
+    guard_ctx = guards.GuardContext(
+        doc=facts.doc, constraints=dict(facts.constraints), exists=facts.exists, immutable=facts.immutable,
+        measured_partitions=_measured_int(view, "kafka_partitions"),
+        row_bytes=_measured(view, "sink_row_bytes"))
+    guarded = guards.apply_guards(changes, guard_ctx)
+    guarded.blocked = sizing_blocked + guarded.blocked
+    notes += guarded.notes
+    if not guarded.changes:
+        if guarded.blocked:
+            reasons = "; ".join(f"{b.path}: {b.reason}" for b in guarded.blocked)
+            next_steps = " / ".join(dict.fromkeys(b.next_step for b in guarded.blocked))
+            evaluation.escalation = Escalation(facts.pipeline_id, policy.name,
+                                               f"conditions met, but every change is blocked by a guard: {reasons}",
+                                               tuple(evidence), next_steps)
+            evaluation.blocked_by_guards = True
+        else:
+            evaluation.notes.append(f"{policy.name}: conditions met, but nothing to change"
+                                    + (f" ({'; '.join(notes)})" if notes else " (already at the target values)"))
+        return evaluation
+    for blocked in guarded.blocked:
+        notes.append(f"{blocked.path}: {blocked.reason}; next step: {blocked.next_step}")
+    verify, expectations = _verify_spec(policy, settings, view, resolver, prediction, notes)
+    predictions = list(expectations)
+    if "sink_rate" in prediction and not any(e.signal == "sink_rate" for e in predictions):
+        baseline = view.reading("sink_rate")
+        predictions.append(Expectation(
+            "sink_rate", ">=", round(prediction["sink_rate"], 3),
+            f"sink rate {fmt(baseline.value if baseline.known else None, 'records/s')} -> "
+            f">={fmt(prediction['sink_rate'], 'records/s')}"))
+        verify = VerifySpec(tuple(predictions), verify.settle_s, verify.window_s, verify.tolerance)
+    rationale = policy.description or policy.name
+    if rationale_parts:
+        rationale += " | " + " | ".join(rationale_parts)
+    evaluation.proposal = Proposal(facts.pipeline_id, policy.name, tuple(guarded.changes), tuple(evidence),
+                                   tuple(predictions), verify, rationale, tuple(notes))
+    return evaluation
+
+
+def _measured(view: MetricsView, name: str) -> float | None:
+    reading = view.reading(name)
+    return reading.value if reading.known else None
+
+
+def _measured_int(view: MetricsView, name: str) -> int | None:
+    value = _measured(view, name)
+    return round(value) if value else None

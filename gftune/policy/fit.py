@@ -1,0 +1,183 @@
+"""``scale_to_fit``: the glue between a policy action and :mod:`gftune.policy.sizing`.
+
+It reads the sizing inputs from the metric view (each one attached to the evidence), asks
+:func:`gftune.policy.sizing.size` for every stage at once, and turns the decisions into field changes,
+bounded by the action's own replica limits; what a stage needs but may not get becomes a blocker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gftune.desired import paths
+from gftune.desired.config import Config
+from gftune.formatting import format_seconds
+from gftune.glassflow import resources as res
+from gftune.plan.evidence import SIZING_INPUT, Evidence, FieldChange
+from gftune.plan.evidence import format_value as fmt
+from gftune.policy import guards, sizing
+from gftune.policy.actions import expand_path
+from gftune.policy.facts import PipelineFacts
+from gftune.policy.language import ALL_STAGES, Action, Policy
+from gftune.policy.signals import SignalContext
+from gftune.policy.views import MetricsView
+
+
+def _stage_present(stage: str, doc: Mapping[str, Any]) -> bool:
+    if stage == "ingestor":
+        return bool(res.kafka_sources(dict(doc)))
+    if stage == "transform":
+        return res.has_transform_component(dict(doc))
+    return True
+
+
+def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config,
+                  evidence: list[Evidence], policy: Policy) -> tuple[sizing.SizingInput | None, str]:
+    ctx = SignalContext(facts.pipeline_id, facts.doc)
+    at = view.at.isoformat()
+    window = format_seconds(settings.metrics_window)
+
+    def read(name: str, why: str) -> float | None:
+        reading = view.reading(name)
+        if not reading.known:
+            return None
+        if not any(e.signal == name for e in evidence):
+            evidence.append(Evidence(policy.name, name, reading.query, window, reading.value, f"{SIZING_INPUT}: {why}",
+                                     reading.unit, at))
+        return reading.value
+
+    read_rate = read("source_rate", "input read from Kafka")
+    growth = read("consumer_lag_growth", "Kafka lag growth (input the ingestor does not keep up with)")
+    if read_rate is None:
+        return None, "source_rate is unknown: cannot size without the input rate"
+    input_rate = read_rate + max(0.0, growth or 0.0)
+    backlog = (read("consumer_lag", "records waiting in Kafka") or 0.0) + (read("stream_depth", "records in NATS")
+                                                                          or 0.0)
+    constraints = facts.constraints
+    partitions_raw = constraints.get("partitions")
+    partitions = int(partitions_raw) if isinstance(partitions_raw, int) else None
+    if partitions is None:
+        measured = view.reading("kafka_partitions")
+        partitions = int(measured.value) if measured.known and measured.value else None
+    stages: list[sizing.StageState] = []
+    selectivity = read("transform_selectivity", "share of records the transform passes on")
+    for stage in ALL_STAGES:
+        if not _stage_present(stage, facts.doc):
+            continue
+        replicas = ctx.replicas(stage) or 1
+        frozen = None
+        if stage == "transform" and res.dedup_enabled(facts.doc) and facts.exists:
+            frozen = "transform replicas are frozen while dedup is on"
+        stages.append(sizing.StageState(
+            stage=stage, replicas=replicas,
+            processed_rate=read({"ingestor": "source_rate", "transform": "transform_rate", "sink": "sink_rate"}[stage],
+                                f"records the {stage} processed"),
+            busy_rate=read(f"{stage}_busy", f"busy replica-seconds per second of the {stage}"),
+            selectivity=(selectivity if selectivity is not None and stage == "transform" else 1.0),
+            cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen))
+    cpu = guards.to_number(guards.CPU, ctx.field("resources.sink.limits.cpu"))
+    prepare = view.reading("sink_prepare_busy")
+    batch = ctx.field("sink.max_batch_size")
+    max_msgs = ctx.field("resources.nats.stream.maxMsgs")
+    row_bytes = view.reading("sink_row_bytes")
+    options = action.options
+    return sizing.SizingInput(
+        source_rate=input_rate, stages=tuple(stages), backlog=backlog,
+        sink=sizing.SinkState(cpu=cpu, prepare_rate=prepare.value if prepare.known else None,
+                              batch=batch if isinstance(batch, int) else None,
+                              may_change_cpu=bool(options.get("cpu", True)),
+                              may_change_batch=bool(options.get("batch", True)),
+                              batch_mean=read("sink_batch_mean", "rows per insert: splits the sink's busy time "
+                                                                 "into a per-insert and a per-row cost"),
+                              max_msgs=max_msgs if isinstance(max_msgs, int) else None,
+                              row_bytes=row_bytes.value if row_bytes.known else None,
+                              memory_ceiling=guards.to_number(guards.MEMORY, constraints.get("memory_ceiling"))
+                              if constraints.get("memory_ceiling") is not None else None),
+        target_utilization=float(options.get("target_utilization", 0.75)),
+        catch_up_s=float(options.get("catch_up", 1800.0)),
+        insert_budget=float(options.get("insert_budget", 10.0)),
+        restart_s=float(options.get("restart", settings.restart_estimate)),
+        burst_grace_s=(policy.settle_s if policy.settle_s is not None else settings.verify_settle)
+        + (policy.window_s if policy.window_s is not None else settings.verify_window),
+        band=options.get("band", (0.4, 0.9)),
+        max_scale_down=float(options.get("max_scale_down", 0.5)),
+        max_replicas=int(constraints.get("max_replicas") or guards.DEFAULT_MAX_REPLICAS),
+    ), ""
+
+
+def _bound_replicas(action: Action, old: int, new: int, notes: list[str], stage: str) -> int:
+    """scale_to_fit's own ``min`` / ``max`` / ``max_step`` (replica counts) on top of the guards."""
+    bounded = new
+    if isinstance(action.min, int) and bounded < action.min:
+        bounded = action.min
+    if isinstance(action.max, int) and bounded > action.max:
+        bounded = action.max
+    if isinstance(action.max_step, int) and abs(bounded - old) > action.max_step:
+        bounded = old + (action.max_step if bounded > old else -action.max_step)
+    if bounded != new:
+        notes.append(f"scale_to_fit: {stage} replicas {new} bounded to {bounded} by the policy's min/max/max_step")
+    return bounded
+
+
+def scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config, policy: Policy,
+                  evidence: list[Evidence], notes: list[str], blocked: list[guards.Blocked]
+                  ) -> tuple[list[FieldChange], dict[str, float], str]:
+    inp, why = _sizing_input(action, facts, view, settings, evidence, policy)
+    if inp is None:
+        notes.append(f"scale_to_fit: {why}")
+        return [], {}, ""
+    result = sizing.size(inp)
+    notes += [f"scale_to_fit: {n}" for n in result.notes]
+    changes: list[FieldChange] = []
+    lines = [f"input {fmt(inp.source_rate, 'records/s')} (read + Kafka lag growth), backlog {fmt(inp.backlog)} "
+             f"records -> target capacity {fmt(result.target_rate, 'records/s')} at {inp.target_utilization:.0%} "
+             f"utilisation, catch-up {format_seconds(inp.catch_up_s)}, restart {format_seconds(inp.restart_s)}"]
+    for decision in result.decisions:
+        lines.append(
+            f"{decision.stage}: {decision.replicas_from} replica(s) x {fmt(decision.true_rate, 'records/s')} "
+            f"per replica ({decision.estimator or 'unknown'}) = {fmt(decision.capacity_now, 'records/s')}, "
+            f"utilisation {('%.0f%%' % (decision.utilization_now * 100)) if decision.utilization_now else 'unknown'}"
+            f" -> {decision.replicas_to} replica(s)"
+            + (f" at {guards.from_number(guards.CPU, decision.cpu_to)} CPU" if decision.cpu_to != decision.cpu_from
+               and decision.cpu_to is not None else "")
+            + f" = {fmt(decision.capacity_after, 'records/s')} ({decision.reason})")
+        if decision.stage not in action.stages:
+            continue
+        if decision.capped and decision.needed and decision.needed > decision.replicas_to:
+            path = {"ingestor": "resources.sources[*].replicas", "transform": "resources.transform[*].replicas",
+                    "sink": "resources.sink.replicas"}[decision.stage]
+            carries = fmt(decision.capacity_after, "records/s")
+            if decision.stage == "ingestor" and "partitions" in decision.capped:
+                step = ("increase the Kafka topic's partitions (a Kafka-side change outside GlassFlow) to at least "
+                        f"{decision.needed}, set tuning.constraints.partitions, then let gftune raise {path}")
+            elif decision.stage == "transform":
+                step = ("the transform replica count is fixed while dedup is on: recreate the pipeline with "
+                        f"{decision.needed} transform replicas, or shorten the dedup window to cut its work")
+            else:
+                step = f"raise tuning.constraints.max_replicas (or add capacity elsewhere) to allow {decision.needed}"
+            blocked.append(guards.Blocked(
+                path, f"the {decision.stage} needs {decision.needed} replicas for {fmt(decision.target, 'records/s')}"
+                      f" but {decision.capped}; at {decision.replicas_to} it carries {carries}", step))
+        if not decision.changed:
+            continue
+        replicas_to = _bound_replicas(action, decision.replicas_from, decision.replicas_to, notes, decision.stage)
+        if replicas_to != decision.replicas_from:
+            if decision.stage == "ingestor":
+                targets = expand_path("resources.sources[*].replicas", facts.doc)
+            elif decision.stage == "transform":
+                targets = expand_path("resources.transform[*].replicas", facts.doc)[:1]
+            else:
+                targets = ["resources.sink.replicas"]
+            for path in targets:
+                changes.append(FieldChange(path, paths.get(facts.doc, path), replicas_to))
+        if decision.stage == "sink" and decision.cpu_to is not None and decision.cpu_to != decision.cpu_from:
+            path = "resources.sink.limits.cpu"
+            changes.append(FieldChange(path, paths.get(facts.doc, path), guards.from_number(guards.CPU,
+                                                                                          decision.cpu_to)))
+        if decision.stage == "sink" and decision.batch_to is not None and decision.batch_to != decision.batch_from:
+            changes.append(FieldChange("sink.max_batch_size", decision.batch_from, decision.batch_to))
+    prediction: dict[str, float] = {}
+    if result.changed and result.predicted_sink_rate is not None:
+        prediction["sink_rate"] = result.predicted_sink_rate
+    return changes, prediction, "; ".join(lines)

@@ -1,0 +1,28 @@
+"""Shared by the first-hour tests (init, import): the CLI in-process, and an environment without the
+developer's GFTUNE_* settings or secrets' values."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from gftune.cli import cli
+from gftune.desired import adopt
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gftune(*args: Any, env: dict[str, str] | None = None) -> Any:
+    """Run the CLI in-process; ``env`` adds environment variables for this run only."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("GFTUNE_") or name in adopt.SECRET_ENV_NAMES.values():
+            monkeypatch.delenv(name)
