@@ -29,10 +29,11 @@ from gftune.client import GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
 from gftune.desired import secrets
 from gftune.desired.config import Config, readable_roots
+from gftune.desired.repo import load_repo
 from gftune.gitrepo import current_commit
 from gftune.glassflow.durations import DurationError, to_seconds
 from gftune.metrics import MetricsError, open_source
-from gftune.plan.model import Plan, PlanFormatError
+from gftune.plan.model import Plan, PlanFormatError, integrity_problems
 
 WAIT_LINE_EVERY_S = 5.0
 
@@ -220,6 +221,12 @@ async def _run(config: Config, repo: Path, state: Any, *, plan_file: Path | None
                 if plan.api_url and plan.api_url.rstrip("/") != config.api_url.rstrip("/"):
                     return applymod.ApplyResult(None, exitcodes.ERROR, [
                         f"the plan was made against {plan.api_url}, but the API is {config.api_url}: refused"])
+                current = load_repo(repo, validate=False)
+                problems = integrity_problems(plan, {pid: p.spec for pid, p in current.pipelines.items()})
+                if problems:
+                    return applymod.ApplyResult(None, exitcodes.ERROR, [
+                        "plan refused, nothing was changed:", *problems,
+                        "re-run `gftune plan --out plan.json` on the reviewed commit and apply that plan"])
             return await applymod.apply_plan(plan, ctx, plan_path=path, current_commit=current_commit(repo),
                                              check_age=check_age)
     finally:
