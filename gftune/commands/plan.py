@@ -366,15 +366,22 @@ def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-def output(plan: Plan, fmt: str) -> None:
+def run_url(environ: Mapping[str, str]) -> str | None:
+    """The CI run that made this plan (GitHub Actions: server, repository and run id)."""
+    server, repository, run = (environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
+    return f"{server.rstrip('/')}/{repository}/actions/runs/{run}" if server and repository and run else None
+
+
+def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:
     if fmt == "json":
         echo(render_json(plan), nl=False)
         echo()
     elif fmt == "markdown":
-        echo(render_markdown(plan), nl=False)
+        echo(render_markdown(plan, run_url=run_url(os.environ)), nl=False)
     else:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        echo(render_text(plan, color=color, width=shutil.get_terminal_size((120, 24)).columns), nl=False)
+        echo(render_text(plan, color=color, width=shutil.get_terminal_size((120, 24)).columns, verbose=verbose),
+             nl=False)
 
 
 @click.command(name="plan")
@@ -391,8 +398,10 @@ def output(plan: Plan, fmt: str) -> None:
               help="Post the plan as the pull request's gftune comment (GITHUB_TOKEN, GITHUB_REPOSITORY); "
                    "inside GitHub Actions the event's pull request is used by default.")
 @click.option("--no-github", is_flag=True, help="Do not post to GitHub even inside GitHub Actions.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Text output: also the sizing inputs, every query and the policy notes (JSON always has them).")
 def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str, ...], shard: str | None,
-            allow_delete: bool, github_pr: int | None, no_github: bool) -> None:
+            allow_delete: bool, github_pr: int | None, no_github: bool, verbose: bool) -> None:
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
@@ -405,7 +414,7 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     if not state.pipelines and not allow_delete:
         echo(f"warning: no pipeline files under {state.root / PIPELINES_DIR}", err=True)
     plan = run.plan
-    output(plan, fmt)
+    output(plan, fmt, verbose=verbose)
     if out is not None:
         try:
             out.write_text(plan_file_text(plan), encoding="utf-8")
@@ -426,7 +435,8 @@ def publish_plan(plan: Any, config: Any, number: int | None) -> None:
     its verdict) and the job summary."""
     from gftune import github
 
-    renderings = [render_markdown(plan), render_markdown(plan, details=False)]
+    link = run_url(os.environ)
+    renderings = [render_markdown(plan, run_url=link), render_markdown(plan, details=False, run_url=link)]
     for line in github.publish(renderings, kind="plan", environ=os.environ, number=number,
                                repository=config.github_repository, api_url=config.github_api):
         echo(line, err=True)

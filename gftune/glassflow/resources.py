@@ -282,7 +282,9 @@ def check_immutability(stored: Json, new: Json, paths: list[str]) -> str | None:
     return None
 
 
-def _component_blocks(internal: Json) -> list[tuple[str, Json]]:
+def component_blocks(internal: Json) -> list[tuple[str, Json]]:
+    """``(name, block)`` for each component block of internal resources: ``join``, ``sink``,
+    ``transform``, ``ingestor/<side>`` (``base``, or ``left``/``right`` for a join)."""
     blocks: list[tuple[str, Json]] = []
     for name in ("join", "sink", "transform"):
         if isinstance(internal.get(name), dict):
@@ -296,7 +298,7 @@ def _component_blocks(internal: Json) -> list[tuple[str, Json]]:
 def validate_internal(internal: Json) -> list[tuple[str, str]]:
     """Quantity, duration and range checks. Returns ``(path, message)`` pairs; empty when valid."""
     problems: list[tuple[str, str]] = []
-    for name, block in _component_blocks(internal):
+    for name, block in component_blocks(internal):
         for kind_key in ("requests", "limits"):
             for resource in ("cpu", "memory"):
                 value = _dict(block.get(kind_key)).get(resource)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gftune.plan.assessment import Assessment, Cost
+
 # Evidence whose threshold starts with this is an input of the sizing, not a condition that fired.
 SIZING_INPUT = "sizing input"
 
@@ -120,6 +122,8 @@ class Proposal:
     verify: VerifySpec | None = None
     rationale: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. guards that clamped a value
+    assessment: Assessment | None = None  # the verdict's facts (gftune.policy.assess)
+    cost: Cost | None = None  # restarts, downtime, resources: set by the plan (gftune.plan.cost)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +133,8 @@ class Proposal:
             "predictions": [p.to_dict() for p in self.predictions],
             "verify": self.verify.to_dict() if self.verify else None,
             "rationale": self.rationale, "notes": list(self.notes),
+            "assessment": self.assessment.to_dict() if self.assessment else None,
+            "cost": self.cost.to_dict() if self.cost else None,
         }
 
     @classmethod
@@ -140,6 +146,7 @@ class Proposal:
             predictions=tuple(Expectation.from_dict(p) for p in data.get("predictions", ())),
             verify=VerifySpec.from_dict(data["verify"]) if data.get("verify") else None,
             rationale=data.get("rationale", ""), notes=tuple(data.get("notes", ())),
+            assessment=Assessment.from_dict(data.get("assessment")), cost=Cost.from_dict(data.get("cost")),
         )
 
 
@@ -152,13 +159,15 @@ class Escalation:
     reason: str
     evidence: tuple[Evidence, ...]
     next_step: str
+    assessment: Assessment | None = None  # the verdict's facts (gftune.policy.assess)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pipeline_id": self.pipeline_id, "policy": self.policy, "reason": self.reason,
-                "evidence": [e.to_dict() for e in self.evidence], "next_step": self.next_step}
+                "evidence": [e.to_dict() for e in self.evidence], "next_step": self.next_step,
+                "assessment": self.assessment.to_dict() if self.assessment else None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Escalation:
         return cls(pipeline_id=data["pipeline_id"], policy=data["policy"], reason=data["reason"],
                    evidence=tuple(Evidence.from_dict(e) for e in data.get("evidence", ())),
-                   next_step=data["next_step"])
+                   next_step=data["next_step"], assessment=Assessment.from_dict(data.get("assessment")))

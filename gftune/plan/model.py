@@ -13,7 +13,7 @@ import copy
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,6 +24,8 @@ from gftune.glassflow import rules
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.glassflow.statuses import Status
 from gftune.plan import canonical
+from gftune.plan import cost as costs
+from gftune.plan.assessment import Cost
 from gftune.plan.canonical import Json
 from gftune.plan.diff import CONFIG, METADATA, NAME, RESOURCES, FieldDiff, diff_config, diff_resources
 from gftune.plan.evidence import Escalation, FieldChange, Proposal
@@ -67,6 +69,42 @@ class OutcomeLike(Protocol):
 
 # --- data model -----------------------------------------------------------------------------
 
+# Where a change comes from (Why.kind): the words of drift's attribution, one per case.
+WHY_GIT = "git"  # git changed the field since the last apply
+WHY_LIVE_EDIT = "live_edit"  # git did not change it, live was changed outside gftune: the change reverts that
+WHY_BOTH = "git_and_live_edit"  # git changed it and live was changed outside gftune too
+WHY_NEVER_APPLIED = "never_applied"  # the live pipeline carries no provenance tag of gftune
+WHY_UNKNOWN = "unknown"  # the last applied commit is not in this clone: git and live moves cannot be told apart
+
+
+@dataclass(frozen=True)
+class Why:
+    """Where one change comes from, filled at the edge (git history, live provenance and health):
+    the commit that set git's value and who made it, and for a change that undoes an edit made
+    outside gftune, when the live pipeline last changed (``GET .../health`` ``updated_at``)."""
+
+    kind: str
+    commit: str | None = None  # the commit that set git's current value
+    author: str | None = None
+    committed_at: str | None = None
+    subject: str | None = None
+    applied_commit: str | None = None  # the last apply's commit (``gftune:commit=`` tag)
+    live_changed_at: str | None = None  # the live pipeline's last change
+
+    def to_dict(self) -> Json:
+        return {"kind": self.kind, "commit": self.commit, "author": self.author, "committed_at": self.committed_at,
+                "subject": self.subject, "applied_commit": self.applied_commit,
+                "live_changed_at": self.live_changed_at}
+
+    @classmethod
+    def from_dict(cls, data: Json | None) -> Why | None:
+        if not data:
+            return None
+        return cls(kind=data.get("kind", WHY_UNKNOWN), commit=data.get("commit"), author=data.get("author"),
+                   committed_at=data.get("committed_at"), subject=data.get("subject"),
+                   applied_commit=data.get("applied_commit"), live_changed_at=data.get("live_changed_at"))
+
+
 @dataclass
 class Change:
     path: str
@@ -76,16 +114,19 @@ class Change:
     source: str = "git"  # git | policy
     sensitive: bool = False
     proposal: Proposal | None = None
+    why: Why | None = None
 
     def to_dict(self) -> Json:
         return {"path": self.path, "old": self.old, "new": self.new, "area": self.area, "source": self.source,
-                "sensitive": self.sensitive, "proposal": self.proposal.to_dict() if self.proposal else None}
+                "sensitive": self.sensitive, "proposal": self.proposal.to_dict() if self.proposal else None,
+                "why": self.why.to_dict() if self.why else None}
 
     @classmethod
     def from_dict(cls, data: Json) -> Change:
         return cls(path=data["path"], old=data.get("old"), new=data.get("new"), area=data.get("area", CONFIG),
                    source=data.get("source", "git"), sensitive=bool(data.get("sensitive")),
-                   proposal=Proposal.from_dict(data["proposal"]) if data.get("proposal") else None)
+                   proposal=Proposal.from_dict(data["proposal"]) if data.get("proposal") else None,
+                   why=Why.from_dict(data.get("why")))
 
     @property
     def disruptive(self) -> bool:
@@ -123,6 +164,8 @@ class PipelinePlan:
     payload: Json = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    cost: Cost = field(default_factory=Cost)  # restarts, downtime, resource delta, irreversible steps
+    policy_notes: list[str] = field(default_factory=list)  # how the policies were evaluated (the trace)
 
     def to_dict(self) -> Json:
         return {
@@ -133,6 +176,7 @@ class PipelinePlan:
             "blocked": [b.to_dict() for b in self.blocked], "lifecycle": copy.deepcopy(self.lifecycle),
             "downtime_s": self.downtime_s, "fingerprint": copy.deepcopy(self.fingerprint),
             "payload": copy.deepcopy(self.payload), "notes": list(self.notes), "errors": list(self.errors),
+            "cost": self.cost.to_dict(), "policy_notes": list(self.policy_notes),
         }
 
     @classmethod
@@ -147,6 +191,7 @@ class PipelinePlan:
             lifecycle=list(data.get("lifecycle", ())), downtime_s=float(data.get("downtime_s", 0.0)),
             fingerprint=data.get("fingerprint"), payload=data.get("payload") or {},
             notes=list(data.get("notes", ())), errors=list(data.get("errors", ())),
+            cost=Cost.from_dict(data.get("cost")) or Cost(), policy_notes=list(data.get("policy_notes", ())),
         )
 
 
@@ -183,7 +228,25 @@ class Plan:
             counts["escalations"] += len(p.escalations)
         counts["errors"] += len(self.errors)
         counts["downtime_s"] = round(sum(p.downtime_s for p in self.pipelines), 3)
+        counts["cost"] = self.cost.to_dict()
         return counts
+
+    @property
+    def cost(self) -> Cost:
+        """What applying this plan costs: every pipeline's restarts, downtime and resources, added up."""
+        total = Cost()
+        for p in self.pipelines:
+            total = total + p.cost
+        return total
+
+    @property
+    def pending_cost(self) -> Cost:
+        """What adopting the policy proposals not yet in git would cost on top."""
+        total = Cost()
+        for p in self.pipelines:
+            for proposal in p.proposals:
+                total = total + (proposal.cost or Cost())
+        return total
 
     @property
     def exit_code(self) -> int:
@@ -425,7 +488,7 @@ def _attach_policy(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
         else:
             plan.proposals.append(proposal)
     plan.escalations.extend(outcome.escalations)
-    plan.notes.extend(outcome.notes)
+    plan.policy_notes.extend(outcome.notes)
 
 
 def _kind(changes: list[Change]) -> str | None:
@@ -439,13 +502,25 @@ def _kind(changes: list[Change]) -> str | None:
     return KIND_CONFIG if config else None
 
 
-def _cycle(status: str, core: list[Json], o: PlanOptions) -> tuple[list[Json], float]:
-    """The disruptive part around ``core`` (edit or PUT), by live status (reference §4.5)."""
+def update_steps(status: str, *, config_changed: bool, join: bool, options: PlanOptions) -> list[Json]:
+    """The lifecycle of a disruptive update by live status (reference §4.5): one ``/edit`` (any
+    config change) or ``PUT /resources`` (resources only); inside a stop → running cycle when
+    Running, directly when Stopped or Failed (the operator resumes by itself). A join pipeline's
+    edit is followed by the conditional join-restore cycle (``/edit`` resets join resources); a
+    Stopped pipeline is stopped again afterwards."""
+    o = options
+    core: list[Json] = [{"action": "edit"}] if config_changed else [{"action": "put_resources",
+                                                                     "payload": "resources"}]
     if status == Status.RUNNING:
-        return [{"action": "stop"}, _wait(Status.STOPPED, o.stop_timeout_s), *core,
-                _wait(Status.RUNNING, o.running_timeout_s)], o.restart_estimate_s
-    # Stopped or Failed: update directly; the operator resumes it by itself.
-    return [*core, _wait(Status.RUNNING, o.running_timeout_s)], 0.0
+        steps = [{"action": "stop"}, _wait(Status.STOPPED, o.stop_timeout_s), *core,
+                 _wait(Status.RUNNING, o.running_timeout_s)]
+    else:
+        steps = [*core, _wait(Status.RUNNING, o.running_timeout_s)]
+    if config_changed and join:
+        steps += _join_restore_steps(o)
+    if status == Status.STOPPED:
+        steps += _restop(o)
+    return steps
 
 
 def _join_restore_steps(o: PlanOptions) -> list[Json]:
@@ -470,6 +545,7 @@ def _plan_create(plan: PipelinePlan, spec: Json, o: PlanOptions, resolver: Calla
         plan.lifecycle += _join_restore_steps(o)
         plan.notes.append("join resources cannot be sent with create; they are set by a PUT /resources "
                           "cycle after the pipeline is Running (a second restart, only if they differ)")
+    plan.cost = Cost(resources=costs.resource_delta(None, costs.created_resources(spec)))
     _resolve_check(plan, spec, resolver)
 
 
@@ -496,6 +572,7 @@ def _plan_delete(plan: PipelinePlan, live: LiveLike, o: PlanOptions) -> None:
         steps += _restop(o)
     plan.lifecycle = [*steps, {"action": "delete"}, {"action": "wait_gone", "timeout_s": o.gone_timeout_s}]
     plan.notes.append("deleting a pipeline drops its NATS streams (buffered messages) and dedup state")
+    plan.cost = costs.delete_cost(plan.pipeline_id, live.resources)
 
 
 def _unsettled(pipeline_id: str, status: str, verb: str) -> Blocker:
@@ -531,7 +608,7 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
         _plan_create(plan, spec, o, resolver)
         if blockers:
             plan.action, plan.blocked, plan.lifecycle = BLOCKED, blockers, []
-        _finish(plan, outcome)
+        _finish(plan, outcome, live, o)
         return plan
 
     live_doc = live.pipeline or {}
@@ -565,7 +642,7 @@ def plan_pipeline(desired: DesiredLike | None, live: LiveLike, options: PlanOpti
         _plan_update(plan, spec, live, diffs, o, blockers)
     if blockers:
         plan.action, plan.blocked, plan.lifecycle, plan.payload, plan.downtime_s = BLOCKED, blockers, [], {}, 0.0
-    _finish(plan, outcome)
+    _finish(plan, outcome, live, o)
     return plan
 
 
@@ -599,37 +676,61 @@ def _plan_update(plan: PipelinePlan, spec: Json, live: LiveLike, diffs: list[Fie
                  for path, message in problems]
 
     config_changed = any(d.area != RESOURCES for d in disruptive)
+    join = isinstance(target.get("join"), dict)
     if config_changed:
         document = _strip_join_resources(spec)
         document["resources"] = canonical.edit_resources(target, spec)
         document = _with_tags(document, _merged_tags(spec, live_doc, canonical.MANAGED_TAG))
         blockers += _invalid(document)
         plan.payload["document"] = document
-        steps, downtime = _cycle(status, [{"action": "edit"}], o)
-        if isinstance(target.get("join"), dict):
+        if join:
             # /edit resets join resources to the server defaults (the v3 document cannot carry
             # them): restore them with a PUT cycle if, after the edit, they differ.
             plan.payload["join_restore"] = {"join": copy.deepcopy(target["join"])}
-            steps += _join_restore_steps(o)
-            downtime += o.restart_estimate_s if status == Status.RUNNING else 0.0
             plan.notes.append("join pipeline: /edit resets join resources to the server defaults; if they differ "
                               "afterwards, a second stop → PUT /resources → running cycle restores them")
     else:
         plan.payload["resources"] = {"pipeline_resources": target}
-        steps, downtime = _cycle(status, [{"action": "put_resources", "payload": "resources"}], o)
     if status == Status.STOPPED:
-        steps += _restop(o)
         plan.notes.append("the pipeline is Stopped: the update restarts it (the operator resumes after "
                           "edit/PUT), so it is stopped again afterwards")
-    plan.lifecycle = steps
-    plan.downtime_s = downtime
+    plan.lifecycle = update_steps(status, config_changed=config_changed, join=join, options=o)
+    plan.cost = Cost(resources=costs.resource_delta(live.resources, target))
 
 
-def _finish(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
+def priced(lifecycle: list[Json], status: str | None, options: PlanOptions, base: Cost | None = None) -> Cost:
+    """``base`` (its resource delta and irreversible steps) with the restarts the lifecycle makes
+    and their downtime: ``restart_estimate`` per stop → running cycle of a Running pipeline."""
+    restarts = costs.restarts(lifecycle, status)
+    return replace(base or Cost(), restarts=restarts, downtime_s=restarts * options.restart_estimate_s)
+
+
+def proposal_cost(proposal: Proposal, live: LiveLike, options: PlanOptions) -> Cost:
+    """What adopting a policy proposal would cost: the update it would be, on its own."""
+    status = live.status or ""
+    config_changed = any(not c.path.startswith("resources.") for c in proposal.changes)
+    join = isinstance((live.resources or {}).get("join"), dict)
+    steps = update_steps(status, config_changed=config_changed, join=join, options=options)
+    after = costs.with_changes(live.resources, live.pipeline or {}, proposal.changes)
+    return priced(steps, status, options, Cost(resources=costs.resource_delta(live.resources, after)))
+
+
+def _finish(plan: PipelinePlan, outcome: OutcomeLike | None, live: LiveLike, options: PlanOptions) -> None:
     _attach_policy(plan, outcome)
     if plan.errors:
         plan.action = ERROR
-        plan.lifecycle, plan.payload, plan.downtime_s = [], {}, 0.0
+        plan.lifecycle, plan.payload = [], {}
+    if plan.action in (ERROR, BLOCKED, NOOP):
+        plan.cost = Cost()
+    plan.cost = priced(plan.lifecycle, plan.status, options, plan.cost)
+    plan.downtime_s = plan.cost.downtime_s
+    carried = {id(c.proposal): c.proposal for c in plan.changes if c.proposal is not None}
+    for change in plan.changes:
+        if change.proposal is not None:
+            # An adopted proposal costs what its pipeline's update costs: apply carries out that update.
+            change.proposal = replace(carried[id(change.proposal)], cost=plan.cost)
+    if live.exists and not live.error:
+        plan.proposals = [replace(p, cost=proposal_cost(p, live, options)) for p in plan.proposals]
 
 
 def build_plan(desired: Mapping[str, DesiredLike], live: Mapping[str, LiveLike], options: PlanOptions, *,

@@ -1,24 +1,49 @@
 """A plan as text (rich, Terraform-like), JSON (the plan document) and Markdown (PR comments).
 
-Pure functions from :class:`gftune.plan.model.Plan` to strings. Every string they return has been
-through the secret masker; the plan itself never holds a secret value (secret fields are shown
-as ``(sensitive)`` and references), so masking is the second line of defence.
+Pure functions from :class:`gftune.plan.model.Plan` to strings. A reviewer reads the why first and
+the evidence on demand: each change says where it comes from (a commit and its author, a live
+edit it reverts, a policy's verdict in one paragraph), the readings behind a proposal are a small
+table of values and thresholds, and the sizing inputs, queries and policy notes appear with
+``verbose`` (text), inside ``<details>`` (Markdown) and always in JSON. Notes that say the same
+thing for many pipelines are said once. Every string returned has been through the secret masker;
+the plan itself never holds a secret value (secret fields are ``(sensitive)`` and references), so
+masking is the second line of defence.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+import textwrap
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from gftune import exitcodes
 from gftune.desired.secrets import masker
+from gftune.plan.assessment import Cost
 from gftune.plan.canonical import SECRET_MASK
-from gftune.plan.evidence import Escalation, Evidence, Proposal
-from gftune.plan.model import BLOCKED, CREATE, DELETE, ERROR, JOIN_RESET, NOOP, UPDATE, Change, PipelinePlan, Plan
+from gftune.plan.evidence import SIZING_INPUT, Escalation, Evidence, Proposal, format_value
+from gftune.plan.model import (
+    BLOCKED,
+    CREATE,
+    DELETE,
+    ERROR,
+    JOIN_RESET,
+    NOOP,
+    UPDATE,
+    WHY_BOTH,
+    WHY_GIT,
+    WHY_LIVE_EDIT,
+    WHY_NEVER_APPLIED,
+    Change,
+    PipelinePlan,
+    Plan,
+    Why,
+)
+from gftune.plan.verdict import cost_phrase, escalation_verdict, proposal_verdict, resources_phrase, restarts_phrase
 
 SYMBOLS = {CREATE: "+", UPDATE: "~", DELETE: "-", BLOCKED: "!", ERROR: "x", NOOP: "="}
 STYLES = {CREATE: "green", UPDATE: "yellow", DELETE: "red", BLOCKED: "magenta", ERROR: "bold red", NOOP: "dim"}
@@ -28,8 +53,10 @@ STEP_NAMES = {"stop": "stop", "edit": "POST /edit", "put_resources": "PUT /resou
               "delete": "DELETE", "wait_gone": "wait until gone", "rename": "PATCH name (no restart)",
               "patch_metadata": "PATCH metadata (no restart)", "terminate": "terminate"}
 NO_METRICS = "policies not evaluated: no --prometheus/--scrape configured"
+ADOPT = "adopt with `gftune tune --write`"
 MAX_VALUE = 160
 LIST_UNCHANGED = 12
+MD_FIELDS_SHOWN = 6  # changed fields per pipeline in the Markdown summary table; the rest are counted
 
 
 def duration(seconds: float) -> str:
@@ -79,14 +106,84 @@ def lifecycle_line(steps: list[dict[str, Any]]) -> str:
     return " → ".join(parts)
 
 
-def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
-    lines = []
-    for e in evidence:
-        lines += [f"  evidence: {e.describe()}", f"    query: {e.query}"]
-    return lines
+# --- why each change ------------------------------------------------------------------------------
+
+def _when(stamp: str | None) -> str:
+    """``2026-12-02 14:02 UTC`` from an RFC 3339 time."""
+    if not stamp:
+        return ""
+    text = stamp.replace("T", " ")
+    return text[:16] + " UTC" if len(text) >= 16 else text
+
+
+def _commit(why: Why) -> str:
+    if not why.commit:
+        return "uncommitted changes in the working tree"
+    text = why.commit[:7]
+    if why.author:
+        text += f" by {why.author}"
+    if why.committed_at:
+        text += f", {_when(why.committed_at)[:10]}"
+    if why.subject:
+        text += f": “{why.subject}”"
+    return text
+
+
+def why_text(change: Change) -> str:
+    """Where a change comes from, in words (Terraform's "changed outside of Terraform" for live edits)."""
+    why = change.why
+    if why is None:
+        return ""
+    when = f" (the live pipeline last changed at {_when(why.live_changed_at)})" if why.live_changed_at else ""
+    live, wanted = value(change.old), value(change.new)
+    if change.sensitive:
+        live, wanted = "the live value", "git's value"
+    if why.kind == WHY_LIVE_EDIT:
+        return (f"reverts a live edit: live value {live} was set outside gftune{when}; this sets it back to "
+                f"{wanted}")
+    if why.kind == WHY_BOTH:
+        return f"git {_commit(why)}; it also overrides live value {live}, set outside gftune{when}"
+    if why.kind == WHY_GIT:
+        return f"git {_commit(why)}"
+    if why.kind == WHY_NEVER_APPLIED:
+        return f"never applied by gftune; git {_commit(why)}"
+    return f"git {_commit(why)}; the last applied commit is not in this clone, so a live edit cannot be told apart"
+
+
+def _why_lines(changes: Sequence[Change]) -> list[tuple[Change | None, str]]:
+    """One ``why`` for all changes when they share it (one commit), else one per change."""
+    texts = [(c, why_text(c)) for c in changes if c.why is not None and c.proposal is None]
+    shared = {c.why for c, _ in texts}
+    if len(texts) > 1 and len(shared) == 1 and next(iter(shared)).kind == WHY_GIT:  # type: ignore[union-attr]
+        return [(None, texts[0][1])]
+    return [(c, t) for c, t in texts]
+
+
+# --- evidence -------------------------------------------------------------------------------------
+
+def is_reading(e: Evidence) -> bool:
+    """A condition that fired, or context the policy asked for (not an input of the sizing)."""
+    return not e.threshold.startswith(SIZING_INPUT)
+
+
+def readings_rows(evidence: Iterable[Evidence]) -> list[tuple[str, str, str]]:
+    """``(signal, value, threshold)`` of the readings behind a proposal or escalation."""
+    return [(e.signal, format_value(e.measured, e.unit), e.threshold) for e in evidence if is_reading(e)]
+
+
+def readings_table(evidence: Iterable[Evidence]) -> list[str]:
+    rows = readings_rows(evidence)
+    if not rows:
+        return []
+    window = next((e.window for e in evidence if e.window), "")
+    header = ("reading" + (f" ({window})" if window else ""), "value", "threshold")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
+    return [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]}".rstrip() for r in [header, *rows]]
 
 
 def proposal_lines(p: Proposal) -> list[str]:
+    """Everything behind a proposal (``--verbose``, Markdown ``<details>``): the sizing, every
+    evidence with its query, the predictions and the policy's notes."""
     # A rationale is "why | sizing"; the sizing names one stage per "; "-separated part.
     why, _, sizing = p.rationale.partition(" | ")
     lines = [f"policy {p.policy}" + (f": {why}" if why else "")]
@@ -97,6 +194,13 @@ def proposal_lines(p: Proposal) -> list[str]:
     return lines
 
 
+def _evidence_lines(evidence: Iterable[Evidence]) -> list[str]:
+    lines = []
+    for e in evidence:
+        lines += [f"  evidence: {e.describe()}", f"    query: {e.query}"]
+    return lines
+
+
 def escalation_lines(e: Escalation) -> list[str]:
     lines = [f"escalation from policy {e.policy}: {e.reason}"]
     lines += _evidence_lines(e.evidence)
@@ -104,10 +208,28 @@ def escalation_lines(e: Escalation) -> list[str]:
     return lines
 
 
+def said_once(pipelines: Iterable[PipelinePlan]) -> list[tuple[str, list[str]]]:
+    """Policy notes grouped by their text, each with the pipelines it applies to (first seen first)."""
+    grouped: dict[str, list[str]] = {}
+    for p in pipelines:
+        for note in dict.fromkeys(p.policy_notes):
+            grouped.setdefault(note, []).append(p.pipeline_id)
+    return list(grouped.items())
+
+
+def _on(ids: Sequence[str], total: int) -> str:
+    if len(ids) == total and total > 1:
+        return f"all {total} pipelines"
+    shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    return shown
+
+
+# --- summary --------------------------------------------------------------------------------------
+
 def summary_line(plan: Plan) -> str:
     s = plan.summary
     text = (f"Plan: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
-            f"{s['blocked']} blocked, {s['unchanged']} unchanged (downtime ≈ {duration(s['downtime_s'])})")
+            f"{s['blocked']} blocked, {s['unchanged']} unchanged")
     extras = []
     if s["errors"]:
         extras.append(f"{s['errors']} error{'s' if s['errors'] != 1 else ''}")
@@ -116,6 +238,21 @@ def summary_line(plan: Plan) -> str:
     if s["escalations"]:
         extras.append(f"{s['escalations']} escalation{'s' if s['escalations'] != 1 else ''}")
     return text + (f"; {', '.join(extras)}." if extras else ".")
+
+
+def risk(cost: Cost) -> str:
+    return f"irreversible: {len(cost.irreversible)}" if cost.irreversible else "nothing irreversible"
+
+
+def cost_line(plan: Plan) -> str:
+    """Cost and risk at a glance: restarts, downtime, resources, anything irreversible; and what
+    adopting the proposals not yet in git would add."""
+    cost = plan.cost
+    text = f"Cost: {restarts_phrase(cost)}; {resources_phrase(cost.resources)}; {risk(cost)}"
+    if plan.summary["proposals"]:
+        pending = plan.pending_cost
+        text += f". Adopting the proposal{'s' if plan.summary['proposals'] != 1 else ''}: {cost_phrase(pending)}"
+    return text + "."
 
 
 def header_line(plan: Plan) -> str:
@@ -140,6 +277,22 @@ def metrics_line(plan: Plan) -> str | None:
     return NO_METRICS if not plan.policies_evaluated else None
 
 
+def next_step(plan: Plan) -> str:
+    """What to do with this plan."""
+    code = plan.exit_code
+    if code == exitcodes.ERROR:
+        return "fix the errors above and plan again."
+    if code == exitcodes.BLOCKED:
+        return "resolve what is blocked or escalated above; this plan cannot be applied as it is."
+    s = plan.summary
+    if s["create"] or s["update"] or s["delete"]:
+        return ("merge to apply it (the apply workflow carries out this plan, verifies it and reports here), "
+                "or comment `/gftune apply` to apply it before merging.")
+    if s["proposals"]:
+        return f"{ADOPT} (or wait for the scheduled tune pull request), then review its plan."
+    return "nothing to apply: the live pipelines match git."
+
+
 def _title(p: PipelinePlan) -> str:
     verb = VERBS[p.action]
     if p.action == UPDATE and p.kind:
@@ -162,38 +315,73 @@ def created_lines(doc: dict[str, Any]) -> list[str]:
     sink = doc.get("sink") or {}
     lines.append(f"sink: clickhouse table {sink.get('table')} (batch {sink.get('max_batch_size')}, "
                  f"delay {sink.get('max_delay_time')})")
+    resources = doc.get("resources") or {}
+    replicas = [f"{s.get('source_id')} ingestor x{s['replicas']}" for s in resources.get("sources") or []
+                if isinstance(s, dict) and s.get("replicas")]
+    replicas += [f"transform x{t['replicas']}" for t in (resources.get("transform") or [])[:1]
+                 if isinstance(t, dict) and t.get("replicas")]
+    if isinstance(resources.get("sink"), dict) and resources["sink"].get("replicas"):
+        replicas.append(f"sink x{resources['sink']['replicas']}")
+    if replicas:
+        lines.append("replicas: " + ", ".join(replicas))
     return lines
 
 
-def pipeline_lines(p: PipelinePlan) -> list[tuple[str, str]]:
+# --- text -----------------------------------------------------------------------------------------
+
+def _wrapped(text: str, indent: str, width: int) -> list[str]:
+    return textwrap.wrap(text, max(40, width - len(indent)), break_on_hyphens=False, break_long_words=False) or [""]
+
+
+def pipeline_lines(p: PipelinePlan, *, verbose: bool = False, width: int = 120) -> list[tuple[str, str]]:
     """(style, line) pairs for one pipeline; the first is its title."""
     out: list[tuple[str, str]] = [(STYLES[p.action], _title(p))]
     if p.action == CREATE:
         out += [("green", f"    + {line}") for line in created_lines(p.payload.get("document") or {})]
+    whys = dict((id(c), t) for c, t in _why_lines(p.changes) if c is not None)
     for change in p.changes:
         out.append(("", f"    ~ {change_line(change)}"))
-        if change.proposal is not None:
-            why = proposal_lines(change.proposal)
-            out += [("cyan", f"        why: {why[0]}")] + [("cyan", f"             {line}") for line in why[1:]]
+        if id(change) in whys:
+            out.append(("cyan", f"        why: {whys[id(change)]}"))
+    out += [("cyan", f"      why: {t}") for c, t in _why_lines(p.changes) if c is None]
+    adopted = list({id(c.proposal): c.proposal for c in p.changes if c.proposal is not None}.values())
+    for proposal in adopted:
+        out += _proposal_block(proposal, f"why: policy {proposal.policy}:", verbose, width)
     for blocker in p.blocked:
         out.append(("magenta", f"    ! {blocker.code}: {blocker.message}"))
         out.append(("", f"      remedy: {blocker.remedy}"))
     for error in p.errors:
         out.append(("red", f"    x {error}"))
     if p.lifecycle:
-        downtime = f"   (downtime ≈ {duration(p.downtime_s)})" if p.downtime_s else "   (no downtime)"
+        downtime = f"   ({restarts_phrase(p.cost)})"
         out.append(("", f"    lifecycle: {lifecycle_line(p.lifecycle)}{downtime}"))
     for proposal in p.proposals:
-        out.append(("cyan", "    ? proposal not in git (adopt with `gftune tune --write`):"))
+        out.append(("cyan", f"    ? {proposal.policy} proposes ({ADOPT}):"))
         out += [("cyan", f"      ~ {c.path}: {value(c.old)} → {value(c.new)}") for c in proposal.changes]
-        out += [("cyan", f"        {line}") for line in proposal_lines(proposal)]
+        out += _proposal_block(proposal, "", verbose, width)
     for escalation in p.escalations:
-        out += [("magenta", f"    ! {line}") for line in escalation_lines(escalation)]
+        out.append(("magenta", f"    ! escalation from policy {escalation.policy}:"))
+        out += [("magenta", f"      {line}") for line in _wrapped(escalation_verdict(escalation), "      ", width)]
+        out += [("", f"      {line}") for line in readings_table(escalation.evidence)]
+        if verbose:
+            out += [("dim", f"      {line}") for line in _evidence_lines(escalation.evidence)]
     out += [("dim", f"    note: {note}") for note in p.notes]
+    if verbose:
+        out += [("dim", f"    policy note: {note}") for note in p.policy_notes]
     return out
 
 
-def render_text(plan: Plan, *, color: bool = False, width: int = 120) -> str:
+def _proposal_block(proposal: Proposal, lead: str, verbose: bool, width: int) -> list[tuple[str, str]]:
+    indent = "      "
+    text = (lead + " " if lead else "") + proposal_verdict(proposal, name_changes=False)
+    out = [("cyan", indent + line) for line in _wrapped(text, indent, width)]
+    out += [("", indent + line) for line in readings_table(proposal.evidence)]
+    if verbose:
+        out += [("dim", indent + line) for line in proposal_lines(proposal)[1:]]
+    return out
+
+
+def render_text(plan: Plan, *, color: bool = False, width: int = 120, verbose: bool = False) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False,
                       soft_wrap=True, emoji=False)
@@ -213,12 +401,17 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120) -> str:
                       style="yellow")
     for p in shown:
         console.print()
-        for style, line in pipeline_lines(p):
+        for style, line in pipeline_lines(p, verbose=verbose, width=width):
             console.print(escape(line), style=style or None)
     if unchanged:
         console.print()
         names = ", ".join(unchanged[:LIST_UNCHANGED]) + (" …" if len(unchanged) > LIST_UNCHANGED else "")
         console.print(escape(f"= {len(unchanged)} unchanged: {names}"), style="dim")
+    notes = said_once(plan.pipelines)
+    if notes and not verbose:
+        console.print()
+        console.print(escape(f"{len(notes)} policy note{'s' if len(notes) != 1 else ''} (how the policies were "
+                             "evaluated): --verbose shows them"), style="dim")
     if plan.unmanaged:
         console.print(escape(f"{len(plan.unmanaged)} live pipeline(s) not in git and not created by gftune are "
                              "left alone (see `gftune drift`)"), style="dim")
@@ -226,10 +419,14 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120) -> str:
         console.print(escape(f"warning: {warning}"), style="yellow")
     console.print()
     console.print(escape(summary_line(plan)), style="bold")
+    if plan.pipelines:
+        console.print(escape(cost_line(plan)), style="bold")
     if plan.exit_code == 0 and plan.pipelines:
         console.print("No changes. Live pipelines match git.", style="green")
     return masker.mask(buffer.getvalue())
 
+
+# --- JSON -----------------------------------------------------------------------------------------
 
 def masked_data(data: Any) -> Any:
     """Every string of a JSON-able structure (keys too) through the masker, before encoding."""
@@ -246,72 +443,6 @@ def render_json(plan: Plan) -> str:
     return masker.mask(json.dumps(masked_data(plan.to_dict()), indent=2, ensure_ascii=False, default=str))
 
 
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_code(text: Any) -> str:
-    return "`" + str(text).replace("`", "'") + "`"
-
-
-def render_markdown(plan: Plan, *, details: bool = True) -> str:
-    """The plan for a PR comment; ``details=False`` keeps the summary table only (for size limits)."""
-    s = plan.summary
-    lines = [f"### gftune plan: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
-             f"{s['blocked']} blocked, {s['unchanged']} unchanged", ""]
-    header = header_line(plan)
-    if header:
-        lines += [header, ""]
-    if (line := metrics_line(plan)) is not None:
-        lines += [f"_{line}_", ""]
-    if notes := (plan.metrics or {}).get("notes"):
-        lines += [*(f"- _{_md(note)}_" for note in notes), ""]
-    lines += [f"**error:** {_md(e)}" for e in plan.errors]
-    if not plan.pipelines:
-        lines += ["No pipelines in scope: nothing to plan.", ""]
-    else:
-        lines += ["| | pipeline | action | changes | downtime |", "|---|---|---|---|---|"]
-        for p in plan.pipelines:
-            action = VERBS[p.action] + (f" ({p.kind})" if p.action == UPDATE and p.kind else "")
-            lines.append(f"| {_md_code(SYMBOLS[p.action])} | {_md(p.pipeline_id)} | {action} | {len(p.changes)} | "
-                         f"{'≈ ' + duration(p.downtime_s) if p.downtime_s else '—'} |")
-        lines.append("")
-    for p in plan.pipelines if details else ():
-        if p.action == NOOP and not p.proposals and not p.escalations:
-            continue
-        lines += [f"<details><summary>{_md_code(SYMBOLS[p.action])} <b>{_md(p.pipeline_id)}</b>: "
-                  f"{VERBS[p.action]}{f' ({p.kind})' if p.kind and p.action == UPDATE else ''}</summary>", ""]
-        if p.changes:
-            lines += ["| field | old | new | why |", "|---|---|---|---|"]
-            for c in p.changes:
-                old = SECRET_MASK if c.sensitive else value(c.old)
-                new = value(c.new) if not c.sensitive or c.new not in (None, SECRET_MASK) else SECRET_MASK
-                why = "; ".join(line.strip() for line in proposal_lines(c.proposal)) if c.proposal else ""
-                lines.append(f"| {_md_code(c.path)} | {_md_code(old)} | {_md_code(new)} | {_md(why)} |")
-            lines.append("")
-        for b in p.blocked:
-            lines += [f"- **blocked ({_md(b.code)}):** {_md(b.message)}", f"  - remedy: {_md(b.remedy)}"]
-        lines += [f"- **error:** {_md(e)}" for e in p.errors]
-        if p.lifecycle:
-            cost = f"downtime ≈ {duration(p.downtime_s)}" if p.downtime_s else "no downtime"
-            lines.append(f"- lifecycle: {_md(lifecycle_line(p.lifecycle))} ({cost})")
-        for proposal in p.proposals:
-            lines.append("- proposal not in git (adopt with `gftune tune --write`): " + ", ".join(
-                f"{_md_code(c.path)} {_md(value(c.old))} → {_md(value(c.new))}" for c in proposal.changes))
-            lines += [f"  - {_md(line.strip())}" for line in proposal_lines(proposal)]
-        for e in p.escalations:
-            lines += [f"- **{_md(line.strip())}**" if i == 0 else f"  - {_md(line.strip())}"
-                      for i, line in enumerate(escalation_lines(e))]
-        lines += [f"- note: {_md(n)}" for n in p.notes]
-        lines += ["", "</details>", ""]
-    for warning in plan.warnings:
-        lines.append(f"> warning: {_md(warning)}")
-    if plan.unmanaged:
-        lines.append(f"> {len(plan.unmanaged)} live pipeline(s) not in git and not created by gftune are left alone.")
-    lines += ["", f"**{summary_line(plan)}**"]
-    return masker.mask("\n".join(lines) + "\n")
-
-
 def plan_file_text(plan: Plan) -> str:
     """The ``--out`` file: the plan document. Messages are masked; payloads are left intact (they
     hold references, never values; masking them could corrupt a field that shares a secret's text)."""
@@ -321,3 +452,196 @@ def plan_file_text(plan: Plan) -> str:
     for entry, payload in zip(masked["pipelines"], payloads, strict=True):
         entry["payload"] = payload
     return json.dumps(masked, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def _md_code(text: Any) -> str:
+    return "`" + str(text).replace("`", "'") + "`"
+
+
+def _details(summary: str, body: list[str]) -> list[str]:
+    return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>", ""]
+
+
+def headline(plan: Plan) -> str:
+    """The PR comment's first line: what changes, and its cost and risk at a glance."""
+    s = plan.summary
+    what = [f"{s[k]} to {k}" for k in ("create", "update", "delete") if s[k]]
+    what += [f"{s['blocked']} blocked"] if s["blocked"] else []
+    what += [f"{s['proposals']} proposal{'s' if s['proposals'] != 1 else ''} not in git"] if s["proposals"] else []
+    what += [f"{s['escalations']} escalation{'s' if s['escalations'] != 1 else ''}"] if s["escalations"] else []
+    what += [f"{s['errors']} error{'s' if s['errors'] != 1 else ''}"] if s["errors"] else []
+    if not what:
+        what = ["no changes"]
+    cost = plan.cost
+    parts = [", ".join(what), restarts_phrase(cost)]
+    if not cost.resources.zero:
+        parts.append(resources_phrase(cost.resources))
+    if s["proposals"]:
+        pending = plan.pending_cost
+        parts.append(f"adopting {'it' if s['proposals'] == 1 else 'them'}: {restarts_phrase(pending)}"
+                     + ("" if pending.resources.zero else f", {resources_phrase(pending.resources)}"))
+    parts.append(risk(cost).upper() if cost.irreversible else risk(cost))
+    return "### gftune plan: " + " · ".join(parts)
+
+
+def _md_what(p: PipelinePlan) -> str:
+    if p.action == CREATE:
+        return "new pipeline"
+    if p.action == DELETE:
+        return "delete"
+    if p.action == ERROR:
+        return "error: " + _md("; ".join(p.errors))
+    if p.action == BLOCKED:
+        return "blocked: " + ", ".join(sorted({b.code for b in p.blocked}))
+    parts = [f"{_md_code(c.path)} {_md(SECRET_MASK if c.sensitive else value(c.old))} → "
+             f"{_md(value(c.new) if not c.sensitive or c.new not in (None, SECRET_MASK) else SECRET_MASK)}"
+             for c in p.changes[:MD_FIELDS_SHOWN]]
+    if len(p.changes) > MD_FIELDS_SHOWN:
+        parts.append(f"{len(p.changes) - MD_FIELDS_SHOWN} more")
+    for proposal in p.proposals:
+        parts.append("proposal: " + ", ".join(f"{_md_code(c.path)} {_md(value(c.old))} → {_md(value(c.new))}"
+                                              for c in proposal.changes))
+    if p.escalations:
+        parts.append("escalation")
+    return "<br>".join(parts) or "—"
+
+
+def _md_why(p: PipelinePlan) -> str:
+    reasons: list[str] = []
+    for change in p.changes:
+        if change.proposal is not None:
+            reasons.append(f"policy {change.proposal.policy}")
+        elif change.why is not None:
+            reasons.append({WHY_LIVE_EDIT: "reverts a live edit", WHY_BOTH: "git, overriding a live edit"}.get(
+                change.why.kind, f"{change.why.commit[:7]}" + (f" {change.why.author}" if change.why.author else "")
+                if change.why.commit else "working tree"))
+    reasons += [f"policy {x.policy}" for x in [*p.proposals, *p.escalations]]
+    return _md(", ".join(dict.fromkeys(reasons))) or "—"
+
+
+def _md_cost(p: PipelinePlan) -> str:
+    cost = p.cost
+    if p.proposals and not p.changes:
+        cost = sum((x.cost or Cost() for x in p.proposals), Cost())
+    if not cost.restarts and cost.resources.zero and not cost.irreversible:
+        return "—"
+    parts = [restarts_phrase(cost)] if cost.restarts else []
+    if cost.resources.pods:
+        parts.append(", ".join(f"{n:+d} {stage}" for stage, n in cost.resources.pods.items()))
+    elif not cost.resources.zero:
+        parts.append("resources")
+    if cost.irreversible:
+        parts.append("**irreversible**")
+    return _md(", ".join(parts))
+
+
+def _md_readings(evidence: Sequence[Evidence]) -> list[str]:
+    rows = readings_rows(evidence)
+    if not rows:
+        return []
+    return ["| reading | value | threshold |", "|---|---|---|",
+            *(f"| {_md_code(r[0])} | {_md(r[1])} | {_md(r[2])} |" for r in rows), ""]
+
+
+def _md_section(p: PipelinePlan) -> list[str]:
+    """What a reviewer reads of one pipeline: the why and the verdicts, the readings as a table."""
+    lines: list[str] = []
+    name = f"**{_md(p.pipeline_id)}**"
+    if p.action == CREATE:
+        doc = p.payload.get("document") or {}
+        lines += [f"{name}: new pipeline ({_md(p.path or '')})", ""]
+        lines += [f"- {_md(line)}" for line in created_lines(doc)] + [""]
+    whys = _why_lines(p.changes)
+    if whys:
+        lines += [f"{name}:", ""]
+        lines += [f"- {_md_code(c.path) + ': ' if c is not None else ''}{_md(t)}" for c, t in whys] + [""]
+    adopted = list({id(c.proposal): c.proposal for c in p.changes if c.proposal is not None}.values())
+    for proposal in adopted:
+        lines += [f"{name} · policy {_md(proposal.policy)}: {_md(proposal_verdict(proposal))}", ""]
+        lines += _md_readings(proposal.evidence)
+    for proposal in p.proposals:
+        lines += [f"{name} · {_md(proposal.policy)} proposes ({ADOPT}): {_md(proposal_verdict(proposal))}", ""]
+        lines += _md_readings(proposal.evidence)
+    for escalation in p.escalations:
+        lines += [f"{name} · escalation from {_md(escalation.policy)}: {_md(escalation_verdict(escalation))}", ""]
+        lines += _md_readings(escalation.evidence)
+    for b in p.blocked:
+        lines += [f"{name} blocked ({_md(b.code)}): {_md(b.message)}. Remedy: {_md(b.remedy)}", ""]
+    if p.errors:
+        lines += [f"{name} error: {_md('; '.join(p.errors))}", ""]
+    return lines
+
+
+def _md_evidence(p: PipelinePlan) -> list[str]:
+    """The folded part of one pipeline: every change, the lifecycle, sizing, queries and notes."""
+    body: list[str] = []
+    if p.changes:
+        body += ["| field | old | new |", "|---|---|---|"]
+        for c in p.changes:
+            old = SECRET_MASK if c.sensitive else value(c.old)
+            new = value(c.new) if not c.sensitive or c.new not in (None, SECRET_MASK) else SECRET_MASK
+            body.append(f"| {_md_code(c.path)} | {_md_code(old)} | {_md_code(new)} |")
+        body.append("")
+    if p.lifecycle:
+        body.append(f"- lifecycle: {_md(lifecycle_line(p.lifecycle))} ({_md(cost_phrase(p.cost, full=True))})")
+    items = [c.proposal for c in p.changes if c.proposal is not None] + list(p.proposals)
+    for proposal in {id(x): x for x in items}.values():
+        body += [f"- {_md(line.strip())}" if not line.startswith("    ") else f"  - {_md(line.strip())}"
+                 for line in proposal_lines(proposal)]
+    for escalation in p.escalations:
+        body += [f"- {_md(line.strip())}" for line in escalation_lines(escalation)]
+    body += [f"- note: {_md(n)}" for n in p.notes]
+    return body
+
+
+def render_markdown(plan: Plan, *, details: bool = True, run_url: str | None = None) -> str:
+    """The plan for a PR comment: the headline (cost and risk), one row per pipeline with something
+    to do (what, why, cost), each verdict with its readings, then the evidence folded in
+    ``<details>``, the policy notes said once, and what to do next. ``details=False`` keeps the
+    headline, the table and the next step only (for size limits)."""
+    lines = [headline(plan), ""]
+    meta = [_md(header)] if (header := header_line(plan)) else []
+    meta += [f"[CI run]({run_url})"] if run_url else []
+    if meta:
+        lines += [" · ".join(meta), ""]
+    if (line := metrics_line(plan)) is not None:
+        lines += [f"_{_md(line)}_", ""]
+    lines += [f"**error:** {_md(e)}" for e in plan.errors]
+    shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations]
+    unchanged = [p.pipeline_id for p in plan.pipelines if p not in shown]
+    if not plan.pipelines:
+        lines += ["No pipelines in scope: nothing to plan.", ""]
+    if shown:
+        lines += ["| | pipeline | what | why | cost |", "|---|---|---|---|---|"]
+        lines += [f"| {_md_code('?' if p.action == NOOP else SYMBOLS[p.action])} | {_md(p.pipeline_id)} | "
+                  f"{_md_what(p)} | {_md_why(p)} | {_md_cost(p)} |" for p in shown]
+        lines.append("")
+    if unchanged:
+        names = ", ".join(unchanged[:LIST_UNCHANGED]) + (" …" if len(unchanged) > LIST_UNCHANGED else "")
+        lines += [f"{len(unchanged)} unchanged: {_md(names)}", ""]
+    if details:
+        for p in shown:
+            lines += _md_section(p)
+        for p in shown:
+            body = _md_evidence(p)
+            if body:
+                lines += _details(f"{_md(p.pipeline_id)}: fields, lifecycle, sizing and queries", body)
+        notes = said_once(plan.pipelines)
+        if notes:
+            total = len(plan.pipelines)
+            lines += _details(f"Policy notes ({len(notes)})",
+                              [f"- {_md(note)} — {_md(_on(ids, total))}" for note, ids in notes])
+        if metric_notes := (plan.metrics or {}).get("notes"):
+            lines += _details("Metrics", [f"- {_md(n)}" for n in metric_notes])
+    for warning in plan.warnings:
+        lines.append(f"> warning: {_md(warning)}")
+    if plan.unmanaged:
+        lines.append(f"> {len(plan.unmanaged)} live pipeline(s) not in git and not created by gftune are left alone.")
+    lines += ["", f"**Next:** {next_step(plan)}"]
+    return masker.mask("\n".join(lines) + "\n")

@@ -6,7 +6,7 @@ policy matched is said rather than guessed at.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,19 +47,15 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
         outcome.notes.append("no policy selects this pipeline")
         return outcome
     claimed: dict[str, str] = {}
-    unknown: dict[str, None] = {}
-    incomplete: list[str] = []
     matched = False
     out_of_scope: str | None = None
     for policy in selected:
         evaluation = evaluate(policy, facts, view, settings, now)
         if evaluation.escalation is not None and policy.escalates and out_of_scope is None:
             out_of_scope = policy.name
-        if evaluation.incomplete:
-            incomplete.append(policy.name)
-            unknown.update(dict.fromkeys(evaluation.unknown))
-        else:
-            outcome.notes += evaluation.notes
+        # A policy that could not be evaluated says so in its own note, worded the same on every
+        # pipeline where the same data is missing, so that a report can say it once for all of them.
+        outcome.notes += evaluation.notes
         matched = matched or evaluation.matched
         if evaluation.escalation is not None:
             if evaluation.blocked_by_guards and outcome.proposals:
@@ -81,11 +77,7 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
         notes = list(proposal.notes) + [f"{c.path} left to {claimed[c.path]} (higher priority)" for c in dropped]
         for change in kept:
             claimed[change.path] = policy.name
-        outcome.proposals.append(Proposal(proposal.pipeline_id, proposal.policy, tuple(kept), proposal.evidence,
-                                          proposal.predictions, proposal.verify, proposal.rationale, tuple(notes)))
-    if incomplete:
-        outcome.notes.append(f"not evaluated for unknown data (no data is not zero): {', '.join(incomplete)}; "
-                             f"unknown: {', '.join(unknown)}")
+        outcome.proposals.append(replace(proposal, changes=tuple(kept), notes=tuple(notes)))
     if out_of_scope is not None and outcome.proposals:
         # An out-of-scope symptom (exhausted retries, terminal errors): no change is proposed while it lasts.
         outcome.notes += [f"{p.policy}: proposal withheld while {out_of_scope} escalates (an out-of-scope symptom "

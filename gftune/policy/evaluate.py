@@ -20,11 +20,12 @@ from gftune.desired.config import Config
 from gftune.formatting import format_seconds
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.plan.evidence import format_value as fmt
-from gftune.policy import guards
+from gftune.plan.assessment import Assessment
+from gftune.policy import assess, guards
 from gftune.policy.actions import expand_path, field_changes
 from gftune.policy.cooldown import cooldown, revert_backoff
 from gftune.policy.facts import PipelineFacts
-from gftune.policy.fit import scale_to_fit
+from gftune.policy.fit import Sized, scale_to_fit
 from gftune.policy.language import OPS, Condition, Policy
 from gftune.policy.resolve import Resolver
 from gftune.policy.views import MetricsView
@@ -148,8 +149,8 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     if not results or not all(r is True for r in results):
         if any(r is None for r in results) and not any(r is False for r in results):
             evaluation.incomplete = True
-            evaluation.notes.append(f"{policy.name}: not evaluated: {', '.join(evaluation.unknown)} unknown "
-                                    "(no data is not zero); no change proposed")
+            evaluation.notes.append(f"{policy.name}: not evaluated (no data is not zero): "
+                                    f"{', '.join(evaluation.unknown)}")
         return evaluation
     evaluation.matched = True
     for name in policy.extra_evidence:
@@ -161,7 +162,8 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
                                      view.at.isoformat()))
     if policy.escalates:
         evaluation.escalation = Escalation(facts.pipeline_id, policy.name, str(policy.escalate_reason),
-                                           tuple(evidence), str(policy.escalate_next_step))
+                                           tuple(evidence), str(policy.escalate_next_step),
+                                           assess.out_of_scope(view))
         return evaluation
     backing_off, note = revert_backoff(policy, facts, now, settings)
     if backing_off:
@@ -177,10 +179,11 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     prediction: dict[str, float] = {}
     rationale_parts: list[str] = []
     sizing_blocked: list[guards.Blocked] = []
+    sized: list[Sized] = []
     for action in policy.then:
         if action.kind == "scale_to_fit":
             found, predicted, rationale = scale_to_fit(action, facts, view, settings, policy, evidence, notes,
-                                                        sizing_blocked)
+                                                       sizing_blocked, sized)
             prediction.update(predicted)
             if rationale:
                 rationale_parts.append(rationale)
@@ -201,7 +204,7 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
             next_steps = " / ".join(dict.fromkeys(b.next_step for b in guarded.blocked))
             evaluation.escalation = Escalation(facts.pipeline_id, policy.name,
                                                f"conditions met, but every change is blocked by a guard: {reasons}",
-                                               tuple(evidence), next_steps)
+                                               tuple(evidence), next_steps, _blocked_assessment(sized, guarded, view))
             evaluation.blocked_by_guards = True
         else:
             evaluation.notes.append(f"{policy.name}: conditions met, but nothing to change"
@@ -222,8 +225,23 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     if rationale_parts:
         rationale += " | " + " | ".join(rationale_parts)
     evaluation.proposal = Proposal(facts.pipeline_id, policy.name, tuple(guarded.changes), tuple(evidence),
-                                   tuple(predictions), verify, rationale, tuple(notes))
+                                   tuple(predictions), verify, rationale, tuple(notes),
+                                   _assessment(sized, guarded.changes, view))
     return evaluation
+
+
+def _assessment(sized: list[Sized], changes: list[FieldChange], view: MetricsView) -> Assessment:
+    """The verdict's facts: from the sizing when ``scale_to_fit`` made the change, else from the readings."""
+    if sized:
+        return assess.from_sizing(sized[-1].inp, sized[-1].result, changes, view, applied=sized[-1].stages)
+    return assess.from_readings(changes, view)
+
+
+def _blocked_assessment(sized: list[Sized], guarded: guards.GuardOutcome, view: MetricsView) -> Assessment:
+    """Why no change helps: the sizing's capped stage, else the guards' first block."""
+    if sized and any(d.capped for d in sized[-1].result.decisions):
+        return assess.capped(sized[-1].inp, sized[-1].result, view)
+    return assess.blocked([(b.path, b.reason) for b in guarded.blocked], view)
 
 
 def _measured(view: MetricsView, name: str) -> float | None:

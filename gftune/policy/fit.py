@@ -8,6 +8,7 @@ bounded by the action's own replica limits; what a stage needs but may not get b
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gftune.desired import paths
@@ -120,14 +121,25 @@ def _bound_replicas(action: Action, old: int, new: int, notes: list[str], stage:
     return bounded
 
 
+@dataclass(frozen=True)
+class Sized:
+    """One ``scale_to_fit`` sizing, kept for the proposal's assessment (:mod:`gftune.policy.assess`)."""
+
+    inp: sizing.SizingInput
+    result: sizing.SizingResult
+    stages: tuple[str, ...]  # the stages the action may change
+
+
 def scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config, policy: Policy,
-                  evidence: list[Evidence], notes: list[str], blocked: list[guards.Blocked]
-                  ) -> tuple[list[FieldChange], dict[str, float], str]:
+                 evidence: list[Evidence], notes: list[str], blocked: list[guards.Blocked],
+                 sized: list[Sized] | None = None) -> tuple[list[FieldChange], dict[str, float], str]:
     inp, why = _sizing_input(action, facts, view, settings, evidence, policy)
     if inp is None:
         notes.append(f"scale_to_fit: {why}")
         return [], {}, ""
     result = sizing.size(inp)
+    if sized is not None:
+        sized.append(Sized(inp, result, action.stages))
     notes += [f"scale_to_fit: {n}" for n in result.notes]
     changes: list[FieldChange] = []
     lines = [f"input {fmt(inp.source_rate, 'records/s')} (read + Kafka lag growth), backlog {fmt(inp.backlog)} "

@@ -82,7 +82,7 @@ def test_regression_is_reverted_and_the_old_config_runs(setup):
     entry = json.loads(again.stdout)["pipelines"][0]
     assert not entry.get("proposals")
     assert any(n.startswith("tiny-batches: its change was reverted at") and "backing off until" in n
-               for n in entry.get("notes", [])), entry.get("notes")
+               for n in entry.get("policy_notes", [])), entry.get("policy_notes")
 
 
 def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):

@@ -116,10 +116,17 @@ def test_demo_ends_with_an_improved_verdict_on_the_example_repository(tmp_path):
     healthy = sorted(p.stem for p in EXAMPLES.glob("*.yaml") if p.stem != SICK)
     assert f"= 4 unchanged: {', '.join(healthy)}" in plan
     assert re.search(rf"^= {SICK} +pipelines/{SICK}\.yaml +\[Running\] +no changes$", plan, flags=re.M), plan
-    assert plan.count("? proposal not in git") == 1
-    proposal = plan[plan.index(f"= {SICK}"):plan.index("= 4 unchanged")]
-    assert "? proposal not in git" in proposal and "policy stream-backpressure" in proposal
-    assert "evidence: ingestor_backpressure = 1" in proposal and "evidence: stream_depth_ratio = 0.9" in proposal
+    assert plan.count("? stream-backpressure proposes") == 1
+    # A reviewer's ten seconds (issue 16): the proposal in at most 12 lines, its verdict paragraph naming
+    # the bottleneck, the predicted effect and the cost, the readings against their thresholds, no query.
+    proposal = plan[plan.index(f"= {SICK}"):plan.index("= 4 unchanged")].strip("\n")
+    assert len(proposal.splitlines()) <= 12, proposal
+    assert re.search(r"The sink is the bottleneck at 1\d\d% of its capacity: [\d,]+/s for [\d,]+/s arriving",
+                     " ".join(proposal.split())), proposal
+    assert "should carry" in proposal and "Cost: 1 restart" in proposal and "sink pods" in proposal
+    assert re.search(r"^ +ingestor_backpressure +1 +>= 1 for 2m$", proposal, flags=re.M), proposal
+    assert re.search(r"^ +stream_depth_ratio +0\.9 +>= 0\.8 for 2m$", proposal, flags=re.M), proposal
+    assert "query:" not in plan
 
     tune = _section(out, "$ gftune tune --write", "$ gftune apply --auto-approve")
     proposed = dict(re.findall(r"^    ((?:sink|resources)\.[\w.\[\]]+): (\S+) -> \S+$", tune, flags=re.M))

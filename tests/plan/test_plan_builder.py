@@ -1,6 +1,7 @@
 """The pure plan builder: classification, lifecycle steps, payloads, policies, staleness, scope."""
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,12 +320,14 @@ def test_policy_proposal_compares_quantities_by_value():
                       changes=(FieldChange("resources.sink.limits.memory", "1Gi", "2048Mi"),), evidence=())
     plan = plan_for(spec, outcome=Outcome([wanted], [], []))
     memory = next(c for c in plan.changes if c.path.endswith("limits.memory"))
-    assert memory.proposal is wanted and not any("now suggests" in n for n in plan.notes)
+    assert dataclasses.replace(memory.proposal, cost=None) == wanted
+    assert not any("now suggests" in n for n in plan.notes)
+    assert memory.proposal.cost == plan.cost  # an adopted proposal costs what its pipeline's update costs
 
 
 def test_policy_proposal_not_in_git_is_pending():
     plan = plan_for(outcome=Outcome([proposal()], [], ["signal x was stale"]))
-    assert plan.action == NOOP and len(plan.proposals) == 1 and plan.notes == ["signal x was stale"]
+    assert plan.action == NOOP and len(plan.proposals) == 1 and plan.policy_notes == ["signal x was stale"]
 
 
 def make_plan(pipelines, **kw):
@@ -428,5 +431,11 @@ def test_build_plan_orders_and_counts(tmp_path: Path):
     scope = select_scope(["orders-dedup"], [])
     plan = build_plan({"orders-dedup": Desired("orders-dedup", spec)}, {"orders-dedup": live()}, OPTIONS,
                       scope=scope, api_url="http://x")
-    assert plan.summary == {"create": 0, "update": 1, "delete": 0, "blocked": 0, "unchanged": 0, "errors": 0,
-                            "proposals": 0, "escalations": 0, "downtime_s": 42.0}
+    summary = plan.summary
+    cost = summary.pop("cost")
+    assert summary == {"create": 0, "update": 1, "delete": 0, "blocked": 0, "unchanged": 0, "errors": 0,
+                       "proposals": 0, "escalations": 0, "downtime_s": 42.0}
+    # sink 1 -> 3 replicas of 1000m/500Mi requested, 1500m/1.5Gi limits: one restart of a Running pipeline
+    assert cost == {"restarts": 1, "downtime_s": 42.0, "irreversible": [],
+                    "resources": {"pods": {"sink": 2}, "cpu_requests": 2.0, "memory_requests": 2 * 500 * 2**20,
+                                  "cpu_limits": 3.0, "memory_limits": 3 * 2**30, "unknown": []}}

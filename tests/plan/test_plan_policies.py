@@ -50,8 +50,16 @@ def test_policy_proposal_not_in_git_then_adopted(batch_bound):
     assert change["path"] == "sink.max_batch_size"
     assert all(e["query"] and e["measured"] is not None for e in proposal["evidence"])
     code, text = plan(batch_bound, "text")
-    assert code == 2 and "adopt with `gftune tune --write`" in text and "evidence: " in text
+    assert code == 2 and "adopt with `gftune tune --write`" in text
     assert "policies evaluated with metrics from direct scrape" in text
+    # The why first, the evidence on demand: a verdict naming the bottleneck, a table of readings
+    # against their thresholds; the queries only with --verbose (and always in JSON, above).
+    assert "The sink is the bottleneck at" in text and "Cost: 1 restart" in text
+    assert "sink_input_ratio" in text and "< 0.9 for 2m" in text
+    assert "query:" not in text
+    verbose = gftune("plan", "--repo", batch_bound, "--verbose").stdout
+    assert all(f"evidence: {e['signal']} = " in verbose for e in proposal["evidence"])
+    assert verbose.count("query: ") >= len(proposal["evidence"])  # each window's own query, one per reading
 
     file = batch_bound / "pipelines" / f"{PIPE}.yaml"
     pipeline = yaml.safe_load(file.read_text())

@@ -31,12 +31,15 @@ def test_text_is_terraform_like():
     assert "~ orders-dedup" in text and "update (resources)" in text
     assert "resources.sources[orders].replicas: 2 → 3" in text
     assert "lifecycle: stop → wait Stopped → PUT /resources → wait Running" in text
-    assert "why: policy scale-ingestor" in text and "sink_rate = 5,200 (threshold" in text
+    assert "why: policy scale-ingestor" in text
+    assert "sink_rate     5,200  < 10000 for 2m" in text and "query:" not in text  # readings, not queries
+    assert "query: rate(x[5m])" in render_text(sample_plan(), verbose=True)
     assert "+ brand-new" in text and "! frozen-pipe" in text and "remedy:" in text
     assert "x broken" in text and "HTTP 500" in text
     assert "= 1 unchanged: quiet" in text
     assert "policies not evaluated" in text
-    assert "Plan: 1 to create, 1 to update, 0 to delete, 1 blocked, 1 unchanged (downtime ≈ 42s); 1 error." in text
+    assert "Plan: 1 to create, 1 to update, 0 to delete, 1 blocked, 1 unchanged; 1 error." in text
+    assert "Cost: 1 restart (~42 s of downtime); +3 ingestor, +1 sink, +1 transform pods;" in text
     assert "\x1b[" not in text  # no colour unless asked
 
 
@@ -64,9 +67,22 @@ def test_json_is_the_plan_document():
 
 def test_markdown_has_a_table_and_details():
     md = render_markdown(sample_plan())
-    assert "| `~` | orders-dedup | update (resources) | 1 | ≈ 42s |" in md
-    assert "<details><summary>`!` <b>frozen-pipe</b>: blocked</summary>" in md
-    assert "`resources.sources[orders].replicas`" in md
+    assert md.startswith("### gftune plan: 1 to create, 1 to update, 1 blocked, 1 error · 1 restart (~42 s of "
+                         "downtime) · ")
+    assert ("| `~` | orders-dedup | `resources.sources[orders].replicas` 2 → 3 | policy scale-ingestor | "
+            "1 restart (~42 s of downtime), +1 ingestor |") in md
+    assert "**frozen-pipe** blocked (immutable):" in md
+    assert "<details><summary>orders-dedup: fields, lifecycle, sizing and queries</summary>" in md
+    assert "**Next:** fix the errors above and plan again." in md
+
+
+def test_markdown_lists_a_create_s_fields():
+    md = render_markdown(sample_plan())
+    assert "| `+` | brand-new | new pipeline |" in md
+    section = md[md.index("**brand-new**: new pipeline"):]
+    for field in ("sources: orders (kafka topic orders)", "transforms: filter:orders, dedup:orders",
+                  "sink: clickhouse table orders (batch 1000, delay 60s)", "replicas: orders ingestor x2, sink x1"):
+        assert f"- {field}" in section
 
 
 def test_conditional_steps_are_bracketed():
@@ -97,7 +113,7 @@ def test_evidence_values_read_like_the_seed_report():
     assert Evidence("p", "x", "q", "5m", None, "> 1").describe().startswith("x = unknown (")
 
 
-def test_proposal_lines_put_each_query_and_each_sized_stage_on_its_own_line():
+def test_verbose_proposal_lines_put_each_query_and_each_sized_stage_on_its_own_line():
     from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal
     from gftune.plan.render import proposal_lines
 

@@ -100,7 +100,7 @@ def check_scenario(plan: dict[str, Any], scenario: str, mode: str) -> None:
     entry = pipeline(plan, truth["pipeline_id"])
     expected = (SCRAPE_EXPECTED if mode == "scrape" else {}).get(scenario, EXPECTED[scenario])
     proposals, escalations = entry["proposals"], entry["escalations"]
-    notes = "\n".join(entry["notes"])
+    notes = "\n".join(entry["notes"] + entry["policy_notes"])
     if "not_established" in expected:
         assert proposals == [] and escalations == [], (proposals, escalations)
         assert expected["not_established"] in notes, notes
