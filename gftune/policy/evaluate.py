@@ -18,9 +18,9 @@ from datetime import datetime
 from gftune.desired import paths
 from gftune.desired.config import Config
 from gftune.formatting import format_seconds
+from gftune.plan.assessment import Assessment
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.plan.evidence import format_value as fmt
-from gftune.plan.assessment import Assessment
 from gftune.policy import assess, guards
 from gftune.policy.actions import expand_path, field_changes
 from gftune.policy.cooldown import cooldown, revert_backoff
