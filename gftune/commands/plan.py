@@ -366,18 +366,14 @@ def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-def run_url(environ: Mapping[str, str]) -> str | None:
-    """The CI run that made this plan (GitHub Actions: server, repository and run id)."""
-    server, repository, run = (environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID"))
-    return f"{server.rstrip('/')}/{repository}/actions/runs/{run}" if server and repository and run else None
-
-
 def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:
     if fmt == "json":
         echo(render_json(plan), nl=False)
         echo()
     elif fmt == "markdown":
-        echo(render_markdown(plan, run_url=run_url(os.environ)), nl=False)
+        from gftune.github import run_url_from_env
+
+        echo(render_markdown(plan, run_url=run_url_from_env(os.environ)), nl=False)
     else:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         echo(render_text(plan, color=color, width=shutil.get_terminal_size((120, 24)).columns, verbose=verbose),
@@ -435,8 +431,8 @@ def publish_plan(plan: Any, config: Any, number: int | None) -> None:
     its verdict) and the job summary."""
     from gftune import github
 
-    link = run_url(os.environ)
-    renderings = [render_markdown(plan, run_url=link), render_markdown(plan, details=False, run_url=link)]
+    # The comment's footer links the workflow run (gftune.github), so the report itself does not.
+    renderings = [render_markdown(plan), render_markdown(plan, details=False)]
     for line in github.publish(renderings, kind="plan", environ=os.environ, number=number,
                                repository=config.github_repository, api_url=config.github_api):
         echo(line, err=True)

@@ -58,7 +58,7 @@ def test_plan_comment_becomes_the_apply_report_in_place(sim_factory, standin, tm
     assert planned.returncode == 2, planned.stderr
     assert "PR comment on acme/pipelines#7: created" in planned.stderr
     [comment] = standin.comments_on(REPO, 7)
-    assert "### gftune plan: 0 to create, 1 to update" in comment.body
+    assert "### gftune plan: 1 to update · 1 restart" in comment.body and "**Next:** merge to apply" in comment.body
     assert "`resources.sink.replicas`" in comment.body
     applied = h.gftune("apply", "--repo", str(repo), "--auto-approve", "--github-pr", "7", env=env)
     assert applied.returncode == 0, applied.stderr
@@ -66,7 +66,7 @@ def test_plan_comment_becomes_the_apply_report_in_place(sim_factory, standin, tm
     [comment] = standin.comments_on(REPO, 7)
     assert "### gftune apply: 1 verified" in comment.body
     report, history = comment.body.split("Earlier in this pull request (1 superseded report)")
-    assert "gftune plan:" not in report and "gftune plan: 0 to create, 1 to update" in history
+    assert "gftune plan:" not in report and "gftune plan: 1 to update · 1 restart" in history
     assert h.gftune("plan", "--repo", str(repo), "--no-github", env=env).returncode == 0
     assert len(standin.comments_on(REPO, 7)) == 1
     for text in standin.bodies_sent():
