@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gftune.desired import adopt, secrets
-from tests.adopt.conftest import ROOT, gftune
+from tests.onboarding.conftest import ROOT, gftune
 
 DEMO = sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml"))
 

@@ -12,7 +12,7 @@ import sys
 import httpx
 import pytest
 
-from tests.adopt.conftest import gftune
+from tests.onboarding.conftest import gftune
 from tests.support.ports import free_port
 from tests.support.processes import wait_for_api
 

@@ -15,7 +15,7 @@ import yaml
 
 from gftune.desired.config import load_config
 from gftune.desired.scaffold import README_MARKER
-from tests.adopt.conftest import ROOT, gftune
+from tests.onboarding.conftest import ROOT, gftune
 
 POLICIES = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
 
