@@ -314,15 +314,19 @@ def command(scenario: str, time_scale: float, repo: Path | None, keep: bool) -> 
     try:
         demo.start_simulator()
         demo.make_repo()
-        plan_code = demo.run("plan", notice="Reads git (pipelines/*.yaml), the live pipelines (API) and their metrics. "
+        saved = demo.repo / ".gftune" / "plan.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        plan_code = demo.run("plan", "--out", str(saved),
+                             notice="Reads git (pipelines/*.yaml), the live pipelines (API) and their metrics. "
                              "Look for: every pipeline whose file matches the live pipeline has no changes; "
                              "a policy that sees a symptom proposes a bounded change, with the measured evidence.")
         if plan_code not in (exitcodes.OK, exitcodes.CHANGES, exitcodes.BLOCKED):
             raise click.ClickException(f"gftune plan failed (exit {plan_code})")
-        tune_code = demo.run("tune", "--write", "--pr-body", str(demo.repo / ".gftune" / "pr-body.md"),
-                             notice="Writes the proposal into the pipeline file (only the targeted values change; "
-                             "comments and layout stay) and commits it on a new branch, ready for a pull request "
-                             "(its body, with the evidence, is saved in .gftune/pr-body.md).")
+        tune_code = demo.run("tune", "--write", "--plan", str(saved), "--pr-body",
+                             str(demo.repo / ".gftune" / "pr-body.md"),
+                             notice="Writes the proposal of the plan above, as reviewed, into the pipeline file (only "
+                             "the targeted values change; comments and layout stay) and commits it on a new branch, "
+                             "ready for a pull request (its body, with the evidence, is saved in .gftune/pr-body.md).")
         if tune_code != exitcodes.CHANGES:
             raise click.ClickException(f"gftune tune found nothing to propose (exit {tune_code}); "
                                        f"is {scenario} a scenario with a symptom?")

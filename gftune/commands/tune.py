@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from gftune import exitcodes
+from gftune.commands.apply import load_plan_file
 from gftune.commands.common import (
     FORMAT_VERSION,
     ScrapeWait,
@@ -101,12 +102,25 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
 @click.option("--pr-body", "pr_body_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also save the pull-request body (Markdown) to FILE.")
 @click.option("--target", "targets", multiple=True, metavar="ID", help="Only this pipeline (repeatable).")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write the proposals of this saved plan (`gftune plan --out`), as reviewed, instead of "
+                   "evaluating the policies again.")
+@click.option("--reevaluate", is_flag=True,
+              help="With --plan: evaluate the policies now and say in the PR body which values differ from "
+                   "the reviewed plan, and why.")
 def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_commit: bool,
-            pr_body_file: Path | None, targets: tuple[str, ...]) -> None:
+            pr_body_file: Path | None, targets: tuple[str, ...], plan_file: Path | None, reevaluate: bool) -> None:
     """Evaluate tuning policies against live metrics and write bounded proposals into git.
 
+    With --plan FILE, the proposals of a reviewed plan are written as they were reviewed (nothing is
+    measured again); with --plan FILE --reevaluate, the PR body says what changed since the review.
     Exit 0 nothing to do, 2 proposals, 1 error."""
+    from gftune.policy import review
     from gftune.policy import writeback as tune
+
+    if reevaluate and plan_file is None:
+        raise click.UsageError("--reevaluate compares with a reviewed plan: give it with --plan FILE")
+    reviewed = load_plan_file(plan_file) if plan_file is not None else None
 
     state = opts.load_state(fmt="json" if fmt == "json" else "text")
     unknown = sorted(set(targets) - set(state.pipelines))
@@ -116,19 +130,35 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
     ids = list(targets) or sorted(state.pipelines)
     if targets:
         state.pipelines = {pid: state.pipelines[pid] for pid in ids}
-    if not state.policies:
-        echo(f"warning: no policies under {state.root / 'policies'}: nothing to evaluate", err=True)
-    live = _read_live(state, ids)
     now = datetime.now(UTC)
-    with ScrapeWait(state.config, has_policies=bool(state.policies)) as wait:  # on stderr, whatever the format
-        report = plan_policies(state, live, state.config, now, progress=wait)
+    revisions = None
+    if reviewed is not None and not reevaluate:
+        report = review.reviewed_proposals(reviewed, list(targets))
+        stale = review.stale_pipelines(reviewed, {pid: p.spec for pid, p in state.pipelines.items()},
+                                       sorted(report.outcomes))
+        if stale:
+            for problem in stale:
+                echo(f"error: {plan_file}: {problem}", err=True)
+            echo("error: its proposals were reviewed against other files: make a new plan "
+                 "(`gftune plan --out FILE`), or evaluate the policies again (`--reevaluate`)", err=True)
+            finish(exitcodes.ERROR)
+    else:
+        if not state.policies:
+            echo(f"warning: no policies under {state.root / 'policies'}: nothing to evaluate", err=True)
+        live = _read_live(state, ids)
+        with ScrapeWait(state.config, has_policies=bool(state.policies)) as wait:  # on stderr, whatever the format
+            report = plan_policies(state, live, state.config, now, progress=wait)
+        if reviewed is not None:
+            revisions = review.revisions(review.reviewed_proposals(reviewed, list(targets)).proposals,
+                                         report.proposals)
     proposals = report.proposals
     try:
         edits = tune.plan_edits(state, proposals)
     except (tune.TuneError, OSError) as exc:
         echo(f"error: cannot write the proposals back: {exc}", err=True)
         finish(exitcodes.ERROR)
-    body = tune.pr_body(proposals, edits, report.escalations, source=report.source_description)
+    body = tune.pr_body(proposals, edits, report.escalations, source=report.source_description,
+                        reviewed_plan=reviewed.id if reviewed is not None else None, since_review=revisions)
     written: dict[str, Any] | None = None
     if write and edits:
         try:
@@ -153,9 +183,16 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
         echo_json({"format_version": FORMAT_VERSION, "source": report.source_description, "notes": report.notes,
                    "outcomes": {k: v.to_dict() for k, v in sorted(report.outcomes.items())},
                    "edits": [{"pipeline_id": e.pipeline_id, "file": e.file, "diff": e.diff()} for e in edits],
-                   "written": written, "pr_body": body})
+                   "written": written, "pr_body": body,
+                   "reviewed_plan": reviewed.id if reviewed is not None else None,
+                   "since_review": [r.to_dict() for r in revisions] if revisions is not None else None})
     elif fmt == "markdown":
         echo(body, nl=False)
     else:
+        if revisions:
+            echo(f"Since the reviewed plan {reviewed.id}:")
+            for revision in revisions:
+                echo(f"  {revision.pipeline_id} {revision.describe()}")
+            echo("")
         _text(report, edits, written, body, pr_body_file)
     finish(exitcodes.CHANGES if proposals else exitcodes.OK)

@@ -366,13 +366,29 @@ def _md(text: Any) -> str:
 
 
 def pr_body(proposals: Sequence[Proposal], edits: Sequence[FileEdit] = (), escalations: Sequence[Escalation] = (),
-            *, source: str | None = None) -> str:
-    """Markdown for the pull request: what, why (measured values), predicted effect, verification."""
+            *, source: str | None = None, reviewed_plan: str | None = None,
+            since_review: Sequence[Any] | None = None) -> str:
+    """Markdown for the pull request: what, why (measured values), predicted effect, verification.
+
+    ``reviewed_plan``: the id of the saved plan the proposals were compared with or taken from;
+    ``since_review``: :class:`gftune.policy.review.Revision` s when the policies were evaluated again
+    (None: the proposals are the reviewed plan's own)."""
     from gftune.plan.evidence import format_value as fmt
 
     out = ["## gftune tune: policy proposals", ""]
     if source:
         out += [f"Metrics: {source}.", ""]
+    if reviewed_plan and since_review is None:
+        out += [f"These are the proposals of the reviewed plan `{_md(reviewed_plan)}`, written as reviewed "
+                "(not evaluated again).", ""]
+    elif reviewed_plan and since_review:
+        out += [f"### Since the reviewed plan `{_md(reviewed_plan)}`", "",
+                "The policies were evaluated again; these values differ from the ones reviewed:", ""]
+        out += [f"- `{r.pipeline_id}` {_md(r.describe())}" for r in since_review]
+        out.append("")
+    elif reviewed_plan:
+        out += [f"The policies were evaluated again: the same proposals as the reviewed plan "
+                f"`{_md(reviewed_plan)}`.", ""]
     out += ["| pipeline | field | current | proposed | policy |", "|---|---|---|---|---|"]
     for p in proposals:
         for c in p.changes:

@@ -26,3 +26,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("GFTUNE_") or name in adopt.SECRET_ENV_NAMES.values():
             monkeypatch.delenv(name)
+
+
+# The values the demo scenario creates its pipelines with (scenarios/demo.yaml, each pipeline's patch:).
+DEMO_SECRETS = {"CLICKHOUSE_PASSWORD": "gftune-demo-clickhouse-pw", "KAFKA_PASSWORD": "gftune-demo-kafka-pw"}
+
+
+@pytest.fixture
+def demo_repository(sim_factory: Any, tmp_path: Path) -> Path:
+    """The documented first hour against the demo scenario: `gftune init` (direct scrape of the
+    simulator), then `gftune import` of its five pipelines."""
+    sim = sim_factory("demo", time_scale=100)
+    repo = tmp_path / "ops"
+    assert gftune("init", repo, "--yes", "--api", sim.api_url, "--scrape", sim.metrics_url).exit_code == 0
+    assert gftune("import", "--repo", repo).exit_code == 0
+    return repo

@@ -10,13 +10,10 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 
-from tests.onboarding.conftest import gftune
+from tests.onboarding.conftest import DEMO_SECRETS
 from tests.support.ports import free_port
 from tests.support.processes import wait_for_api
-
-SECRETS = {"CLICKHOUSE_PASSWORD": "gftune-demo-clickhouse-pw", "KAFKA_PASSWORD": "gftune-demo-kafka-pw"}
 
 
 def test_plain_sim_says_it_is_empty_and_points_to_the_demo_scenario():
@@ -40,26 +37,16 @@ def test_plain_sim_says_it_is_empty_and_points_to_the_demo_scenario():
 
 # --- plan: secrets checked before the metrics wait, and the wait said at once --------------------------------
 
-@pytest.fixture
-def imported(sim_factory, tmp_path):
-    """The demo's pipelines imported into a repository made by init, reading metrics by direct scrape."""
-    sim = sim_factory("demo", time_scale=50)
-    repo = tmp_path / "ops"
-    assert gftune("init", repo, "--yes", "--api", sim.api_url, "--scrape", sim.metrics_url).exit_code == 0
-    assert gftune("import", "--repo", repo).exit_code == 0
-    return repo
-
-
 def plan(repo, env, *args):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_") and k not in SECRETS}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_") and k not in DEMO_SECRETS}
     return subprocess.run([sys.executable, "-m", "gftune", "plan", "--repo", str(repo), *args],
                           env={**clean, **env}, capture_output=True, text=True, timeout=120)
 
 
-def test_plan_names_unset_secrets_before_it_waits_for_metrics(imported):
+def test_plan_names_unset_secrets_before_it_waits_for_metrics(demo_repository):
     # A 10-minute metrics window: were the secrets checked after the scrapes, plan() would time out.
-    result = plan(imported, {"GFTUNE_METRICS_WINDOW": "10m", "GFTUNE_TIME_SCALE": "1",
-                             "CLICKHOUSE_PASSWORD": SECRETS["CLICKHOUSE_PASSWORD"]})
+    result = plan(demo_repository, {"GFTUNE_METRICS_WINDOW": "10m", "GFTUNE_TIME_SCALE": "1",
+                             "CLICKHOUSE_PASSWORD": DEMO_SECRETS["CLICKHOUSE_PASSWORD"]})
     assert result.returncode == 1
     assert "pipelines/fraud-detection-logins-tested.yaml:19:9: spec.sources[0].connection_params.password: " \
            "environment variable KAFKA_PASSWORD is not set (referenced as ${env:KAFKA_PASSWORD})" in result.stderr
@@ -67,15 +54,15 @@ def test_plan_names_unset_secrets_before_it_waits_for_metrics(imported):
     assert "nothing was planned and no metrics were read" in result.stderr
     assert "direct scrape" not in result.stderr and result.stdout == ""
 
-    as_json = plan(imported, {"GFTUNE_METRICS_WINDOW": "10m", "GFTUNE_TIME_SCALE": "1"}, "--format", "json")
+    as_json = plan(demo_repository, {"GFTUNE_METRICS_WINDOW": "10m", "GFTUNE_TIME_SCALE": "1"}, "--format", "json")
     assert as_json.returncode == 1
     problems = json.loads(as_json.stdout)["problems"]
     assert {p["message"].split(" is not set")[0] for p in problems} == \
         {"environment variable CLICKHOUSE_PASSWORD", "environment variable KAFKA_PASSWORD"}
 
 
-def test_plan_says_at_once_how_long_a_direct_scrape_waits_and_counts_down(imported):
-    result = plan(imported, {**SECRETS, "GFTUNE_METRICS_WINDOW": "5s", "GFTUNE_TIME_SCALE": "1"})
+def test_plan_says_at_once_how_long_a_direct_scrape_waits_and_counts_down(demo_repository):
+    result = plan(demo_repository, {**DEMO_SECRETS, "GFTUNE_METRICS_WINDOW": "5s", "GFTUNE_TIME_SCALE": "1"})
     assert result.returncode in (0, 2), result.stderr
     lines = result.stderr.splitlines()
     announce = next(i for i, line in enumerate(lines) if line.startswith("metrics: a direct scrape of"))

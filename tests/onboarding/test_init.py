@@ -15,7 +15,7 @@ import yaml
 
 from gftune.desired.config import load_config
 from gftune.desired.scaffold import README_MARKER
-from tests.onboarding.conftest import ROOT, gftune
+from tests.onboarding.conftest import DEMO_SECRETS, ROOT, gftune
 
 POLICIES = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
 
@@ -154,8 +154,7 @@ def test_init_import_validate_plan_against_the_simulator(sim_factory, tmp_path):
 
     join = yaml.safe_load((repo / "pipelines" / "join-demo-pipeline.yaml").read_text())["spec"]
     assert join["sink"]["connection_params"]["password"] == "${env:CLICKHOUSE_PASSWORD}"
-    env = {"CLICKHOUSE_PASSWORD": "gftune-demo-clickhouse-pw", "KAFKA_PASSWORD": "gftune-demo-kafka-pw",
-           "GFTUNE_TIME_SCALE": "100"}
+    env = {**DEMO_SECRETS, "GFTUNE_TIME_SCALE": "100"}
     plan = gftune("plan", "--repo", repo, "--format", "json", env=env)
     assert plan.exit_code == 2, plan.output  # git = live everywhere; one policy proposal from the metrics
     doc = json.loads(plan.stdout)
