@@ -25,7 +25,8 @@ def format_value(value: float | None, unit: str = "") -> str:
         text = f"{value:,.2f}".rstrip("0").rstrip(".")
     else:
         text = f"{value:.3g}"
-    suffix = {"records/s": "/s", "records": "", "ratio": "", "0/1": "", "s": " s"}.get(unit, f" {unit}" if unit else "")
+    suffix = {"records/s": "/s", "1/s": "/s", "records": "", "ratio": "", "0/1": "", "s": " s"}.get(
+        unit, f" {unit}" if unit else "")
     return text + suffix
 
 

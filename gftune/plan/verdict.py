@@ -35,7 +35,7 @@ def about(seconds: float) -> str:
 
 
 def _signed(value: float, text: str) -> str:
-    return ("+" if value > 0 else "−") + text
+    return ("+" if value > 0 else "-") + text
 
 
 def cpu(cores: float) -> str:
@@ -116,7 +116,7 @@ def _joined(parts: Sequence[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _load_sentence(a: Assessment) -> str:
+def _load_sentence(a: Assessment, evidence: Sequence[Evidence] = ()) -> str:
     stage = a.stage or "pipeline"
     load = a.load
     if load is not None:
@@ -130,16 +130,18 @@ def _load_sentence(a: Assessment) -> str:
         text = f"The {stage}'s capacity is not established ({a.capacity.missing or 'unknown'})"
         if a.arriving.known:
             text += f"; {rate(a.arriving.value)} arriving"
+        if fired := trigger(evidence):
+            text += f"; the trigger: {fired}"
     if a.backlog.known and a.backlog.value:
         text += f"; {records(float(a.backlog.value))} records queued"
     return text + "."
 
 
 def _predicted_sentence(p: Proposal, a: Assessment, name_changes: bool) -> str:
-    changes = _joined([change_phrase(c) for c in p.changes]) if p.changes and name_changes else "the change"
-    text = changes[0].upper() + changes[1:]
+    named = p.changes and name_changes
+    text = f"With {_joined([change_phrase(c) for c in p.changes])}" if named else "After the change"
     if a.predicted.known:
-        text += f" should carry {rate(a.predicted.value)}"
+        text += f", the pipeline should carry {rate(a.predicted.value)}"
         if a.limited_by and a.limited_by != a.stage:
             text += f" (then the {a.limited_by} is the limit)"
         if a.drain.known:
@@ -174,7 +176,7 @@ def proposal_verdict(p: Proposal, cost: Cost | None = None, *, name_changes: boo
         sentences = [f"Policy {p.policy}" + (f" fired on {why}" if why else "") + ".",
                      _predicted_sentence(p, a, name_changes)]
     else:
-        sentences = [_load_sentence(a), _predicted_sentence(p, a, name_changes)]
+        sentences = [_load_sentence(a, p.evidence), _predicted_sentence(p, a, name_changes)]
     if cost is not None:
         sentences.append(f"Cost: {cost_phrase(cost)}.")
     return " ".join(sentences)

@@ -100,6 +100,16 @@ def _check_expectation(expect: Mapping[str, Any], evaluation: Evaluation) -> lis
     return failures
 
 
+def fixture_evaluation(policy: Policy, test: Mapping[str, Any]) -> tuple[dict[str, Any], Evaluation]:
+    """The test pipeline document of one of a policy's ``tests:`` and the policy's evaluation on its fixture."""
+    doc = _merge(TEST_PIPELINE, test.get("pipeline") or {})
+    facts = PipelineFacts(pipeline_id=str(doc.get("pipeline_id")), doc=doc,
+                          labels=dict(test.get("labels") or {}), constraints=dict(test.get("constraints") or {}),
+                          exists=bool(test.get("exists", True)), immutable=tuple(res.immutable_paths(doc)))
+    view = FixtureView(test.get("signals") or {}, test.get("series"), promql=test.get("promql"))
+    return doc, evaluate(policy, facts, view, Config())
+
+
 def run_policy_tests(policy: Policy) -> list[TestResult]:
     """Run a policy's ``tests:`` (fixtures of signal values or recorded series -> expected outcome)."""
     results: list[TestResult] = []
@@ -108,13 +118,8 @@ def run_policy_tests(policy: Policy) -> list[TestResult]:
         if not isinstance(test, Mapping) or not isinstance(test.get("expect"), Mapping):
             results.append(TestResult(policy.name, name, False, "a test needs an expect: mapping", policy.file))
             continue
-        doc = _merge(TEST_PIPELINE, test.get("pipeline") or {})
-        facts = PipelineFacts(pipeline_id=str(doc.get("pipeline_id")), doc=doc,
-                              labels=dict(test.get("labels") or {}), constraints=dict(test.get("constraints") or {}),
-                              exists=bool(test.get("exists", True)), immutable=tuple(res.immutable_paths(doc)))
-        view = FixtureView(test.get("signals") or {}, test.get("series"), promql=test.get("promql"))
         try:
-            evaluation = evaluate(policy, facts, view, Config())
+            _, evaluation = fixture_evaluation(policy, test)
         except Exception as exc:  # a broken fixture must fail its test, not the run
             results.append(TestResult(policy.name, name, False, f"evaluation failed: {exc}", policy.file))
             continue
