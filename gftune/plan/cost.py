@@ -110,4 +110,4 @@ def created_resources(spec: Json) -> Json:
 
 def delete_cost(pipeline_id: str, internal: Json | None) -> Cost:
     return Cost(resources=resource_delta(internal, {}), irreversible=(
-        f"deleting {pipeline_id} drops the messages buffered in its NATS streams and its dedup state",))
+        f"deleting {pipeline_id} loses the messages buffered in its NATS streams and its dedup state",))

@@ -571,7 +571,6 @@ def _plan_delete(plan: PipelinePlan, live: LiveLike, o: PlanOptions) -> None:
     if status == Status.RUNNING:
         steps += _restop(o)
     plan.lifecycle = [*steps, {"action": "delete"}, {"action": "wait_gone", "timeout_s": o.gone_timeout_s}]
-    plan.notes.append("deleting a pipeline drops its NATS streams (buffered messages) and dedup state")
     plan.cost = costs.delete_cost(plan.pipeline_id, live.resources)
 
 

@@ -241,7 +241,12 @@ def summary_line(plan: Plan) -> str:
 
 
 def risk(cost: Cost) -> str:
-    return f"irreversible: {len(cost.irreversible)}" if cost.irreversible else "nothing irreversible"
+    """``nothing irreversible``, or what cannot be undone (one named, several counted)."""
+    if not cost.irreversible:
+        return "nothing irreversible"
+    if len(cost.irreversible) == 1:
+        return f"irreversible: {cost.irreversible[0]}"
+    return f"irreversible: {len(cost.irreversible)} changes ({'; '.join(cost.irreversible)})"
 
 
 def cost_line(plan: Plan) -> str:
@@ -355,6 +360,7 @@ def pipeline_lines(p: PipelinePlan, *, verbose: bool = False, width: int = 120) 
     if p.lifecycle:
         downtime = f"   ({restarts_phrase(p.cost)})"
         out.append(("", f"    lifecycle: {lifecycle_line(p.lifecycle)}{downtime}"))
+    out += [("red", f"    irreversible: {why}") for why in p.cost.irreversible]
     for proposal in p.proposals:
         out.append(("cyan", f"    ? {proposal.policy} proposes ({ADOPT}):"))
         out += [("cyan", f"      ~ {c.path}: {value(c.old)} → {value(c.new)}") for c in proposal.changes]
@@ -479,14 +485,16 @@ def headline(plan: Plan) -> str:
     if not what:
         what = ["no changes"]
     cost = plan.cost
-    parts = [", ".join(what), restarts_phrase(cost)]
-    if not cost.resources.zero:
-        parts.append(resources_phrase(cost.resources))
+    parts = [", ".join(what)]
+    if s["create"] or s["update"] or s["delete"]:
+        parts.append(restarts_phrase(cost))
+        if not cost.resources.zero:
+            parts.append(resources_phrase(cost.resources))
     if s["proposals"]:
         pending = plan.pending_cost
         parts.append(f"adopting {'it' if s['proposals'] == 1 else 'them'}: {restarts_phrase(pending)}"
                      + ("" if pending.resources.zero else f", {resources_phrase(pending.resources)}"))
-    parts.append(risk(cost).upper() if cost.irreversible else risk(cost))
+    parts.append(f"**{risk(cost)}**" if cost.irreversible else risk(cost))
     return "### gftune plan: " + " · ".join(parts)
 
 

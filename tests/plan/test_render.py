@@ -6,6 +6,7 @@ from gftune.desired import secrets
 from gftune.live import LiveState
 from gftune.plan.model import Plan, PlanOptions, plan_pipeline
 from gftune.plan.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
+from gftune.plan.verdict import resources_phrase
 from tests.plan.test_canonical import PASSWORD, desired_doc, resolver
 from tests.plan.test_plan_builder import OPTIONS, Desired, Outcome, live, plan_for, proposal
 
@@ -127,3 +128,26 @@ def test_verbose_proposal_lines_put_each_query_and_each_sized_stage_on_its_own_l
         "  evidence: stream_depth_ratio = 0.9 (threshold >= 0.8, window 5m)", "    query: max(depth)",
         "  predicted: stream_depth_ratio <= 0.5",
     ]
+
+
+def test_cost_and_risk_at_a_glance():
+    # An update of a Running pipeline (sink 1 -> 3 replicas: one restart) and a delete (irreversible).
+    changed = desired_doc()
+    changed["resources"]["sink"]["replicas"] = 3
+    update = plan_for(changed)
+    doomed = live()
+    doomed.pipeline_id = "old-pipeline"
+    delete = plan_pipeline(None, doomed, OPTIONS)
+    plan = Plan(pipelines=[update, delete])
+    md = render_markdown(plan)
+    headline = md.splitlines()[0]
+    assert headline == ("### gftune plan: 1 to update, 1 to delete · 1 restart (~42 s of downtime) · "
+                        # +2 sink pods of 1000m / 500Mi requested; the deleted pipeline frees its own pods
+                        f"{resources_phrase(plan.cost.resources)} · **irreversible: deleting old-pipeline loses the "
+                        "messages buffered in its NATS streams and its dedup state**")
+    assert plan.cost.resources.pods["sink"] == 2 - 1  # +2 on the update, -1 on the delete
+    text = render_text(plan)
+    assert "Cost: 1 restart (~42 s of downtime); " in text
+    assert "irreversible: deleting old-pipeline loses the messages buffered in its NATS streams" in text
+    quiet = render_markdown(Plan(pipelines=[plan_for()])).splitlines()[0]
+    assert quiet == "### gftune plan: no changes · nothing irreversible"
