@@ -3,6 +3,7 @@ written as a person would have written them; `validate` passes, `plan` reports n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,12 @@ def test_import_by_id_by_tag_and_with_labels(demo, tmp_path):
     assert doc["metadata"] == {"name": "join-demo-pipeline", "labels": {"team": "commerce"}}
 
     tagged = tmp_path / "tagged"
-    assert gftune("import", "--repo", tagged, "--api", demo.api_url, "--tag", "otlp").exit_code == 0
+    result = gftune("import", "--repo", tagged, "--api", demo.api_url, "--tag", "otlp", "--format", "json")
+    assert result.exit_code == 0
     assert sorted(p.stem for p in (tagged / "pipelines").glob("*.yaml")) == ["otlp-traces", "ran-5g-telemetry"]
+    doc = json.loads(result.stdout)
+    assert sorted(i["file"] for i in doc["imported"]) == ["pipelines/otlp-traces.yaml", "pipelines/ran-5g-telemetry.yaml"]
+    assert [(s["name"], s["state"], len(s["used_by"])) for s in doc["secrets"]] == [("CLICKHOUSE_PASSWORD", "not set", 2)]
 
     unknown = gftune("import", "no-such-pipeline", "--repo", tmp_path / "none", "--api", demo.api_url)
     assert unknown.exit_code == 1
