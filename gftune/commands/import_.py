@@ -77,19 +77,22 @@ def describe_uses(used_by: list[dict[str, str]]) -> str:
 
 
 async def _read(config: Any, ids: tuple[str, ...], tags: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
-    from gftune.commands.plan import read_state
+    """List the live pipelines, choose, and read the chosen ones (document, resources, health)."""
+    from gftune.client import ApiError, GlassFlowClient
+    from gftune.live import list_live, read_live
 
-    listing = await read_state(config, [], progress=False)
-    if listing.listed is None:
-        raise click.ClickException(f"cannot list the pipelines of {config.api_url}: {'; '.join(listing.errors)}")
-    chosen, missing = select(listing.listed, ids, tags)
-    if missing:
-        known = ", ".join(sorted(row["pipeline_id"] for row in listing.listed)) or "none"
-        raise click.ClickException(f"no live pipeline {', '.join(missing)} at {config.api_url} (it has: {known})")
-    if not chosen:
-        return [], {}
-    read = await read_state(config, chosen, listed=listing.listed)
-    return chosen, read.live
+    async with GlassFlowClient.from_config(config) as client:
+        try:
+            rows = await list_live(client)
+        except ApiError as exc:
+            raise click.ClickException(f"cannot list the pipelines of {config.api_url}: {exc}") from None
+        chosen, missing = select(rows, ids, tags)
+        if missing:
+            known = ", ".join(sorted(row["pipeline_id"] for row in rows)) or "none"
+            raise click.ClickException(f"no live pipeline {', '.join(missing)} at {config.api_url} (it has: {known})")
+        if not chosen:
+            return [], {}
+        return chosen, await read_live(client, chosen)
 
 
 @click.command(name="import")

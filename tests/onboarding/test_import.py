@@ -204,3 +204,13 @@ def test_names_are_qualified_by_pipeline_when_values_differ_or_the_environment_d
                                             ("500ms", "500ms"), ("not a duration", "not a duration")])
 def test_short_durations(go, short):
     assert adopt.short_duration(go) == short
+
+
+def test_import_from_an_api_that_does_not_answer_says_so_and_writes_nothing(tmp_path):
+    from tests.support.ports import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = gftune("import", "--repo", tmp_path / "r", "--api", url)
+    assert result.exit_code == 1
+    assert f"cannot list the pipelines of {url}: GET /api/v1/pipeline: no answer" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()
