@@ -42,7 +42,10 @@ def _register_live_secrets(document: Json) -> None:
             secrets.masker.add(value)
 
 
-async def read_one(client: GlassFlowClient, pipeline_id: str) -> LiveState:
+async def read_one(client: GlassFlowClient, pipeline_id: str, *, strict: bool = False) -> LiveState:
+    """The document, resources and health of one pipeline. A pipeline that none of the three routes
+    knows does not exist; any other failure is recorded in ``error`` (``strict``: raised instead, so
+    that a caller that retries can tell a transient answer from a permanent one)."""
     pipeline, resources, health = await asyncio.gather(
         client.get(pipeline_id), client.get_resources(pipeline_id), client.get_health(pipeline_id),
         return_exceptions=True)
@@ -54,6 +57,8 @@ async def read_one(client: GlassFlowClient, pipeline_id: str) -> LiveState:
             isinstance(a, ApiError) and a.not_found for a in answers):
         return LiveState(pipeline_id, exists=False)
     failures = [a for a in answers if isinstance(a, ApiError)]
+    if failures and strict:
+        raise failures[0]
     if failures:
         # Deleted between two GETs, or a route failing: either way this pipeline cannot be planned.
         return LiveState(pipeline_id, exists=not isinstance(pipeline, ApiError),
@@ -65,6 +70,18 @@ async def read_one(client: GlassFlowClient, pipeline_id: str) -> LiveState:
         pipeline_id, exists=True, pipeline=pipeline, resources=resources.get("pipeline_resources") or {},
         immutable=[p for p in policy.get("immutable") or [] if isinstance(p, str)],
         status=str(health.get("overall_status") or "") or None, health=health)
+
+
+async def read_status(client: GlassFlowClient, pipeline_id: str) -> LiveState:
+    """Only ``/health``: what a poll that waits for a status needs (one request instead of three).
+    A pipeline the API does not know does not exist; any other :class:`ApiError` is raised."""
+    try:
+        health = await client.get_health(pipeline_id)
+    except ApiError as exc:
+        if exc.not_found:
+            return LiveState(pipeline_id, exists=False)
+        raise
+    return LiveState(pipeline_id, exists=True, status=str(health.get("overall_status") or "") or None, health=health)
 
 
 async def read_live(client: GlassFlowClient, ids: Iterable[str], *,

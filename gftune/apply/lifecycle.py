@@ -19,6 +19,8 @@ from gftune.apply import report
 from gftune.apply.journal import (
     DONE,
     FAILED,
+    PENDING,
+    SKIPPED,
     STARTED,
     PipelineRun,
     Step,
@@ -130,6 +132,13 @@ def touched(run: PipelineRun) -> bool:
 def insert_before_finish(run: PipelineRun, steps: Iterable[Step]) -> None:
     index = next((i for i, s in enumerate(run.steps) if s.phase == "finish"), len(run.steps))
     run.steps[index:index] = list(steps)
+
+
+def skip_finish(run: PipelineRun) -> None:
+    """No provenance for a change that was not kept; the lock is still released."""
+    for s in run.steps:
+        if s.phase == "finish" and s.state == PENDING and s.action != "unlock":
+            s.state, s.detail = SKIPPED, "the change was not kept"
 
 
 def stop_timeout(config: Config) -> float:

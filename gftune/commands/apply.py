@@ -24,6 +24,7 @@ import click
 from gftune import exitcodes, github
 from gftune.apply import executor as applymod
 from gftune.apply import lock, report
+from gftune.apply.context import ApplyContext
 from gftune.apply.journal import JournalError, JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
@@ -204,10 +205,10 @@ async def _run(config: Config, repo: Path, state: Any, *, plan_file: Path | None
     source = open_source(config)
     try:
         async with GlassFlowClient.from_config(config) as client:
-            ctx = applymod.ApplyContext(client=client, config=config, store=JournalStore(repo), metrics=source,
-                                        owner=owner, reporter=reporter,
-                                        resolver=secrets.Resolver(env, base_dir=Path(repo),
-                                                                  roots=readable_roots(Path(repo), config)))
+            ctx = ApplyContext(client=client, config=config, store=JournalStore(repo), metrics=source,
+                               owner=owner, reporter=reporter,
+                               resolver=secrets.Resolver(env, base_dir=Path(repo),
+                                                         roots=readable_roots(Path(repo), config)))
             if resume_id:
                 return await applymod.resume_run(resume_id, ctx)
             if state is not None:

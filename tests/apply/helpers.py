@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import yaml
 
-from gftune.apply.executor import ApplyContext, ApplyResult, apply_plan
+from gftune.apply.context import ApplyContext
+from gftune.apply.executor import ApplyResult, apply_plan
 from gftune.apply.journal import JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.demo import adopted_spec

@@ -9,6 +9,7 @@ import pytest
 from gftune import exitcodes
 from gftune.apply import executor as ap
 from gftune.apply import lifecycle as lc
+from gftune.apply.context import ApplyContext
 from gftune.desired.config import Config
 from gftune.plan import model as planmod
 from gftune.plan.evidence import Expectation, FieldChange, Proposal, VerifySpec
@@ -160,7 +161,7 @@ def test_blocked_and_error_entries_are_not_applied_and_give_their_exit_code(tmp_
         planmod.Blocker("immutable", "resources.nats.stream.maxAge is immutable", "keep it in git")])
     broken = planmod.PipelinePlan("p-error", planmod.ERROR, errors=["cannot read it"])
     same = planmod.PipelinePlan("p-same", planmod.NOOP)
-    ctx = ap.ApplyContext(client=None, config=Config(), store=JournalStore(tmp_path), owner="me@host")
+    ctx = ApplyContext(client=None, config=Config(), store=JournalStore(tmp_path), owner="me@host")
     journal, _ = ap.new_journal(planmod.Plan([ok, blocked, broken, same]), ctx, plan_path=None)
     assert list(journal.pipelines) == ["p-ok", "p-blocked", "p-error"]
     assert journal.pipelines["p-blocked"].outcome == "blocked" and not journal.pipelines["p-blocked"].steps

@@ -1,0 +1,88 @@
+"""Judging: the verdict on a change from what was observed, and what follows from it — keep the change,
+observe another window while a backlog is still draining, or lay out the revert.
+
+Pure: it works on the run's journal entry, the status just read and the clock's reading, all passed
+in; the verdict itself is :func:`gftune.apply.verify.judge`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gftune.apply import report, verify
+from gftune.apply.journal import PipelineRun, Step
+from gftune.apply.lifecycle import MAX_CATCH_UP_WINDOWS, VerifyPlan, insert_before_finish, skip_finish
+from gftune.desired.config import Config
+from gftune.glassflow.statuses import Status
+from gftune.policy import signals
+
+
+def readings_of(data: Mapping[str, Any]) -> dict[str, signals.SignalReading]:
+    """Signal readings back from their journal form."""
+    out = {}
+    for name, r in data.items():
+        out[name] = signals.SignalReading(name, r.get("value"), r.get("unit", ""), r.get("query", ""),
+                                          r.get("window_s", 0.0), datetime.fromisoformat(r["at"]),
+                                          r.get("status", "unknown"), r.get("detail", ""))
+    return out
+
+
+def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, metrics: bool,
+          now: float) -> list[str]:
+    """Judge the change (or, in the revert phase, the revert) of ``run``; returns what to tell the user."""
+    vplan = VerifyPlan.from_params(step.params)
+    readings_before = readings_of(run.baseline)
+    if step.phase == "revert":
+        verdict = verify.judge(status=status or "missing", before=readings_before,
+                               after=readings_of(run.revert_after), tolerance=vplan.tolerance,
+                               metrics=metrics, guards=())
+        run.revert_verdict = {**verdict.to_dict(), "window_s": config.scaled(vplan.window_s)}
+        run.outcome = "reverted" if verdict.outcome == verify.PASS else "failed"
+        if verdict.outcome != verify.PASS:
+            run.error = (run.error or "") + "; the revert did not come back healthy: " + "; ".join(verdict.reasons)
+        step.detail = verdict.label
+        return []
+    verdict = verify.judge(status=status or "missing", before=readings_before, after=readings_of(run.after),
+                           expectations=vplan.expectations, tolerance=vplan.tolerance, metrics=metrics,
+                           gaps=run.gaps)
+    run.verdict = {**verdict.to_dict(), "window_s": config.scaled(vplan.window_s),
+                   "settle_s": config.scaled(vplan.settle_s)}
+    step.detail = verdict.label
+    extension = int(step.params.get("extension", 0))
+    backlog = verify.backlog_draining(readings_before, readings_of(run.after), vplan.tolerance) \
+        if verdict.outcome != verify.PASS and status == Status.RUNNING else None
+    if backlog and extension < MAX_CATCH_UP_WINDOWS:
+        step.detail = (f"{verdict.label} while still catching up ({backlog}): observing another window "
+                       f"({extension + 1}/{MAX_CATCH_UP_WINDOWS})")
+        index = run.steps.index(step) + 1
+        again = extension + 1
+        run.steps[index:index] = [Step("verify", "observe", {"seconds": vplan.window_s, "extension": again}),
+                                  Step("verify", "judge", {**step.params, "extension": again})]
+        return [step.detail]
+    if backlog:
+        run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
+    run.notes += [n for n in verdict.notes if n.startswith(verify.CATCHING_UP) and n not in run.notes]
+    if verdict.outcome == verify.PASS:
+        run.outcome = "verified"
+        return []
+    if verdict.outcome == verify.INCONCLUSIVE:
+        run.outcome = "inconclusive"
+        return []
+    skip_finish(run)
+    insert_before_finish(run, [Step("revert", "plan", {"verify": step.params})])
+    _record_revert_step(run, now)
+    return ["verification failed: " + "; ".join(verdict.reasons) + "; reverting"]
+
+
+def _record_revert_step(run: PipelineRun, now: float) -> None:
+    """After a revert, remember on the pipeline which policies' change it was (anti-flapping:
+    ``gftune plan`` backs those policies off), just before the lock is released."""
+    policies = [p["policy"] for p, _ in report.motivating_proposals(run.entry) if p.get("policy")]
+    if not policies or any(s.action == "record_revert" for s in run.steps):
+        return  # a change from git alone: nothing to back off (or already laid out before a restart)
+    at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+    index = next((i for i, s in enumerate(run.steps) if s.phase == "finish" and s.action == "unlock"),
+                 len(run.steps))
+    run.steps.insert(index, Step("finish", "record_revert", {"policies": policies, "at": at}))
