@@ -85,15 +85,19 @@ def builtin_workflows() -> dict[str, str]:
 
 
 def check_api(url: str) -> str:
-    """One line on whether the API answers (``GET /api/v1/platform``); init goes on either way."""
+    """One line on whether the API answers (``GET /api/v1/platform``, ``GET /api/v1/pipeline``) and how many
+    pipelines it runs; init goes on either way."""
     try:
         response = httpx.get(f"{url}/api/v1/platform", timeout=3.0)
         response.raise_for_status()
         orchestrator = (response.json() or {}).get("orchestrator")
+        rows = httpx.get(f"{url}/api/v1/pipeline", timeout=3.0).raise_for_status().json()
     except (httpx.HTTPError, ValueError) as exc:
         return (f"warning: the GlassFlow API at {url} does not answer ({type(exc).__name__}); check the URL, or "
                 "reach it with `kubectl port-forward` before `gftune import`")
-    return f"the GlassFlow API at {url} answers" + (f" (orchestrator: {orchestrator})" if orchestrator else "")
+    count = len(rows) if isinstance(rows, list) else 0
+    where = f" (orchestrator: {orchestrator})" if orchestrator else ""
+    return f"the GlassFlow API at {url} answers{where}: {count} pipeline(s) for `gftune import`"
 
 
 def in_git_work_tree(path: Path) -> bool:

@@ -145,7 +145,7 @@ def test_init_import_validate_plan_against_the_simulator(sim_factory, tmp_path):
     repo = tmp_path / "ops"
     init = gftune("init", repo, "--yes", "--api", sim.api_url, "--scrape", sim.metrics_url)
     assert init.exit_code == 0, init.output
-    assert "answers (orchestrator: k8s)" in init.output
+    assert "answers (orchestrator: k8s): 5 pipeline(s) for `gftune import`" in init.output
 
     imported = gftune("import", "--repo", repo)  # the API from gftune.yaml
     assert imported.exit_code == 0, imported.output
