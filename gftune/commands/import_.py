@@ -73,7 +73,14 @@ def describe_uses(used_by: list[dict[str, str]]) -> str:
     by_path: dict[str, list[str]] = {}
     for use in used_by:
         by_path.setdefault(use["path"], []).append(use["pipeline_id"])
-    return "; ".join(f"{path} of {', '.join(ids)}" for path, ids in by_path.items())
+    return "; ".join(f"{path} of {_some(ids)}" for path, ids in by_path.items())
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    """``a, b, c`` or, for many, ``a, b, c, d, e and 45 more`` (the JSON output lists them all)."""
+    if len(ids) <= shown + 1:
+        return ", ".join(ids)
+    return f"{', '.join(ids[:shown])} and {len(ids) - shown} more"
 
 
 async def _read(config: Any, ids: tuple[str, ...], tags: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
