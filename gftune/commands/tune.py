@@ -9,6 +9,7 @@ printed (``--pr-body FILE`` saves it). Exit 0 nothing to do, 2 proposals (shown 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,7 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
         state.pipelines = {pid: state.pipelines[pid] for pid in ids}
     now = datetime.now(UTC)
     revisions = None
+    live: dict[str, Any] | None = None
     if reviewed is not None and not reevaluate:
         report = review.reviewed_proposals(reviewed, list(targets))
         stale = review.stale_pipelines(reviewed, {pid: p.spec for pid, p in state.pipelines.items()},
@@ -152,6 +154,14 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
             revisions = review.revisions(review.reviewed_proposals(reviewed, list(targets)).proposals,
                                          report.proposals)
     proposals = report.proposals
+    if live is not None:
+        # What each proposal would cost once applied (restarts, downtime, resources), as the plan says it.
+        from gftune.commands.plan import plan_options
+        from gftune.plan.model import proposal_cost
+
+        options = plan_options(state, allow_delete=False, env={})
+        proposals = [replace(p, cost=proposal_cost(p, live[p.pipeline_id], options))
+                     if p.cost is None and p.pipeline_id in live else p for p in proposals]
     try:
         edits = tune.plan_edits(state, proposals)
     except (tune.TuneError, OSError) as exc:

@@ -368,12 +368,15 @@ def _md(text: Any) -> str:
 def pr_body(proposals: Sequence[Proposal], edits: Sequence[FileEdit] = (), escalations: Sequence[Escalation] = (),
             *, source: str | None = None, reviewed_plan: str | None = None,
             since_review: Sequence[Any] | None = None) -> str:
-    """Markdown for the pull request: what, why (measured values), predicted effect, verification.
+    """Markdown for the pull request: what, and per proposal its verdict (bottleneck, predicted
+    effect, cost), the readings behind it and how apply verifies it; the sizing, inputs, queries and
+    notes folded in ``<details>``.
 
     ``reviewed_plan``: the id of the saved plan the proposals were compared with or taken from;
     ``since_review``: :class:`gftune.policy.review.Revision` s when the policies were evaluated again
     (None: the proposals are the reviewed plan's own)."""
-    from gftune.plan.evidence import format_value as fmt
+    from gftune.plan.render import proposal_lines, readings_rows
+    from gftune.plan.verdict import escalation_verdict, proposal_verdict
 
     out = ["## gftune tune: policy proposals", ""]
     if source:
@@ -395,36 +398,24 @@ def pr_body(proposals: Sequence[Proposal], edits: Sequence[FileEdit] = (), escal
             out.append(f"| `{p.pipeline_id}` | `{c.path}` | {_md(_value(c.old))} | **{_md(_value(c.new))}** | "
                        f"{_md(p.policy)} |")
     for p in proposals:
-        out += ["", f"### `{p.pipeline_id}`: {_md(p.policy)}", ""]
-        if p.rationale:
-            out += [_md(p.rationale.split(" | ")[0]), ""]
-        out.append("**Why** (measured):")
-        out.append("")
-        for e in p.evidence:
-            measured = fmt(e.measured, e.unit) if e.measured is not None else "unknown"
-            out.append(f"- `{e.signal}` = **{measured}** (threshold `{_md(e.threshold)}`, window {e.window})")
-        if p.predictions:
-            out += ["", "**Predicted effect:**", ""]
-            out += [f"- {_md(x.text or f'{x.signal} {x.op} {x.value:g}')}" for x in p.predictions]
+        out += ["", f"### `{p.pipeline_id}`: {_md(p.policy)}", "", _md(proposal_verdict(p)), ""]
+        rows = readings_rows(p.evidence)
+        if rows:
+            out += ["| reading | value | threshold |", "|---|---|---|"]
+            out += [f"| `{signal}` | **{_md(value)}** | {_md(threshold)} |" for signal, value, threshold in rows]
+            out.append("")
         if p.verify is not None:
-            out += ["", f"**Verification:** `gftune apply` waits {p.verify.settle_s:g}s after the pipeline is Running, "
+            expected = ", ".join(_md(x.describe()) for x in p.predictions)
+            out += [f"**Verification:** `gftune apply` waits {p.verify.settle_s:g}s after the pipeline is Running, "
                     f"then reads the signals over {p.verify.window_s:g}s (tolerance {p.verify.tolerance:.0%}) and "
-                    "reverts the change if the prediction is missed."]
-        if p.notes:
-            out += ["", "**Notes:**", ""] + [f"- {_md(n)}" for n in p.notes]
-        rationale = p.rationale.split(" | ")[1:]
-        if rationale:
-            out += ["", "<details><summary>Sizing</summary>", ""] + [f"- {_md(r)}" for r in rationale] + \
-                   ["", "</details>"]
-        queries = [e for e in p.evidence if e.query]
-        if queries:
-            out += ["", "<details><summary>Queries</summary>", ""]
-            out += [f"- `{e.signal}`: `{_md(e.query)}`" for e in queries]
-            out += ["", "</details>"]
+                    "reverts the change if the prediction is missed" + (f": {expected}." if expected else ".")]
+        out += ["", "<details><summary>Sizing, inputs, queries and notes</summary>", ""]
+        out += [f"- {_md(line.strip())}" if not line.startswith("    ") else f"  - {_md(line.strip())}"
+                for line in proposal_lines(p)]
+        out += ["", "</details>"]
     if escalations:
         out += ["", "### Not changed: needs a human", ""]
-        for e in escalations:
-            out.append(f"- `{e.pipeline_id}` ({_md(e.policy)}): {_md(e.reason)}. Next step: {_md(e.next_step)}")
+        out += [f"- `{e.pipeline_id}` ({_md(e.policy)}): {_md(escalation_verdict(e))}" for e in escalations]
     if edits:
         out += ["", "<details><summary>Diff</summary>", "", "```diff"]
         out += [masker.mask(edit.diff()).rstrip("\n") for edit in edits]

@@ -111,7 +111,11 @@ def test_commit_message_and_pr_body_carry_the_evidence():
     assert "predicted: sink rate 4,950/s -> >=8,000/s" in message
     body = pr_body([_proposal()])
     assert "| `p1` | `resources.sink.replicas` | 1 | **3** | stream-backpressure |" in body
-    assert "`ingestor_backpressure` = **1**" in body and "**Verification:**" in body
+    assert "| `ingestor_backpressure` | **1** | >= 1 for 2m |" in body and "**Verification:**" in body
+    assert "sink rate 4,950/s -> >=8,000/s" in body
+    # the evidence's queries are folded
+    folded = body[body.index("<details><summary>Sizing, inputs, queries and notes"):]
+    assert "query: max (x)" in folded and "note: a note" in folded
 
 
 def _git(repo: Path, *args: str) -> str:
