@@ -203,7 +203,10 @@ class Masker:
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, secret: str) -> None:
-        if not isinstance(secret, str) or not secret.strip():
+        # A reference is what git holds and what plans print on purpose: a live pipeline created with
+        # "${env:X}" as its password (a simulator fed a pipeline file as is) must not make every plan's
+        # payload unreadable, nor turn the references apply resolves into "***".
+        if not isinstance(secret, str) or not secret.strip() or is_reference(secret):
             return
         with self._lock:
             self._secrets[secret] = self._secrets.get(secret, 0) + 1

@@ -100,6 +100,12 @@ def test_masker_masks_secrets_only_as_whole_values():
     assert masker.mask("resets to the server defaults; user=default") == "resets to the server defaults; user=***"
 
 
+def test_masker_never_takes_a_reference_for_a_secret():
+    masker = secrets.Masker()
+    masker.add("${env:CLICKHOUSE_PASSWORD}")  # a live pipeline created from a file as is
+    assert masker.mask('"password": "${env:CLICKHOUSE_PASSWORD}"') == '"password": "${env:CLICKHOUSE_PASSWORD}"'
+
+
 def test_config_precedence_flags_env_file_defaults(tmp_path: Path):
     (tmp_path / "gftune.yaml").write_text(
         "apiVersion: gftune/v1\nkind: Config\napi: {url: http://file:1, timeout: 30s}\n"

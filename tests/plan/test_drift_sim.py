@@ -52,7 +52,7 @@ def entries(report):
 
 def test_in_sync(deployed, repo):
     result = gftune("drift", "--repo", repo.path, "--api", deployed.api_url)
-    assert result.exit_code == 0 and "In sync" in result.stdout
+    assert result.exit_code == 0 and "In sync" in result.stdout, result.stdout + result.stderr
     code, report = drift(repo, deployed.api_url)
     assert code == 0 and report["in_sync"] and report["summary"]["in_sync"] == 5
 
