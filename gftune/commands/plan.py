@@ -147,8 +147,9 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
         # production): always say so at once on stderr, whatever the output format, and count down.
         with ScrapeWait(config, has_policies=bool(state.policies)) as wait:
             report = plan_policies(in_scope, live, config, datetime.now(UTC), progress=wait)
-    except Exception as exc:  # a metrics outage must not hide the git changes; say it loudly instead
-        plan_kw["warnings"].append(f"policies not evaluated: {exc}")
+    except Exception as exc:  # must not hide the git changes, nor pass for "no proposals": an error
+        plan_kw.setdefault("policy_failures", []).append(
+            f"policies could not be evaluated ({type(exc).__name__}: {exc}); the plan is incomplete")
         return {}
     if report.source_description is None:
         return {}  # the plan says once that no metrics source is configured
@@ -318,9 +319,10 @@ async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shar
     outcomes = _evaluate_policies(state, scope, live, plan_kw) if policies else {}
     if not policies:
         plan_kw["metrics"] = None
+    errors = [*read.errors, *plan_kw.pop("policy_failures", [])]
     plan = build_plan(state.pipelines, live, plan_options(state, allow_delete=allow_delete,
                                                           env=os.environ if env is None else env),
-                      scope=scope, outcomes=outcomes, errors=read.errors, **plan_kw)
+                      scope=scope, outcomes=outcomes, errors=errors, **plan_kw)
     return PlanRun(plan=plan, live=live, scope=scope, listed=read.listed, outcomes=outcomes)
 
 
@@ -396,11 +398,15 @@ def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:
 @click.option("--no-github", is_flag=True, help="Do not post to GitHub even inside GitHub Actions.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Text output: also the sizing inputs, every query and the policy notes (JSON always has them).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when a policy could not be evaluated (its PromQL failed); without it, exit 3.")
 def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str, ...], shard: str | None,
-            allow_delete: bool, github_pr: int | None, no_github: bool, verbose: bool) -> None:
+            allow_delete: bool, github_pr: int | None, no_github: bool, verbose: bool,
+            strict: bool) -> None:
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
-    Exit 0 no changes, 2 changes (or policy proposals), 3 blocked, 1 error."""
+    Exit 0 no changes, 2 changes (or policy proposals), 3 blocked (or a policy could not be evaluated),
+    1 error."""
     try:
         state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
     except UnresolvedReferences as exc:
@@ -423,7 +429,7 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
         echo("Note: no --out given, so `gftune apply` will plan again and may act on newer state.", err=True)
     if not no_github:
         publish_plan(plan, state.config, github_pr)
-    finish(plan.exit_code)
+    finish(plan.exit_code_for(strict=strict))
 
 
 def publish_plan(plan: Any, config: Any, number: int | None) -> None:

@@ -49,10 +49,12 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
     for note in report.notes:
         echo(f"  {note}")
     for pipeline_id, outcome in sorted(report.outcomes.items()):
-        if not outcome.proposals and not outcome.escalations:
+        if not outcome.proposals and not outcome.escalations and not outcome.errors:
             continue
         echo("")
         echo(pipeline_id)
+        for error in outcome.errors:
+            echo(f"  policy error: {error}")
         for proposal in outcome.proposals:
             echo(f"  {proposal.policy}:")
             for change in proposal.changes:
@@ -66,7 +68,7 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
         for escalation in outcome.escalations:
             echo(f"  needs a human ({escalation.policy}): {escalation.reason}")
             echo(f"    next step: {escalation.next_step}")
-    quiet = [pid for pid, o in report.outcomes.items() if not o.proposals and not o.escalations]
+    quiet = [pid for pid, o in report.outcomes.items() if not o.proposals and not o.escalations and not o.errors]
     if quiet:
         echo("")
         echo(f"No proposals for {', '.join(sorted(quiet))}.")
@@ -205,4 +207,6 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
                 echo(f"  {revision.pipeline_id} {revision.describe()}")
             echo("")
         _text(report, edits, written, body, pr_body_file)
+    if any(o.errors for o in report.outcomes.values()):
+        finish(exitcodes.ERROR)  # a policy that could not be evaluated: never "nothing to do"
     finish(exitcodes.CHANGES if proposals else exitcodes.OK)

@@ -35,6 +35,7 @@ from gftune.metrics.naming import Naming
 OK = "ok"
 UNKNOWN = "unknown"
 STALE = "stale"
+ERROR = "error"  # the server refused the query: not "no data", a query that cannot be answered
 
 Progress = Callable[[str], None]
 
@@ -45,7 +46,8 @@ class MetricsError(Exception):
 
 @dataclass(frozen=True)
 class QueryResult:
-    """One instant evaluation. ``status`` is ok, unknown (no data / NaN) or stale (old gauge)."""
+    """One instant evaluation. ``status`` is ok, unknown (no data / NaN), stale (old gauge) or error
+    (Prometheus refused the query, or it answers with a string or a range vector, not numbers)."""
 
     query: str  # the PromQL sent, or the local computation in scrape mode
     vector: Vector
@@ -159,6 +161,8 @@ class QueryError(MetricsError):
 def _vector(data: dict[str, Any]) -> Vector:
     kind = data.get("resultType")
     result = data.get("result")
+    if kind not in ("scalar", "vector"):  # a policy's own PromQL may answer a string or a range vector
+        raise QueryError(f"the query returns a {'range vector' if kind == 'matrix' else kind}, not a number")
     if kind == "scalar":
         return {(): float(result[1])}
     vector: Vector = {}
@@ -194,7 +198,7 @@ class PrometheusSnapshot:
         try:
             vector = self.source.query(query, self.at)
         except QueryError as exc:
-            return QueryResult(query, {}, UNKNOWN, str(exc))
+            return QueryResult(query, {}, ERROR, str(exc))
         status, detail = _status(vector)
         if status == OK:
             for selector in expr.gauges():

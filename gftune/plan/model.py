@@ -166,6 +166,7 @@ class PipelinePlan:
     errors: list[str] = field(default_factory=list)
     cost: Cost = field(default_factory=Cost)  # restarts, downtime, resource delta, irreversible steps
     policy_notes: list[str] = field(default_factory=list)  # how the policies were evaluated (the trace)
+    policy_errors: list[str] = field(default_factory=list)  # policies that could not be evaluated (fail closed)
 
     def to_dict(self) -> Json:
         return {
@@ -177,6 +178,7 @@ class PipelinePlan:
             "downtime_s": self.downtime_s, "fingerprint": copy.deepcopy(self.fingerprint),
             "payload": copy.deepcopy(self.payload), "notes": list(self.notes), "errors": list(self.errors),
             "cost": self.cost.to_dict(), "policy_notes": list(self.policy_notes),
+            "policy_errors": list(self.policy_errors),
         }
 
     @classmethod
@@ -192,10 +194,12 @@ class PipelinePlan:
             fingerprint=data.get("fingerprint"), payload=data.get("payload") or {},
             notes=list(data.get("notes", ())), errors=list(data.get("errors", ())),
             cost=Cost.from_dict(data.get("cost")) or Cost(), policy_notes=list(data.get("policy_notes", ())),
+            policy_errors=list(data.get("policy_errors", ())),
         )
 
 
-SUMMARY_KEYS = ("create", "update", "delete", "blocked", "unchanged", "errors", "proposals", "escalations")
+SUMMARY_KEYS = ("create", "update", "delete", "blocked", "unchanged", "errors", "proposals", "escalations",
+                "policy_errors")
 
 
 @dataclass
@@ -226,6 +230,7 @@ class Plan:
             counts[key] += 1
             counts["proposals"] += len(p.proposals)
             counts["escalations"] += len(p.escalations)
+            counts["policy_errors"] += len(p.policy_errors)
         counts["errors"] += len(self.errors)
         counts["downtime_s"] = round(sum(p.downtime_s for p in self.pipelines), 3)
         counts["cost"] = self.cost.to_dict()
@@ -250,11 +255,16 @@ class Plan:
 
     @property
     def exit_code(self) -> int:
-        """design.md §3: 1 error wins, then 3 blocked (or escalated), then 2 changes/proposals, else 0."""
+        """design.md §3: 1 error wins, then 3 blocked (or escalated, or a policy that could not be
+        evaluated: a human must look, never "no changes"), then 2 changes/proposals, else 0."""
+        return self.exit_code_for(strict=False)
+
+    def exit_code_for(self, *, strict: bool) -> int:
+        """``strict`` (``plan --strict``): a policy that could not be evaluated is an error (1)."""
         s = self.summary
-        if s["errors"]:
+        if s["errors"] or (strict and s["policy_errors"]):
             return exitcodes.ERROR
-        if s["blocked"] or s["escalations"]:
+        if s["blocked"] or s["escalations"] or s["policy_errors"]:
             return exitcodes.BLOCKED
         if s["create"] or s["update"] or s["delete"] or s["proposals"]:
             return exitcodes.CHANGES
@@ -489,6 +499,7 @@ def _attach_policy(plan: PipelinePlan, outcome: OutcomeLike | None) -> None:
             plan.proposals.append(proposal)
     plan.escalations.extend(outcome.escalations)
     plan.policy_notes.extend(outcome.notes)
+    plan.policy_errors.extend(getattr(outcome, "errors", ()))
 
 
 def _kind(changes: list[Change]) -> str | None:

@@ -237,6 +237,8 @@ def summary_line(plan: Plan) -> str:
         extras.append(f"{s['proposals']} policy proposal{'s' if s['proposals'] != 1 else ''} not in git")
     if s["escalations"]:
         extras.append(f"{s['escalations']} escalation{'s' if s['escalations'] != 1 else ''}")
+    if s.get("policy_errors"):
+        extras.append(f"{s['policy_errors']} polic{'ies' if s['policy_errors'] != 1 else 'y'} could not be evaluated")
     return text + (f"; {', '.join(extras)}." if extras else ".")
 
 
@@ -357,6 +359,8 @@ def pipeline_lines(p: PipelinePlan, *, verbose: bool = False, width: int = 120) 
         out.append(("", f"      remedy: {blocker.remedy}"))
     for error in p.errors:
         out.append(("red", f"    x {error}"))
+    for error in p.policy_errors:
+        out.append(("red", f"    x policy error: {error}"))
     if p.lifecycle:
         downtime = f"   ({restarts_phrase(p.cost)})"
         out.append(("", f"    lifecycle: {lifecycle_line(p.lifecycle)}{downtime}"))
@@ -400,7 +404,7 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120, verbose: b
         console.print(escape(f"  {note}"), style="dim")
     for error in plan.errors:
         console.print(escape(f"error: {error}"), style="bold red")
-    shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations]
+    shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations or p.policy_errors]
     unchanged = [p.pipeline_id for p in plan.pipelines if p not in shown]
     if not plan.pipelines:
         console.print("No pipelines in scope: nothing to plan (check --target / --shard and pipelines/).",
@@ -482,6 +486,8 @@ def headline(plan: Plan) -> str:
     what += [f"{s['proposals']} proposal{'s' if s['proposals'] != 1 else ''} not in git"] if s["proposals"] else []
     what += [f"{s['escalations']} escalation{'s' if s['escalations'] != 1 else ''}"] if s["escalations"] else []
     what += [f"{s['errors']} error{'s' if s['errors'] != 1 else ''}"] if s["errors"] else []
+    what += [f"{s['policy_errors']} polic{'ies' if s['policy_errors'] != 1 else 'y'} could not be evaluated"
+             ] if s["policy_errors"] else []
     if not what:
         what = ["no changes"]
     cost = plan.cost
@@ -517,6 +523,8 @@ def _md_what(p: PipelinePlan) -> str:
                                               for c in proposal.changes))
     if p.escalations:
         parts.append("escalation")
+    if p.policy_errors:
+        parts.append("policy error")
     return "<br>".join(parts) or "—"
 
 
@@ -583,6 +591,7 @@ def _md_section(p: PipelinePlan) -> list[str]:
         lines += [f"{name} blocked ({_md(b.code)}): {_md(b.message)}. Remedy: {_md(b.remedy)}", ""]
     if p.errors:
         lines += [f"{name} error: {_md('; '.join(p.errors))}", ""]
+    lines += [f"{name} **policy error:** {_md(e)}" for e in p.policy_errors] + ([""] if p.policy_errors else [])
     return lines
 
 
@@ -621,7 +630,7 @@ def render_markdown(plan: Plan, *, details: bool = True, run_url: str | None = N
     if (line := metrics_line(plan)) is not None:
         lines += [f"_{_md(line)}_", ""]
     lines += [f"**error:** {_md(e)}" for e in plan.errors]
-    shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations]
+    shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations or p.policy_errors]
     unchanged = [p.pipeline_id for p in plan.pipelines if p not in shown]
     if not plan.pipelines:
         lines += ["No pipelines in scope: nothing to plan.", ""]

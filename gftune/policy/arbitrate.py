@@ -24,10 +24,12 @@ class PolicyOutcome:
     proposals: list[Proposal] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # policies that could not be evaluated: shown, never silent
 
     def to_dict(self) -> dict[str, Any]:
         return {"proposals": [p.to_dict() for p in self.proposals],
-                "escalations": [e.to_dict() for e in self.escalations], "notes": list(self.notes)}
+                "escalations": [e.to_dict() for e in self.escalations], "notes": list(self.notes),
+                "errors": list(self.errors)}
 
 
 
@@ -51,6 +53,7 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
     out_of_scope: str | None = None
     for policy in selected:
         evaluation = evaluate(policy, facts, view, settings, now)
+        outcome.errors += evaluation.errors
         if evaluation.escalation is not None and policy.escalates and out_of_scope is None:
             out_of_scope = policy.name
         # A policy that could not be evaluated says so in its own note, worded the same on every

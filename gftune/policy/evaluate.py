@@ -18,6 +18,7 @@ from datetime import datetime
 from gftune.desired import paths
 from gftune.desired.config import Config
 from gftune.formatting import format_seconds
+from gftune.metrics.sources import ERROR
 from gftune.plan.assessment import Assessment
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.plan.evidence import format_value as fmt
@@ -43,6 +44,7 @@ class Evaluation:
     unknown: list[str] = field(default_factory=list)  # signals that could not be read
     blocked_by_guards: bool = False  # the escalation comes from guards, not from an escalate: policy
     incomplete: bool = False  # a condition could not be evaluated (unknown data): never proposes
+    errors: list[str] = field(default_factory=list)  # its own PromQL failed: the policy is broken, not quiet
 
 
 
@@ -79,6 +81,12 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
                         measured=measured if reading.known else None,
                         threshold=f"{condition.op} {threshold_text}{for_text}", unit=reading.unit,
                         at=view.at.isoformat())
+    if condition.promql is not None and reading.status == ERROR:
+        # fail closed: a query that cannot be answered is the policy's error, never an unknown that
+        # quietly proposes nothing
+        evaluation.errors.append(f"{policy.name}: its promql condition failed: {reading.detail} "
+                                 f"(query: {reading.query or condition.promql})")
+        return None, [evidence]
     if not reading.known:
         evaluation.unknown.append(f"{name} ({reading.status}: {reading.detail or 'no data'})")
         return None, [evidence]
@@ -146,6 +154,8 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         evidence += found
         if met is False:
             break  # later conditions cannot change the outcome
+    if evaluation.errors:
+        return evaluation
     if not results or not all(r is True for r in results):
         if any(r is None for r in results) and not any(r is False for r in results):
             evaluation.incomplete = True

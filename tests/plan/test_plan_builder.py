@@ -434,7 +434,7 @@ def test_build_plan_orders_and_counts(tmp_path: Path):
     summary = plan.summary
     cost = summary.pop("cost")
     assert summary == {"create": 0, "update": 1, "delete": 0, "blocked": 0, "unchanged": 0, "errors": 0,
-                       "proposals": 0, "escalations": 0, "downtime_s": 42.0}
+                       "proposals": 0, "escalations": 0, "policy_errors": 0, "downtime_s": 42.0}
     # sink 1 -> 3 replicas of 1000m/500Mi requested, 1500m/1.5Gi limits: one restart of a Running pipeline
     assert cost == {"restarts": 1, "downtime_s": 42.0, "irreversible": [],
                     "resources": {"pods": {"sink": 2}, "cpu_requests": 2.0, "memory_requests": 2 * 500 * 2**20,
