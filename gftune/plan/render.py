@@ -376,8 +376,6 @@ def pipeline_lines(p: PipelinePlan, *, verbose: bool = False, width: int = 120) 
         if verbose:
             out += [("dim", f"      {line}") for line in _evidence_lines(escalation.evidence)]
     out += [("dim", f"    note: {note}") for note in p.notes]
-    if verbose:
-        out += [("dim", f"    policy note: {note}") for note in p.policy_notes]
     return out
 
 
@@ -418,10 +416,12 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120, verbose: b
         names = ", ".join(unchanged[:LIST_UNCHANGED]) + (" …" if len(unchanged) > LIST_UNCHANGED else "")
         console.print(escape(f"= {len(unchanged)} unchanged: {names}"), style="dim")
     notes = said_once(plan.pipelines)
-    if notes and not verbose:
+    if notes:
         console.print()
         console.print(escape(f"{len(notes)} policy note{'s' if len(notes) != 1 else ''} (how the policies were "
-                             "evaluated): --verbose shows them"), style="dim")
+                             f"evaluated){':' if verbose else ': --verbose shows them'}"), style="dim")
+    for note, ids in notes if verbose else ():
+        console.print(escape(f"  {note} — {_on(ids, len(plan.pipelines))}"), style="dim")
     if plan.unmanaged:
         console.print(escape(f"{len(plan.unmanaged)} live pipeline(s) not in git and not created by gftune are "
                              "left alone (see `gftune drift`)"), style="dim")

@@ -151,3 +151,19 @@ def test_cost_and_risk_at_a_glance():
     assert "irreversible: deleting old-pipeline loses the messages buffered in its NATS streams" in text
     quiet = render_markdown(Plan(pipelines=[plan_for()])).splitlines()[0]
     assert quiet == "### gftune plan: no changes · nothing irreversible"
+
+
+def test_notes_that_say_the_same_thing_for_many_pipelines_are_said_once():
+    first, second, third = plan_for(), plan_for(), plan_for()
+    first.pipeline_id, second.pipeline_id, third.pipeline_id = "a-pipe", "b-pipe", "c-pipe"
+    same = "retry-exhaustion: not evaluated (no data is not zero): sink_exhausted_rate (unknown: no data)"
+    for p in (first, second, third):
+        p.policy_notes = [same]
+    third.policy_notes.append("no policy matched")
+    plan = Plan(pipelines=[first, second, third])
+    assert "2 policy notes (how the policies were evaluated): --verbose shows them" in render_text(plan)
+    verbose = render_text(plan, verbose=True)
+    assert verbose.count(same) == 1 and f"{same} — all 3 pipelines" in verbose
+    assert "no policy matched — c-pipe" in verbose
+    md = render_markdown(plan)
+    assert md.count(same) == 1 and "<details><summary>Policy notes (2)</summary>" in md
