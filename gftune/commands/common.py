@@ -32,8 +32,9 @@ import gftune
 from gftune import exitcodes
 from gftune.desired.config import Config, load_config
 from gftune.desired.problems import Problem, sorted_problems
-from gftune.desired.repo import DesiredState, load_repo
+from gftune.desired.repo import DesiredState
 from gftune.desired.secrets import masker
+from gftune.orchestration import load_desired
 
 FORMAT_VERSION = "1"
 
@@ -93,7 +94,7 @@ class ServerOptions:
 
         ``extra`` adds command-specific config overrides, e.g. ``{"time_scale": 60}`` from a flag.
         """
-        state = load_repo(self.repo, overrides={**self.overrides(), **(extra or {})}, validate=validate)
+        state = load_desired(self.repo, overrides={**self.overrides(), **(extra or {})}, validate=validate)
         if exit_on_errors and not state.valid:
             fail(state.problems, fmt=fmt)
         return state

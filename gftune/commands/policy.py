@@ -14,8 +14,7 @@ import click
 
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, echo, echo_json, finish, format_option, render_problems, repo_option
-from gftune.desired.repo import load_repo
-from gftune.policy.language import PolicyError, parse_policy
+from gftune.orchestration import load_desired
 from gftune.policy.testing import TestResult, run_policy_tests
 
 
@@ -33,7 +32,7 @@ def test_command(repo: Path, fmt: str, require_tests: bool, names: tuple[str, ..
     """Run the unit tests of the repository's policies (policies/*.yaml, `tests:`).
 
     Exit 0 when every test passes, 1 when one fails or a policy cannot be read."""
-    state = load_repo(repo)
+    state = load_desired(repo)
     policy_files = [p for p in state.policies if not names or p.name in names]
     missing = sorted(set(names) - {p.name for p in state.policies})
     results: list[TestResult] = []
@@ -41,11 +40,10 @@ def test_command(repo: Path, fmt: str, require_tests: bool, names: tuple[str, ..
     errors += render_problems(p for p in state.problems if p.is_error and p.file.startswith("policies/"))
     untested: list[str] = []
     for policy_file in policy_files:
-        try:
-            policy = parse_policy(policy_file.doc, file=policy_file.file)
-        except PolicyError as exc:
+        policy = policy_file.parsed
+        if policy is None:  # the language's problem (or the schema's, at the same place) is in errors
             if not any(policy_file.file in e for e in errors):
-                errors.append(f"{policy_file.file}: {exc}")
+                errors.append(f"{policy_file.file}: invalid policy")
             continue
         found = run_policy_tests(policy)
         if not found:

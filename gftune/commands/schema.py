@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from gftune.commands.common import echo
-from gftune.desired.validate import SCHEMA_KINDS, schema_for
+from gftune.desired.schemas import SCHEMA_KINDS, schema_for
 
 
 @click.command(name="schema")

@@ -22,7 +22,8 @@ from gftune.commands.common import (
     repo_option,
 )
 from gftune.desired.problems import Problem, sorted_problems
-from gftune.desired.validate import internal_error_problem, validate_repo
+from gftune.desired.validate import internal_error_problem
+from gftune.orchestration import validate_repo
 
 
 def _plural(count: int, word: str) -> str:

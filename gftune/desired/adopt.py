@@ -33,6 +33,8 @@ from fractions import Fraction
 from typing import Any
 
 from gftune.desired import secrets
+from gftune.desired.schemas import schema_for
+from gftune.desired.yamlio import dump_roundtrip
 from gftune.glassflow import defaults
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, format_duration, parse_duration
@@ -107,8 +109,6 @@ def short_duration(value: Any) -> Any:
 
 
 def _spec_schema() -> tuple[Json, Json]:
-    from gftune.desired.validate import schema_for
-
     bundled = schema_for("pipeline")
     return bundled["properties"]["spec"], bundled.get("$defs", {})
 
@@ -419,8 +419,6 @@ def _styled(node: Any, key: Any = None, flow: bool = False) -> Any:
 
 def pipeline_file_text(spec: Json, *, labels: Mapping[str, str] | None = None, header: Sequence[str] = ()) -> str:
     """The text of ``pipelines/<id>.yaml`` for ``spec`` (secrets must be references by now)."""
-    from gftune.desired.yamlio import dump_roundtrip
-
     metadata: Json = {"name": spec.get("pipeline_id")}
     if labels:
         metadata["labels"] = dict(labels)

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gftune.desired import paths
 from gftune.desired.problems import Problem
+from gftune.desired.schemas import schema_problems
 from gftune.desired.yamlio import LocationIndex, YamlError, load_yaml
 from gftune.glassflow.durations import DurationError, to_seconds
 
@@ -176,13 +178,11 @@ def _directories(value: Any) -> tuple[str, ...]:
 
 
 def _field_paths(value: Any) -> tuple[str, ...]:
-    from gftune.desired.paths import PathError, parse
-
     found = _list(value)
     for item in found:
         try:
-            parse(item)
-        except PathError as exc:
+            paths.parse(item)
+        except paths.PathError as exc:
             raise _Invalid(str(exc)) from None
     return tuple(found)
 
@@ -296,8 +296,6 @@ def _early_value(field: str, env: Mapping[str, str], overrides: dict[str, Any] |
 
 
 def _from_file(path: Path, values: dict[str, Any], roots: list[Path]) -> list[Problem]:
-    from gftune.desired.validate import schema_problems
-
     display = path.name
     try:
         doc, locations = load_yaml(path, display=display, roots=roots)

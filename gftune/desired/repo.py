@@ -18,6 +18,7 @@ from typing import Any
 from gftune.desired import paths, secrets
 from gftune.desired.config import Config, config_path, load_config, readable_roots
 from gftune.desired.problems import Problem, has_errors, sorted_problems
+from gftune.desired.validate import check_pipeline, check_policy, internal_error_problem
 from gftune.desired.yamlio import LocationIndex, YamlError, load_yaml
 
 PIPELINES_DIR = "pipelines"
@@ -73,6 +74,7 @@ class PolicyFile:
     locations: LocationIndex
     file: str = ""
     valid: bool = True
+    parsed: Any = None  # the gftune.policy.language.Policy, once gftune.policy.files.check_policies parsed it
 
 
 @dataclass
@@ -146,8 +148,6 @@ def _read(path: Path, root: Path, problems: list[Problem], roots: list[Path]
 
 def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Problem], roots: list[Path]
                    ) -> DesiredPipeline | None:
-    from gftune.desired.validate import check_pipeline, internal_error_problem
-
     if (read := _read(path, root, problems, roots)) is None:
         return None
     display, doc, locations = read
@@ -179,8 +179,6 @@ def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Proble
 
 def _load_policy(path: Path, root: Path, validate: bool, problems: list[Problem], roots: list[Path]
                  ) -> PolicyFile | None:
-    from gftune.desired.validate import check_policy, internal_error_problem
-
     if (read := _read(path, root, problems, roots)) is None:
         return None
     display, doc, locations = read
@@ -189,7 +187,7 @@ def _load_policy(path: Path, root: Path, validate: bool, problems: list[Problem]
     policy = PolicyFile(name=name, path=path, doc=doc, locations=locations, file=display)
     if validate:
         try:
-            found = check_policy(policy)
+            found = check_policy(doc, locations, display, stem=path.stem)
         except Exception as exc:
             found = [internal_error_problem(display, exc)]
         problems += found

@@ -15,7 +15,7 @@ from gftune.metrics.sources import MetricsError, open_source
 from gftune.plan.evidence import Escalation, Proposal
 from gftune.policy.arbitrate import PolicyOutcome, evaluate_pipeline
 from gftune.policy.facts import facts_for
-from gftune.policy.language import Policy, PolicyError, parse_policy
+from gftune.policy.files import load_policies
 from gftune.policy.signals import SignalContext
 from gftune.policy.views import SnapshotView
 
@@ -37,22 +37,6 @@ class PolicyReport:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source_description, "notes": list(self.notes),
                 "outcomes": {k: v.to_dict() for k, v in self.outcomes.items()}}
-
-
-
-def load_policies(state: Any) -> tuple[list[Policy], list[str]]:
-    """Parse the repository's policies; invalid ones are skipped with a note (validate reports them)."""
-    policies: list[Policy] = []
-    notes: list[str] = []
-    for policy_file in getattr(state, "policies", []) or []:
-        if not getattr(policy_file, "valid", True):
-            notes.append(f"{policy_file.file}: invalid policy skipped (see gftune validate)")
-            continue
-        try:
-            policies.append(parse_policy(policy_file.doc, file=policy_file.file))
-        except PolicyError as exc:
-            notes.append(f"{policy_file.file}: invalid policy skipped: {exc}")
-    return policies, notes
 
 
 

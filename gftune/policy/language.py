@@ -29,6 +29,8 @@ from typing import Any
 
 from gftune.desired import paths
 from gftune.desired.problems import Problem
+from gftune.desired.repo import PolicyFile
+from gftune.glassflow import rules
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.policy import guards, sizing
 from gftune.policy.promql import promql_problem
@@ -332,15 +334,13 @@ def parse_policy(doc: Any, *, file: str = "") -> Policy:
         extra_evidence=tuple(extra), tests=tuple(tests), file=file)
 
 
-def validate_policy(policy_file: Any) -> list[Problem]:
-    """The policy engine's semantic checks (hooked into ``gftune validate``), as located problems."""
+def parse_policy_file(policy_file: PolicyFile) -> tuple[Policy | None, list[Problem]]:
+    """A loaded policy file parsed once: the :class:`Policy`, or None and the located problem saying why."""
     try:
-        parse_policy(policy_file.doc, file=policy_file.file)
+        return parse_policy(policy_file.doc, file=policy_file.file), []
     except PolicyError as exc:
         line, col = policy_file.locations.locate(exc.where) if exc.where else (None, None)
-        json_path = ".".join(str(p) for p in exc.where) or "$"
-        return [Problem(policy_file.file, line, col, json_path, str(exc))]
-    return []
+        return None, [Problem(policy_file.file, line, col, rules.json_path(exc.where), str(exc))]
 
 
 # --- references: "field:sink.max_batch_size * 0.95", "baseline*1.2", "-50%" --------------------------

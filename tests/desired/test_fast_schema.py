@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gftune.desired import validate
+from gftune.desired import schemas
 from tests.support.fuzzing import json_values, replaced, value_paths
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,15 +20,15 @@ BASES = {
 
 
 def _agree(kind, doc):
-    fast = validate.is_schema_valid(kind, doc)
-    full = not list(validate._validator(kind).iter_errors(doc))
+    fast = schemas.is_schema_valid(kind, doc)
+    full = not list(schemas.validator(kind).iter_errors(doc))
     # Fast "valid" must be right; a fast "invalid" only costs the slow path, but should match too.
     assert fast == full, (kind, doc)
 
 
 @pytest.mark.parametrize("kind", sorted(BASES))
 def test_every_kind_uses_the_compiled_check(kind):
-    assert validate._fast_check(kind) is not None
+    assert schemas.fast_check(kind) is not None
 
 
 @pytest.mark.parametrize(("kind", "index"), [(k, i) for k, docs in BASES.items() for i in range(len(docs))])
@@ -53,5 +53,5 @@ def test_arbitrary_documents_agree(kind, value):
 
 
 def test_a_ref_with_constraints_beside_it_disables_the_fast_path():
-    assert validate._ref_with_siblings({"properties": {"a": {"$ref": "#/$defs/x", "required": ["b"]}}})
-    assert not validate._ref_with_siblings({"properties": {"a": {"$ref": "#/$defs/x", "description": "d"}}})
+    assert schemas.ref_with_siblings({"properties": {"a": {"$ref": "#/$defs/x", "required": ["b"]}}})
+    assert not schemas.ref_with_siblings({"properties": {"a": {"$ref": "#/$defs/x", "description": "d"}}})

@@ -18,7 +18,7 @@ from gftune.policy.actions import expand_path
 from gftune.policy.arbitrate import evaluate_pipeline
 from gftune.policy.evaluate import evaluate
 from gftune.policy.facts import PipelineFacts
-from gftune.policy.language import PolicyError, parse_policy, validate_policy
+from gftune.policy.language import PolicyError, parse_policy, parse_policy_file
 from gftune.policy.testing import TEST_PIPELINE
 from gftune.policy.views import FixtureView
 
@@ -50,7 +50,8 @@ spec:
     - {multiply: sink.max_batch_size, by: 2}
 """
     doc, locations = load_yaml_text(text, display="policies/bad.yaml")
-    problems = validate_policy(PolicyFile("bad", Path("policies/bad.yaml"), doc, locations, "policies/bad.yaml"))
+    policy, problems = parse_policy_file(PolicyFile("bad", Path("policies/bad.yaml"), doc, locations, "policies/bad.yaml"))
+    assert policy is None
     assert len(problems) == 1
     assert problems[0].render().startswith("policies/bad.yaml:6:")
     assert "unknown signal 'sink_rte'" in problems[0].message and "sink_rate" in problems[0].message

@@ -1,0 +1,39 @@
+"""The wiring of each command: which edges (files, the GlassFlow API, metrics, git) feed which part of
+the functional core, in which order.
+
+The commands in :mod:`gftune.commands` parse flags and choose exit codes; the core (desired state,
+plan, policies, apply's lifecycle) takes everything it needs as arguments. This module is where the
+two meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gftune.desired.problems import sorted_problems
+from gftune.desired.repo import DesiredState, load_repo
+from gftune.desired.validate import empty_repo_problem
+from gftune.policy.files import check_policies
+
+# --- load desired ---------------------------------------------------------------------------------
+
+def load_desired(root: Path, *, env: Mapping[str, str] | None = None, overrides: dict[str, Any] | None = None,
+                 validate: bool = True) -> DesiredState:
+    """The repository at ``root``, checked (by default) by the loader and by the policy language."""
+    state = load_repo(root, env=env, overrides=overrides, validate=validate)
+    if validate:
+        check_policies(state)
+    return state
+
+
+def validate_repo(root: Path, *, env: Mapping[str, str] | None = None, overrides: dict[str, Any] | None = None,
+                  allow_empty: bool = False) -> DesiredState:
+    """Load and check a repository for ``gftune validate``; ``state.problems`` holds everything found, sorted."""
+    state = load_desired(root, env=env, overrides=overrides)
+    nothing_loaded = not any(p.file.startswith("pipelines/") for p in state.problems)
+    if state.root.is_dir() and not state.pipelines and not allow_empty and nothing_loaded:
+        state.problems.append(empty_repo_problem())
+    state.problems[:] = sorted_problems(state.problems)
+    return state
