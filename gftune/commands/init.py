@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 import httpx
 
-from gftune import exitcodes
+from gftune import __version__, exitcodes
 from gftune.commands.common import echo, examples_dir, finish
 from gftune.desired import scaffold
 
@@ -29,6 +29,13 @@ def _url(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
     if not text.startswith(("http://", "https://")):
         raise click.BadParameter(f"{value!r}: must be an http:// or https:// URL", ctx=ctx, param=param)
     return text
+
+
+def _action(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not scaffold.ACTION_REF.match(value.strip()):
+        raise click.BadParameter(f"{value!r}: expected OWNER/REPO@REF, e.g. acme/gftune@v{__version__}",
+                                 ctx=ctx, param=param)
+    return value.strip() if value else None
 
 
 def interactive(yes: bool) -> bool:
@@ -47,7 +54,7 @@ def ask_url(question: str, default: str) -> str | None:
         echo("  an http:// or https:// URL, please (or Enter to skip)")
 
 
-def ask(settings: scaffold.InitSettings, *, given: set[str]) -> scaffold.InitSettings:
+def ask(settings: scaffold.InitSettings, *, given: set[str], workflows_available: bool) -> scaffold.InitSettings:
     """Fill in what the flags did not give, asking one question at a time."""
     urls = scaffold.suggested_urls()
     api_url, prometheus, scrape = settings.api_url, settings.prometheus_url, settings.scrape_url
@@ -66,11 +73,20 @@ def ask(settings: scaffold.InitSettings, *, given: set[str]) -> scaffold.InitSet
     if "metric_namespace" not in given:
         namespace = click.prompt("Metric namespace (the Helm release's namespace: names are <namespace>_gfm_*)",
                                  default=namespace).strip() or namespace
-    if "workflows" not in given:
+    if "workflows" not in given and workflows_available:
         workflows = click.confirm("Add GitHub Actions workflows (plan on pull requests, apply on merge, nightly "
                                   "drift and tune)?", default=False)
+    action = settings.action
+    while workflows and not action:
+        answer = click.prompt("Where the workflows get gftune's GitHub Action (OWNER/REPO@REF, e.g. "
+                              f"acme/gftune@v{__version__})").strip()
+        if scaffold.ACTION_REF.match(answer):
+            action = answer
+        else:
+            echo("  OWNER/REPO@REF, please: the gftune repository you install from, at a release tag")
     return scaffold.InitSettings(api_url=api_url, prometheus_url=prometheus, scrape_url=scrape,
-                                 metric_namespace=namespace, workflows=workflows, policies=settings.policies)
+                                 metric_namespace=namespace, workflows=workflows, action=action,
+                                 policies=settings.policies)
 
 
 def builtin_policies() -> dict[str, str]:
@@ -120,11 +136,15 @@ def in_git_work_tree(path: Path) -> bool:
 @click.option("--metric-namespace", metavar="NS", help="Metric name prefix <NS>_gfm_* (the Helm release's namespace).")
 @click.option("--github-workflows/--no-github-workflows", "workflows", default=None,
               help="Add the GitHub Actions workflows (.github/workflows/).")
+@click.option("--github-action", "action", metavar="OWNER/REPO@REF", callback=_action,
+              help="Where the workflows get gftune's GitHub Action: the gftune repository you install from, at a "
+                   "release tag (e.g. acme/gftune@v0.1.0).")
 @click.option("--yes", "-y", is_flag=True,
               help="Ask nothing: flags and defaults only (so it is in CI and without a terminal).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
 def command(directory: Path, api_url: str | None, prometheus: str | None, scrape: str | None,
-            metric_namespace: str | None, workflows: bool | None, yes: bool, force: bool) -> None:
+            metric_namespace: str | None, workflows: bool | None, action: str | None, yes: bool,
+            force: bool) -> None:
     """Start a gftune repository in DIRECTORY (default: here) for a real GlassFlow cluster.
 
     Exit 0 written, 1 nothing written (a file exists with other content, or bad input)."""
@@ -137,12 +157,17 @@ def command(directory: Path, api_url: str | None, prometheus: str | None, scrape
     settings = scaffold.InitSettings(api_url=api_url or scaffold.DEFAULT_API, prometheus_url=prometheus or None,
                                      scrape_url=scrape or None,
                                      metric_namespace=metric_namespace or scaffold.DEFAULT_NAMESPACE,
-                                     workflows=bool(workflows), policies=tuple(Path(n).stem for n in policies))
-    if interactive(yes):
-        settings = ask(settings, given=given)
+                                     workflows=bool(workflows) or action is not None, action=action,
+                                     policies=tuple(Path(n).stem for n in policies))
     shipped = builtin_workflows()
+    if interactive(yes):
+        settings = ask(settings, given=given, workflows_available=bool(shipped))
     if settings.workflows and not shipped:
         echo("warning: this gftune has no GitHub workflows to copy; see docs/github.md", err=True)
+    elif settings.workflows and not settings.action:
+        raise click.UsageError("--github-workflows needs --github-action OWNER/REPO@REF: where the workflows get "
+                               f"gftune's GitHub Action (the gftune repository you install from, e.g. "
+                               f"acme/gftune@v{__version__})")
 
     root = directory
     existing = {name: (root / name).read_text(encoding="utf-8") if (root / name).is_file() else None

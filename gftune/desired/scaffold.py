@@ -34,6 +34,7 @@ class InitSettings:
     scrape_url: str | None = None
     metric_namespace: str = DEFAULT_NAMESPACE
     workflows: bool = False
+    action: str | None = None  # OWNER/REPO@REF of gftune's GitHub Action, for the workflows' `uses:`
     policies: tuple[str, ...] = field(default_factory=tuple)  # the built-in policies' names, for the README
 
     @property
@@ -165,14 +166,24 @@ def readme_text(existing: str | None, settings: InitSettings, title: str) -> str
     return existing.rstrip("\n") + "\n\n" + section
 
 
+_LOCAL_ACTION = re.compile(r"^(?P<indent>\s*-?\s*uses:\s*)\./(?:\s+#.*)?$", re.M)
+ACTION_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_./-]+$")
+
+
+def workflow_text(text: str, action: str) -> str:
+    """A workflow of gftune's own repository for the user's: its ``uses: ./`` (gftune's action, from the
+    repository it lives in) becomes ``uses: OWNER/REPO@REF``, where the user's workflows get the action."""
+    return _LOCAL_ACTION.sub(lambda m: f"{m['indent']}{action}", text)
+
+
 def repository_files(settings: InitSettings, *, policies: Mapping[str, str], workflows: Mapping[str, str],
                      existing: Mapping[str, str | None], title: str) -> dict[str, str]:
     """Every file of the new repository (path relative to its root -> text). ``existing`` holds the current
     text of the files that are merged rather than replaced (``.gitignore``, ``README.md``; None if absent)."""
     files = {"gftune.yaml": config_text(settings)}
     files.update({f"policies/{name}": text for name, text in sorted(policies.items())})
-    if settings.workflows:
-        files.update({name: text for name, text in sorted(workflows.items())})
+    if settings.workflows and settings.action:
+        files.update({name: workflow_text(text, settings.action) for name, text in sorted(workflows.items())})
     files[".gitignore"] = gitignore_text(existing.get(".gitignore"))
     files["README.md"] = readme_text(existing.get("README.md"), settings, title)
     return files

@@ -122,8 +122,8 @@ def test_init_asks_on_a_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     repo = tmp_path / "asked"
     output = run_on_terminal(["init", str(repo)],
-                             ["http://api.example:8081", "", "http://collector.example:9090/metrics", "etl", "y"], env)
-    assert "GlassFlow API URL" in output and "Prometheus URL" in output and "GitHub Actions" in output
+                             ["http://api.example:8081", "", "http://collector.example:9090/metrics", "etl"], env)
+    assert "GlassFlow API URL" in output and "Prometheus URL" in output and "Metric namespace" in output
     config, problems = load_config(repo, env={})
     assert problems == []
     assert (config.api_url, config.prometheus_url, config.scrape_url, config.metric_namespace) == \
