@@ -192,7 +192,7 @@ class JournalStore:
     def save(self, journal: RunJournal) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(journal.run_id)
-        text = secrets.masker.mask(json.dumps(journal.to_dict(), indent=2, sort_keys=False))
+        text = secrets.masker.dumps(journal.to_dict(), indent=2, sort_keys=False)
         fd, tmp = tempfile.mkstemp(prefix=f".{journal.run_id}.", suffix=".tmp", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -376,7 +376,7 @@ def markdown_renderings(report: Mapping[str, Any]) -> list[str]:
 
 
 def render_json(report: Mapping[str, Any]) -> str:
-    return masker.mask(json.dumps(report, indent=2, default=str))
+    return masker.dumps(report, indent=2)
 
 
 def pipeline_ids(report: Mapping[str, Any]) -> Iterable[str]:

@@ -115,7 +115,7 @@ def _max_age(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 def _print_report(doc: Mapping[str, Any], fmt: str) -> None:
     if fmt == "json":
-        echo(report.render_json(doc))
+        echo(report.render_json(doc), masked=True)
     elif fmt == "markdown":
         echo(report.render_markdown(doc), nl=False)
     else:

@@ -15,7 +15,6 @@ Everything printed goes through :func:`echo`, which masks every known secret.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -39,13 +38,14 @@ from gftune.orchestration import load_desired
 FORMAT_VERSION = "1"
 
 
-def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
-    """``click.echo`` with every known secret value replaced by ``***``."""
-    click.echo(masker.mask(str(message)), err=err, nl=nl)
+def echo(message: Any = "", *, err: bool = False, nl: bool = True, masked: bool = False) -> None:
+    """``click.echo`` with every known secret value replaced by ``***`` (``masked``: the caller masked
+    it already, as JSON is, string by string before encoding)."""
+    click.echo(str(message) if masked else masker.mask(str(message)), err=err, nl=nl)
 
 
 def echo_json(data: Any) -> None:
-    echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    echo(masker.dumps(data, indent=2, sort_keys=False), masked=True)
 
 
 def render_problems(problems: Iterable[Problem]) -> list[str]:

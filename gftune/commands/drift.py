@@ -15,7 +15,6 @@ created by gftune are listed as unmanaged but are not drift.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from gftune.live import LiveState
 from gftune.plan import canonical
 from gftune.plan.diff import diff_config, diff_resources
 from gftune.plan.model import CREATE, ERROR, FORMAT_VERSION, PipelinePlan
-from gftune.plan.render import masked_data, value
+from gftune.plan.render import value
 
 OUTSIDE = "changed outside gftune"
 GIT_CHANGED = "git changed since the last apply"
@@ -272,7 +271,7 @@ def command(opts: ServerOptions, fmt: str, targets: tuple[str, ...], shard: str 
     head = (run.plan.git or {}).get("commit")
     report = build_report(run, state, head, os.environ)
     if fmt == "json":
-        echo(json.dumps(masked_data(report.to_dict()), indent=2, ensure_ascii=False, default=str))
+        echo(secrets.masker.dumps(report.to_dict(), indent=2, ensure_ascii=False), masked=True)
     elif fmt == "markdown":
         echo(render_markdown(report), nl=False)
     else:

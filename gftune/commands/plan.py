@@ -370,7 +370,7 @@ def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:
     if fmt == "json":
-        echo(render_json(plan), nl=False)
+        echo(render_json(plan), nl=False, masked=True)
         echo()
     elif fmt == "markdown":
         from gftune.github import run_url_from_env

@@ -23,6 +23,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,18 @@ class Masker:
                 self._secrets[secret] = count - 1
             self._pattern = None
 
+    @contextmanager
+    def isolated(self) -> Iterator[None]:
+        """Registrations made inside are forgotten when it ends: one process checking many
+        repositories (tests, a fuzzing worker) must not let one repository's secrets mask another's."""
+        with self._lock:
+            saved = dict(self._secrets)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._secrets, self._pattern = saved, None
+
     def clear(self) -> None:
         with self._lock:
             self._secrets.clear()
@@ -231,11 +244,18 @@ class Masker:
 
     @staticmethod
     def _alternative(secret: str) -> str:
-        """The secret as a regular expression that does not match inside a longer word."""
+        """The secret as a regular expression that does not match inside a longer word.
+
+        A secret without a letter or a digit (``","``, ``"!!"``) is masked only as a token of its own
+        (between spaces, quotes or line ends): anywhere else it would shred ordinary punctuation.
+        """
         forms = dict.fromkeys([secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]])
         parts = []
         for form in forms:
             escaped = re.escape(form)
+            if not _ALNUM.search(form):
+                parts.append(rf"(?<![^\s\"']){escaped}(?![^\s\"'])")
+                continue
             before = r"(?<!\w)" if _WORD.match(form[0]) else ""  # no letter, digit or _ just before
             after = r"(?!\w)" if _WORD.match(form[-1]) else ""
             parts.append(before + escaped + after)
@@ -254,6 +274,22 @@ class Masker:
             return text
         return pattern.sub(self.MASK, text)
 
+    def mask_data(self, data: Any) -> Any:
+        """Every string of JSON-able data (keys too) masked, before it is encoded."""
+        if isinstance(data, dict):
+            return {self.mask_data(k): self.mask_data(v) for k, v in data.items()}
+        if isinstance(data, list | tuple):
+            return [self.mask_data(v) for v in data]
+        if isinstance(data, str):
+            return self.mask(data)
+        return data
+
+    def dumps(self, data: Any, **options: Any) -> str:
+        """JSON of ``data`` with its strings masked: masking the encoded text instead could break the
+        document (a secret ``","`` or ``"\\"``) and miss an escaped secret."""
+        return json.dumps(self.mask_data(data), **{"default": str, **options})
+
 
 _WORD = re.compile(r"\w")  # a letter, a digit or _ (any script): what a word is made of
+_ALNUM = re.compile(r"[^\W_]")  # a letter or a digit
 masker = Masker()

@@ -438,19 +438,9 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120, verbose: b
 
 # --- JSON -----------------------------------------------------------------------------------------
 
-def masked_data(data: Any) -> Any:
-    """Every string of a JSON-able structure (keys too) through the masker, before encoding."""
-    if isinstance(data, dict):
-        return {masked_data(k): masked_data(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [masked_data(v) for v in data]
-    if isinstance(data, str):
-        return masker.mask(data)
-    return data
-
-
 def render_json(plan: Plan) -> str:
-    return masker.mask(json.dumps(masked_data(plan.to_dict()), indent=2, ensure_ascii=False, default=str))
+    """The plan as JSON, its strings masked (print it as is: it is already masked)."""
+    return masker.dumps(plan.to_dict(), indent=2, ensure_ascii=False)
 
 
 def plan_file_text(plan: Plan) -> str:
@@ -458,7 +448,7 @@ def plan_file_text(plan: Plan) -> str:
     hold references, never values; masking them could corrupt a field that shares a secret's text)."""
     data = plan.to_dict()
     payloads = [p.pop("payload") for p in data["pipelines"]]
-    masked = masked_data(data)
+    masked = masker.mask_data(data)
     for entry, payload in zip(masked["pipelines"], payloads, strict=True):
         entry["payload"] = payload
     return json.dumps(masked, indent=2, ensure_ascii=False) + "\n"

@@ -200,3 +200,21 @@ def test_invalid_utf8_is_located_at_its_byte(tmp_path):
     (repo / "pipelines" / f"{PID}.yaml").write_bytes(b"apiVersion: gftune/v1\nkind: Pi\xffpeline\n")
     code, problems, _ = validate(repo)
     assert code == 1 and problems == [f"pipelines/{PID}.yaml:2:9: $: file is not valid UTF-8 (byte 0xff)"]
+
+
+# --- masking never breaks output ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("password", ['","', '"', "\\\\", "{", "a"])
+def test_a_hostile_literal_secret_cannot_break_json_output(tmp_path, password):
+    text = EXAMPLE.read_text().replace("${env:CLICKHOUSE_PASSWORD}", json.dumps(password))
+    with secrets.masker.isolated():
+        code, problems, output = validate(make_repo(tmp_path, text))  # validate() parses the JSON
+        assert code == 1 and any("literal secret" in p for p in problems)
+        assert "pipelines/deduplication-demo-pipeline.yaml" in output  # ordinary text left alone
+
+
+def test_punctuation_only_secrets_are_masked_only_as_tokens():
+    masker = secrets.Masker()
+    masker.add(",")
+    assert masker.mask('a, b; password: ","') == 'a, b; password: "***"'
+    assert json.loads(masker.dumps({"k": ",", "list": ["a", ","]})) == {"k": "***", "list": ["a", "***"]}
