@@ -734,11 +734,13 @@ def _finish(plan: PipelinePlan, outcome: OutcomeLike | None, live: LiveLike, opt
         plan.cost = Cost()
     plan.cost = priced(plan.lifecycle, plan.status, options, plan.cost)
     plan.downtime_s = plan.cost.downtime_s
-    carried = {id(c.proposal): c.proposal for c in plan.changes if c.proposal is not None}
+    priced_once: dict[int, Proposal] = {}
     for change in plan.changes:
         if change.proposal is not None:
             # An adopted proposal costs what its pipeline's update costs: apply carries out that update.
-            change.proposal = replace(carried[id(change.proposal)], cost=plan.cost)
+            key = id(change.proposal)
+            priced_once.setdefault(key, replace(change.proposal, cost=plan.cost))
+            change.proposal = priced_once[key]
     if live.exists and not live.error:
         plan.proposals = [replace(p, cost=proposal_cost(p, live, options)) for p in plan.proposals]
 

@@ -150,6 +150,16 @@ def why_text(change: Change) -> str:
     return f"git {_commit(why)}; the last applied commit is not in this clone, so a live edit cannot be told apart"
 
 
+def adopted(p: PipelinePlan) -> list[Proposal]:
+    """The policy proposals git's changes carry out, each once (one rides on every change it made;
+    a plan read back from JSON holds a copy per change, so they are told apart by content)."""
+    found: dict[str, Proposal] = {}
+    for change in p.changes:
+        if change.proposal is not None:
+            found.setdefault(json.dumps(change.proposal.to_dict(), sort_keys=True, default=str), change.proposal)
+    return list(found.values())
+
+
 def _why_lines(changes: Sequence[Change]) -> list[tuple[Change | None, str]]:
     """One ``why`` for all changes when they share it (one commit), else one per change."""
     texts = [(c, why_text(c)) for c in changes if c.why is not None and c.proposal is None]
@@ -351,8 +361,7 @@ def pipeline_lines(p: PipelinePlan, *, verbose: bool = False, width: int = 120) 
         if id(change) in whys:
             out.append(("cyan", f"        why: {whys[id(change)]}"))
     out += [("cyan", f"      why: {t}") for c, t in _why_lines(p.changes) if c is None]
-    adopted = list({id(c.proposal): c.proposal for c in p.changes if c.proposal is not None}.values())
-    for proposal in adopted:
+    for proposal in adopted(p):
         out += _proposal_block(proposal, f"why: policy {proposal.policy}:", verbose, width)
     for blocker in p.blocked:
         out.append(("magenta", f"    ! {blocker.code}: {blocker.message}"))
@@ -567,8 +576,7 @@ def _md_section(p: PipelinePlan) -> list[str]:
     if whys:
         lines += [f"{name}:", ""]
         lines += [f"- {_md_code(c.path) + ': ' if c is not None else ''}{_md(t)}" for c, t in whys] + [""]
-    adopted = list({id(c.proposal): c.proposal for c in p.changes if c.proposal is not None}.values())
-    for proposal in adopted:
+    for proposal in adopted(p):
         lines += [f"{name} · policy {_md(proposal.policy)}: {_md(proposal_verdict(proposal))}", ""]
         lines += _md_readings(proposal.evidence)
     for proposal in p.proposals:
@@ -597,8 +605,7 @@ def _md_evidence(p: PipelinePlan) -> list[str]:
         body.append("")
     if p.lifecycle:
         body.append(f"- lifecycle: {_md(lifecycle_line(p.lifecycle))} ({_md(cost_phrase(p.cost, full=True))})")
-    items = [c.proposal for c in p.changes if c.proposal is not None] + list(p.proposals)
-    for proposal in {id(x): x for x in items}.values():
+    for proposal in [*adopted(p), *p.proposals]:
         body += [f"- {_md(line.strip())}" if not line.startswith("    ") else f"  - {_md(line.strip())}"
                  for line in proposal_lines(proposal)]
     for escalation in p.escalations:

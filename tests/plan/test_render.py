@@ -1,5 +1,6 @@
 """Rendering a plan: Terraform-like text, the JSON document, Markdown for PR comments."""
 
+import dataclasses
 import json
 
 from gftune.desired import secrets
@@ -167,3 +168,18 @@ def test_notes_that_say_the_same_thing_for_many_pipelines_are_said_once():
     assert "no policy matched — c-pipe" in verbose
     md = render_markdown(plan)
     assert md.count(same) == 1 and "<details><summary>Policy notes (2)</summary>" in md
+
+
+def test_a_proposal_that_rides_on_two_changes_is_told_once():
+    from gftune.plan.evidence import FieldChange
+
+    spec = desired_doc()
+    spec["resources"]["sources"][0]["replicas"] = 3
+    spec["sink"]["max_batch_size"] = 2000
+    both = dataclasses.replace(proposal(new=3), changes=(
+        FieldChange("resources.sources[orders].replicas", 2, 3), FieldChange("sink.max_batch_size", 1000, 2000)))
+    entry = plan_for(spec, outcome=Outcome([both], [], []))
+    assert all(c.proposal is not None for c in entry.changes) and len(entry.changes) == 2
+    for plan in (Plan(pipelines=[entry]), Plan.from_dict(json.loads(render_json(Plan(pipelines=[entry]))))):
+        assert render_text(plan).count("why: policy scale-ingestor:") == 1
+        assert render_markdown(plan).count("· policy scale-ingestor:") == 1

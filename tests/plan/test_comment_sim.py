@@ -1,0 +1,59 @@
+"""The pull request comment of the demo's plan, against the simulator's demo scenario: short enough to
+read (under 2,500 characters outside its <details> blocks), the headline with cost and risk, the
+verdict with its readings, the evidence folded, and what to do next — before and after the proposal
+is written into git."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from tests.plan.conftest import ROOT, gftune
+
+TIME_SCALE = 30  # as `gftune demo`
+DEMO_SECRETS = {  # the values scenarios/demo.yaml creates its pipelines with
+    "CLICKHOUSE_PASSWORD": "gftune-demo-clickhouse-pw", "CLICKHOUSE_USER": "gftune-demo-clickhouse-user",
+    "KAFKA_PASSWORD": "gftune-demo-kafka-pw", "KAFKA_USERNAME": "gftune-demo-kafka-user"}
+FOLDED = re.compile(r"<details>.*?</details>", re.S)
+
+
+@pytest.fixture
+def demo(sim_factory, repo, monkeypatch):
+    sim = sim_factory("demo", time_scale=TIME_SCALE)
+    shutil.copytree(ROOT / "policies", repo.path / "policies")
+    (repo.path / "gftune.yaml").write_text(
+        f"apiVersion: gftune/v1\nkind: Config\napi: {{url: '{sim.api_url}'}}\n"
+        f"metrics: {{scrape: '{sim.metrics_url}'}}\ntime_scale: {TIME_SCALE}\n")
+    for name, value in DEMO_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    repo.commit("the demo repository")
+    return repo
+
+
+def visible(markdown: str) -> str:
+    return FOLDED.sub("", markdown)
+
+
+def test_the_demo_s_comment_is_short_and_says_what_to_do(demo):
+    result = gftune("plan", "--repo", demo.path, "--format", "markdown")
+    assert result.exit_code == 2, result.output
+    comment = result.stdout
+    assert len(visible(comment)) < 2500, len(visible(comment))
+    assert re.match(r"### gftune plan: 1 proposal not in git · adopting it: 1 restart \(~2 s of downtime\), "
+                    r"\+\d sink pods; requests \+[\d.]+ CPU, \+[\d,]+ MiB · nothing irreversible\n", comment), comment
+    assert "The sink is the bottleneck at" in visible(comment) and "the pipeline should carry" in visible(comment)
+    assert "| `ingestor_backpressure` | 1 | >= 1 for 2m |" in comment
+    assert "query: " not in visible(comment) and "query: " in comment  # every query, folded
+    assert visible(comment).rstrip().endswith("**Next:** adopt with `gftune tune --write` (or wait for the "
+                                              "scheduled tune pull request), then review its plan.")
+
+    # The tune branch: the proposal is in git now, its verdict rides on the change.
+    assert gftune("tune", "--repo", demo.path, "--write", "--no-commit").exit_code == 2
+    demo.commit("tune: stream-backpressure")
+    comment = gftune("plan", "--repo", demo.path, "--format", "markdown").stdout
+    assert len(visible(comment)) < 2500, len(visible(comment))
+    assert comment.startswith("### gftune plan: 1 to update")
+    assert "| policy stream-backpressure |" in comment or "| git " in comment
+    assert "**Next:** merge to apply it" in comment
