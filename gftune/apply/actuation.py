@@ -30,6 +30,7 @@ from gftune.apply.lifecycle import (
     with_live_gftune_tags,
     with_live_immutables,
 )
+from gftune.apply.records import RecordCounter
 from gftune.client import ApiError
 from gftune.desired import secrets
 from gftune.glassflow import resources as res
@@ -46,6 +47,16 @@ class Actuation:
         self.ctx = ctx
         self.say = say
         self.before_docs: dict[str, Json] = {}  # full "before" documents, in memory only (secrets)
+        self.counter = RecordCounter(ctx.client, ctx.metrics)
+
+    async def _count_records(self, run: PipelineRun, step: Step, when: str) -> None:
+        """The DLQ and sweep counters just before a stop is sent, and once the pipeline is Stopped."""
+        read = await self.counter.read(run.pipeline_id)
+        if when == "before":
+            run.records.append({"step": step.name, **{f"{k}_before": v for k, v in read.items() if k != "detail"},
+                                **({"detail": read["detail"]} if "detail" in read else {})})
+        elif run.records and "dlq_after" not in run.records[-1]:
+            run.records[-1].update({f"{k}_after": v for k, v in read.items() if k != "detail"})
 
     # -- targets -----------------------------------------------------------------------------------
     def remember_before(self, pipeline_id: str, document: Json) -> None:
@@ -161,6 +172,8 @@ class Actuation:
             decision = decide(step.action, step.params, obs, timeout_s=timeout, resume_grace_s=grace)
             if decision.kind == DONE_:
                 step.detail = decision.reason if sends == 0 or step.action == "wait_status" else step.detail
+                if step.action == "wait_status" and step.params.get("status") == Status.STOPPED:
+                    await self._count_records(run, step, "after")
                 return
             if decision.kind == FAIL:
                 raise StepFailed(decision.reason)
@@ -168,6 +181,8 @@ class Actuation:
                 self.ctx.reporter.waiting(pid, step.name, now - started, timeout, live.status)
                 await self.ctx.sleep(self.ctx.poll_s)
                 continue
+            if (decision.call or step.action) == "stop":
+                await self._count_records(run, step, "before")
             try:
                 await self._send(pid, decision.call or step.action, target)
             except ApiError as exc:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gftune import exitcodes
-from gftune.apply import judging
+from gftune.apply import judging, records
 from gftune.apply.actuation import Actuation
 from gftune.apply.context import ApplyContext, Refused, StepFailed
 from gftune.apply.journal import (
@@ -113,6 +113,9 @@ class Executor:
                 run.outcome = "restored"
             else:
                 run.outcome = "applied"
+        if run.outcome != (outcome := records.outcome_with_losses(run.outcome, run.records)):
+            run.outcome = outcome
+            run.notes += [f"records lost from the pipeline: {line}" for line in records.describe(run.records)]
         self.save()
 
     async def _step(self, run: PipelineRun, step: Step) -> None:

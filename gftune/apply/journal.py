@@ -99,6 +99,9 @@ class PipelineRun:
     error: str | None = None
     lock: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # records around every stop (gftune.apply.records): the DLQ's total before and after, and the
+    # operator's sweep counter when Prometheus is configured
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from gftune.apply import report, verify
+from gftune.apply import records, report, verify
 from gftune.apply.journal import PipelineRun, Step
 from gftune.apply.lifecycle import MAX_CATCH_UP_WINDOWS, VerifyPlan, insert_before_finish, skip_finish
 from gftune.desired.config import Config
@@ -65,8 +65,8 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
         run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
     run.notes += [n for n in verdict.notes if n.startswith(verify.CATCHING_UP) and n not in run.notes]
     if verdict.outcome == verify.PASS:
-        run.outcome = "verified"
-        return []
+        run.outcome = records.outcome_with_losses("verified", run.records)
+        return [] if run.outcome == "verified" else _losses_message(run)
     if verdict.outcome == verify.INCONCLUSIVE:
         run.outcome = "inconclusive"
         return []
@@ -74,6 +74,12 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
     insert_before_finish(run, [Step("revert", "plan", {"verify": step.params})])
     _record_revert_step(run, now)
     return ["verification failed: " + "; ".join(verdict.reasons) + "; reverting"]
+
+
+def _losses_message(run: PipelineRun) -> list[str]:
+    lines = records.describe(run.records)
+    run.notes += [f"records lost from the pipeline: {line}" for line in lines if line not in run.notes]
+    return [f"applied with losses: {int(records.losses(run.records))} record(s) went to the DLQ during the stop"]
 
 
 def _record_revert_step(run: PipelineRun, now: float) -> None:

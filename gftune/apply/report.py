@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from gftune.apply import records
 from gftune.apply.journal import RunJournal
 from gftune.desired.secrets import masker
 
@@ -36,8 +37,8 @@ LABELS = {
     "sink_batch_p95": "sink batch p95", "sink_retry_rate": "sink retries", "sink_exhausted_rate": "exhausted retries",
     "dlq_rate": "DLQ writes", "consumer_lag": "Kafka lag", "consumer_lag_growth": "Kafka lag growth",
 }
-OUTCOME_ICON = {"verified": "✅", "inconclusive": "⚠️", "reverted": "↩️", "restored": "🛑", "failed": "❌",
-                "refused": "⛔", "unchanged": "➖", "blocked": "⛔", "pending": "⏳"}
+OUTCOME_ICON = {"verified": "✅", "applied with losses": "⚠️", "inconclusive": "⚠️", "reverted": "↩️",
+                "restored": "🛑", "failed": "❌", "refused": "⛔", "unchanged": "➖", "blocked": "⛔", "pending": "⏳"}
 VERDICT_WORDS = {"pass": "improved", "fail": "regressed", "inconclusive": "inconclusive"}
 
 
@@ -129,6 +130,8 @@ def _pipeline(run: Any, t0: float) -> dict[str, Any]:
         "changes": changes, "policies": policies, "evidence": evidence, "predictions": predictions,
         "signals": signals, "timeline": timeline, "chart": run.series or {},
         "error": run.error, "notes": list(run.notes),
+        "records": {"stops": list(run.records), "lost": records.losses(run.records),
+                    "lines": records.describe(run.records)},
     }
 
 
@@ -142,6 +145,8 @@ def _value(reading: Mapping[str, Any] | None) -> float | None:
 def _next_move(run: Any) -> str:
     return {
         "verified": "accept",
+        records.WITH_LOSSES: "the change runs, but records went to the DLQ during the stop: inspect the DLQ "
+                             "(GET /api/v1/pipeline/{id}/dlq/consume) and replay or accept them",
         "reverted": "reverted to the previous configuration: try a different tunable",
         "inconclusive": "investigate: the change is kept; look again when more data is in, or revert by hand",
         "restored": "the update failed and the previous configuration was restored: fix the cause and re-plan",
@@ -226,6 +231,8 @@ def render_text(report: Mapping[str, Any]) -> str:
                     continue
                 lines.append(f"  {s['label'] + ':':<24} {fmt_value(s['before'], s['unit'])} -> "
                              f"{fmt_value(s['after'], s['unit'])}")
+        for line in (p.get("records") or {}).get("lines", []):
+            lines.append(f"Records: {line}")
         lines.append(f"Verdict: {_verdict_line(p)}")
         if p.get("revert_verdict"):
             lines.append(f"Revert verified: {_verdict_line({'verdict': p['revert_verdict']})}")
@@ -314,6 +321,8 @@ def render_markdown(report: Mapping[str, Any], detail: str = "full") -> str:
             out.append("")
         if p["signals"]:
             out += [*_signals_table(p), ""]
+        for line in (p.get("records") or {}).get("lines", []):
+            out.append(f"**Records:** {_md_escape(line)}  ")
         out.append(f"**Verdict:** {_md_escape(_verdict_line(p))}  ")
         if p.get("revert_verdict"):
             out.append(f"**Revert verified:** {_md_escape(_verdict_line({'verdict': p['revert_verdict']}))}  ")
@@ -362,7 +371,8 @@ def _headline(report: Mapping[str, Any]) -> str:
     if not outcomes:
         return "nothing to apply"
     parts = []
-    for outcome in ("verified", "reverted", "inconclusive", "restored", "failed", "refused", "blocked", "unchanged",
+    for outcome in ("verified", records.WITH_LOSSES, "reverted", "inconclusive", "restored", "failed", "refused",
+                    "blocked", "unchanged",
                     "pending"):
         n = outcomes.count(outcome)
         if n:
