@@ -7,19 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from tests.apply import helpers as h
-
-PID = "orders-healthy"
-
-
-@pytest.fixture
-def setup(sim_factory, tmp_path):
-    sim = sim_factory("healthy", time_scale=20)
-    config = h.config_yaml(sim.api_url, scrape=sim.metrics_url, settle="20s", window="60s")
-    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, config)
-    return sim, repo
+from tests.apply.conftest import HEALTHY as PID
 
 
 def test_a_clean_stop_loses_nothing_and_says_so(setup):

@@ -7,20 +7,10 @@ import threading
 import time
 
 import httpx
-import pytest
 import yaml
 
 from tests.apply import helpers as h
-
-PID = "orders-healthy"
-
-
-@pytest.fixture
-def setup(sim_factory, tmp_path):
-    sim = sim_factory("healthy", time_scale=20)
-    config = h.config_yaml(sim.api_url, scrape=sim.metrics_url, settle="20s", window="60s")
-    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, config)
-    return sim, repo
+from tests.apply.conftest import HEALTHY as PID
 
 
 def test_config_change_is_applied_verified_and_recorded(setup):

@@ -11,19 +11,16 @@ import pytest
 from gftune.plan import model
 from gftune.plan.model import Plan
 from tests.apply import helpers as h
-
-PID = "orders-healthy"
+from tests.apply.conftest import HEALTHY as PID
 
 
 @pytest.fixture
-def setup(sim_factory, tmp_path):
-    sim = sim_factory("healthy", time_scale=20)
-    config = h.config_yaml(sim.api_url, scrape=sim.metrics_url, settle="20s", window="60s")
-    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, config)
+def planned(setup, tmp_path):
+    sim, repo = setup
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 1500}, "bigger batches")
     plan_file = tmp_path / "plan.json"
-    planned = h.gftune("plan", "--repo", str(repo), "--out", str(plan_file))
-    assert planned.returncode == 2, planned.stderr
+    made = h.gftune("plan", "--repo", str(repo), "--out", str(plan_file))
+    assert made.returncode == 2, made.stderr
     return sim, repo, plan_file
 
 
@@ -50,35 +47,35 @@ def assert_refused(sim, repo, plan_file, reason: str) -> None:
     assert h.status(sim.api_url, PID) == "Running"
 
 
-def test_an_edited_payload_is_refused(setup):
-    sim, repo, plan_file = setup
+def test_an_edited_payload_is_refused(planned):
+    sim, repo, plan_file = planned
     tamper(plan_file, reseal=False)
     assert_refused(sim, repo, plan_file, "the plan's payloads do not match its digest")
 
 
-def test_an_edited_payload_with_a_recomputed_digest_is_refused(setup):
-    sim, repo, plan_file = setup
+def test_an_edited_payload_with_a_recomputed_digest_is_refused(planned):
+    sim, repo, plan_file = planned
     tamper(plan_file, reseal=True)
     assert_refused(sim, repo, plan_file, f"{PID}: its document differs from the pipeline file")
 
 
-def test_a_plan_whose_pipeline_file_changed_is_refused(setup):
-    sim, repo, plan_file = setup
+def test_a_plan_whose_pipeline_file_changed_is_refused(planned):
+    sim, repo, plan_file = planned
     path = repo / "pipelines" / f"{PID}.yaml"
     path.write_text(path.read_text().replace("max_batch_size: 1500", "max_batch_size: 1600"))
     assert_refused(sim, repo, plan_file, f"{PID}: its pipeline file changed since the plan was made")
 
 
-def test_a_plan_without_a_digest_is_refused(setup):
-    sim, repo, plan_file = setup
+def test_a_plan_without_a_digest_is_refused(planned):
+    sim, repo, plan_file = planned
     data = json.loads(plan_file.read_text())
     del data["digest"]
     plan_file.write_text(json.dumps(data))
     assert_refused(sim, repo, plan_file, "the plan carries no digest")
 
 
-def test_the_untouched_plan_is_applied(setup):
-    sim, repo, plan_file = setup
+def test_the_untouched_plan_is_applied(planned):
+    sim, repo, plan_file = planned
     proc, report = h.apply_json(repo, str(plan_file))
     assert proc.returncode == 0, proc.stderr
     assert report["pipelines"][0]["outcome"] == "verified"
