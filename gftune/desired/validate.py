@@ -259,7 +259,7 @@ def _quantity_problems(spec: dict[str, Any], locations: LocationIndex, display: 
             request, limit = parsed.get((*path, "requests", name)), parsed.get((*path, "limits", name))
             if request is not None and limit is not None and 0 < limit < request:
                 # Kubernetes: a request must be less than or equal to its limit (validation.go,
-                # validateResourceRequirements)
+                # ValidateResourceRequirements)
                 yield _problem(display, locations, (*path, "requests", name),
                                f"{name} request {block['requests'][name]} is more than the limit "
                                f"{block['limits'][name]}")
