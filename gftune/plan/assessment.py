@@ -46,6 +46,7 @@ class Figure:
 
 
 NOT_ASSESSED = Figure.unknown("not assessed")
+NO_BACKLOG = "no backlog"  # why a drain time is not established when there is nothing to drain
 
 
 @dataclass(frozen=True)

@@ -59,14 +59,6 @@ LIST_UNCHANGED = 12
 MD_FIELDS_SHOWN = 6  # changed fields per pipeline in the Markdown summary table; the rest are counted
 
 
-def duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{minutes}m{rest:02d}s" if minutes < 120 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def value(v: Any) -> str:
     """A value as JSON (strings quoted), shortened; ``(absent)`` and ``(sensitive)`` as words."""
     if v is None:

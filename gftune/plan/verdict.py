@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gftune.plan.assessment import Assessment, Cost, Figure, ResourceDelta
+from gftune.plan.assessment import NO_BACKLOG, Assessment, Cost, ResourceDelta
 from gftune.plan.evidence import Escalation, Evidence, FieldChange, Proposal, format_value
-
-NO_BACKLOG = "no backlog"
 
 
 def rate(value: float | None) -> str:
@@ -195,11 +193,3 @@ def escalation_verdict(e: Escalation) -> str:
         text = f"Not a capacity problem: {e.reason.rstrip('.')}" + (f" ({why})" if why else "") + "."
         text += " No change is proposed."
     return f"{text} Next: {e.next_step}"
-
-
-def figure_text(figure: Figure) -> str:
-    """A figure for a table cell: its value, or ``not established: why``."""
-    if figure.known:
-        value = float(figure.value)  # type: ignore[arg-type]
-        return about(value) if figure.unit == "s" else records(value) if figure.unit == "records" else rate(value)
-    return f"not established: {figure.missing}"

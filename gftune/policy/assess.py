@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from gftune.plan.assessment import Assessment, Figure
+from gftune.plan.assessment import NO_BACKLOG, Assessment, Figure
 from gftune.plan.evidence import FieldChange
 from gftune.policy import sizing
 from gftune.policy.signals import SignalReading
@@ -59,7 +59,7 @@ def drain_time(queued: Figure, arriving: float | None, predicted: Figure, restar
     """Seconds until the backlog is gone after the change: the backlog, plus what arrives during the
     restart, worked off by what the pipeline carries beyond its input."""
     if not queued.known or not queued.value:
-        return Figure.unknown("no backlog", "s")
+        return Figure.unknown(NO_BACKLOG, "s")
     if not predicted.known or arriving is None:
         return Figure.unknown("the capacity after the change is not established", "s")
     surplus = float(predicted.value) - arriving  # type: ignore[arg-type]
@@ -205,8 +205,8 @@ def from_readings(changes: Sequence[FieldChange], view: Readings) -> Assessment:
     return Assessment(stage=stage, capacity=_saturated_capacity(stage, view), arriving=_arriving(stage, view),
                       backlog=queued, predicted=Figure.unknown("no capacity model for this change; apply checks "
                                                                "the expectations", RATE),
-                      drain=Figure.unknown("no backlog" if not queued.value else "no capacity model for this "
-                                           "change", "s"))
+                      drain=Figure.unknown(NO_BACKLOG if not queued.value else "no capacity model for this change",
+                                           "s"))
 
 
 def blocked(changes_blocked: Sequence[tuple[str, str]], view: Readings) -> Assessment:
