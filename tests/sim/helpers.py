@@ -131,13 +131,11 @@ class World:
         current = self.store.get_resources(pid)["pipeline_resources"]
         change(current)
         self.store.put_resources(pid, {"pipeline_resources": current})
-        self.run(15)
-        assert self.status(pid) == "Running"
+        self.wait_for(pid, "Running")
 
     def edit(self, pid: str, change) -> None:
         self.stop(pid)
         doc = self.doc(pid)
         change(doc)
         self.store.edit(pid, doc)
-        self.run(15)
-        assert self.status(pid) == "Running"
+        self.wait_for(pid, "Running")
