@@ -17,13 +17,17 @@ Kinds:
 Common keys: ``pipeline`` (only this pipeline id), ``times`` (only the next N matches; default:
 unlimited, for ``fail_on_resume`` 1). HTTP faults take ``route``: ``"METHOD PATH"`` where PATH is
 a route template (``/api/v1/pipeline/{id}/stop``) or a glob over the concrete path
-(``/api/v1/pipeline/*``); METHOD may be ``*``.
+(``/api/v1/pipeline/*``); METHOD may be ``*``. ``GET /metrics`` is the metrics endpoint's route (a
+fault there is a failed or slow scrape). HTTP faults may take ``probability`` (0 < p <= 1, default 1):
+each matching request is faulted with that probability, drawn from an RNG seeded with the
+simulator's seed; a request that is spared does not use one of the fault's ``times``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import itertools
+import random
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,8 +64,8 @@ def parse_fault(spec: Any, fault_id: int, now: float) -> Fault:
     if kind not in KINDS:
         raise FaultError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
     allowed = {"kind", "pipeline", "times"} | {
-        "http_error": {"route", "status", "body"},
-        "timeout": {"route", "seconds"},
+        "http_error": {"route", "status", "body", "probability"},
+        "timeout": {"route", "seconds", "probability"},
         "slow_transition": {"operation", "delay", "factor"},
         "stuck_transition": {"operation"},
         "fail_on_resume": set(),
@@ -89,6 +93,9 @@ def parse_fault(spec: Any, fault_id: int, now: float) -> Fault:
                 raise FaultError(f"http_error status must be a 5xx code, got {status!r}")
         elif not isinstance(spec.get("seconds", 30), int | float):
             raise FaultError("timeout 'seconds' must be a number")
+        probability = spec.get("probability", 1)
+        if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0 < probability <= 1:
+            raise FaultError(f"fault 'probability' must be a number in (0, 1], got {probability!r}")
     if kind in ("slow_transition", "stuck_transition"):
         if spec.get("operation") not in OPERATIONS:
             raise FaultError(f"fault kind {kind!r} needs operation: one of {', '.join(OPERATIONS)}")
@@ -102,10 +109,11 @@ def parse_fault(spec: Any, fault_id: int, now: float) -> Fault:
 class FaultSet:
     """The active faults; thread-safe. Matching a fault with ``times`` uses one of its shots."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._rng = random.Random(seed)  # draws for faults with a probability: reproducible per seed
 
     def add(self, spec: Any, now: float = 0.0) -> Fault:
         with self._lock:
@@ -141,6 +149,8 @@ class FaultSet:
                     continue
                 if fault.pipeline is not None and fault.pipeline != pipeline_id:
                     continue
+                if self._rng.random() >= float(fault.spec.get("probability", 1)):
+                    continue  # spared this time
                 self._use(fault)
                 return fault
         return None

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gftune.sim.errors import ApiError, huma_error
-from gftune.sim.faults import FaultError
+from gftune.sim.faults import FaultError, FaultSet
 from gftune.sim.metrics import HttpStats, SimCollector
 from gftune.sim.profiles import ProfileError
 from gftune.sim.scenarios import ScenarioError, check_model
@@ -359,20 +359,30 @@ ROUTES: dict[str, dict[str, Handler]] = {
 
 
 class MetricsApp:
-    """``GET /metrics`` in the Prometheus text format (prometheus_client's exposition)."""
+    """``GET /metrics`` in the Prometheus text format (prometheus_client's exposition); HTTP faults
+    on the route ``GET /metrics`` make scrapes fail or hang (missing scrapes)."""
 
-    def __init__(self, collector: SimCollector) -> None:
+    def __init__(self, collector: SimCollector, faults: FaultSet | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
+        self.faults = faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        scrape = scope["path"] == "/metrics" and scope["method"] in ("GET", "HEAD")
+        fault = self.faults.match_http(scope["method"], "/metrics", "/metrics", None) \
+            if scrape and self.faults is not None else None
         if scope["path"] != "/metrics":
             status, body, ctype = 404, b"404 page not found\n", b"text/plain; charset=utf-8"
-        elif scope["method"] not in ("GET", "HEAD"):
+        elif not scrape:
             status, body, ctype = 405, b"", b"text/plain; charset=utf-8"
+        elif fault is not None and fault.kind == "http_error":
+            response = _fault_response(fault.spec)
+            status, body, ctype = response.status, response.body, (response.content_type or "").encode()
         else:
+            if fault is not None:  # a timeout: the scrape hangs first
+                await asyncio.sleep(float(fault.spec.get("seconds", 30)))
             body = await asyncio.to_thread(generate_latest, self.registry)
             status, ctype = 200, b"text/plain; version=0.0.4; charset=utf-8"
         await send({"type": "http.response.start", "status": status,

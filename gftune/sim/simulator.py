@@ -94,7 +94,7 @@ class Simulator:
     def build(self) -> Store:
         """Create the store and preload the scenarios' pipelines at sim time 0 (no servers)."""
         clock = self._clock or ScaledClock(self.time_scale)
-        self.store = Store(clock, defaults=self.resource_defaults, delays=self.delays, faults=FaultSet(),
+        self.store = Store(clock, defaults=self.resource_defaults, delays=self.delays, faults=FaultSet(self.seed),
                            seed=self.seed, dt=self.dt, model_params=self.model_params,
                            default_model=self.default_model)
         for scenario in self.scenarios:
@@ -126,7 +126,7 @@ class Simulator:
         collector = SimCollector(store, self.http_stats, namespace=self.namespace, naming=self.naming,
                                  time_scale=self.time_scale)
         api = ApiApp(store, self.http_stats, self.truth)
-        apps = [(api, api_sock), (MetricsApp(collector), metrics_sock)]
+        apps = [(api, api_sock), (MetricsApp(collector, store.faults), metrics_sock)]
         self._servers = [uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                                        http="h11", loop="asyncio", timeout_keep_alive=30))
                          for app, _ in apps]

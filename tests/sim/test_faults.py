@@ -105,3 +105,20 @@ def test_scenario_faults_use_the_same_format(sim_factory):
     assert httpx.get(sim.api_url + "/api/v1/pipeline").status_code == 200
     with pytest.raises(ScenarioError, match=r"faults\[0\]: unknown fault kind"):
         Simulator([{"name": "bad", "faults": [{"kind": "explode"}]}])
+
+
+def test_missing_scrapes_with_a_probability_reproducible_per_seed(sim_factory):
+    def pattern(seed: int) -> list[int]:
+        sim = sim_factory("healthy", time_scale=20, seed=seed)
+        sim.add_fault({"kind": "http_error", "route": "GET /metrics", "status": 503, "probability": 0.3})
+        with httpx.Client(timeout=10) as client:
+            codes = [client.get(sim.metrics_url).status_code for _ in range(40)]
+            assert client.get(sim.api_url + "/api/v1/pipeline/orders-healthy").status_code == 200  # API unaffected
+        return codes
+
+    first = pattern(7)
+    assert set(first) == {200, 503} and 4 <= first.count(503) <= 20  # about 12 of 40 fail
+    assert pattern(7) == first  # the same seed fails the same scrapes
+    assert pattern(8) != first
+    with pytest.raises(ValueError, match=r"probability' must be a number in \(0, 1\]"):
+        sim_factory("healthy").add_fault({"kind": "http_error", "route": "GET /metrics", "probability": 0})
