@@ -47,7 +47,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,101 +77,18 @@ SCENARIOS: dict[str, Json] = {
 }
 DEFAULT_ORDER = list(SCENARIOS)
 EXTRA_SEEDS = (101, 202, 303, 404)  # seed index 0 is the scenario's own seed
-TRACKED = ("resources.sources[{sid}].replicas", "resources.sources[{sid}].limits.cpu",
-           "resources.sources[{sid}].limits.memory", "resources.sink.replicas", "resources.sink.limits.cpu",
-           "resources.sink.limits.memory", "sink.max_batch_size", "sink.max_delay_time",
-           "transforms[dedup:{sid}].config.time_window")
 MAX_REPLICAS = 10  # gftune's default guard (no tuning.constraints in the adopted files)
 CPU_CEILING = 8.0
-GIT_ID = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@gftune.invalid",
-          "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@gftune.invalid"}
 
 
 # --- one run (worker process) ------------------------------------------------------------------------
 
-class Judge(threading.Thread):
-    """Samples the simulator's ground truth every ``interval`` wall seconds."""
-
-    def __init__(self, sim: Any, pipeline_id: str, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.sim, self.pipeline_id, self.interval = sim, pipeline_id, interval
-        self.samples: list[Json] = []
-        self.statuses: list[tuple[float, str]] = []
-        self._halt = threading.Event()
-
-    def sample(self) -> Json:
-        truth = self.sim.truth(self.pipeline_id)
-        records, details, mc = truth["records"], truth["details"], truth["min_config"]
-        row = {"t": truth["sim_seconds"], "status": truth["status"], "lag": records["kafka_lag"],
-               "depth": sum(records["stream_depth"].values()), "lost": records["lost"],
-               "dlq": sum(records["dlq"].values()), "input": truth["load"]["source_total"],
-               "cost": mc["current_cost"], "min_cost": mc["cost"], "feasible": mc["feasible"],
-               "sink_capacity": truth["capacity"].get("sink"), "capacity": truth["capacity"],
-               "utilisation": truth["utilisation"], "sink_memory": details["sink_memory_bytes"],
-               "sink_memory_limit": details["sink_memory_limit_bytes"], "partitions": details["partitions"]}
-        self.samples.append(row)
-        if not self.statuses or self.statuses[-1][1] != row["status"]:
-            self.statuses.append((row["t"], row["status"]))
-        return row
-
-    def run(self) -> None:
-        while not self._halt.wait(self.interval):
-            try:
-                self.sample()
-            except Exception as exc:  # the judge must not die silently mid-run
-                print(f"judge: {exc!r}", file=sys.stderr)
-
-    def stop(self) -> Json:
-        self._halt.set()
-        self.join(timeout=5)
-        return self.sample()
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ID}).stdout
-
-
-def _adopt(sim: Any, repo: Path) -> tuple[str, Json, dict[str, str]]:
-    """A git repository with the simulator's pipeline (as ``gftune demo`` adopts it), the built-in
-    policies and a gftune.yaml pointing at the simulator."""
-    import httpx
-
-    from gftune.commands.demo import adopted_spec, demo_config_text, pipeline_file_text
-
-    rows = httpx.get(f"{sim.api_url}/api/v1/pipeline", timeout=10).json()
-    if len(rows) != 1:
-        raise SystemExit(f"expected one pipeline in the scenario, found {len(rows)}")
-    pipeline_id = rows[0]["pipeline_id"]
-    live = httpx.get(f"{sim.api_url}/api/v1/pipeline/{pipeline_id}", timeout=10).json()
-    spec, env = adopted_spec(live, prefix="BENCH_")
-    (repo / "pipelines").mkdir(parents=True)
-    (repo / "pipelines" / f"{pipeline_id}.yaml").write_text(pipeline_file_text(spec, sim.api_url), encoding="utf-8")
-    shutil.copytree(ROOT / "policies", repo / "policies")
-    (repo / "gftune.yaml").write_text(demo_config_text(ROOT / "gftune.yaml", api_url=sim.api_url,
-                                                       scrape_url=sim.metrics_url, time_scale=sim.time_scale),
-                                      encoding="utf-8")
-    (repo / ".gitignore").write_text(".gftune/\n", encoding="utf-8")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "pipelines", "policies", "gftune.yaml", ".gitignore")
-    _git(repo, "commit", "-q", "-m", "adopt the simulator's pipeline and the built-in policies")
-    return pipeline_id, live, env
-
-
-def _live_config(sim: Any, pipeline_id: str, source_ids: list[str]) -> Json:
-    import httpx
-
-    from gftune.desired import paths
-
-    doc = httpx.get(f"{sim.api_url}/api/v1/pipeline/{pipeline_id}", timeout=10).json()
-    out: Json = {}
-    for template in TRACKED:
-        for sid in source_ids:
-            path = template.format(sid=sid)
-            value = paths.get(doc, path)
-            if value is not None:
-                out[path] = value
-    return out
+# The judge (the simulator's truth sampled in a thread), the adopted repository and the live
+# configuration are the same logic as bench_economy.py's: one definition in harness.py.
+from benchmarks.harness import GIT_ID, Judge  # noqa: E402
+from benchmarks.harness import adopt as _adopt  # noqa: E402
+from benchmarks.harness import git as _git  # noqa: E402
+from benchmarks.harness import live_config as _live_config  # noqa: E402
 
 
 def _number(path: str, value: Any) -> float | None:
