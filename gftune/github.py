@@ -453,19 +453,27 @@ class GitHub:
                 raise GithubException(response.status_code, data, dict(response.headers))
             return response.content
 
-    def artifact_file(self, repository: str, run_id: int, artifact: str, file_name: str) -> bytes | None:
-        """One file of an artifact of a workflow run (the download is a zip behind a signed redirect)."""
-        with self.calling(f"artifact {artifact} of run {run_id}"):
+    def run_artifacts(self, repository: str, run_id: int, name: str) -> list[Any]:
+        """The unexpired artifacts called ``name`` of a workflow run (every attempt's), oldest first."""
+        with self.calling(f"artifacts of run {run_id}"):
             found = [a for a in self.repo(repository).get_workflow_run(run_id).get_artifacts()
-                     if a.name == artifact and not a.expired]
-            if not found:
-                return None
-            data = self._download(found[-1].archive_download_url)
+                     if a.name == name and not a.expired]
+        return sorted(found, key=lambda a: (str(a.created_at), a.id))
+
+    def artifact_member(self, artifact: Any, file_name: str) -> bytes:
+        """One file of an artifact (the download is a zip behind a signed redirect)."""
+        with self.calling(f"artifact {artifact.name} ({artifact.id})"):
+            data = self._download(artifact.archive_download_url)
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 return archive.read(file_name)
         except (KeyError, zipfile.BadZipFile) as exc:
-            raise GitHubError(f"artifact {artifact} of run {run_id}: no {file_name} in it ({exc})") from None
+            raise GitHubError(f"artifact {artifact.name} ({artifact.id}): no {file_name} in it ({exc})") from None
+
+    def artifact_file(self, repository: str, run_id: int, artifact: str, file_name: str) -> bytes | None:
+        """One file of the newest artifact called ``artifact`` of a workflow run; None when there is none."""
+        found = self.run_artifacts(repository, run_id, artifact)
+        return self.artifact_member(found[-1], file_name) if found else None
 
 
 # --- GitHub App tokens ----------------------------------------------------------------------------
@@ -707,3 +715,103 @@ def publish(renderings: Sequence[str], *, kind: str, environ: Mapping[str, str],
     dupes = f", {result.removed_duplicates} duplicate(s) removed" if result.removed_duplicates else ""
     done.append(f"PR comment on {pr}: {result.action}{cut}{dupes} {result.url}".rstrip())
     return done
+
+
+# --- the plan reviewed on a pull request ----------------------------------------------------------
+
+PLAN_ARTIFACT = "gftune-plan"  # what plan.yml uploads: plan.json
+REPLAN_ARTIFACT = "gftune-replan"  # what apply.yml uploads when the reviewed plan was stale: replan.json
+
+
+@dataclass(frozen=True)
+class ReviewedPlan:
+    data: bytes  # the plan file
+    commit: str  # the commit the run that made it was for
+    where: str  # for people: "plan.yml run 123 (artifact gftune-plan)"
+
+
+def current_workflow(environ: Mapping[str, str]) -> str | None:
+    """The workflow file of this run, from ``GITHUB_WORKFLOW_REF`` (``o/r/.github/workflows/x.yml@ref``)."""
+    ref = environ.get("GITHUB_WORKFLOW_REF") or ""
+    path = ref.split("@", 1)[0]
+    return path.rsplit("/", 1)[-1] if "/.github/workflows/" in path else None
+
+
+def reviewed_plan(gh: GitHub, repository: str, *, head_sha: str, plan_workflow: str = "plan.yml",
+                  replan_workflow: str | None = None, replan_sha: str | None = None) -> ReviewedPlan | None:
+    """The newest plan shown for review on a pull request.
+
+    That is the ``gftune-plan`` artifact of a successful ``plan_workflow`` run for the pull request's
+    head commit, or, newer, a ``gftune-replan`` artifact that ``replan_workflow`` left for
+    ``replan_sha`` (the merge commit) after refusing a stale plan and posting the new one on the pull
+    request. None when there is neither.
+    """
+    candidates: list[tuple[Any, str, str, str]] = []  # (artifact, file, commit, where)
+    for run in gh.workflow_runs(repository, plan_workflow, head_sha=head_sha, event="pull_request"):
+        if run.conclusion == "success":
+            for artifact in gh.run_artifacts(repository, run.id, PLAN_ARTIFACT):
+                candidates.append((artifact, "plan.json", head_sha, f"{plan_workflow} run {run.id}"))
+    if replan_workflow and replan_sha:
+        for run in gh.workflow_runs(repository, replan_workflow, head_sha=replan_sha):
+            for artifact in gh.run_artifacts(repository, run.id, REPLAN_ARTIFACT):
+                candidates.append((artifact, "replan.json", replan_sha, f"{replan_workflow} run {run.id}"))
+    if not candidates:
+        return None
+    artifact, member, commit, where = max(candidates, key=lambda c: (str(c[0].created_at), c[0].id))
+    return ReviewedPlan(gh.artifact_member(artifact, member), commit, f"{where} (artifact {artifact.name})")
+
+
+# --- the drift tracking issue ---------------------------------------------------------------------
+
+DRIFT_MARKER = "<!-- gftune: the drift tracking issue; gftune opens, updates and closes it -->"
+_DRIFT_STATE = re.compile(r"<!-- gftune:drift ([0-9a-f]{16}) -->")
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    action: str  # opened | updated | unchanged | closed | none
+    number: int | None = None
+    url: str = ""
+
+
+def track_drift(gh: GitHub, repository: str, *, drifted: bool, title: str, renderings: Sequence[str],
+                run_url: str | None = None, commit: str | None = None, now: datetime | None = None) -> IssueResult:
+    """Keep one tracking issue for drift in ``repository``.
+
+    Drift and no open issue: open one (label ``gftune-drift``). Drift and an open one: update its
+    body in place, and comment when what drifted changed (so watchers hear of it; an unchanged
+    nightly result only refreshes the body). Back in sync: comment and close it as completed. Only
+    an issue that starts with :data:`DRIFT_MARKER` and was opened by the token's own user counts.
+    """
+    me = gh.login
+    at = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    where = " · ".join(x for x in (f"commit `{commit[:7]}`" if commit else "",
+                                   f"[workflow run]({run_url})" if run_url else "", at) if x)
+    with gh.calling(f"the drift issue of {repository}"):
+        repo = gh.repo(repository)
+        if drifted and DRIFT_LABEL not in {label.name for label in repo.get_labels()}:
+            repo.create_label(DRIFT_LABEL, "d93f0b", "gftune: live pipelines differ from git")
+        ours = [i for i in repo.get_issues(state="open", labels=[DRIFT_LABEL])
+                if i.pull_request is None and i.user is not None and i.user.login == me
+                and (i.body or "").startswith(DRIFT_MARKER)]
+        ours.sort(key=lambda i: i.number)
+        issue = ours[0] if ours else None
+        if not drifted:
+            if issue is None:
+                return IssueResult("none")
+            issue.create_comment(masker.mask(f"Back in sync: live pipelines match git ({where}). Closing."))
+            issue.edit(state="closed", state_reason="completed")
+            return IssueResult("closed", issue.number, issue.html_url or "")
+        digest = _digest(renderings)
+        footer = f"\n\n<sub>checked {where}</sub>\n<!-- gftune:drift {digest} -->"
+        body, _ = fit([masker.mask(r).rstrip("\n") + "\n" for r in renderings], header=DRIFT_MARKER + "\n",
+                      footer=footer)
+        if issue is None:
+            created = repo.create_issue(title=masker.mask(title), body=body, labels=[DRIFT_LABEL])
+            return IssueResult("opened", created.number, created.html_url or "")
+        previous = _DRIFT_STATE.search(issue.body or "")
+        issue.edit(title=masker.mask(title), body=body)
+        if previous is None or previous.group(1) != digest:
+            issue.create_comment(masker.mask(f"The drift changed ({where}): {title}. The description shows it now."))
+            return IssueResult("updated", issue.number, issue.html_url or "")
+        return IssueResult("unchanged", issue.number, issue.html_url or "")

@@ -77,3 +77,105 @@ def read_at_commit(path: Path | str, commit: str, file: Path | str) -> str | Non
             return blob.data_stream.read().decode("utf-8")
     except Exception:  # unknown commit, missing file, outside the repository: all mean "cannot tell"
         return None
+
+
+class GitError(Exception):
+    """A git question that has no answer here (unknown ref, no common history, not a repository)."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file that differs between the merge base and the working tree, relative to the gftune root."""
+
+    path: str  # posix, relative to the repository root gftune reads (for a rename: the new path)
+    status: str  # added | modified | deleted
+    old_text: str | None = None  # the file at the merge base (modified and deleted files)
+
+
+@dataclass(frozen=True)
+class ChangedFiles:
+    ref: str
+    base: str  # the merge base of ref and HEAD
+    files: tuple[FileChange, ...]
+
+
+def changed_files(path: Path | str, ref: str, *, prefixes: tuple[str, ...] = ("pipelines/", "policies/"),
+                  names: tuple[str, ...] = ("gftune.yaml",)) -> ChangedFiles:
+    """What this branch changed since it left ``ref``: the merge base of ``ref`` and HEAD compared with
+    the working tree (commits, staged and unstaged edits, and untracked files), like ``git diff ref...``.
+
+    Only files under ``prefixes`` or named ``names`` (relative to ``path``, the directory gftune
+    reads) are returned. A rename is a deletion of the old path and an addition of the new one.
+    """
+    import git
+
+    root = Path(path).resolve()
+    repo = _open(root)
+    if repo is None:
+        raise GitError(f"{path} is not inside a git repository: --changed-since needs one")
+    with repo:
+        try:
+            other = repo.commit(ref)
+        except (git.BadName, ValueError, git.GitCommandError):
+            raise GitError(f"unknown git ref {ref!r} (in CI, check out with fetch-depth: 0 so that the base "
+                           "branch's history is there)") from None
+        if not repo.head.is_valid():
+            raise GitError("the repository has no commit yet")
+        bases = repo.merge_base(other, repo.head.commit)
+        if not bases:
+            raise GitError(f"{ref} and HEAD share no history (a shallow clone? use fetch-depth: 0)")
+        base = bases[0]
+        top = Path(repo.working_tree_dir or ".").resolve()
+        try:
+            inside = root.relative_to(top).as_posix()
+        except ValueError:
+            raise GitError(f"{path} is outside the git work tree {top}") from None
+        prefix = "" if inside == "." else inside + "/"
+
+        def ours(git_path: str | None) -> str | None:
+            if not git_path or not git_path.startswith(prefix):
+                return None
+            relative = git_path[len(prefix):]
+            wanted = relative in names or relative.startswith(prefixes)
+            return relative if wanted and relative.endswith((".yaml", ".yml")) else None
+
+        def old(git_path: str) -> str | None:
+            try:
+                return (base.tree / git_path).data_stream.read().decode("utf-8")
+            except (KeyError, UnicodeDecodeError):
+                return None
+
+        found: dict[str, FileChange] = {}
+        for diff in base.diff(None):
+            kind = diff.change_type
+            if kind in ("D", "R") and (relative := ours(diff.a_path)):
+                found[relative] = FileChange(relative, "deleted", old(diff.a_path))
+            if kind in ("A", "R") and (relative := ours(diff.b_path)):
+                found[relative] = FileChange(relative, "added")
+            if kind in ("M", "T") and (relative := ours(diff.b_path)):
+                found[relative] = FileChange(relative, "modified", old(diff.a_path))
+        for untracked in repo.untracked_files:
+            if (relative := ours(untracked)) and relative not in found:
+                found[relative] = FileChange(relative, "added")
+        return ChangedFiles(ref, base.hexsha, tuple(sorted(found.values(), key=lambda f: f.path)))
+
+
+def file_history(path: Path | str, file: Path | str, *, limit: int = 50) -> list[tuple[str, str]]:
+    """Earlier versions of ``file``: ``(commit sha, text)`` for the commits that changed it, newest
+    first, at most ``limit``. Empty outside a repository or when the history is not there."""
+    repo = _open(Path(path))
+    if repo is None:
+        return []
+    out: list[tuple[str, str]] = []
+    try:
+        with repo:
+            root = Path(repo.working_tree_dir or ".").resolve()
+            relative = Path(file).resolve().relative_to(root).as_posix()
+            for commit in repo.iter_commits(paths=relative, max_count=limit):
+                try:
+                    out.append((commit.hexsha, (commit.tree / relative).data_stream.read().decode("utf-8")))
+                except KeyError:  # the commit deleted the file
+                    continue
+    except Exception:  # a shallow clone or a broken repository: attribution then says it cannot tell
+        return out
+    return out

@@ -30,6 +30,7 @@ import asyncio
 import copy
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -283,12 +284,14 @@ def new_journal(plan: planmod.Plan, ctx: ApplyContext, *, plan_path: str | None)
     return journal, messages
 
 
-async def apply_plan(plan: planmod.Plan, ctx: ApplyContext, *, plan_path: str | None = None,
-                     current_commit: str | None = None, check_age: bool = True) -> ApplyResult:
-    """Refuse a stale plan (nothing touched, exit 1), else run it to the end."""
+async def refusal_reasons(plan: planmod.Plan, ctx: ApplyContext, *, current_commit: str | None = None,
+                          check_age: bool = True, current_sources: Mapping[str, str | None] | None = None
+                          ) -> list[str]:
+    """Why ``plan`` must not be applied now (empty: it may): too old, made from other files or
+    another commit, plan errors, or a live pipeline that moved since it was planned."""
     now = datetime.fromtimestamp(ctx.clock(), UTC)
     reasons = plan_stale_reasons(plan, now=now, max_age_s=ctx.config.max_plan_age if check_age else math.inf,
-                                 current_commit=current_commit)
+                                 current_commit=current_commit, current_sources=current_sources)
     if plan.errors:
         reasons += [f"the plan has errors: {e}" for e in plan.errors]
     todo = [e for e in plan.pipelines if e.action in (planmod.UPDATE, planmod.CREATE, planmod.DELETE)]
@@ -296,6 +299,15 @@ async def apply_plan(plan: planmod.Plan, ctx: ApplyContext, *, plan_path: str | 
         live = await read_live(ctx.client, [e.pipeline_id for e in todo])
         for entry in todo:
             reasons += planmod.check_stale(entry, live[entry.pipeline_id])
+    return reasons
+
+
+async def apply_plan(plan: planmod.Plan, ctx: ApplyContext, *, plan_path: str | None = None,
+                     current_commit: str | None = None, check_age: bool = True,
+                     current_sources: Mapping[str, str | None] | None = None) -> ApplyResult:
+    """Refuse a stale plan (nothing touched, exit 1), else run it to the end."""
+    reasons = await refusal_reasons(plan, ctx, current_commit=current_commit, check_age=check_age,
+                                    current_sources=current_sources)
     if reasons:
         return ApplyResult(None, exitcodes.ERROR, ["stale plan refused, nothing was changed:", *reasons,
                                                    "re-run `gftune plan --out plan.json` and apply the new plan"])

@@ -44,6 +44,8 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
             run.error = (run.error or "") + "; the revert did not come back healthy: " + "; ".join(verdict.reasons)
         step.detail = verdict.label
         return []
+    if run.kind == "create":
+        return _judge_created(run, step, status, vplan, config=config, metrics=metrics)
     verdict = verify.judge(status=status or "missing", before=readings_before, after=readings_of(run.after),
                            expectations=vplan.expectations, tolerance=vplan.tolerance, metrics=metrics,
                            gaps=run.gaps)
@@ -54,13 +56,7 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
     backlog = verify.backlog_draining(readings_before, readings_of(run.after), vplan.tolerance) \
         if verdict.outcome != verify.PASS and status == Status.RUNNING else None
     if backlog and extension < MAX_CATCH_UP_WINDOWS:
-        step.detail = (f"{verdict.label} while still catching up ({backlog}): observing another window "
-                       f"({extension + 1}/{MAX_CATCH_UP_WINDOWS})")
-        index = run.steps.index(step) + 1
-        again = extension + 1
-        run.steps[index:index] = [Step("verify", "observe", {"seconds": vplan.window_s, "extension": again}),
-                                  Step("verify", "judge", {**step.params, "extension": again})]
-        return [step.detail]
+        return [_observe_again(run, step, vplan, f"{verdict.label} while still catching up ({backlog})")]
     if backlog:
         run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
     run.notes += [n for n in verdict.notes if n.startswith(verify.CATCHING_UP) and n not in run.notes]
@@ -80,6 +76,41 @@ def _losses_message(run: PipelineRun) -> list[str]:
     lines = records.describe(run.records)
     run.notes += [f"records lost from the pipeline: {line}" for line in lines if line not in run.notes]
     return [f"applied with losses: {int(records.losses(run.records))} record(s) went to the DLQ during the stop"]
+
+
+def _observe_again(run: PipelineRun, step: Step, vplan: VerifyPlan, why: str) -> str:
+    """Insert one more observe + judge window after ``step`` (at most MAX_CATCH_UP_WINDOWS in all)."""
+    again = int(step.params.get("extension", 0)) + 1
+    step.detail = f"{why}: observing another window ({again}/{MAX_CATCH_UP_WINDOWS})"
+    index = run.steps.index(step) + 1
+    run.steps[index:index] = [Step("verify", "observe", {"seconds": vplan.window_s, "extension": again}),
+                              Step("verify", "judge", {**step.params, "extension": again})]
+    return step.detail
+
+
+def _judge_created(run: PipelineRun, step: Step, status: str | None, vplan: VerifyPlan, *, config: Config,
+                   metrics: bool) -> list[str]:
+    """A new pipeline has no before to compare with: Running and records reaching the sink decide
+    (:func:`gftune.apply.verify.judge_created`). Its series may not exist yet right after the create,
+    so an unknown reading gets more windows. A failure is reported, not reverted: deleting what the
+    team just asked for helps nobody."""
+    verdict = verify.judge_created(status=status or "missing", after=readings_of(run.after), metrics=metrics,
+                                   gaps=run.gaps)
+    run.verdict = {**verdict.to_dict(), "window_s": config.scaled(vplan.window_s),
+                   "settle_s": config.scaled(vplan.settle_s)}
+    step.detail = verdict.label
+    extension = int(step.params.get("extension", 0))
+    if verdict.outcome == verify.INCONCLUSIVE and status == Status.RUNNING and extension < MAX_CATCH_UP_WINDOWS:
+        return [_observe_again(run, step, vplan, verdict.label)]
+    if verdict.outcome == verify.PASS:
+        run.outcome = "verified"
+        return []
+    if verdict.outcome == verify.INCONCLUSIVE:
+        run.outcome = "inconclusive"
+        return []
+    run.outcome = "failed"
+    run.error = "created, but " + "; ".join(verdict.reasons) + " (the pipeline was left in place)"
+    return [run.error]
 
 
 def _record_revert_step(run: PipelineRun, now: float) -> None:

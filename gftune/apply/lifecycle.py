@@ -340,8 +340,14 @@ def provenance_tags(tags: Sequence[str], commit: str | None) -> list[str]:
 # --- pure core: staleness and exit codes -----------------------------------------------------------
 
 def plan_stale_reasons(plan: planmod.Plan, *, now: datetime, max_age_s: float,
-                       current_commit: str | None) -> list[str]:
-    """Plan-wide reasons to refuse: too old, or made from another commit."""
+                       current_commit: str | None,
+                       current_sources: Mapping[str, str | None] | None = None) -> list[str]:
+    """Plan-wide reasons to refuse: too old, or made from other files.
+
+    A plan that recorded the digests of the files it was made from (``plan.sources``) is compared
+    file by file with ``current_sources``: a commit that touched nothing it read (a merge, a docs
+    change) does not make it stale. An older plan without them must be applied at its own commit.
+    """
     reasons = []
     try:
         created = datetime.fromisoformat(plan.created_at)
@@ -353,7 +359,17 @@ def plan_stale_reasons(plan: planmod.Plan, *, now: datetime, max_age_s: float,
     except ValueError:
         reasons.append(f"the plan's created_at {plan.created_at!r} is not a timestamp")
     planned = (plan.git or {}).get("commit")
-    if planned and current_commit and planned != current_commit:
+    if plan.sources and current_sources is not None:
+        at = f" (the plan was made at commit {planned[:12]})" if planned else ""
+        for path in sorted(set(plan.sources) | set(current_sources)):
+            before, after = plan.sources.get(path), current_sources.get(path)
+            if path not in plan.sources:
+                if after is not None:
+                    reasons.append(f"{path} was added since the plan was made{at}")
+            elif before != after:
+                what = "was deleted" if after is None else "was added" if before is None else "changed"
+                reasons.append(f"{path} {what} since the plan was made{at}")
+    elif planned and current_commit and planned != current_commit:
         reasons.append(f"the plan was made at commit {planned[:12]}, the repository is now at {current_commit[:12]}")
     return reasons
 

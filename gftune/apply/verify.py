@@ -135,24 +135,30 @@ class Verdict:
     verified_by_metrics: bool = True
     tolerance: float = 0.1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    created: bool = False  # a new pipeline, judged by what it shows (judge_created), not before/after
 
     @property
     def label(self) -> str:
         if self.outcome == PASS and not self.verified_by_metrics:
             return "healthy, not verified by metrics"
+        if self.created and self.outcome == PASS:
+            flowing = any(c.name == SINK_RATE and c.outcome == PASS and (c.after or 0) > _ABSENT_EPS
+                          for c in self.checks)
+            return "created: Running, records flowing" if flowing else "created: Running, no records arrived yet"
         return {PASS: "improved" if any(c.kind == "expectation" for c in self.checks) else "healthy, not worse",
                 FAIL: "regressed", INCONCLUSIVE: "inconclusive"}[self.outcome]
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "label": self.label, "checks": [c.to_dict() for c in self.checks],
                 "reasons": list(self.reasons), "verified_by_metrics": self.verified_by_metrics,
-                "tolerance": self.tolerance, "notes": list(self.notes)}
+                "tolerance": self.tolerance, "notes": list(self.notes), "created": self.created}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
         return cls(outcome=data["outcome"], checks=tuple(Check.from_dict(c) for c in data.get("checks", ())),
                    reasons=tuple(data.get("reasons", ())), verified_by_metrics=data.get("verified_by_metrics", True),
-                   tolerance=data.get("tolerance", 0.1), notes=tuple(data.get("notes", ())))
+                   tolerance=data.get("tolerance", 0.1), notes=tuple(data.get("notes", ())),
+                   created=bool(data.get("created", False)))
 
 
 def known(reading: Reading | None) -> float | None:
@@ -305,6 +311,50 @@ def judge(*, status: str, before: Mapping[str, Reading], after: Mapping[str, Rea
     return _verdict(checks, tolerance, notes=notes)
 
 
+def judge_created(*, status: str, after: Mapping[str, Reading], metrics: bool = True,
+                  gaps: Sequence[str] = ()) -> Verdict:
+    """The verdict for a pipeline that was just created: it has no "before" to compare with, so it
+    is judged by what a new pipeline can show.
+
+    * it is **Running** (else fail);
+    * **records flow into the sink**: a sink rate above zero passes; records arriving (source rate
+      above zero) while none reach the sink fails; no records arriving at all passes, and the label
+      says that the flow could not be seen yet; an unknown sink rate is inconclusive;
+    * no exhausted retries, terminal errors or DLQ writes (any above zero fails).
+
+    Without a metric source, health alone decides ("healthy, not verified by metrics").
+    """
+    running = status == "Running"
+    checks = [Check("health", "status", "pipeline Running", PASS if running else FAIL,
+                    f"status is {status}" if running else f"status is {status}, expected Running")]
+    if not metrics:
+        return _verdict(checks, 0.0, verified_by_metrics=False, created=True,
+                        notes=("no metric source configured: verified by health only",))
+    checks.extend(Check("data", "coverage", "metrics cover the observation window", INCONCLUSIVE, gap)
+                  for gap in gaps)
+    sink, source = known(after.get(SINK_RATE)), known(after.get(SOURCE_RATE))
+    text = "records flow into the sink"
+    if sink is None:
+        checks.append(Check("health", SINK_RATE, text, INCONCLUSIVE, _why_unknown(SINK_RATE, after.get(SINK_RATE),
+                                                                                "after")))
+    elif sink > _ABSENT_EPS:
+        checks.append(Check("health", SINK_RATE, text, PASS, f"{SINK_RATE} {_fmt(sink)}/s", after=sink))
+    elif source is not None and source > _ABSENT_EPS:
+        checks.append(Check("health", SINK_RATE, text, FAIL,
+                            f"{_fmt(source)} records/s arrive but none reached the sink", after=sink))
+    else:
+        checks.append(Check("health", SINK_RATE, text, PASS,
+                            "no records arrived in the window, so none could flow (not verified)", after=sink))
+    for guard in GUARDS:
+        if guard.better != "absent":
+            continue
+        value = known(after.get(guard.signal))
+        if value is not None and value > _ABSENT_EPS:
+            checks.append(Check("guard", guard.signal, guard.label, FAIL, f"{guard.signal} {_fmt(value)}",
+                                after=value))
+    return _verdict(checks, 0.0, created=True)
+
+
 def _backlog_miss(check: Check) -> bool:
     """A backlog expectation that missed its target with a usable after-reading."""
     return (check.kind == "expectation" and check.name in BACKLOG_SIGNALS and check.outcome != PASS
@@ -358,11 +408,11 @@ def _caught_up(check: Check, draining: str) -> Check:
 
 
 def _verdict(checks: list[Check], tolerance: float, *, verified_by_metrics: bool = True,
-             notes: tuple[str, ...] = ()) -> Verdict:
+             notes: tuple[str, ...] = (), created: bool = False) -> Verdict:
     outcomes = {c.outcome for c in checks}
     outcome = FAIL if FAIL in outcomes else INCONCLUSIVE if INCONCLUSIVE in outcomes else PASS
     reasons = tuple(c.reason for c in checks if c.outcome == outcome and outcome != PASS)
-    return Verdict(outcome, tuple(checks), reasons, verified_by_metrics, tolerance, notes)
+    return Verdict(outcome, tuple(checks), reasons, verified_by_metrics, tolerance, notes, created)
 
 
 def next_move(verdict: Verdict, *, reverted: bool | None = None) -> str:

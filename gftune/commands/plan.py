@@ -10,8 +10,10 @@ unsettled status, escalation), 1 error (bad repository, a pipeline that could no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
+import hashlib
 import os
 import re
 import shutil
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from gftune import exitcodes
 from gftune.client import ApiError, GlassFlowClient
@@ -42,10 +45,11 @@ from gftune.commands.common import (
 from gftune.desired import secrets
 from gftune.desired.config import load_config
 from gftune.desired.problems import Problem
-from gftune.desired.repo import PIPELINES_DIR, DesiredState, yaml_files
-from gftune.gitrepo import git_info
+from gftune.desired.repo import PIPELINES_DIR, POLICIES_DIR, DesiredState, display_path, yaml_files
+from gftune.gitrepo import GitError, changed_files, git_info
 from gftune.glassflow.rules import json_path
 from gftune.live import LiveState, list_live, read_live
+from gftune.plan.changes import ChangedFile, Selection, select_changed
 from gftune.plan.model import (
     Plan,
     PlanOptions,
@@ -289,21 +293,85 @@ class Prefetch:
         return cls(config, ids, progress=progress)
 
 
+def changed_selection(state: DesiredState, ref: str) -> Selection:
+    """``--changed-since REF``: the pipelines this branch changed (files, and policies that select
+    them), the pipeline files it deleted, and the rest, left alone. Raises GitError."""
+    from gftune.policy.engine import parse_policy
+
+    found = changed_files(state.root, ref)
+    selectors: dict[str, list[Any]] = {}
+    current = {display_path(p.path, state.root): p for p in state.policies}
+    for change in found.files:
+        if not change.path.startswith("policies/"):
+            continue
+        docs = [current[change.path].doc] if change.path in current else []
+        if change.old_text is not None:
+            with contextlib.suppress(yaml.YAMLError):
+                docs.append(yaml.safe_load(change.old_text))
+        for doc in docs:
+            with contextlib.suppress(Exception):  # an unreadable old version selects nothing
+                selectors.setdefault(change.path, []).append(parse_policy(doc).selects)
+    pipelines = {pid: (p.file or display_path(p.path, state.root), p.labels) for pid, p in state.pipelines.items()}
+    return select_changed(ref, found.base, [ChangedFile(f.path, f.status) for f in found.files], pipelines,
+                          selectors)
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def source_digests(state: DesiredState, deleted: Iterable[str]) -> dict[str, str | None]:
+    """sha256 of the files a plan is made from besides the pipeline documents (the plan's digest
+    covers those): the policies and gftune.yaml, and None for each pipeline whose deletion is
+    planned (its file must stay gone)."""
+    out: dict[str, str | None] = {}
+    for pid in deleted:
+        out[f"{PIPELINES_DIR}/{pid}.yaml"] = None
+    for policy in state.policies:
+        out[display_path(policy.path, state.root)] = _digest(policy.path)
+    out["gftune.yaml"] = _digest(state.root / "gftune.yaml")
+    return dict(sorted(out.items()))
+
+
+def sources_now(root: Path, recorded: Iterable[str]) -> dict[str, str | None]:
+    """The same digests for the repository as it is now: the files a plan recorded, every policy
+    file there is now (a new one may change what a pipeline's plan would be) and gftune.yaml."""
+    root = Path(root)
+    paths = set(recorded) | {"gftune.yaml"}
+    paths |= {display_path(p, root) for p in yaml_files(root / POLICIES_DIR)}
+    return {path: _digest(root / path) for path in sorted(paths)}
+
+
 async def produce_plan(state: DesiredState, *, targets: Iterable[str] = (), shard: str | None = None,
                        allow_delete: bool = False, policies: bool = True, env: Mapping[str, str] | None = None,
-                       progress: bool = True, prefetched: Prefetch | None = None) -> PlanRun:
-    """Read live state for the pipelines in scope, evaluate policies, build the plan."""
+                       progress: bool = True, prefetched: Prefetch | None = None,
+                       changed_since: str | None = None) -> PlanRun:
+    """Read live state for the pipelines in scope, evaluate policies, build the plan.
+
+    ``changed_since``: only the pipelines the branch changed since that ref (raises GitError)."""
     config = state.config
     shard_range = parse_shard(shard) if shard else None
     targets = list(dict.fromkeys(targets))
     info = git_info(state.root)
+    selection = changed_selection(state, changed_since) if changed_since else None
     plan_kw: dict[str, Any] = {"git": info.to_dict() if info else None, "api_url": config.api_url,
-                               "targets": targets, "shard": shard, "warnings": []}
+                               "targets": targets, "shard": shard, "warnings": [],
+                               "selection": selection.to_dict() if selection else None}
     if prefetched is not None:
         read = await asyncio.to_thread(prefetched.result)
     else:
         read = await read_state(config, [], progress=progress)
-    scope = select_scope(state.pipelines, read.listed, targets=targets, shard=shard_range)
+    if selection is not None:
+        wanted = [t for t in selection.ids if not targets or t in targets]
+        scope = select_scope(state.pipelines, read.listed, targets=wanted, shard=shard_range) if wanted else \
+            Scope(desired=[], orphans=[], unmanaged=[], unknown_targets=[])
+        scope.unknown_targets = [t for t in scope.unknown_targets if t not in selection.deleted]
+    else:
+        scope = select_scope(state.pipelines, read.listed, targets=targets, shard=shard_range)
+    plan_kw["sources"] = source_digests(state, scope.orphans if allow_delete else [])
     # Before any metrics are read (a direct scrape waits minutes): every reference the plan will resolve.
     unresolved = unresolved_references(state, scope.desired, os.environ if env is None else env)
     if unresolved:
@@ -348,14 +416,27 @@ def _plan_runtime() -> Iterator[None]:
 
 
 def plan_from_options(opts: ServerOptions, *, fmt: str, targets: Iterable[str] = (), shard: str | None = None,
-                      **kwargs: Any) -> tuple[DesiredState, PlanRun]:
+                      changed_since: str | None = None, **kwargs: Any) -> tuple[DesiredState, PlanRun]:
     """Load the repository (exits 1 on problems) while live state is read in the background; plan."""
     with _plan_runtime():
-        prefetch = Prefetch.start(opts, targets=targets, shard=shard)
+        # with --changed-since the ids are known only after the diff: read just those, afterwards
+        prefetch = None if changed_since else Prefetch.start(opts, targets=targets, shard=shard)
         state = opts.load_state(fmt=fmt)
         gc.freeze()  # the desired state lives until the end: later collections need not scan it
-        run = asyncio.run(produce_plan(state, targets=targets, shard=shard, prefetched=prefetch, **kwargs))
+        try:
+            run = asyncio.run(produce_plan(state, targets=targets, shard=shard, prefetched=prefetch,
+                                           changed_since=changed_since, **kwargs))
+        except GitError as exc:
+            echo(f"error: --changed-since {changed_since}: {exc}", err=True)
+            finish(exitcodes.ERROR)
     return state, run
+
+
+def changed_since_option(f: Any) -> Any:
+    return click.option("--changed-since", metavar="REF", default=None,
+                        help="Only the pipelines this branch changed since it left REF (their files, or a policy "
+                             "that selects them); everything else is left alone. Deleted pipeline files are "
+                             "planned as deletions only with --allow-delete.")(f)
 
 
 def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -392,8 +473,9 @@ def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:
               help="Plan only shard I of N (1-based; a stable split for CI matrix jobs).")
 @click.option("--allow-delete", is_flag=True,
               help="Plan deletion of pipelines gftune created that are no longer in git.")
+@changed_since_option
 @click.option("--github-pr", type=int, metavar="N",
-              help="Post the plan as the pull request's gftune comment (GITHUB_TOKEN, GITHUB_REPOSITORY); "
+              help="Post the plan as the pull request's gftune comment (GH_TOKEN or GITHUB_TOKEN, GITHUB_REPOSITORY); "
                    "inside GitHub Actions the event's pull request is used by default.")
 @click.option("--no-github", is_flag=True, help="Do not post to GitHub even inside GitHub Actions.")
 @click.option("-v", "--verbose", is_flag=True,
@@ -401,14 +483,15 @@ def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:
 @click.option("--strict", is_flag=True,
               help="Exit 1 when a policy could not be evaluated (its PromQL failed); without it, exit 3.")
 def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str, ...], shard: str | None,
-            allow_delete: bool, github_pr: int | None, no_github: bool, verbose: bool,
-            strict: bool) -> None:
+            allow_delete: bool, changed_since: str | None, github_pr: int | None, no_github: bool,
+            verbose: bool, strict: bool) -> None:
     """Show what would change in each pipeline, through which lifecycle, at what cost in downtime.
 
     Exit 0 no changes, 2 changes (or policy proposals), 3 blocked (or a policy could not be evaluated),
     1 error."""
     try:
-        state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete)
+        state, run = plan_from_options(opts, fmt=fmt, targets=targets, shard=shard, allow_delete=allow_delete,
+                                       changed_since=changed_since)
     except UnresolvedReferences as exc:
         if fmt != "json":
             raise

@@ -36,6 +36,7 @@ class DesiredPipeline:
     locations: LocationIndex  # paths from the file root, e.g. ("spec", "sink", "max_batch_size")
     file: str = ""  # the path as shown in problems (relative to the repository root)
     valid: bool = True  # False when the file has error problems
+    drift: dict[str, Any] = field(default_factory=dict)  # tuning.drift: ignore rules and tolerance bands
 
     def locate(self, spec_path: tuple[str | int, ...]) -> tuple[int, int]:
         """Line and column of a path inside ``spec``."""
@@ -172,9 +173,10 @@ def _load_pipeline(path: Path, root: Path, validate: bool, problems: list[Proble
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     tuning = doc.get("tuning") if isinstance(doc.get("tuning"), dict) else {}
     constraints = tuning.get("constraints") if isinstance(tuning.get("constraints"), dict) else {}
+    drift = tuning.get("drift") if isinstance(tuning.get("drift"), dict) else {}
     return DesiredPipeline(pipeline_id=pipeline_id, path=path, labels=_strings_dict(metadata.get("labels")),
                            spec=spec, constraints=dict(constraints), locations=locations, file=display,
-                           valid=not has_errors(found))
+                           valid=not has_errors(found), drift=dict(drift))
 
 
 def _load_policy(path: Path, root: Path, validate: bool, problems: list[Problem], roots: list[Path]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from gftune.desired import secrets
+from gftune.desired.drift_rules import rule_problems
 from gftune.desired.problems import ERROR, WARNING, Problem
 from gftune.desired.schemas import pipeline_field_exists, schema_problems, schema_problems_with_paths
 from gftune.desired.yamlio import LocationIndex
@@ -74,6 +75,7 @@ def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: st
         problems += _file_reference_problems(spec, locations, display, file_check)
     problems += _identity_problems(doc, locations, display, stem)
     problems += _constraint_problems(doc, locations, display)
+    problems += _drift_rule_problems(doc, locations, display)
     return problems
 
 
@@ -340,6 +342,13 @@ def _constraint_problems(doc: dict[str, Any], locations: LocationIndex, display:
                                          f"storage {size} exceeds tuning.constraints.storage_ceiling "
                                          f"({constraints['storage_ceiling']})"))
     return problems
+
+
+def _drift_rule_problems(doc: dict[str, Any], locations: LocationIndex, display: str) -> list[Problem]:
+    """``tuning.drift``: patterns that are field paths, tolerances that are numbers, percentages or quantities."""
+    tuning = doc.get("tuning")
+    drift = tuning.get("drift") if isinstance(tuning, dict) else None
+    return [_problem(display, locations, path, message) for path, message in rule_problems(drift)]
 
 
 # --- policies ----------------------------------------------------------------------------------

@@ -220,6 +220,11 @@ class Plan:
     # {"desired": {pipeline_id: digest of the git document}, "payloads": digest of what apply would
     # send, bound to those}: see seal() and integrity_problems()
     digest: Json | None = None
+    # --changed-since: what was selected and why, what was left alone (gftune.plan.changes.Selection)
+    selection: Json | None = None
+    # sha256 of every file the plan was made from (pipeline files in scope, policies, gftune.yaml;
+    # None = the file was absent): apply refuses the plan when one of them differs
+    sources: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def summary(self) -> Json:
@@ -281,7 +286,8 @@ class Plan:
             "targets": list(self.targets), "shard": self.shard,
             "pipelines": [p.to_dict() for p in self.pipelines], "summary": self.summary,
             "unmanaged": list(self.unmanaged), "warnings": list(self.warnings), "errors": list(self.errors),
-            "digest": copy.deepcopy(self.digest),
+            "digest": copy.deepcopy(self.digest), "selection": copy.deepcopy(self.selection),
+            "sources": dict(self.sources),
         }
 
     @classmethod
@@ -297,6 +303,7 @@ class Plan:
             shard=data.get("shard"), warnings=list(data.get("warnings", ())), errors=list(data.get("errors", ())),
             unmanaged=list(data.get("unmanaged", ())), policies_evaluated=bool(data.get("policies_evaluated")),
             digest=data.get("digest"),
+            selection=data.get("selection"), sources=dict(data.get("sources") or {}),
         )
 
 

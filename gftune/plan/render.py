@@ -25,6 +25,7 @@ from gftune import exitcodes
 from gftune.desired.secrets import masker
 from gftune.plan.assessment import Cost
 from gftune.plan.canonical import SECRET_MASK
+from gftune.plan.changes import Selection
 from gftune.plan.evidence import SIZING_INPUT, Escalation, Evidence, Proposal, format_value
 from gftune.plan.model import (
     BLOCKED,
@@ -401,6 +402,8 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120, verbose: b
         console.print(escape(line), style="dim")
     for note in (plan.metrics or {}).get("notes") or []:
         console.print(escape(f"  {note}"), style="dim")
+    if plan.selection:
+        console.print(escape(Selection.from_dict(plan.selection).summary()))
     for error in plan.errors:
         console.print(escape(f"error: {error}"), style="bold red")
     shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations or p.policy_errors]
@@ -618,6 +621,8 @@ def render_markdown(plan: Plan, *, details: bool = True, run_url: str | None = N
         lines += [" · ".join(meta), ""]
     if (line := metrics_line(plan)) is not None:
         lines += [f"_{_md(line)}_", ""]
+    if plan.selection:
+        lines += [f"_{_md(Selection.from_dict(plan.selection).summary())}_", ""]
     lines += [f"**error:** {_md(e)}" for e in plan.errors]
     shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations or p.policy_errors]
     unchanged = [p.pipeline_id for p in plan.pipelines if p not in shown]

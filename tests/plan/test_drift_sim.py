@@ -57,13 +57,15 @@ def test_in_sync(deployed, repo):
     assert code == 0 and report["in_sync"] and report["summary"]["in_sync"] == 5
 
 
-def test_change_without_provenance_is_never_applied_by_gftune(deployed, repo):
+def test_change_without_provenance_is_attributed_from_the_files_history(deployed, repo):
+    # No gftune tags (deployed by hand): live holds a value the file never had in git
     change_live_replicas(deployed.api_url, PIPE, 5)
     code, report = drift(repo, deployed.api_url)
     [field] = entries(report)[PIPE]["fields"]
     assert code == 2
     assert (field["path"], field["git"], field["live"]) == ("resources.sources[users].replicas", 2, 5)
-    assert field["attribution"] == "never applied by gftune"
+    assert field["attribution"] == "changed outside gftune"
+    assert any("no gftune tags" in n for n in entries(report)[PIPE]["notes"])
 
 
 def test_live_changed_after_an_apply_of_head(deployed, repo):

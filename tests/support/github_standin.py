@@ -9,7 +9,7 @@ gftune calls, with GitHub's response shapes, status codes and headers:
 * issue comments: list (``per_page`` default 30, max 100, ``page``, ``Link`` rel next/last/prev/
   first), create (201), get, update, delete (204);
 * issues: list (``state``, ``labels``, ``creator``; pull requests included with a ``pull_request``
-  key, as GitHub does), create, get, update (``state``/``state_reason``); labels get/create;
+  key, as GitHub does), create, get, update (``state``/``state_reason``); labels list/get/create;
 * pull requests: list (``state``, ``head=owner:branch``, ``base``), create (422 when the head branch
   does not exist in the repository's git remote, when one is registered), get, update;
   ``GET /commits/{sha}/pulls``;
@@ -649,6 +649,10 @@ class GitHubStandIn:
 
     def _r_labels(self, method: str, m: re.Match[str], query: Any, raw: str, who: Account, base: str) -> Any:
         repository = f"{m['owner']}/{m['repo']}"
+        if method == "GET":
+            names = sorted(self.labels.get(repository, set()))
+            return self._page([_label_json(base, repository, n) for n in names], query, base,
+                              f"/repos/{repository}/labels")
         if method == "POST":
             data = _json_body(raw)
             name = data.get("name") if isinstance(data, dict) else None

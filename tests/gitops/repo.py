@@ -1,0 +1,98 @@
+"""A pipelines repository made of this repository's own example pipelines, running on the simulator.
+
+* :func:`scenario` — three of GlassFlow's demo pipelines (join, 5G telemetry, OTLP traces) from
+  ``pipelines/*.yaml``, healthy, as ``scenarios/demo.yaml`` models them; the files' only secret,
+  ``${env:CLICKHOUSE_PASSWORD}``, is :data:`PASSWORD` live.
+* :func:`make_origin` — a bare git repository (the "GitHub" remote) holding ``gftune.yaml`` and
+  those pipeline files verbatim, and a developer clone of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "e2e-clickhouse-pw"
+SECRETS = {"CLICKHOUSE_PASSWORD": PASSWORD}
+PIPELINES = ("join-demo-pipeline", "otlp-traces", "ran-5g-telemetry")
+
+
+def scenario(pipelines: tuple[str, ...] = PIPELINES) -> dict[str, Any]:
+    demo = yaml.safe_load((ROOT / "scenarios" / "demo.yaml").read_text())
+    entries = []
+    for entry in demo["pipelines"]:
+        path = (ROOT / "scenarios" / entry["file"]).resolve()
+        if path.stem not in pipelines:
+            continue
+        entries.append({**entry, "file": str(path),
+                        "patch": {"sink": {"connection_params": {"password": PASSWORD}}}})
+    assert len(entries) == len(pipelines), "every pipeline must be one of scenarios/demo.yaml's"
+    return {"name": "gitops-e2e", "description": "three example pipelines, healthy", "seed": 11, "pipelines": entries}
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
+           "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "dev@example.invalid"}
+    return subprocess.run(["git", *args], cwd=repo, env=env, check=check, capture_output=True, text=True).stdout.strip()
+
+
+def config(api_url: str, prometheus_url: str | None, *, time_scale: float = 20.0, settle: str = "20s",
+           window: str = "60s") -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": "gftune/v1", "kind": "Config", "api": {"url": api_url, "timeout": "10s", "retries": 2},
+        "apply": {"max_plan_age": "1h", "lock_ttl": "30m", "stop_timeout": "5m", "running_timeout": "15m"},
+        "verify": {"settle": settle, "window": window, "tolerance": 0.1}, "time_scale": time_scale,
+    }
+    if prometheus_url:
+        doc["metrics"] = {"prometheus": prometheus_url, "namespace": "glassflow"}
+    return doc
+
+
+def make_origin(tmp: Path, cfg: dict[str, Any], *, pipelines: tuple[str, ...] = PIPELINES,
+                policies: tuple[str, ...] = (), extra: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """(bare origin, developer clone on main) with gftune.yaml, the pipeline and policy files."""
+    seed = tmp / "seed"
+    (seed / "pipelines").mkdir(parents=True)
+    (seed / "policies").mkdir()
+    for pid in pipelines:
+        shutil.copy(ROOT / "pipelines" / f"{pid}.yaml", seed / "pipelines" / f"{pid}.yaml")
+    for name in policies:
+        shutil.copy(ROOT / "policies" / f"{name}.yaml", seed / "policies" / f"{name}.yaml")
+    (seed / "gftune.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (seed / ".gitignore").write_text(".gftune/\n")
+    for name, text in (extra or {}).items():
+        target = seed / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(seed, "init", "-q", "-b", "main")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-q", "-m", "pipelines as they run")
+    origin = tmp / "origin.git"
+    git(tmp, "clone", "-q", "--bare", str(seed), str(origin))
+    dev = tmp / "dev"
+    git(tmp, "clone", "-q", str(origin), str(dev))
+    shutil.rmtree(seed)
+    return origin, dev
+
+
+def edit(repo: Path, pipeline_id: str, changes: dict[str, Any]) -> None:
+    """Change values in a pipeline file (a YAML round trip; field paths as gftune names them)."""
+    from gftune.desired import paths
+
+    path = repo / "pipelines" / f"{pipeline_id}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for field_path, value in changes.items():
+        paths.set_value(doc["spec"], field_path, value)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
