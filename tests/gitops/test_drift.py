@@ -11,7 +11,6 @@ from fractions import Fraction
 
 import httpx
 import pytest
-import yaml
 
 from gftune.desired.drift_rules import DriftRules, Tolerance, pattern_regex, rule_problems
 from tests.apply.helpers import wait_status
