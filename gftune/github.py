@@ -815,3 +815,32 @@ def track_drift(gh: GitHub, repository: str, *, drifted: bool, title: str, rende
             issue.create_comment(masker.mask(f"The drift changed ({where}): {title}. The description shows it now."))
             return IssueResult("updated", issue.number, issue.html_url or "")
         return IssueResult("unchanged", issue.number, issue.html_url or "")
+
+
+# --- the tuning pull request ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PullResult:
+    action: str  # opened | updated
+    number: int
+    url: str
+    author: str  # who the token wrote it as
+
+
+def open_or_update_pull(gh: GitHub, repository: str, *, head: str, base: str, title: str, body: str
+                        ) -> PullResult:
+    """One living pull request from branch ``head`` into ``base``: updated when it is open, else opened."""
+    me = gh.login
+    text = fit([masker.mask(body)])[0]
+    existing = gh.find_open_pull(repository, head, base)
+    with gh.calling(f"the pull request from {head}"):
+        if existing is not None:
+            existing.edit(title=masker.mask(title), body=text)
+            return PullResult("updated", existing.number, existing.html_url or "", me)
+        created = gh.repo(repository).create_pull(base=base, head=head, title=masker.mask(title), body=text)
+        return PullResult("opened", created.number, created.html_url or "", me)
+
+
+def triggers_workflows(author: str) -> bool:
+    """Whether GitHub starts workflows for events this author causes (not for the workflow's own token)."""
+    return author != ACTIONS_BOT

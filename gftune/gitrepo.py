@@ -179,3 +179,37 @@ def file_history(path: Path | str, file: Path | str, *, limit: int = 50) -> list
     except Exception:  # a shallow clone or a broken repository: attribution then says it cannot tell
         return out
     return out
+
+
+def current_branch(path: Path | str) -> str | None:
+    info = git_info(path)
+    return info.branch if info else None
+
+
+def push_branch(path: Path | str, branch: str, *, remote: str = "origin", token: str | None = None) -> str:
+    """Force-push ``branch`` to ``remote`` (a branch gftune owns, rewritten on every run) and return
+    the remote's URL. An HTTPS remote gets ``token`` as an HTTP header through git's environment
+    (``GIT_CONFIG_*``), never on the command line or in the remote URL. Raises GitError."""
+    import base64
+
+    import git
+
+    repo = _open(Path(path))
+    if repo is None:
+        raise GitError(f"{path} is not inside a git repository")
+    with repo:
+        try:
+            url = repo.remote(remote).url
+        except ValueError:
+            raise GitError(f"no git remote {remote!r} to push {branch} to") from None
+        env: dict[str, str] = {}
+        if token and url.startswith(("https://", "http://")):
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraheader",
+                   "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}", "GIT_TERMINAL_PROMPT": "0"}
+        try:
+            repo.git.push("--force", remote, f"refs/heads/{branch}:refs/heads/{branch}", env=env)
+        except git.GitCommandError as exc:
+            detail = (exc.stderr or "").strip().replace(token or "\0", "***")
+            raise GitError(f"git push of {branch} to {remote} failed: {detail}") from None
+    return url

@@ -9,6 +9,7 @@ printed (``--pr-body FILE`` saves it). Exit 0 nothing to do, 2 proposals (shown 
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from gftune.commands.common import (
     format_option,
     server_options,
 )
+from gftune.gitrepo import current_branch
 from gftune.plan.evidence import format_value as fmt
 from gftune.policy.engine import PolicyReport, plan_policies
 
@@ -95,6 +97,40 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
         echo("Run `gftune tune --write` to write these changes and commit them on a new branch.")
 
 
+def open_tuning_pr(state: Any, *, branch: str, base: str | None, title: str, body: str, fmt: str = "text"
+                   ) -> dict[str, Any]:
+    """Push ``branch`` and open or update its pull request; says (and warns in Actions) when the token
+    is the workflow's own GITHUB_TOKEN, whose pull requests start no workflow. Exits 1 on failure."""
+    from gftune import github
+    from gftune.gitrepo import GitError, push_branch
+
+    environ = dict(os.environ)
+    repository = state.config.github_repository or environ.get("GITHUB_REPOSITORY")
+    api = github.api_url_from_env(environ, state.config.github_api)
+    if not repository or not base:
+        echo("error: --open-pr needs GITHUB_REPOSITORY and the branch the proposals are for (check out a branch)",
+             err=True)
+        finish(exitcodes.ERROR)
+    try:
+        token, source = github.token_from_env(environ, api_url=api, repository=repository)
+        if not token:
+            raise github.GitHubError(f"--open-pr needs a token: {source} or a GitHub App")
+        push_branch(state.root, branch, token=token)
+        with github.GitHub(api, token, token_source=source, max_wait=github.max_wait_from_env(environ)) as gh:
+            result = github.open_or_update_pull(gh, repository, head=branch, base=base, title=title, body=body)
+    except (github.GitHubError, GitError) as exc:
+        echo(f"error: pull request: {exc}", err=True)
+        finish(exitcodes.ERROR)
+    echo(f"Pull request {repository}#{result.number} {result.action} from {branch} into {base} as {result.author} "
+         f"(token: {source}) {result.url}".rstrip(), err=True)
+    if not github.triggers_workflows(result.author):
+        echo(f"warning: {github.NO_WORKFLOWS_NOTE}", err=True)
+        if environ.get("GITHUB_ACTIONS") == "true" and fmt != "json":  # an annotation on the run
+            echo(f"::warning title=gftune tune::{github.NO_WORKFLOWS_NOTE}")
+    return {"number": result.number, "action": result.action, "url": result.url, "author": result.author,
+            "token": source, "triggers_workflows": github.triggers_workflows(result.author)}
+
+
 @click.command(name="tune")
 @server_options
 @format_option("text", "json", "markdown")
@@ -111,8 +147,13 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
 @click.option("--reevaluate", is_flag=True,
               help="With --plan: evaluate the policies now and say in the PR body which values differ from "
                    "the reviewed plan, and why.")
+@click.option("--open-pr", is_flag=True,
+              help="With --write: push the branch (replacing an earlier push) and open or update one pull request "
+                   "with the evidence as its body (GITHUB_REPOSITORY; a GitHub App via GFTUNE_GITHUB_APP_ID + "
+                   "GFTUNE_GITHUB_APP_PRIVATE_KEY, else GH_TOKEN or GITHUB_TOKEN).")
 def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_commit: bool,
-            pr_body_file: Path | None, targets: tuple[str, ...], plan_file: Path | None, reevaluate: bool) -> None:
+            pr_body_file: Path | None, targets: tuple[str, ...], plan_file: Path | None, reevaluate: bool,
+            open_pr: bool) -> None:
     """Evaluate tuning policies against live metrics and write bounded proposals into git.
 
     With --plan FILE, the proposals of a reviewed plan are written as they were reviewed (nothing is
@@ -123,9 +164,12 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
 
     if reevaluate and plan_file is None:
         raise click.UsageError("--reevaluate compares with a reviewed plan: give it with --plan FILE")
+    if open_pr and (not write or no_commit):
+        raise click.UsageError("--open-pr goes with --write (and a commit): the pull request is of that branch")
     reviewed = load_plan_file(plan_file) if plan_file is not None else None
 
     state = opts.load_state(fmt="json" if fmt == "json" else "text")
+    base = current_branch(state.root) or os.environ.get("GITHUB_REF_NAME") or None
     unknown = sorted(set(targets) - set(state.pipelines))
     if unknown:
         echo(f"error: no pipeline file for {', '.join(unknown)}", err=True)
@@ -191,11 +235,18 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
             except OSError as exc:
                 echo(f"error: cannot write the pull request body to {pr_body_file}: {exc.strerror or exc}", err=True)
                 finish(exitcodes.ERROR)
+    pull: dict[str, Any] | None = None
+    if open_pr:
+        if written is None or not written.get("branch"):
+            echo("nothing to propose: no pull request opened", err=True)
+        else:
+            pull = open_tuning_pr(state, branch=written["branch"], base=base,
+                                  title=tune.commit_message(proposals).splitlines()[0], body=body, fmt=fmt)
     if fmt == "json":
         echo_json({"format_version": FORMAT_VERSION, "source": report.source_description, "notes": report.notes,
                    "outcomes": {k: v.to_dict() for k, v in sorted(report.outcomes.items())},
                    "edits": [{"pipeline_id": e.pipeline_id, "file": e.file, "diff": e.diff()} for e in edits],
-                   "written": written, "pr_body": body,
+                   "written": written, "pr_body": body, "pull_request": pull,
                    "reviewed_plan": reviewed.id if reviewed is not None else None,
                    "since_review": [r.to_dict() for r in revisions] if revisions is not None else None})
     elif fmt == "markdown":
