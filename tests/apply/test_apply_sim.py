@@ -97,12 +97,20 @@ def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     assert h.sent(sim, "POST", "/edit") == edits
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.status(sim.api_url, PID) == "Running"
-    # a plan made at another commit is refused too
+    # a plan whose inputs changed since is refused too (here gftune.yaml); a later commit that leaves
+    # every file the plan read as it was (a merge, a docs change) does not make it stale
     fresh = tmp_path / "fresh.json"
     assert h.gftune("plan", "--repo", str(repo), "--out", str(fresh)).returncode == 2
-    h.commit(repo, "unrelated commit")
+    config = (repo / "gftune.yaml").read_text()
+    (repo / "gftune.yaml").write_text(config + "# a comment\n")
+    h.commit(repo, "touch gftune.yaml")
     proc, _ = h.apply_json(repo, str(fresh))
-    assert proc.returncode == 1 and "the plan was made at commit" in proc.stderr
+    assert proc.returncode == 1 and "gftune.yaml changed since the plan was made" in proc.stderr
+    (repo / "gftune.yaml").write_text(config)
+    h.commit(repo, "back as it was")
+    proc, report = h.apply_json(repo, str(fresh))
+    assert proc.returncode == 0, proc.stderr
+    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000
 
 
 def test_two_concurrent_applies_one_proceeds_one_fails_closed(setup):
