@@ -352,19 +352,21 @@ def run_from_pr(opts: ServerOptions, *, fmt: str, environ: Mapping[str, str], nu
     reasons, replanned = outcome
     plan_now = replanned.plan
     nothing_left = plan_now.exit_code == exitcodes.OK
-    header = ["### ⚠️ gftune apply: the reviewed plan was not applied, it is stale", "",
-              "Nothing was changed. Why:", *[f"- {r}" for r in reasons], ""]
     if nothing_left:
-        header.append("The plan now has nothing to do (already applied, or undone since): there is nothing left "
-                      "to apply.")
+        header = ["### gftune apply: nothing left to apply", "",
+                  "The reviewed plan no longer matches what it was made against:", *[f"- {r}" for r in reasons], "",
+                  "Planning the same pipelines again finds nothing to do: the change is live already (applied by "
+                  "`/gftune apply` before the merge, or by hand) or was undone in git. Nothing was changed."]
     else:
-        header.append("Below is the plan now. Review it; re-running this job applies it if nothing moves again.")
-    header += ["", "---", ""]
-    intro = "\n".join(header)
+        header = ["### ⚠️ gftune apply: the reviewed plan is stale, nothing was applied", "",
+                  "Why:", *[f"- {r}" for r in reasons], "",
+                  "Below is the plan now. Review it; re-running this job applies it if nothing moves again."]
+    intro = "\n".join([*header, "", "---", ""])
     publish([intro + render_markdown(plan_now), intro + render_markdown(plan_now, details=False)],
-            "plan (re-planned: the reviewed plan was stale)")
-    for line in header[:len(reasons) + 4]:
-        echo(line, err=True)
+            "apply (nothing left)" if nothing_left else "plan (re-planned: the reviewed plan was stale)")
+    for line in header:
+        if line.strip():
+            echo(line.lstrip("#⚠️ "), err=True)
     output(plan_now, fmt)
     if replan_file is not None and not nothing_left:
         replan_file.write_text(plan_file_text(plan_now), encoding="utf-8")

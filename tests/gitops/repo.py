@@ -1,8 +1,8 @@
 """A pipelines repository made of this repository's own example pipelines, running on the simulator.
 
-* :func:`scenario` — three of GlassFlow's demo pipelines (join, 5G telemetry, OTLP traces) from
-  ``pipelines/*.yaml``, healthy, as ``scenarios/demo.yaml`` models them; the files' only secret,
-  ``${env:CLICKHOUSE_PASSWORD}``, is :data:`PASSWORD` live.
+* :func:`scenario` — some of GlassFlow's demo pipelines from ``pipelines/*.yaml`` (by default join,
+  OTLP traces and 5G telemetry), healthy, as ``scenarios/demo.yaml`` models them, with the secret
+  values :data:`SECRETS` that scenario gives them.
 * :func:`make_origin` — a bare git repository (the "GitHub" remote) holding ``gftune.yaml`` and
   those pipeline files verbatim, and a developer clone of it.
 """
@@ -18,8 +18,10 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "e2e-clickhouse-pw"
-SECRETS = {"CLICKHOUSE_PASSWORD": PASSWORD}
+# the values scenarios/demo.yaml fills the files' ${env:...} references with
+PASSWORD = "gftune-demo-clickhouse-pw"
+SECRETS = {"CLICKHOUSE_PASSWORD": PASSWORD, "CLICKHOUSE_USER": "gftune-demo-clickhouse-user",
+           "KAFKA_USERNAME": "gftune-demo-kafka-user", "KAFKA_PASSWORD": "gftune-demo-kafka-pw"}
 PIPELINES = ("join-demo-pipeline", "otlp-traces", "ran-5g-telemetry")
 
 
@@ -28,10 +30,8 @@ def scenario(pipelines: tuple[str, ...] = PIPELINES) -> dict[str, Any]:
     entries = []
     for entry in demo["pipelines"]:
         path = (ROOT / "scenarios" / entry["file"]).resolve()
-        if path.stem not in pipelines:
-            continue
-        entries.append({**entry, "file": str(path),
-                        "patch": {"sink": {"connection_params": {"password": PASSWORD}}}})
+        if path.stem in pipelines:
+            entries.append({**entry, "file": str(path)})
     assert len(entries) == len(pipelines), "every pipeline must be one of scenarios/demo.yaml's"
     return {"name": "gitops-e2e", "description": "three example pipelines, healthy", "seed": 11, "pipelines": entries}
 
@@ -96,3 +96,37 @@ def commit(repo: Path, message: str) -> str:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
     return git(repo, "rev-parse", "HEAD")
+
+
+def allow_any_sha(origin: Path) -> None:
+    """GitHub serves any commit a ref reaches (actions/checkout fetches by SHA)."""
+    git(origin, "config", "uploadpack.allowAnySHA1InWant", "true")
+
+
+def push_pull_request(dev: Path, number: int, branch: str) -> tuple[str, str]:
+    """Push ``branch`` and the refs GitHub keeps for pull request ``number``: ``refs/pull/N/head`` and
+    the test merge ``refs/pull/N/merge`` (the head merged into main). Returns (head sha, merge sha)."""
+    git(dev, "push", "-q", "-f", "origin", f"{branch}:refs/heads/{branch}")
+    git(dev, "push", "-q", "-f", "origin", f"{branch}:refs/pull/{number}/head")
+    head = git(dev, "rev-parse", branch)
+    git(dev, "checkout", "-q", "--detach", "main")
+    git(dev, "merge", "-q", "--no-ff", "-m", f"Merge {head} into main", branch)
+    merge = git(dev, "rev-parse", "HEAD")
+    git(dev, "push", "-q", "-f", "origin", f"{merge}:refs/pull/{number}/merge")
+    git(dev, "checkout", "-q", branch)
+    return head, merge
+
+
+def merge_pull_request(dev: Path, branch: str) -> tuple[str, str]:
+    """Merge ``branch`` into main (a merge commit) and push: (main before, main after)."""
+    git(dev, "checkout", "-q", "main")
+    before = git(dev, "rev-parse", "HEAD")
+    git(dev, "merge", "-q", "--no-ff", "-m", f"Merge branch {branch}", branch)
+    git(dev, "push", "-q", "origin", "main")
+    return before, git(dev, "rev-parse", "HEAD")
+
+
+def pull_request_event(number: int, head: str, branch: str, base: str, action: str = "synchronize") -> dict[str, Any]:
+    return {"action": action, "number": number,
+            "pull_request": {"number": number, "head": {"sha": head, "ref": branch},
+                             "base": {"sha": base, "ref": "main"}, "state": "open"}}

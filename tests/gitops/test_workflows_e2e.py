@@ -1,0 +1,223 @@
+"""The shipped workflows, end to end, in order: what GitHub would run for a team, against the
+simulator, a real Prometheus and the GitHub stand-in.
+
+The runner (tests/gitops/actions.py) reads .github/workflows/*.yml and action.yml and runs their
+steps as GitHub does; gftune is the test's own (the action's `install` step is provided). So this
+test fails when a workflow stops doing what it checks:
+
+1. a pull request that changes one of three pipelines (next to an edit made through the API on
+   another one) plans only that pipeline: one PR comment, the job summary, the plan as an artifact;
+   a second push updates that comment in place;
+2. the merge applies exactly the reviewed plan and reports on the merged pull request;
+3. a pull request that adds a pipeline is applied by a `/gftune apply` comment before the merge and
+   ends verified (Running, records flowing); its merge then finds nothing left to apply;
+4. the nightly drift run sees the API edit, an edit that wiped gftune's tags and an operator's stop,
+   each attributed, but not a value inside its tolerance band; it opens the tracking issue;
+5. drift with `reconcile` puts git's state back and closes the issue; the next drift exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apply.helpers import wait_status
+from tests.gitops import repo as r
+from tests.gitops.actions import ActionsRunner
+from tests.support.github_standin import GitHubStandIn
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
+
+REPO = "acme/pipelines"
+WORKFLOWS = r.ROOT / ".github" / "workflows"
+SCALE = 20
+# three of this repository's example pipelines: two read Kafka, one is fed over OTLP
+E2E = ("fraud-detection-logins-tested", "join-demo-pipeline", "otlp-traces")
+
+
+@pytest.fixture
+def standin():
+    server = GitHubStandIn().start()
+    yield server
+    server.stop()
+
+
+def _live(api: str, pid: str, route: str = "") -> dict:
+    return httpx.get(f"{api}/api/v1/pipeline/{pid}{route}", timeout=10).json()
+
+
+def _api_edit(api: str, pid: str, field: tuple[str, str], new, *, metadata: bool = True) -> None:
+    """An edit through the API (or UI): stop, POST /edit, and the pipeline runs again. Without
+    ``metadata`` in the body the server drops the pipeline's tags, gftune's included."""
+    doc = _live(api, pid)
+    doc[field[0]][field[1]] = new
+    if not metadata:
+        doc.pop("metadata", None)
+    assert httpx.post(f"{api}/api/v1/pipeline/{pid}/stop", timeout=10).status_code < 300
+    wait_status(api, pid, "Stopped")
+    answer = httpx.post(f"{api}/api/v1/pipeline/{pid}/edit", json=doc, timeout=10)
+    assert answer.status_code < 300, answer.text
+    wait_status(api, pid, "Running")
+
+
+def _ours(standin: GitHubStandIn, number: int) -> list:
+    return [c for c in standin.comments_on(REPO, number) if c.user == standin.user]
+
+
+def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_path):
+    sim = sim_factory(r.scenario(E2E), time_scale=SCALE)
+    api = sim.api_url
+    prometheus = prometheus_factory(sim)
+    origin, dev = r.make_origin(tmp_path, r.config(api, prometheus.url, time_scale=SCALE, settle="20s",
+                                                   window="60s"), pipelines=E2E)
+    r.allow_any_sha(origin)
+    standin.register_git_remote(REPO, origin)
+    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
+                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
+                           vars={"GFTUNE_API": api, "GFTUNE_PROMETHEUS": prometheus.url},
+                           secrets={**r.SECRETS, "UNRELATED_SECRET": "not-for-gftune-0042"})
+
+    def run(workflow: str, **kwargs):
+        jobs = runner.run(WORKFLOWS / workflow, **kwargs)
+        return {j.job: j for j in jobs}
+
+    # the install step the test provides is the action's own, from its ref
+    action = (r.ROOT / "action.yml").read_text()
+    assert 'spec="${GFTUNE_INSTALL:-$GITHUB_ACTION_PATH}"' in action
+
+    # -- 1. a pull request that changes one of three pipelines --------------------------------------
+    batch = _live(api, "join-demo-pipeline")["sink"]["max_batch_size"]
+    _api_edit(api, "join-demo-pipeline", ("sink", "max_batch_size"), batch + 500)  # someone's edit via the API
+    main = r.git(dev, "rev-parse", "main")
+    r.git(dev, "checkout", "-q", "-b", "bigger-batches")
+    r.edit(dev, "fraud-detection-logins-tested", {"sink.max_batch_size": 2000})
+    r.commit(dev, "fraud detection: batches of 2,000")
+    head, merge = r.push_pull_request(dev, 1, "bigger-batches")
+    standin.open_pull(REPO, 1, head_sha=head, head_ref="bigger-batches")
+    jobs = run("plan.yml", event_name="pull_request", event=r.pull_request_event(1, head, "bigger-batches", main,
+                                                                                "opened"),
+               sha=merge, ref="refs/pull/1/merge")
+    plan_job = jobs["plan"]
+    assert plan_job.status == "success", plan_job.log()
+    assert plan_job.step("plan what this pull request changed").exit_code == 0
+    assert "secrets exported for the pipeline files: CLICKHOUSE_PASSWORD" in plan_job.log()
+    [comment] = _ours(standin, 1)
+    assert "fraud-detection-logins-tested" in comment.body
+    assert "left alone (not changed): 2 (join-demo-pipeline, otlp-traces)" in comment.body
+    assert "left alone" in plan_job.summary and "fraud-detection-logins-tested" in plan_job.summary
+    [artifact] = [a for a in standin.artifacts.values() if a.run_id == plan_job.run_id]
+    planned = json.loads(_member(artifact.data, "plan.json"))
+    assert [(p["pipeline_id"], p["action"]) for p in planned["pipelines"]] == [
+        ("fraud-detection-logins-tested", "update")]
+
+    r.edit(dev, "fraud-detection-logins-tested", {"sink.max_batch_size": 3000})  # review: make it 3,000
+    r.commit(dev, "fraud detection: batches of 3,000")
+    head, merge = r.push_pull_request(dev, 1, "bigger-batches")
+    standin.update_pull_head(REPO, 1, head)
+    jobs = run("plan.yml", event_name="pull_request", event=r.pull_request_event(1, head, "bigger-batches", main),
+               sha=merge, ref="refs/pull/1/merge")
+    assert jobs["plan"].status == "success", jobs["plan"].log()
+    [updated] = _ours(standin, 1)
+    assert updated.id == comment.id and "Earlier in this pull request (1 superseded report)" in updated.body
+    assert "3000" in updated.body.split("Earlier in this pull request")[0].replace(",", "")
+
+    # -- 2. the merge applies the reviewed plan and reports on the merged pull request -------------
+    before, after = r.merge_pull_request(dev, "bigger-batches")
+    standin.merge(REPO, after, 1)
+    jobs = run("apply.yml", event_name="push", event={"ref": "refs/heads/main", "before": before, "after": after},
+               sha=after, ref="refs/heads/main")
+    assert jobs["comment"].status == "skipped"
+    merged = jobs["merged"]
+    assert merged.status == "success", merged.log()
+    assert "reviewed plan: plan.yml run" in merged.log()
+    assert _live(api, "fraud-detection-logins-tested")["sink"]["max_batch_size"] == 3000
+    assert _live(api, "join-demo-pipeline")["sink"]["max_batch_size"] == batch + 500  # not this PR's business
+    [report] = _ours(standin, 1)
+    assert report.id == comment.id and "gftune apply: 1 verified" in report.body
+    assert "Earlier in this pull request (2 superseded reports)" in report.body
+
+    # -- 3. a pull request that adds a pipeline, applied by `/gftune apply` before the merge --------
+    main = r.git(dev, "rev-parse", "main")
+    r.git(dev, "checkout", "-q", "-b", "traces-eu")
+    text = (dev / "pipelines" / "otlp-traces.yaml").read_text().replace("otlp-traces", "otlp-traces-eu")
+    text += "  drift:\n    tolerance:\n      sink.max_batch_size: 10%\n"  # its batch size may wander 10%
+    (dev / "pipelines" / "otlp-traces-eu.yaml").write_text(text)
+    r.commit(dev, "otlp-traces-eu: the EU traces")
+    head, merge = r.push_pull_request(dev, 2, "traces-eu")
+    standin.open_pull(REPO, 2, head_sha=head, head_ref="traces-eu")
+    jobs = run("plan.yml", event_name="pull_request", event=r.pull_request_event(2, head, "traces-eu", main, "opened"),
+               sha=merge, ref="refs/pull/2/merge")
+    assert jobs["plan"].status == "success", jobs["plan"].log()
+    assert "to create" in _ours(standin, 2)[0].body
+    comment_event = {"action": "created", "issue": {"number": 2, "pull_request": {"url": "u"}},
+                     "comment": {"body": "/gftune apply", "author_association": "MEMBER"}}
+    jobs = run("apply.yml", event_name="issue_comment", event=comment_event, sha=main, ref="refs/heads/main")
+    assert jobs["merged"].status == "skipped"
+    assert jobs["comment"].status == "success", jobs["comment"].log()
+    [created] = _ours(standin, 2)
+    assert "gftune apply: 1 verified" in created.body and "created: Running, records flowing" in created.body
+    assert _live(api, "otlp-traces-eu", "/health")["overall_status"] == "Running"
+    before, after = r.merge_pull_request(dev, "traces-eu")
+    standin.merge(REPO, after, 2)
+    jobs = run("apply.yml", event_name="push", event={"ref": "refs/heads/main", "before": before, "after": after},
+               sha=after, ref="refs/heads/main")
+    assert jobs["merged"].status == "success", jobs["merged"].log()
+    assert "nothing left to apply" in _ours(standin, 2)[0].body
+
+    # -- 4. nightly drift ---------------------------------------------------------------------------
+    _api_edit(api, "fraud-detection-logins-tested", ("sink", "max_batch_size"), 5000, metadata=False)  # no tags
+    eu_batch = _live(api, "otlp-traces-eu")["sink"]["max_batch_size"]
+    _api_edit(api, "otlp-traces-eu", ("sink", "max_batch_size"), int(eu_batch * 1.05))  # inside its band
+    assert httpx.post(f"{api}/api/v1/pipeline/otlp-traces/stop", timeout=10).status_code < 300
+    wait_status(api, "otlp-traces", "Stopped")  # an operator stops it
+    main = r.git(dev, "rev-parse", "main")
+    nightly = {"event_name": "schedule", "event": {"schedule": "17 3 * * *"}, "sha": main, "ref": "refs/heads/main"}
+    drift = run("drift.yml", **nightly)["drift"]
+    assert drift.status == "failure"  # exit 2: drift
+    assert drift.step("drift").exit_code == 2, drift.log()
+    [issue] = standin.issues_in(REPO)
+    assert issue.state == "open" and issue.user == standin.user
+    rows = [line for line in issue.body.splitlines() if line.startswith("| `")]
+
+    def row(pid: str, field: str) -> str:
+        [found] = [line for line in rows if f"| {pid} |" in line and f"`{field}`" in line]
+        return found
+
+    assert "changed outside gftune" in row("fraud-detection-logins-tested", "sink.max_batch_size")
+    assert "changed outside gftune" in row("fraud-detection-logins-tested", "metadata.tags")  # wiped with it
+    assert "stopped outside gftune" in row("otlp-traces", "status")
+    assert "changed outside gftune" in row("join-demo-pipeline", "sink.max_batch_size")
+    assert not any("| otlp-traces-eu |" in line for line in rows) and "inside its 10% tolerance" in issue.body
+    assert "Drift:" in drift.summary
+
+    # -- 5. reconcile, and the next night is in sync ----------------------------------------------
+    dispatch = {"event_name": "workflow_dispatch", "event": {"inputs": {"reconcile": "true"}}, "sha": main,
+                "ref": "refs/heads/main", "inputs": {"reconcile": True}}
+    reconciled = run("drift.yml", **dispatch)["drift"]
+    assert reconciled.status == "success", reconciled.log()
+    assert _live(api, "otlp-traces", "/health")["overall_status"] == "Running"
+    assert _live(api, "fraud-detection-logins-tested")["sink"]["max_batch_size"] == 3000
+    assert _live(api, "join-demo-pipeline")["sink"]["max_batch_size"] == batch
+    [issue] = standin.issues_in(REPO)
+    assert issue.state == "closed"
+    again = run("drift.yml", **nightly)["drift"]
+    assert again.status == "success" and again.step("drift").exit_code == 0
+    assert len(standin.issues_in(REPO)) == 1
+
+    # nothing secret anywhere GitHub saw
+    sent = "\n".join(standin.bodies_sent())
+    assert r.PASSWORD not in sent and standin.token not in sent and "not-for-gftune-0042" not in sent
+    shutil.rmtree(tmp_path / "runner", ignore_errors=True)
+
+
+def _member(data: bytes, name: str) -> bytes:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read(name)
