@@ -55,3 +55,21 @@ def test_findings_point_at_the_line_in_the_file(tmp_path):
     assert any(x.startswith(f".github/workflows/plan.yml:{expr_line}:") and "actionlint" in x for x in lines), lines
     action_line = line_of(tmp_path / "action.yml", "inputs.secretz")
     assert any(x.startswith(f"action.yml:{action_line}:") and "secretz" in x for x in lines), lines
+
+
+def test_the_adoption_step_leaves_clean_copyable_workflows(tmp_path):
+    """docs/github.md step 1: copy the four workflows and point `uses: ./` at a release of gftune."""
+    import re
+    import shutil
+
+    target = tmp_path / ".github" / "workflows"
+    target.mkdir(parents=True)
+    for name in ("plan.yml", "apply.yml", "drift.yml", "tune.yml"):
+        text = (ROOT / ".github" / "workflows" / name).read_text()
+        assert re.search(r"uses: \./ # in your repository: <org>/gftune@v1", text), name
+        (target / name).write_text(re.sub(r"uses: \./ .*", "uses: acme/gftune@v1", text))
+        assert "uses: ./" not in (target / name).read_text()
+    assert "sed -i 's#uses: \\./ .*#uses: <org>/gftune@v1#'" in (ROOT / "docs" / "github.md").read_text()
+    shutil.copy(ROOT / "action.yml", tmp_path / "action.yml")
+    proc = lint(*sorted(target.glob("*.yml")), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
