@@ -296,7 +296,7 @@ class Prefetch:
 def changed_selection(state: DesiredState, ref: str) -> Selection:
     """``--changed-since REF``: the pipelines this branch changed (files, and policies that select
     them), the pipeline files it deleted, and the rest, left alone. Raises GitError."""
-    from gftune.policy.engine import parse_policy
+    from gftune.policy.language import parse_policy
 
     found = changed_files(state.root, ref)
     selectors: dict[str, list[Any]] = {}
