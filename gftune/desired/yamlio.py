@@ -222,6 +222,12 @@ def load_yaml(path: Path, *, display: str | None = None, roots: Sequence[Path] |
 def load_yaml_text(text: str, *, display: str = "<string>") -> tuple[Any, LocationIndex]:
     """Like :func:`load_yaml` for text already in memory (tests, stdin)."""
     try:
+        text.encode("utf-8")  # text from a file was decoded strictly; text given as is may hold anything
+    except UnicodeEncodeError as exc:
+        line, col = _line_col(text, exc.start)
+        raise YamlError(Problem(display, line, col, "$", f"invalid text: U+{ord(text[exc.start]):04X} is half of "
+                                "a UTF-16 surrogate pair, not a character")) from None
+    try:
         node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         raise YamlError(_syntax_problem(display, exc)) from None
