@@ -7,6 +7,7 @@ compares it with the provenance tag the last apply left on a live pipeline. Outs
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,51 @@ def file_history(path: Path | str, file: Path | str, *, limit: int = 50) -> list
                     continue
     except Exception:  # a shallow clone or a broken repository: attribution then says it cannot tell
         return out
+    return out
+
+
+def spec_history(path: Path | str, file: Path | str) -> list[tuple[str, dict[str, Any]]]:
+    """The pipeline file's ``spec`` at each commit that changed it, newest first (:func:`file_history`)."""
+    import yaml
+
+    from gftune.plan.attribution import spec_of
+
+    out = []
+    for commit, text in file_history(path, file):
+        spec = spec_of(text, yaml.safe_load)
+        if spec is not None:
+            out.append((commit, spec))
+    return out
+
+
+def spec_at(path: Path | str, file: Path | str, commit: str | None, head: str | None,
+            current: dict[str, Any]) -> dict[str, Any] | None:
+    """The pipeline file's ``spec`` at ``commit`` (``current`` when it is HEAD); None when unknown."""
+    import yaml
+
+    from gftune.plan.attribution import spec_of
+
+    if commit is None:
+        return None
+    if commit == head:
+        return current
+    return spec_of(read_at_commit(path, commit, file), yaml.safe_load)
+
+
+def commit_summaries(path: Path | str, shas: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+    """``{sha: (author, authored at (RFC 3339), subject)}`` of the commits found; the others are left out."""
+    repo = _open(Path(path))
+    out: dict[str, tuple[str, str, str]] = {}
+    if repo is None:
+        return out
+    with repo:
+        for sha in dict.fromkeys(shas):
+            try:
+                commit = repo.commit(sha)
+                out[sha] = (str(commit.author.name), commit.authored_datetime.isoformat(timespec="seconds"),
+                            str(commit.summary))
+            except Exception:  # unknown in this clone (shallow): the plan then names the sha only
+                continue
     return out
 
 

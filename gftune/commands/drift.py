@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from gftune import exitcodes, github
 from gftune.apply import lock
@@ -35,7 +34,7 @@ from gftune.commands.common import ServerOptions, echo, finish, format_option, s
 from gftune.commands.plan import PlanRun, changed_since_option, plan_from_options, plan_options, shard_option
 from gftune.desired import secrets
 from gftune.desired.drift_rules import DriftRules
-from gftune.gitrepo import file_history, read_at_commit
+from gftune.gitrepo import spec_at, spec_history
 from gftune.live import LiveState
 from gftune.plan import attribution, canonical
 from gftune.plan.drift import (
@@ -50,24 +49,6 @@ from gftune.plan.drift import (
 )
 from gftune.plan.model import CREATE, ERROR, FORMAT_VERSION, Plan
 from gftune.plan.render import value
-
-
-def _spec_at(root: Path, file: Path, commit: str | None, head: str | None, current: dict[str, Any]
-             ) -> dict[str, Any] | None:
-    if commit is None:
-        return None
-    if commit == head:
-        return current
-    return attribution.spec_of(read_at_commit(root, commit, file), yaml.safe_load)
-
-
-def _history(root: Path, file: Path) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for commit, text in file_history(root, file):
-        spec = attribution.spec_of(text, yaml.safe_load)
-        if spec is not None:
-            out.append((commit, spec))
-    return out
 
 
 def _lock_owner(tags: list[str], now: float) -> str | None:
@@ -104,12 +85,12 @@ def drifted_entry(pid: str, path: str | None, live: LiveState, changes: list[Any
     applied = canonical.provenance_commit(live.tags)
     entry = DriftEntry(pid, "drifted", path=path, status=live.status, applied_commit=applied, notes=notes)
     if kept:
-        history = _history(root, file) if applied is None else []
+        history = spec_history(root, file) if applied is None else []
         if applied is None and history:
             entry.notes.append(attribution.NO_TAGS_NOTE)
         who = attribution.attribute_fields(
             [c.path for c in kept], live_doc=live.pipeline or {}, live_resources=live.resources, head=head,
-            applied_commit=applied, applied_spec=_spec_at(root, file, applied, head, desired_spec),
+            applied_commit=applied, applied_spec=spec_at(root, file, applied, head, desired_spec),
             desired_spec=desired_spec, history=history, resolver=resolver)
         entry.fields = [DriftField(c.path, c.new, c.old, who[c.path].text, c.sensitive, who[c.path].commit)
                         for c in kept]

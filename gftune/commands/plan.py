@@ -499,6 +499,7 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     if not state.pipelines and not allow_delete:
         echo(f"warning: no pipeline files under {state.root / PIPELINES_DIR}", err=True)
     plan = run.plan
+    explain_changes(run, state, os.environ)
     output(plan, fmt, verbose=verbose)
     if out is not None:
         try:
@@ -513,6 +514,37 @@ def command(opts: ServerOptions, fmt: str, out: Path | None, targets: tuple[str,
     if not no_github:
         publish_plan(plan, state.config, github_pr)
     finish(plan.exit_code_for(strict=strict))
+
+
+def explain_changes(run: PlanRun, state: DesiredState, env: Mapping[str, str]) -> None:
+    """Say why each change is in the plan (``Change.why``): the commit and author that set git's value
+    (the pipeline file's history), or the edit outside gftune it undoes (drift's attribution from the
+    live pipeline's provenance tag, and its last change from ``GET .../health``)."""
+    from gftune import gitrepo
+    from gftune.plan import canonical, why
+
+    head = (run.plan.git or {}).get("commit")
+    resolver = state.resolver(env)
+
+    def commit_info(shas: Iterable[str]) -> dict[str, why.CommitInfo]:
+        return {sha: why.CommitInfo(sha, *fields) for sha, fields in gitrepo.commit_summaries(state.root, shas).items()}
+
+    for entry in run.plan.pipelines:
+        desired, live = state.pipelines.get(entry.pipeline_id), run.live.get(entry.pipeline_id)
+        if not entry.changes or desired is None or live is None or not live.exists or live.error:
+            continue
+        applied = canonical.provenance_commit(live.tags)
+        try:
+            whys = why.explain(
+                [c.path for c in entry.changes], live_doc=live.pipeline or {}, live_resources=live.resources,
+                live_changed_at=(live.health or {}).get("updated_at"), head=head, applied_commit=applied,
+                applied_spec=gitrepo.spec_at(state.root, desired.path, applied, head, desired.spec),
+                desired_spec=desired.spec, history=gitrepo.spec_history(state.root, desired.path),
+                resolver=resolver, commit_info=commit_info)
+        except secrets.SecretError:
+            continue  # a reference that cannot be resolved is already the entry's error
+        for change in entry.changes:
+            change.why = whys.get(change.path)
 
 
 def publish_plan(plan: Any, config: Any, number: int | None) -> None:

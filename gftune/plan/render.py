@@ -110,9 +110,10 @@ def _when(stamp: str | None) -> str:
 
 
 def _commit(why: Why) -> str:
+    """``git a1b2c3d by Ada, 2026-12-02: “subject”``, or that the value is not committed yet."""
     if not why.commit:
-        return "uncommitted changes in the working tree"
-    text = why.commit[:7]
+        return "an uncommitted change in the working tree"
+    text = "git " + why.commit[:7]
     if why.author:
         text += f" by {why.author}"
     if why.committed_at:
@@ -135,12 +136,20 @@ def why_text(change: Change) -> str:
         return (f"reverts a live edit: live value {live} was set outside gftune{when}; this sets it back to "
                 f"{wanted}")
     if why.kind == WHY_BOTH:
-        return f"git {_commit(why)}; it also overrides live value {live}, set outside gftune{when}"
+        return f"{_commit(why)}; it also overrides live value {live}, set outside gftune{when}"
     if why.kind == WHY_GIT:
-        return f"git {_commit(why)}"
+        return _commit(why)
     if why.kind == WHY_NEVER_APPLIED:
-        return f"never applied by gftune; git {_commit(why)}"
-    return f"git {_commit(why)}; the last applied commit is not in this clone, so a live edit cannot be told apart"
+        return f"never applied by gftune; {_commit(why)}"
+    return f"{_commit(why)}; the last applied commit is not in this clone, so a live edit cannot be told apart"
+
+
+def short_why(why: Why) -> str:
+    """A table cell's why: ``reverts a live edit``, ``git a1b2c3d (Ada Reviewer)``, ``uncommitted``."""
+    if why.kind == WHY_LIVE_EDIT:
+        return "reverts a live edit"
+    source = (f"git {why.commit[:7]}" + (f" ({why.author})" if why.author else "")) if why.commit else "uncommitted"
+    return source + (", overriding a live edit" if why.kind == WHY_BOTH else "")
 
 
 def adopted(p: PipelinePlan) -> list[Proposal]:
@@ -528,9 +537,7 @@ def _md_why(p: PipelinePlan) -> str:
         if change.proposal is not None:
             reasons.append(f"policy {change.proposal.policy}")
         elif change.why is not None:
-            reasons.append({WHY_LIVE_EDIT: "reverts a live edit", WHY_BOTH: "git, overriding a live edit"}.get(
-                change.why.kind, f"{change.why.commit[:7]}" + (f" {change.why.author}" if change.why.author else "")
-                if change.why.commit else "working tree"))
+            reasons.append(short_why(change.why))
     reasons += [f"policy {x.policy}" for x in [*p.proposals, *p.escalations]]
     return _md(", ".join(dict.fromkeys(reasons))) or "—"
 

@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import pytest
-
-from gftune.client import GlassFlowClient
-from tests.plan.conftest import _wait_status, api, deploy_examples, gftune
+from tests.plan.conftest import api, change_live_replicas, gftune, tag_applied
 
 PIPE = "deduplication-demo-pipeline"
-
-
-@pytest.fixture
-def deployed(sim_factory, repo):
-    sim = sim_factory(time_scale=200)
-    deploy_examples(repo, sim.api_url)
-    return sim
-
-
-def change_live_replicas(api_url: str, pipeline_id: str, replicas: int) -> None:
-    """What an operator does by hand: stop, PUT the resources with one change, wait for Running."""
-
-    async def run() -> None:
-        async with GlassFlowClient(api_url) as client:
-            await client.stop(pipeline_id)
-            await _wait_status(client, pipeline_id, "Stopped")
-            body = (await client.get_resources(pipeline_id))["pipeline_resources"]
-            body["ingestor"]["base"]["replicas"] = replicas
-            await client.put_resources(pipeline_id, body)
-            await _wait_status(client, pipeline_id, "Running")
-
-    asyncio.run(run())
-
-
-def tag_applied(api_url: str, pipeline_id: str, commit: str) -> None:
-    client = api(api_url)
-    tags = client.get(pipeline_id)["metadata"]["tags"] or []
-    client.patch_metadata(pipeline_id, [*tags, f"gftune:commit={commit}"])
 
 
 def drift(repo, api_url, *extra):

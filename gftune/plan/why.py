@@ -1,0 +1,82 @@
+"""Why each git change is in the plan: the commit that set git's value and who made it, or the edit
+outside gftune that the change undoes (Terraform's "changed outside of Terraform").
+
+Pure: the edge (``gftune.commands.plan``) reads the pipeline file's history, the provenance tag of
+the live pipeline and its health, and hands them in. Who moved a field is drift's attribution
+(:func:`gftune.plan.attribution.attribute_fields`), so ``plan`` and ``drift`` never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gftune.desired import secrets
+from gftune.glassflow import resources as res
+from gftune.plan import attribution
+from gftune.plan.canonical import Resolver
+from gftune.plan.model import WHY_BOTH, WHY_GIT, WHY_LIVE_EDIT, WHY_NEVER_APPLIED, WHY_UNKNOWN, Why
+
+Json = dict[str, Any]
+
+# drift's words -> the plan's kinds of "why"
+KINDS = {attribution.GIT_CHANGED: WHY_GIT, attribution.GIT_AHEAD: WHY_GIT, attribution.OUTSIDE: WHY_LIVE_EDIT,
+         attribution.BOTH: WHY_BOTH, attribution.NEVER: WHY_NEVER_APPLIED, attribution.UNKNOWN: WHY_UNKNOWN}
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    author: str
+    committed_at: str  # RFC 3339
+    subject: str
+
+
+def value_origins(paths: Sequence[str], desired_spec: Json, history: Sequence[tuple[str, Json]],
+                  resolver: Resolver) -> dict[str, str | None]:
+    """For each path, the commit that gave git its current value: the oldest commit of the newest
+    run of versions of the file that agree with the working tree on that path. None when the value
+    is not committed yet (the working tree differs from the newest commit) or there is no history."""
+    differing: list[tuple[str, set[str] | None]] = []
+    for sha, spec in history:
+        try:
+            differing.append((sha, attribution.changed_paths(desired_spec, spec, res.v3_to_internal(spec), resolver,
+                                                              against_resolver=resolver)))
+        except (secrets.SecretError, ValueError, TypeError, KeyError):
+            differing.append((sha, None))  # a version that cannot be compared ends the run
+    out: dict[str, str | None] = {}
+    for path in paths:
+        origin = None
+        for sha, changed in differing:
+            if changed is None or attribution.covers(path, changed):
+                break
+            origin = sha
+        out[path] = origin
+    return out
+
+
+def why_of(attributed: attribution.Attribution, origin: str | None, commits: Mapping[str, CommitInfo], *,
+           applied_commit: str | None, live_changed_at: str | None) -> Why:
+    """One change's :class:`Why` from drift's attribution of the field and the commit of git's value."""
+    kind = KINDS.get(attributed.kind, WHY_LIVE_EDIT if attributed.kind.startswith(attribution.OUTSIDE) else WHY_GIT)
+    info = commits.get(origin) if origin else None
+    return Why(kind=kind, commit=origin, author=info.author if info else None,
+               committed_at=info.committed_at if info else None, subject=info.subject if info else None,
+               applied_commit=applied_commit,
+               live_changed_at=live_changed_at if kind in (WHY_LIVE_EDIT, WHY_BOTH) else None)
+
+
+def explain(paths: Sequence[str], *, live_doc: Json, live_resources: Json | None, live_changed_at: str | None,
+            head: str | None, applied_commit: str | None, applied_spec: Json | None, desired_spec: Json,
+            history: Sequence[tuple[str, Json]], resolver: Resolver,
+            commit_info: Callable[[Sequence[str]], Mapping[str, CommitInfo]]) -> dict[str, Why]:
+    """Why each of ``paths`` (the fields a plan changes) is in the plan."""
+    attributed = attribution.attribute_fields(
+        paths, live_doc=live_doc, live_resources=live_resources, head=head, applied_commit=applied_commit,
+        applied_spec=applied_spec, desired_spec=desired_spec, history=history,
+        resolver=resolver)
+    origins = value_origins(paths, desired_spec, history, resolver)
+    commits = commit_info([sha for sha in origins.values() if sha])
+    return {p: why_of(attributed[p], origins[p], commits, applied_commit=applied_commit,
+                      live_changed_at=live_changed_at) for p in paths}
