@@ -101,3 +101,27 @@ def test_plan_changed_since_plans_only_the_branch(sim_factory, tmp_path):
         "otlp-traces", "ran-5g-telemetry"}
     bad = _gftune("plan", "--repo", str(dev), "--changed-since", "nope", env=env)
     assert bad.returncode == 1 and "unknown git ref 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_drift_and_apply_changed_since_look_only_at_the_branch(sim_factory, tmp_path):
+    sim = sim_factory(r.scenario(), time_scale=20)
+    _, dev = r.make_origin(tmp_path, r.config(sim.api_url, None, settle="2s", window="4s"))
+    env = {**__import__("os").environ, **r.SECRETS}
+    r.git(dev, "checkout", "-q", "-b", "batches")
+    r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
+    r.commit(dev, "otlp-traces: 2,500")
+    assert httpx.post(f"{sim.api_url}/api/v1/pipeline/join-demo-pipeline/stop", timeout=10).status_code < 300
+    proc = _gftune("drift", "--repo", str(dev), "--changed-since", "main", "--format", "json", env=env)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 2 and [e["pipeline_id"] for e in report["pipelines"]] == ["otlp-traces"]
+    assert report["selection"]["left_alone"] == ["join-demo-pipeline", "ran-5g-telemetry"]
+    assert "join-demo-pipeline" in json.loads(_gftune("drift", "--repo", str(dev), "--format", "json",
+                                                      env=env).stdout)["pipelines"][0]["pipeline_id"]
+    applied = _gftune("apply", "--repo", str(dev), "--auto-approve", "--changed-since", "main", "--format", "json",
+                      env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert [p["pipeline_id"] for p in json.loads(applied.stdout)["pipelines"]] == ["otlp-traces"]
+    assert httpx.get(f"{sim.api_url}/api/v1/pipeline/join-demo-pipeline/health", timeout=10).json()[
+        "overall_status"] == "Stopped"  # left alone
+    usage = _gftune("apply", "--repo", str(dev), str(tmp_path / "plan.json"), "--changed-since", "main", env=env)
+    assert usage.returncode != 0 and "goes with --auto-approve" in usage.stderr and "Traceback" not in usage.stderr
