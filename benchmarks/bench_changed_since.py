@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_plan import PYTHON, ROOT, SECRETS, create_all, make_repo, start_sim, timed_child  # noqa: E402
+from bench_plan import PYTHON, ROOT, SECRETS, create_all, make_repo, start_sim, timed_child
 
 
 def git(repo: Path, *args: str) -> None:
@@ -89,7 +89,8 @@ def main() -> None:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
     if args.markdown:
         print()
-        print("| pipelines | whole repository: wall (median) | peak RSS | `--changed-since`: wall (median) | peak RSS |")
+        print("| pipelines | whole repository: wall (median) | peak RSS | `--changed-since`: wall (median) "
+              "| peak RSS |")
         print("|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['size']:,} | {r['whole_s']:.2f} s | {r['whole_rss_mib']:.0f} MiB | "

@@ -19,7 +19,9 @@ files and runs them the way GitHub does, so the test fails when a workflow drift
   cannot honour without the test saying so.
 
 The GitHub side (runs, artifacts, comments, issues) is the stand-in server; each workflow run is
-registered there (``in_progress``, then ``completed`` with its conclusion) like GitHub records it.
+registered there (``in_progress``, then ``completed`` with its conclusion) like GitHub records it, and
+each job gets its own ``GITHUB_TOKEN`` (github-actions[bot]) with exactly the workflow's
+``permissions:``, so a workflow that forgets one fails here as it would on GitHub.
 """
 
 from __future__ import annotations
@@ -379,10 +381,14 @@ class ActionsRunner:
         temp.mkdir()
         event_path = temp / "event.json"
         event_path.write_text(json.dumps(event))
+        # the job's GITHUB_TOKEN: github-actions[bot], with exactly the permissions the workflow grants
+        granted = job.get("permissions", workflow.get("permissions"))
+        token = self.standin.add_token(f"ghs_job_{run_id}_{job_id}", "github-actions[bot]", installation=True,
+                                       permissions=granted if isinstance(granted, dict) else None)
         github_ctx = {
             "event_name": event_name, "event": event, "sha": sha, "ref": ref, "ref_name": ref.rsplit("/", 1)[-1],
             "repository": self.repository, "repository_owner": self.repository.split("/")[0],
-            "token": self.standin.token, "workspace": str(workspace), "run_id": str(run_id), "run_attempt": "1",
+            "token": token, "workspace": str(workspace), "run_id": str(run_id), "run_attempt": "1",
             "actor": "alice", "api_url": self.standin.url, "server_url": "https://github.invalid",
             "graphql_url": self.standin.graphql_url, "workflow": workflow.get("name", workflow_name),
             "job": job_id, "event_path": str(event_path),
@@ -390,7 +396,7 @@ class ActionsRunner:
             "head_ref": event.get("pull_request", {}).get("head", {}).get("ref", ""),
         }
         context = {"github": github_ctx, "vars": dict(self.vars),
-                   "secrets": {**self.secrets, "GITHUB_TOKEN": self.standin.token}, "inputs": inputs,
+                   "secrets": {**self.secrets, "GITHUB_TOKEN": token}, "inputs": inputs,
                    "env": {}, "steps": {}, "runner": {"os": "Linux", "temp": str(temp)}, "job": {"status": "success"},
                    "matrix": {}, "needs": {}}
         result = JobResult(workflow_name, job_id, run_id, "success", workspace=workspace)

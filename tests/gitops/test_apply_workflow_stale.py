@@ -105,3 +105,35 @@ def _first(data: bytes) -> bytes:
 
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return archive.read(archive.namelist()[0])
+
+
+def test_a_workflow_without_the_permission_it_needs_fails_as_on_github(sim_factory, standin, tmp_path):
+    """Each job's GITHUB_TOKEN has exactly the workflow's `permissions:`: without `actions: read` the
+    reviewed plan cannot be downloaded, and the job says which token lacks what."""
+    sim = sim_factory(r.scenario(), time_scale=20)
+    origin, dev = r.make_origin(tmp_path, r.config(sim.api_url, None, settle="2s", window="4s"))
+    r.allow_any_sha(origin)
+    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
+                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
+                           vars={"GFTUNE_API": sim.api_url}, secrets=dict(r.SECRETS))
+    main = r.git(dev, "rev-parse", "main")
+    r.git(dev, "checkout", "-q", "-b", "bigger")
+    r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
+    r.commit(dev, "otlp-traces: 2,500")
+    head, merge = r.push_pull_request(dev, 3, "bigger")
+    standin.open_pull(REPO, 3, head_sha=head, head_ref="bigger")
+    [plan] = runner.run(WORKFLOWS / "plan.yml", event_name="pull_request",
+                        event=r.pull_request_event(3, head, "bigger", main, "opened"), sha=merge, ref="refs/pull/3/merge")
+    assert plan.status == "success", plan.log()
+    crippled = tmp_path / "apply.yml"
+    text = (WORKFLOWS / "apply.yml").read_text()
+    assert "  actions: read" in text
+    crippled.write_text("\n".join(line for line in text.splitlines() if not line.startswith("  actions: read")))
+    before, after = r.merge_pull_request(dev, "bigger")
+    standin.merge(REPO, after, 3)
+    jobs = {j.job: j for j in runner.run(crippled, event_name="push", sha=after, ref="refs/heads/main",
+                                         event={"ref": "refs/heads/main", "before": before, "after": after})}
+    step = jobs["merged"].step("apply the plan reviewed")
+    assert step.exit_code == 1
+    assert "Resource not accessible by integration" in step.stderr and "GH_TOKEN lacks a permission" in step.stderr
+    assert httpx.get(f"{sim.api_url}/api/v1/pipeline/otlp-traces", timeout=10).json()["sink"]["max_batch_size"] == 1000

@@ -211,7 +211,8 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
 
     # nothing secret anywhere GitHub saw
     sent = "\n".join(standin.bodies_sent())
-    assert r.PASSWORD not in sent and standin.token not in sent and "not-for-gftune-0042" not in sent
+    assert r.PASSWORD not in sent and "not-for-gftune-0042" not in sent
+    assert not any(token in sent for token in standin.accounts)  # no job's GITHUB_TOKEN either
     shutil.rmtree(tmp_path / "runner", ignore_errors=True)
 
 

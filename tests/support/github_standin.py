@@ -26,7 +26,8 @@ a secondary rate limit (403 or 429 "You have exceeded a secondary rate limit", w
 ``retry-after``). ``api_prefix="/api/v3"`` serves the REST API the way GitHub Enterprise Server does
 (GraphQL then at ``/api/graphql``).
 
-Like GitHub it checks the token (``Authorization: Bearer|token <t>``, else 401 "Bad credentials"),
+Like GitHub it checks the token (``Authorization: Bearer|token <t>``, else 401 "Bad credentials") and
+what it may do (a workflow token's ``permissions:``, else 403 "Resource not accessible by integration"),
 refuses a comment or issue body over 65,536 characters with 422 "Body is too long (maximum is 65536
 characters)", and refuses a missing body with 422. Every request is recorded (method, path, query,
 body text, headers, whether the token matched, the answer's status) so that tests can assert on what
@@ -102,6 +103,14 @@ class Account:
     id: int
     installation: bool  # a GitHub App installation token (GITHUB_TOKEN is one): no GET /user
     read_only: bool = False  # e.g. a workflow token with `pull-requests: read`: every write is refused
+    permissions: dict[str, str] | None = None  # a workflow's `permissions:` ({"issues": "write", ...}); None = all
+
+    def may(self, needs: tuple[tuple[str, str], ...]) -> bool:
+        """Whether one of ``needs`` ((scope, "read"|"write")) is granted (write implies read)."""
+        if self.permissions is None or not needs:
+            return True
+        rank = {"none": 0, "read": 1, "write": 2}
+        return any(rank.get(self.permissions.get(scope, "none"), 0) >= rank[level] for scope, level in needs)
 
     def as_json(self) -> dict[str, Any]:
         return {"login": self.login, "id": self.id, "node_id": f"U_{self.id}",
@@ -326,9 +335,13 @@ class GitHubStandIn:
             + "/graphql"
 
     # -- test set-up -------------------------------------------------------------------------------
-    def add_token(self, token: str, login: str, *, installation: bool = False, read_only: bool = False) -> str:
+    def add_token(self, token: str, login: str, *, installation: bool = False, read_only: bool = False,
+                  permissions: dict[str, str] | None = None) -> str:
+        """A token for ``login``; ``permissions`` as a workflow grants them (``{"pull-requests": "write"}``):
+        a call whose endpoint needs more is refused with GitHub's 403 "Resource not accessible by integration"."""
+        scoped = None if permissions is None else {k.replace("-", "_"): v for k, v in permissions.items()}
         with self._lock:
-            self.accounts[token] = Account(login, 100_000 + len(self.accounts), installation, read_only)
+            self.accounts[token] = Account(login, 100_000 + len(self.accounts), installation, read_only, scoped)
         return token
 
     def register_app(self, app_id: int, public_key_pem: str, slug: str, installation_id: int = 77) -> None:
@@ -521,7 +534,7 @@ class GitHubStandIn:
                                 "documentation_url": RATE_LIMIT_DOCS}, headers)
         self._used[token] = self._used.get(token, 0) + 1
         headers = {**common, **self._rate_headers(token, resource)}
-        if account.read_only and method != "GET" and name != "graphql":
+        if (account.read_only and method != "GET" and name != "graphql") or not account.may(_needs(name, method)):
             raise _Answer(403, {"message": NO_INTEGRATION, "documentation_url": DOCS, "status": "403"}, headers)
         try:
             status, payload, extra = getattr(self, f"_r_{name}")(method, match, query, raw, account, base)
@@ -813,6 +826,26 @@ class GitHubStandIn:
             links.append(f'<{base}{path}?{kept}per_page={per_page}&page={page - 1}>; rel="prev"')
             links.append(f'<{base}{path}?{kept}per_page={per_page}&page=1>; rel="first"')
         return 200, chunk, ({"Link": ", ".join(links)} if links else {})
+
+
+def _needs(route: str, method: str) -> tuple[tuple[str, str], ...]:
+    """The fine-grained permissions an endpoint takes (any one of them), as GitHub documents them."""
+    level = "read" if method == "GET" else "write"
+    return {
+        "issue_comments": (("issues", level), ("pull_requests", level)),
+        "comment": (("issues", level), ("pull_requests", level)),
+        "issues": (("issues", level),),
+        "issue": (("issues", level),),
+        "labels": (("issues", level), ("pull_requests", level)),
+        "label": (("issues", level), ("pull_requests", level)),
+        "pulls": (("pull_requests", level),),
+        "pull": (("pull_requests", level),),
+        "commit_pulls": (("pull_requests", "read"), ("contents", "read")),
+        "workflow_runs": (("actions", "read"),),
+        "run": (("actions", "read"),),
+        "run_artifacts": (("actions", "read"),),
+        "artifact_zip": (("actions", "read"),),
+    }.get(route, ())
 
 
 def _json_body(raw: str) -> Any:
