@@ -119,11 +119,10 @@ def _load_sentence(a: Assessment, evidence: Sequence[Evidence] = ()) -> str:
     load = a.load
     if load is not None:
         if load >= 1:
-            text = (f"The {stage} is the bottleneck at {load:.0%} of its capacity: {rate(a.capacity.value)} for "
+            text = (f"The {stage} is the bottleneck at {load:.0%} of capacity: {rate(a.capacity.value)} for "
                     f"{rate(a.arriving.value)} arriving")
         else:
-            text = (f"The {stage} runs at {load:.0%} of its capacity: {rate(a.arriving.value)} of "
-                    f"{rate(a.capacity.value)}")
+            text = f"The {stage} runs at {load:.0%} of capacity: {rate(a.arriving.value)} of {rate(a.capacity.value)}"
     else:
         text = f"The {stage}'s capacity is not established ({a.capacity.missing or 'unknown'})"
         if a.arriving.known:
@@ -136,18 +135,20 @@ def _load_sentence(a: Assessment, evidence: Sequence[Evidence] = ()) -> str:
 
 
 def _predicted_sentence(p: Proposal, a: Assessment, name_changes: bool) -> str:
+    """``With <changes>: 16,000/s predicted (then the ingestor limits it), backlog drained in ~4 min.``
+    (``Predicted: …`` when the changes are listed right above)."""
     named = p.changes and name_changes
-    text = f"With {_joined([change_phrase(c) for c in p.changes])}" if named else "After the change"
+    lead = f"With {_joined([change_phrase(c) for c in p.changes])}: " if named else "Predicted: "
     if a.predicted.known:
-        text += f", the pipeline should carry {rate(a.predicted.value)}"
+        text = lead + rate(a.predicted.value) + (" predicted" if named else "")
         if a.limited_by and a.limited_by != a.stage:
-            text += f" (then the {a.limited_by} is the limit)"
+            text += f" (then the {a.limited_by} limits it)"
         if a.drain.known:
-            text += f" and drain the backlog in {about(float(a.drain.value))}"  # type: ignore[arg-type]
+            text += f", backlog drained in {about(float(a.drain.value))}"  # type: ignore[arg-type]
         elif a.backlog.value and a.drain.missing != NO_BACKLOG:
             text += f"; backlog drain not established ({a.drain.missing})"
     else:
-        text += f": predicted capacity not established ({a.predicted.missing})"
+        text = (f"{lead}predicted" if named else "Predicted") + f" capacity not established ({a.predicted.missing})"
     if p.predictions and not a.predicted.known:
         text += "; apply verifies " + ", ".join(x.describe() for x in p.predictions)
     return text + "."

@@ -203,8 +203,7 @@ def from_readings(changes: Sequence[FieldChange], view: Readings) -> Assessment:
     stage = max(set(stages), key=stages.count) if stages else None
     queued = backlog(view)
     return Assessment(stage=stage, capacity=_saturated_capacity(stage, view), arriving=_arriving(stage, view),
-                      backlog=queued, predicted=Figure.unknown("no capacity model for this change; apply checks "
-                                                               "the expectations", RATE),
+                      backlog=queued, predicted=Figure.unknown("no capacity model for this change", RATE),
                       drain=Figure.unknown(NO_BACKLOG if not queued.value else "no capacity model for this change",
                                            "s"))
 

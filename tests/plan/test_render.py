@@ -183,3 +183,27 @@ def test_a_proposal_that_rides_on_two_changes_is_told_once():
     for plan in (Plan(pipelines=[entry]), Plan.from_dict(json.loads(render_json(Plan(pipelines=[entry]))))):
         assert render_text(plan).count("why: policy scale-ingestor:") == 1
         assert render_markdown(plan).count("· policy scale-ingestor:") == 1
+
+
+def test_a_proposal_block_fits_twelve_lines_even_with_wide_numbers():
+    # The demo's proposal (issue 16: at most 12 lines), with every number as wide as a long backlog makes it.
+    from gftune.plan.assessment import Assessment, Cost, Figure, ResourceDelta
+    from gftune.plan.evidence import Evidence, FieldChange
+
+    readings = tuple(Evidence("stream-backpressure", name, "max(x)", "5m", value, threshold)
+                     for name, value, threshold in (("ingestor_backpressure", 1.0, ">= 1 for 2m"),
+                                                    ("stream_depth_ratio", 0.9, ">= 0.8 for 2m"),
+                                                    ("sink_insert_share", 0.257, "< 0.5")))
+    wide = dataclasses.replace(
+        proposal(), policy="stream-backpressure", evidence=readings,
+        changes=(FieldChange("resources.sources[users].replicas", 2, 3), FieldChange("resources.sink.replicas", 1, 4),
+                 FieldChange("sink.max_batch_size", 1000, 2000)),
+        assessment=Assessment("sink", Figure(4950.5, "records/s"), Figure(17962.1, "records/s"),
+                              Figure(118_400_000, "records"), Figure(117_554.2, "records/s"), "transform",
+                              Figure(12_345, "s")),
+        cost=Cost(1, 60.0, ResourceDelta({"sink": 13, "ingestor": 11}, 12.5, 11_756 * 2**20, 19.5, 19 * 2**30)))
+    entry = plan_for(outcome=Outcome([wide], [], []))
+    text = render_text(Plan(pipelines=[entry]), width=120)
+    block = text[text.index("= orders-dedup"):text.index("\n\n", text.index("= orders-dedup"))]
+    assert "The sink is the bottleneck at 363% of capacity" in block and "Cost: 1 restart" in block
+    assert len(block.splitlines()) <= 12, block
