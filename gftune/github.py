@@ -327,8 +327,14 @@ def _describe(exc: BaseException, what: str, token_source: str) -> GitHubError:
         hint = {403: f" ({token_source} lacks a permission this needs: see docs/github.md)",
                 404: " (wrong repository or number, or the token cannot see it)"}.get(exc.status, "")
         return GitHubError(f"{what}: HTTP {exc.status} {message}{hint}".rstrip(), exc.status)
-    name = type(exc).__name__
-    return GitHubError(f"{what}: cannot reach GitHub ({name}: {exc})")
+    text = str(exc)
+    if re.search(r"too many (403|429) error responses", text):
+        # the retry policy only repeats a 403/429 that is a rate limit (a permissions 403 fails at once)
+        return GitHubError(f"{what}: GitHub rate limit: still limited after every retry; try again in a few "
+                           "minutes or space the jobs out", 429)
+    if "too many 5" in text:
+        return GitHubError(f"{what}: GitHub kept failing (5xx) after every retry: {text[-200:]}")
+    return GitHubError(f"{what}: cannot reach GitHub ({type(exc).__name__}: {text})")
 
 
 def _reset_text(headers: Mapping[str, Any] | None) -> str:

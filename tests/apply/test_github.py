@@ -181,6 +181,16 @@ def test_secondary_rate_limit_is_waited_out_and_retried(standin, gh, status):
     assert len(standin.comments_on(REPO, number)) == 1
 
 
+def test_a_secondary_limit_that_outlasts_the_retries_is_still_a_rate_limit(standin):
+    with github.GitHub(standin.url, standin.token, retries=2) as session:
+        assert session.login
+        standin.throttle(3, retry_after=0, methods=("POST",))  # the first try and both retries
+        with pytest.raises(github.GitHubError) as err:
+            github.upsert_comment(session, _pr(standin, 18), ["x"], kind="plan")
+    assert "rate limit" in str(err.value) and "permission" not in str(err.value)
+    assert standin.comments_on(REPO, 18) == []
+
+
 def test_primary_rate_limit_waits_for_the_reset(standin):
     token = standin.add_token("ghp_primary_0002", "octo-primary")
     with github.GitHub(standin.url, token) as session:
