@@ -137,14 +137,14 @@ def timed_child(args: list[str], env: dict[str, str]) -> tuple[float, float, byt
 
 
 def in_process_phases(root: Path, url: str) -> dict[str, float]:
-    from gftune.commands.plan import produce_plan
     from gftune.desired.repo import load_repo
+    from gftune.orchestration.plan import produce_plan
     from gftune.plan.render import render_json
 
     t0 = time.perf_counter()
     state = load_repo(root, overrides={"api_url": url}, env={**os.environ, **SECRETS})
     t1 = time.perf_counter()
-    run = asyncio.run(produce_plan(state, env=SECRETS, progress=False))
+    run = asyncio.run(produce_plan(state, env=SECRETS))
     t2 = time.perf_counter()
     render_json(run.plan)
     t3 = time.perf_counter()

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from gftune.apply import lock
-from gftune.apply.context import ApplyContext, Json, StepFailed
-from gftune.apply.journal import PipelineRun, Step, unredact
+from gftune.apply.context import ApplyContext, Json, StepFailed, is_transient
 from gftune.apply.lifecycle import (
     DONE_,
     FAIL,
@@ -23,7 +22,6 @@ from gftune.apply.lifecycle import (
     Observation,
     config_matches,
     decide,
-    is_transient,
     provenance_tags,
     resources_match,
     running_timeout,
@@ -31,6 +29,7 @@ from gftune.apply.lifecycle import (
     with_live_immutables,
 )
 from gftune.apply.records import RecordCounter
+from gftune.apply.state import PipelineRun, Step, unredact
 from gftune.client import ApiError
 from gftune.desired import secrets
 from gftune.glassflow import resources as res

@@ -14,13 +14,23 @@ from typing import Any, Protocol
 
 from gftune.apply import lock
 from gftune.apply.journal import JournalStore
-from gftune.apply.lifecycle import is_transient
 from gftune.client import ApiError, GlassFlowClient
 from gftune.desired import secrets
 from gftune.desired.config import Config
 from gftune.live import LiveState, read_one, read_status
 
 Json = dict[str, Any]
+
+# 400/409 answers that mean "the status moved under us": observe again and decide again.
+STATE_RACE_CODES = frozenset({"PIPELINE_IN_TRANSITION", "PIPELINE_NOT_STOPPED_FOR_EDIT", "PIPELINE_ALREADY_IN_STATE",
+                              "INVALID_STATUS_TRANSITION"})
+
+
+def is_transient(error: ApiError) -> bool:
+    """Transport errors, 5xx, and state races (the status moved between our read and our call)."""
+    if error.status == 0 or error.status >= 500:
+        return True
+    return error.status in (400, 409) and error.code in STATE_RACE_CODES
 
 
 class StepFailed(Exception):

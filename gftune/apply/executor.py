@@ -35,24 +35,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gftune import exitcodes
-from gftune.apply import judging, records
+from gftune.apply import judging, losses
 from gftune.apply.actuation import Actuation
 from gftune.apply.context import ApplyContext, Refused, StepFailed
-from gftune.apply.journal import (
-    DONE,
-    FAILED,
-    PENDING,
-    SKIPPED,
-    STARTED,
-    PipelineRun,
-    RunJournal,
-    Step,
-    failpoint,
-    new_run_id,
-    redact,
-    still_running,
-    this_process,
-)
+from gftune.apply.journal import failpoint, new_run_id, still_running, this_process
 from gftune.apply.lifecycle import (
     API_ACTIONS,
     VerifyPlan,
@@ -72,6 +58,7 @@ from gftune.apply.lifecycle import (
 )
 from gftune.apply.locking import Locking
 from gftune.apply.observation import Observer
+from gftune.apply.state import DONE, FAILED, PENDING, SKIPPED, STARTED, PipelineRun, RunJournal, Step, redact
 from gftune.desired import secrets
 from gftune.live import read_live, read_one
 from gftune.plan import model as planmod
@@ -114,9 +101,9 @@ class Executor:
                 run.outcome = "restored"
             else:
                 run.outcome = "applied"
-        if run.outcome != (outcome := records.outcome_with_losses(run.outcome, run.records)):
+        if run.outcome != (outcome := losses.outcome_with_losses(run.outcome, run.records)):
             run.outcome = outcome
-            run.notes += [f"records lost from the pipeline: {line}" for line in records.describe(run.records)]
+            run.notes += [f"records lost from the pipeline: {line}" for line in losses.describe(run.records)]
         self.save()
 
     async def _step(self, run: PipelineRun, step: Step) -> None:

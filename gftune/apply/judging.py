@@ -11,9 +11,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from gftune.apply import records, report, verify
-from gftune.apply.journal import PipelineRun, Step
-from gftune.apply.lifecycle import MAX_CATCH_UP_WINDOWS, VerifyPlan, insert_before_finish, skip_finish
+from gftune.apply import losses, verify
+from gftune.apply.lifecycle import (
+    MAX_CATCH_UP_WINDOWS,
+    VerifyPlan,
+    insert_before_finish,
+    motivating_proposals,
+    skip_finish,
+)
+from gftune.apply.state import PipelineRun, Step
 from gftune.desired.config import Config
 from gftune.glassflow.statuses import Status
 from gftune.policy import signals
@@ -61,7 +67,7 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
         run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
     run.notes += [n for n in verdict.notes if n.startswith(verify.CATCHING_UP) and n not in run.notes]
     if verdict.outcome == verify.PASS:
-        run.outcome = records.outcome_with_losses("verified", run.records)
+        run.outcome = losses.outcome_with_losses("verified", run.records)
         return [] if run.outcome == "verified" else _losses_message(run)
     if verdict.outcome == verify.INCONCLUSIVE:
         run.outcome = "inconclusive"
@@ -73,9 +79,9 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
 
 
 def _losses_message(run: PipelineRun) -> list[str]:
-    lines = records.describe(run.records)
+    lines = losses.describe(run.records)
     run.notes += [f"records lost from the pipeline: {line}" for line in lines if line not in run.notes]
-    return [f"applied with losses: {int(records.losses(run.records))} record(s) went to the DLQ during the stop"]
+    return [f"applied with losses: {int(losses.losses(run.records))} record(s) went to the DLQ during the stop"]
 
 
 def _observe_again(run: PipelineRun, step: Step, vplan: VerifyPlan, why: str) -> str:
@@ -116,7 +122,7 @@ def _judge_created(run: PipelineRun, step: Step, status: str | None, vplan: Veri
 def _record_revert_step(run: PipelineRun, now: float) -> None:
     """After a revert, remember on the pipeline which policies' change it was (anti-flapping:
     ``gftune plan`` backs those policies off), just before the lock is released."""
-    policies = [p["policy"] for p, _ in report.motivating_proposals(run.entry) if p.get("policy")]
+    policies = [p["policy"] for p, _ in motivating_proposals(run.entry) if p.get("policy")]
     if not policies or any(s.action == "record_revert" for s in run.steps):
         return  # a change from git alone: nothing to back off (or already laid out before a restart)
     at = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")

@@ -15,17 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gftune import exitcodes
-from gftune.apply import report
-from gftune.apply.journal import (
-    DONE,
-    FAILED,
-    PENDING,
-    SKIPPED,
-    STARTED,
-    PipelineRun,
-    Step,
-)
-from gftune.client import ApiError
+from gftune.apply.state import DONE, FAILED, PENDING, SKIPPED, STARTED, PipelineRun, Step
 from gftune.desired.config import Config
 from gftune.glassflow.statuses import DELETABLE, EDITABLE, TRANSITIONAL, Status
 from gftune.plan import canonical
@@ -43,9 +33,6 @@ REPORT_SIGNALS = ("source_rate", "sink_rate", "sink_source_ratio", "stream_depth
 # at most this many times.
 MAX_CATCH_UP_WINDOWS = 6
 
-# 400/409 answers that mean "the status moved under us": observe again and decide again.
-STATE_RACE_CODES = frozenset({"PIPELINE_IN_TRANSITION", "PIPELINE_NOT_STOPPED_FOR_EDIT", "PIPELINE_ALREADY_IN_STATE",
-                              "INVALID_STATUS_TRANSITION"})
 # Actions that change the pipeline: once one of them may have been sent, a failure needs a restore.
 TOUCHING = frozenset({"stop", "edit", "put_resources", "delete", "resume"})
 API_ACTIONS = frozenset({"stop", "wait_status", "edit", "put_resources", "create", "delete", "wait_gone", "rename",
@@ -80,6 +67,27 @@ class VerifyPlan:
                    tuple(Expectation.from_dict(e) for e in params.get("expect", ())))
 
 
+def motivating_proposals(entry: Mapping[str, Any]) -> list[tuple[dict[str, Any], bool]]:
+    """The policy proposals behind a plan entry's changes, each with ``exact``: True when the plan
+    attached it to the git changes (same values), False for a proposal still pending in the plan
+    that touches the same fields with other values (the git change came from an earlier tune)."""
+    out: list[tuple[dict[str, Any], bool]] = []
+    seen: set[str] = set()
+    for change in entry.get("changes", ()):
+        proposal = change.get("proposal")
+        if proposal and proposal.get("policy") not in seen:
+            seen.add(proposal["policy"])
+            out.append((proposal, True))
+    if out:
+        return out
+    changed = {c.get("path") for c in entry.get("changes", ())}
+    for proposal in entry.get("proposals", ()):
+        if proposal.get("policy") not in seen and changed & {c.get("path") for c in proposal.get("changes", ())}:
+            seen.add(proposal["policy"])
+            out.append((proposal, False))
+    return out
+
+
 def verify_plan(entry: Mapping[str, Any], config: Config) -> VerifyPlan:
     """Settle, window and tolerance (unscaled seconds) and the expectations of one pipeline's change.
 
@@ -91,7 +99,7 @@ def verify_plan(entry: Mapping[str, Any], config: Config) -> VerifyPlan:
     """
     settle, window, tolerance = config.verify_settle, config.verify_window, config.verify_tolerance
     expectations: list[Expectation] = []
-    for proposal, use_predictions in report.motivating_proposals(entry):
+    for proposal, use_predictions in motivating_proposals(entry):
         spec = VerifySpec.from_dict(proposal["verify"]) if proposal.get("verify") else None
         predicted = [Expectation.from_dict(p) for p in proposal.get("predictions", ())] if use_predictions else []
         if spec is not None:
@@ -268,13 +276,6 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
     if action in ("rename", "patch_metadata"):
         return Decision(DONE_, "already in effect") if obs.matches else Decision(SEND, call=action)
     return Decision(FAIL, f"unknown lifecycle action {action!r}")
-
-
-def is_transient(error: ApiError) -> bool:
-    """Transport errors, 5xx, and state races (the status moved between our read and our call)."""
-    if error.status == 0 or error.status >= 500:
-        return True
-    return error.status in (400, 409) and error.code in STATE_RACE_CODES
 
 
 # --- pure core: matching --------------------------------------------------------------------------

@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable
 
 from gftune.apply import lock
-from gftune.apply.context import ApplyContext, Refused, StepFailed
-from gftune.apply.journal import PipelineRun, RunJournal, Step
-from gftune.apply.lifecycle import is_transient
+from gftune.apply.context import ApplyContext, Refused, StepFailed, is_transient
+from gftune.apply.state import PipelineRun, RunJournal, Step
 from gftune.client import ApiError
 
 

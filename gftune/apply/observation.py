@@ -14,14 +14,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from gftune.apply import report
 from gftune.apply.context import ApplyContext, Json
-from gftune.apply.journal import PipelineRun, Step
-from gftune.apply.lifecycle import REPORT_SIGNALS
+from gftune.apply.lifecycle import REPORT_SIGNALS, motivating_proposals
+from gftune.apply.state import PipelineRun, Step
 from gftune.glassflow.statuses import Status
 from gftune.live import LiveState, read_one
 from gftune.metrics.expr import ScrapePair
-from gftune.metrics.sources import MetricsError, ScrapeSnapshot
+from gftune.metrics.snapshots import MetricsError
+from gftune.metrics.sources import ScrapeSnapshot
 from gftune.policy import signals
 
 
@@ -41,7 +41,7 @@ class Observer:
     def _signal_names(run: PipelineRun) -> list[str]:
         judge = next((s for s in run.steps if s.action == "judge"), None)
         expected = [e["signal"] for e in (judge.params.get("expect", ()) if judge else ())]
-        evidence = [e.get("signal") for p, _ in report.motivating_proposals(run.entry)
+        evidence = [e.get("signal") for p, _ in motivating_proposals(run.entry)
                     for e in p.get("evidence", ())]
         names = [*expected, *(n for n in evidence if n in signals.SIGNALS), *REPORT_SIGNALS]
         return [n for n in dict.fromkeys(names) if n in signals.SIGNALS]

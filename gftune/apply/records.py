@@ -7,14 +7,12 @@ in ``gfm_operator_sweeped_messages_total{outcome="swept"}`` and not in
 ``gfm_dlq_records_written_total`` (glassflow-etl-k8s-operator ``internal/controller/messages_sweep.go``).
 Around every stop apply reads the DLQ state route (``GET /api/v1/pipeline/{id}/dlq/state``,
 ``total_messages``: every record the DLQ ever received, whoever wrote it) and, with Prometheus, both
-counters. The pure part (:func:`losses`, :func:`describe`, :func:`outcome_with_losses`) judges what was
-read; :class:`RecordCounter` is the edge that reads.
+counters. :class:`RecordCounter` is the edge that reads; :mod:`gftune.apply.losses` judges what was read.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,48 +23,6 @@ from gftune.metrics.sources import OK, UNKNOWN, MetricsError
 Json = dict[str, Any]
 SWEPT = "operator_sweeped_messages_total"
 DLQ_WRITTEN = "dlq_records_written_total"
-WITH_LOSSES = "applied with losses"
-
-
-def _delta(entry: Mapping[str, Any], name: str) -> float | None:
-    before, after = entry.get(f"{name}_before"), entry.get(f"{name}_after")
-    if isinstance(before, int | float) and isinstance(after, int | float):
-        return max(0.0, float(after) - float(before))
-    return None
-
-
-def losses(records: Sequence[Mapping[str, Any]]) -> float:
-    """Records that left the pipeline for the DLQ during its stops (the larger of the DLQ route's growth
-    and the sweep counter's)."""
-    total = 0.0
-    for entry in records:
-        total += max(_delta(entry, "dlq") or 0.0, _delta(entry, "swept") or 0.0)
-    return total
-
-
-def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One line per stop: the DLQ total before → after, the sweep and the components' DLQ writes."""
-    lines = []
-    for entry in records:
-        parts = []
-        dlq = _delta(entry, "dlq")
-        parts.append(f"DLQ {int(entry['dlq_before'])} → {int(entry['dlq_after'])} (+{int(dlq)})" if dlq is not None
-                     else "DLQ state not read" + (f" ({entry['detail']})" if entry.get("detail") else ""))
-        swept = _delta(entry, "swept")
-        if swept is not None:
-            parts.append(f"{int(swept)} swept by the operator's forced stop" if swept else "nothing swept")
-        written = _delta(entry, "written")
-        if written is not None:
-            parts.append(f"{int(written)} written to the DLQ by the components")
-        lines.append(f"around {entry.get('step', 'the stop')}: " + ", ".join(parts))
-    return lines
-
-
-def outcome_with_losses(outcome: str | None, records: Sequence[Mapping[str, Any]]) -> str | None:
-    """A change that lost records is at best "applied with losses", never "verified" or "applied"."""
-    if outcome in ("verified", "applied") and losses(records) > 0:
-        return WITH_LOSSES
-    return outcome
 
 
 class RecordCounter:

@@ -20,8 +20,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gftune.apply import records
-from gftune.apply.journal import RunJournal
+from gftune.apply import losses
+from gftune.apply.lifecycle import motivating_proposals
+from gftune.apply.state import RunJournal
 from gftune.desired.secrets import masker
 
 FORMAT_VERSION = "1"
@@ -44,34 +45,15 @@ VERDICT_WORDS = {"pass": "improved", "fail": "regressed", "inconclusive": "incon
 
 # --- building --------------------------------------------------------------------------------------
 
-def motivating_proposals(entry: Mapping[str, Any]) -> list[tuple[dict[str, Any], bool]]:
-    """The policy proposals behind a plan entry's changes, each with ``exact``: True when the plan
-    attached it to the git changes (same values), False for a proposal still pending in the plan
-    that touches the same fields with other values (the git change came from an earlier tune)."""
-    out: list[tuple[dict[str, Any], bool]] = []
-    seen: set[str] = set()
-    for change in entry.get("changes", ()):
-        proposal = change.get("proposal")
-        if proposal and proposal.get("policy") not in seen:
-            seen.add(proposal["policy"])
-            out.append((proposal, True))
-    if out:
-        return out
-    changed = {c.get("path") for c in entry.get("changes", ())}
-    for proposal in entry.get("proposals", ()):
-        if proposal.get("policy") not in seen and changed & {c.get("path") for c in proposal.get("changes", ())}:
-            seen.add(proposal["policy"])
-            out.append((proposal, False))
-    return out
-
-
-def build(journal: RunJournal, *, exit_code: int | None = None, messages: Sequence[str] = ()) -> dict[str, Any]:
-    """The report document of a run (also what ``--format json`` prints)."""
+def build(journal: RunJournal, *, now: float, exit_code: int | None = None, messages: Sequence[str] = ()
+          ) -> dict[str, Any]:
+    """The report document of a run (also what ``--format json`` prints); ``now`` (the caller's clock)
+    ends the duration of a run that has not finished."""
     pipelines = [_pipeline(run, journal.started_at) for run in journal.pipelines.values()]
     counts: dict[str, int] = {}
     for p in pipelines:
         counts[p["outcome"]] = counts.get(p["outcome"], 0) + 1
-    finished = journal.finished_at or time.time()
+    finished = journal.finished_at or now
     return {
         "format_version": FORMAT_VERSION,
         "run_id": journal.run_id, "plan_id": journal.plan_id, "git_commit": journal.git_commit,
@@ -130,8 +112,8 @@ def _pipeline(run: Any, t0: float) -> dict[str, Any]:
         "changes": changes, "policies": policies, "evidence": evidence, "predictions": predictions,
         "signals": signals, "timeline": timeline, "chart": run.series or {},
         "error": run.error, "notes": list(run.notes),
-        "records": {"stops": list(run.records), "lost": records.losses(run.records),
-                    "lines": records.describe(run.records)},
+        "records": {"stops": list(run.records), "lost": losses.losses(run.records),
+                    "lines": losses.describe(run.records)},
     }
 
 
@@ -145,7 +127,7 @@ def _value(reading: Mapping[str, Any] | None) -> float | None:
 def _next_move(run: Any) -> str:
     return {
         "verified": "accept",
-        records.WITH_LOSSES: "the change runs, but records went to the DLQ during the stop: inspect the DLQ "
+        losses.WITH_LOSSES: "the change runs, but records went to the DLQ during the stop: inspect the DLQ "
                              "(GET /api/v1/pipeline/{id}/dlq/consume) and replay or accept them",
         "reverted": "reverted to the previous configuration: try a different tunable",
         "inconclusive": "investigate: the change is kept; look again when more data is in, or revert by hand",
@@ -371,7 +353,7 @@ def _headline(report: Mapping[str, Any]) -> str:
     if not outcomes:
         return "nothing to apply"
     parts = []
-    for outcome in ("verified", records.WITH_LOSSES, "reverted", "inconclusive", "restored", "failed", "refused",
+    for outcome in ("verified", losses.WITH_LOSSES, "reverted", "inconclusive", "restored", "failed", "refused",
                     "blocked", "unchanged",
                     "pending"):
         n = outcomes.count(outcome)

@@ -25,16 +25,28 @@ from gftune import exitcodes, github
 from gftune.apply import executor as applymod
 from gftune.apply import lock, report
 from gftune.apply.context import ApplyContext
-from gftune.apply.journal import JournalError, JournalStore
+from gftune.apply.journal import JournalStore
+from gftune.apply.state import JournalError
 from gftune.client import GlassFlowClient
-from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.commands.plan import changed_since_option, output, sources_now
+from gftune.commands.common import (
+    ConsoleUi,
+    ServerOptions,
+    changed_since_option,
+    echo,
+    finish,
+    format_option,
+    references_checked,
+    server_options,
+)
+from gftune.commands.plan import output
 from gftune.desired import secrets
 from gftune.desired.config import Config, readable_roots
 from gftune.desired.repo import load_repo
 from gftune.gitrepo import GitError, current_commit
 from gftune.glassflow.durations import DurationError, to_seconds
-from gftune.metrics import MetricsError, open_source
+from gftune.metrics.snapshots import MetricsError
+from gftune.metrics.sources import open_source
+from gftune.orchestration.plan import produce_plan, sources_now
 from gftune.plan.model import Plan, PlanFormatError, integrity_problems
 from gftune.plan.render import plan_file_text, render_markdown
 
@@ -217,7 +229,7 @@ def run_apply(opts: ServerOptions, *, plan_file: Path | None, auto_approve: bool
         for message in result.messages:
             echo(message, err=True)
         return result.exit_code, None
-    doc = report.build(result.journal, exit_code=result.exit_code, messages=result.messages)
+    doc = report.build(result.journal, now=time.time(), exit_code=result.exit_code, messages=result.messages)
     _print_report(doc, fmt)
     if fmt == "text":
         echo(f"Journal: {JournalStore(repo).path(result.journal.run_id)}", err=True)
@@ -241,10 +253,9 @@ async def _run(config: Config, repo: Path, state: Any, *, plan_file: Path | None
             if resume_id:
                 return await applymod.resume_run(resume_id, ctx)
             if state is not None:
-                from gftune.commands.plan import produce_plan
-
-                planned = await produce_plan(state, targets=targets, env=env, progress=False,
-                                             changed_since=changed_since)
+                with references_checked():
+                    planned = await produce_plan(state, targets=targets, env=env, changed_since=changed_since,
+                                                 ui=ConsoleUi(live_progress=False))
                 plan, path, check_age = planned.plan, None, False
             else:
                 assert plan_file is not None
@@ -345,7 +356,7 @@ def run_from_pr(opts: ServerOptions, *, fmt: str, environ: Mapping[str, str], nu
             for message in outcome.messages:
                 echo(message, err=True)
             return outcome.exit_code
-        doc = report.build(outcome.journal, exit_code=outcome.exit_code, messages=outcome.messages)
+        doc = report.build(outcome.journal, now=time.time(), exit_code=outcome.exit_code, messages=outcome.messages)
         _print_report(doc, fmt)
         publish(report.markdown_renderings(doc), "apply")
         return outcome.exit_code
@@ -377,8 +388,6 @@ def run_from_pr(opts: ServerOptions, *, fmt: str, environ: Mapping[str, str], nu
 async def _apply_reviewed(state: Any, plan: Plan | None, stale: list[str], pull: Mapping[str, Any], *,
                           env: dict[str, str], reporter: Any) -> Any:
     """The ApplyResult of the reviewed plan, or (why it is stale, the plan now)."""
-    from gftune.commands.plan import produce_plan
-
     config, repo = state.config, state.root
     source = open_source(config)
     try:
@@ -399,7 +408,9 @@ async def _apply_reviewed(state: Any, plan: Plan | None, stale: list[str], pull:
                                                          **check)
             targets = [p.pipeline_id for p in plan.pipelines] if plan is not None and plan.pipelines else []
             base = None if targets else str((pull.get("base") or {}).get("sha") or "") or None
-            replanned = await produce_plan(state, targets=targets, changed_since=base, env=env, progress=False)
+            with references_checked():
+                replanned = await produce_plan(state, targets=targets, changed_since=base, env=env,
+                                               ui=ConsoleUi(live_progress=False))
             return stale, replanned
     finally:
         if source is not None:

@@ -15,10 +15,13 @@ Everything printed goes through :func:`echo`, which masks every known secret.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import wraps
@@ -33,7 +36,10 @@ from gftune.desired.config import Config, load_config
 from gftune.desired.problems import Problem, sorted_problems
 from gftune.desired.repo import DesiredState
 from gftune.desired.secrets import masker
-from gftune.orchestration import load_desired
+from gftune.gitrepo import GitError
+from gftune.orchestration.desired import load_desired
+from gftune.orchestration.plan import PlanRun, Prefetch, UnresolvedReferences, produce_plan
+from gftune.plan.model import ShardError, parse_shard
 
 FORMAT_VERSION = "1"
 
@@ -188,7 +194,7 @@ class ScrapeWait:
     Use as the ``progress`` callback of policy evaluation, inside ``with``::
 
         with ScrapeWait(config) as wait:
-            plan_policies(..., progress=wait)
+            plan_policies(..., progress=wait)  # gftune.orchestration.policies
     """
 
     LOG_EVERY_S = 30.0
@@ -234,3 +240,146 @@ class ScrapeWait:
         self._done.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+
+
+# --- the plan step, as every command that plans shows it -------------------------------------------
+
+PROGRESS_AFTER_S = 1.0
+
+
+class LiveReadProgress:
+    """Says what is going on when reading takes longer than a second (spinner on a terminal)."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what = what
+        self.done = 0
+        self.total = total
+        self._status: Any = None
+        self._announced = False
+        self._started = time.monotonic()
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        if self._status is None and not self._announced and time.monotonic() - self._started > PROGRESS_AFTER_S:
+            self._start()
+        if self._status is not None:
+            self._status.update(f"{self.what}: {done}/{total} pipelines")
+
+    async def tick(self) -> None:
+        await asyncio.sleep(PROGRESS_AFTER_S)
+        if self._status is None and not self._announced:
+            self._start()
+
+    def _start(self) -> None:
+        self._announced = True
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status(f"{self.what}: {self.done}/{self.total} pipelines")
+            self._status.start()
+        else:
+            echo(f"{self.what} ({self.total} pipelines)…", err=True)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+class ConsoleUi:
+    """What the plan step shows on stderr: reading live state (after a second, a spinner on a terminal)
+    and the wait of a direct scrape (:class:`ScrapeWait`)."""
+
+    def __init__(self, *, live_progress: bool = True) -> None:
+        self.live_progress = live_progress
+
+    def reading(self, what: str, total: int) -> LiveReadProgress | None:
+        return LiveReadProgress(what, total) if self.live_progress else None
+
+    def metrics_wait(self, config: Config, *, has_policies: bool) -> ScrapeWait:
+        return ScrapeWait(config, has_policies=has_policies)
+
+
+CONSOLE = ConsoleUi()
+
+
+class UnresolvedReferencesError(click.ClickException):
+    """References that cannot be resolved, found before anything was planned: each located, then what to do."""
+
+    def __init__(self, problems: list[Problem], hint: str) -> None:
+        self.problems = problems
+        self.hint = hint
+        super().__init__(f"{len(problems)} reference(s) cannot be resolved")
+
+    def show(self, file: Any = None) -> None:
+        for line in render_problems(self.problems):
+            echo(f"error: {line}", err=True)
+        echo(f"error: {self.hint}", err=True)
+
+
+@contextmanager
+def references_checked() -> Iterator[None]:
+    """The plan step's :class:`~gftune.orchestration.plan.UnresolvedReferences` as a click error."""
+    try:
+        yield
+    except UnresolvedReferences as exc:
+        raise UnresolvedReferencesError(exc.problems, exc.hint()) from None
+
+
+@contextmanager
+def _plan_runtime() -> Iterator[None]:
+    """Interpreter settings for one big plan, restored afterwards (docs/benchmarks.md):
+
+    * fewer garbage collections while thousands of documents are alive: with the default gen-0
+      threshold (700 allocations) every full collection re-scans the whole desired state (~10% of a
+      1,000-pipeline plan);
+    * a 1 ms GIL switch interval instead of 5 ms, so that the thread reading the API is not kept
+      waiting by the thread loading the repository each time an answer arrives.
+    """
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(100_000, 50, 50)
+    sys.setswitchinterval(0.001)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        sys.setswitchinterval(interval)
+        gc.unfreeze()
+
+
+def plan_from_options(opts: ServerOptions, *, fmt: str, targets: Iterable[str] = (), shard: str | None = None,
+                      changed_since: str | None = None, **kwargs: Any) -> tuple[DesiredState, PlanRun]:
+    """Load the repository (exits 1 on problems) while live state is read in the background; plan."""
+    with _plan_runtime():
+        # with --changed-since the ids are known only after the diff: read just those, afterwards
+        prefetch = None if changed_since else Prefetch.start(opts.repo, opts.overrides(), targets=targets,
+                                                              shard=shard, ui=CONSOLE)
+        state = opts.load_state(fmt=fmt)
+        gc.freeze()  # the desired state lives until the end: later collections need not scan it
+        try:
+            with references_checked():
+                run = asyncio.run(produce_plan(state, targets=targets, shard=shard, prefetched=prefetch, ui=CONSOLE,
+                                               changed_since=changed_since, **kwargs))
+        except GitError as exc:
+            echo(f"error: --changed-since {changed_since}: {exc}", err=True)
+            finish(exitcodes.ERROR)
+    return state, run
+
+
+def changed_since_option(f: Any) -> Any:
+    return click.option("--changed-since", metavar="REF", default=None,
+                        help="Only the pipelines this branch changed since it left REF (their files, or a policy "
+                             "that selects them); everything else is left alone. Deleted pipeline files are "
+                             "planned as deletions only with --allow-delete.")(f)
+
+
+def shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: reject a malformed ``--shard`` before anything is read."""
+    if value:
+        try:
+            parse_shard(value)
+        except ShardError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+

@@ -30,12 +30,21 @@ import click
 
 from gftune import exitcodes, github
 from gftune.apply import lock
-from gftune.commands.common import ServerOptions, echo, finish, format_option, server_options
-from gftune.commands.plan import PlanRun, changed_since_option, plan_from_options, plan_options, shard_option
+from gftune.commands.common import (
+    ServerOptions,
+    changed_since_option,
+    echo,
+    finish,
+    format_option,
+    plan_from_options,
+    server_options,
+    shard_option,
+)
 from gftune.desired import secrets
 from gftune.desired.drift_rules import DriftRules
 from gftune.gitrepo import spec_at, spec_history
 from gftune.live import LiveState
+from gftune.orchestration.plan import PlanRun, plan_options
 from gftune.plan import attribution, canonical
 from gftune.plan.drift import (
     DriftEntry,
@@ -151,11 +160,13 @@ def _reconcile(state: Any, plan: Plan, env: Mapping[str, str]) -> int:
     """Apply ``plan`` through the normal apply path; the report goes to stderr (stdout is drift's)."""
     from gftune.apply import executor as applymod
     from gftune.apply import report as apply_report
-    from gftune.apply.journal import JournalError, JournalStore
+    from gftune.apply.journal import JournalStore
+    from gftune.apply.state import JournalError
     from gftune.client import GlassFlowClient
     from gftune.commands.apply import ConsoleReporter, apply_context
     from gftune.gitrepo import current_commit
-    from gftune.metrics import MetricsError, open_source
+    from gftune.metrics.snapshots import MetricsError
+    from gftune.metrics.sources import open_source
 
     async def run() -> Any:
         source = open_source(state.config)
@@ -183,7 +194,8 @@ def _reconcile(state: Any, plan: Plan, env: Mapping[str, str]) -> int:
         for message in result.messages:
             echo(message, err=True)
         return result.exit_code
-    doc = apply_report.build(result.journal, exit_code=result.exit_code, messages=result.messages)
+    doc = apply_report.build(result.journal, now=time.time(), exit_code=result.exit_code,
+                             messages=result.messages)
     echo(apply_report.render_text(doc), err=True, nl=False)
     echo(f"Journal: {JournalStore(state.root).path(result.journal.run_id)}", err=True)
     return result.exit_code

@@ -14,7 +14,7 @@ import click
 
 from gftune import exitcodes
 from gftune.commands.common import FORMAT_VERSION, echo, echo_json, finish, format_option, render_problems, repo_option
-from gftune.orchestration import load_desired
+from gftune.orchestration.desired import load_desired
 from gftune.policy.testing import TestResult, run_policy_tests
 
 

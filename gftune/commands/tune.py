@@ -30,8 +30,9 @@ from gftune.commands.common import (
     server_options,
 )
 from gftune.gitrepo import current_branch
+from gftune.orchestration.policies import plan_policies
 from gftune.plan.evidence import format_value as fmt
-from gftune.policy.engine import PolicyReport, plan_policies
+from gftune.policy.engine import PolicyReport
 
 
 def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:
@@ -159,8 +160,8 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
     With --plan FILE, the proposals of a reviewed plan are written as they were reviewed (nothing is
     measured again); with --plan FILE --reevaluate, the PR body says what changed since the review.
     Exit 0 nothing to do, 2 proposals, 1 error."""
+    from gftune import writeback as tune
     from gftune.policy import review
-    from gftune.policy import writeback as tune
 
     if reevaluate and plan_file is None:
         raise click.UsageError("--reevaluate compares with a reviewed plan: give it with --plan FILE")
@@ -202,7 +203,7 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
     proposals = report.proposals
     if live is not None:
         # What each proposal would cost once applied (restarts, downtime, resources), as the plan says it.
-        from gftune.commands.plan import plan_options
+        from gftune.orchestration.plan import plan_options
         from gftune.plan.model import proposal_cost
 
         options = plan_options(state, allow_delete=False, env={})

@@ -23,7 +23,7 @@ from gftune.commands.common import (
 )
 from gftune.desired.problems import Problem, sorted_problems
 from gftune.desired.validate import internal_error_problem
-from gftune.orchestration import validate_repo
+from gftune.orchestration.desired import validate_repo
 
 
 def _plural(count: int, word: str) -> str:

@@ -14,6 +14,7 @@ reorders transforms (reference §2.6) and when users reorder their YAML.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,3 +156,16 @@ def set_value(doc: dict[str, Any], path: str | tuple[Step, ...], value: Any) -> 
                 node[-1] = value
                 return
             node = item
+
+
+def leaves(node: Any, location: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """Every value of a document that is not a mapping or a list, with its positional location
+    (keys and list indexes, as in a :class:`~gftune.desired.yamlio.LocationIndex`)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from leaves(value, (*location, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from leaves(value, (*location, index))
+    else:
+        yield location, node

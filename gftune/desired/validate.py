@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from gftune.desired import secrets
+from gftune.desired import paths, secrets
 from gftune.desired.drift_rules import rule_problems
 from gftune.desired.problems import ERROR, WARNING, Problem
 from gftune.desired.schemas import pipeline_field_exists, schema_problems, schema_problems_with_paths
@@ -113,7 +113,7 @@ def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: st
             problems.append(_problem(display, locations, full,
                                      "literal secret: use a reference such as ${env:NAME} or ${file:PATH} "
                                      "(the value is not shown)"))
-    for path, value in _strings(spec, ()):
+    for path, value in _strings(spec):
         if path not in secret_paths and secrets.PLACEHOLDER.match(value) and not secrets.is_reference(value):
             problems.append(_problem(display, locations, ("spec", *path),
                                      "looks like a placeholder but is not a reference (${env:NAME} or "
@@ -124,7 +124,7 @@ def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: st
 def _file_reference_problems(spec: dict[str, Any], locations: LocationIndex, display: str,
                              file_check: Callable[[str], str | None]) -> list[Problem]:
     problems = []
-    for path, value in _strings(spec, ()):
+    for path, value in _strings(spec):
         match = secrets.REFERENCE.match(value)
         if match and match["kind"] == "file" and (reason := file_check(match["target"])) is not None:
             problems.append(_problem(display, locations, ("spec", *path),
@@ -132,15 +132,8 @@ def _file_reference_problems(spec: dict[str, Any], locations: LocationIndex, dis
     return problems
 
 
-def _strings(node: Any, path: JsonPath) -> Iterator[tuple[JsonPath, str]]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _strings(value, (*path, i))
-    elif isinstance(node, str):
-        yield path, node
+def _strings(node: Any) -> Iterator[tuple[JsonPath, str]]:
+    return ((path, value) for path, value in paths.leaves(node) if isinstance(value, str))
 
 
 def _identity_problems(doc: dict[str, Any], locations: LocationIndex, display: str, stem: str | None
@@ -268,7 +261,7 @@ def _quantity_problems(spec: dict[str, Any], locations: LocationIndex, display: 
 
 
 def _text_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> Iterator[Problem]:
-    for path, value in _strings(spec, ()):
+    for path, value in _strings(spec):
         match = _CONTROL.search(value)
         if match is None:
             continue

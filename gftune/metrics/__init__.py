@@ -1,18 +1,3 @@
-"""Metric sources (Prometheus HTTP API, direct /metrics scrape) and metric naming detection."""
-
-from gftune.metrics.naming import Naming, detect
-from gftune.metrics.sources import (
-    MetricsError,
-    MetricSource,
-    PrometheusSource,
-    QueryResult,
-    RangeResult,
-    ScrapeSource,
-    Snapshot,
-    open_source,
-)
-
-__all__ = [
-    "MetricSource", "MetricsError", "Naming", "PrometheusSource", "QueryResult", "RangeResult",
-    "ScrapeSource", "Snapshot", "detect", "open_source",
-]
+"""Metrics: the expression model and its PromQL (``expr``, ``prommath``), naming detection (``naming``),
+snapshots and their answers (``snapshots``, ``recorded``), and the sources that take them at the edge
+(``sources``: a Prometheus server, or two direct scrapes of ``/metrics``)."""

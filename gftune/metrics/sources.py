@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,61 +31,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from gftune.metrics import naming as naming_mod
 from gftune.metrics.expr import Expr, LocalUnsupported, Scrape, ScrapePair, Vector, format_window, labels_of
 from gftune.metrics.naming import Naming
-
-OK = "ok"
-UNKNOWN = "unknown"
-STALE = "stale"
-ERROR = "error"  # the server refused the query: not "no data", a query that cannot be answered
-
-Progress = Callable[[str], None]
-
-
-class MetricsError(Exception):
-    """The metric source cannot be used at all (unreachable, not Prometheus, not a /metrics page)."""
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """One instant evaluation. ``status`` is ok, unknown (no data / NaN), stale (old gauge) or error
-    (Prometheus refused the query, or it answers with a string or a range vector, not numbers)."""
-
-    query: str  # the PromQL sent, or the local computation in scrape mode
-    vector: Vector
-    status: str
-    detail: str = ""
-
-    def finite(self) -> Vector:
-        return {labels: value for labels, value in self.vector.items() if math.isfinite(value)}
-
-
-@dataclass(frozen=True)
-class RangeResult:
-    """Values of an expression over the last ``for`` seconds, per label set."""
-
-    query: str
-    series: dict[Any, list[tuple[float, float]]]
-    complete: bool  # the points cover the requested duration (scrape mode: both scrapes)
-    detail: str = ""
-
-
-class Snapshot(Protocol):
-    kind: str  # "prometheus" | "scrape"
-    naming: Naming
-    at: datetime
-    window_s: float
-
-    def instant(self, expr: Expr) -> QueryResult: ...
-
-    def over(self, expr: Expr, for_s: float) -> RangeResult: ...
-
-
-class MetricSource(Protocol):
-    description: str
-
-    def snapshot(self, *, window_s: float, now: datetime | None = None,
-                 progress: Progress | None = None) -> Snapshot: ...
-
-    def close(self) -> None: ...
+from gftune.metrics.snapshots import (
+    ERROR,
+    OK,
+    STALE,
+    UNKNOWN,
+    MetricsError,
+    MetricSource,
+    Progress,
+    QueryResult,
+    RangeResult,
+)
 
 
 def _now() -> datetime:

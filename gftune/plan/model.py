@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -205,8 +204,8 @@ SUMMARY_KEYS = ("create", "update", "delete", "blocked", "unchanged", "errors", 
 @dataclass
 class Plan:
     pipelines: list[PipelinePlan]
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    id: str  # chosen at the edge (a random UUID): the core draws no random numbers
+    created_at: str  # ISO-8601, from the clock the edge passes in
     gftune_version: str = __version__
     git: Json | None = None  # {commit, branch, dirty}
     api_url: str | None = None
@@ -753,8 +752,10 @@ def _finish(plan: PipelinePlan, outcome: OutcomeLike | None, live: LiveLike, opt
 
 
 def build_plan(desired: Mapping[str, DesiredLike], live: Mapping[str, LiveLike], options: PlanOptions, *,
-               scope: Scope, outcomes: Mapping[str, OutcomeLike] | None = None, **header: Any) -> Plan:
-    """The whole plan: every pipeline of ``scope``, in id order. ``header`` sets Plan's metadata."""
+               scope: Scope, plan_id: str, now: datetime, outcomes: Mapping[str, OutcomeLike] | None = None,
+               **header: Any) -> Plan:
+    """The whole plan: every pipeline of ``scope``, in id order. ``plan_id`` and ``now`` (when it was made)
+    come from the edge; ``header`` sets the rest of Plan's metadata."""
     pipelines: list[PipelinePlan] = []
     warnings: list[str] = list(header.pop("warnings", []))
     for pid in scope.desired:
@@ -776,7 +777,8 @@ def build_plan(desired: Mapping[str, DesiredLike], live: Mapping[str, LiveLike],
     for target in scope.unknown_targets:
         warnings.append(f"--target {target}: no such pipeline in git or live")
     pipelines.sort(key=lambda p: p.pipeline_id)
-    plan = Plan(pipelines=pipelines, warnings=warnings, unmanaged=list(scope.unmanaged), **header)
+    plan = Plan(pipelines=pipelines, id=plan_id, created_at=now.astimezone(UTC).isoformat(timespec="seconds"),
+                warnings=warnings, unmanaged=list(scope.unmanaged), **header)
     seal(plan, {pid: desired[pid].spec for pid in scope.desired})
     return plan
 

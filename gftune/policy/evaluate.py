@@ -18,7 +18,7 @@ from datetime import datetime
 from gftune.desired import paths
 from gftune.desired.config import Config
 from gftune.formatting import format_seconds
-from gftune.metrics.sources import ERROR
+from gftune.metrics.snapshots import ERROR
 from gftune.plan.assessment import Assessment
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.plan.evidence import format_value as fmt

@@ -29,7 +29,7 @@ from typing import Any
 
 from gftune.desired import paths
 from gftune.metrics.expr import Aggregate, ClampMax, Const, Deriv, Expr, Matcher, OrZero, Quantile, Rate, Selector
-from gftune.metrics.sources import OK, STALE, UNKNOWN, MetricSource, Snapshot
+from gftune.metrics.snapshots import OK, STALE, UNKNOWN, Snapshot
 
 # Stage -> how its work shows up in processing_duration_seconds (component label values, regex).
 # Dedup records its stages under component dedup_filter / dedup_write (reference §5.2).
@@ -427,15 +427,10 @@ def context_for(pipeline_id: str, live: Any = None, desired_spec: dict[str, Any]
     return SignalContext(pipeline_id, doc if isinstance(doc, dict) else desired_spec, time_scale)
 
 
-def read_signals(source: MetricSource | Snapshot, pipeline_id: str, names: Iterable[str], *,
-                 window_s: float, live: Any = None, time_scale: float = 1.0) -> dict[str, SignalReading]:
-    """Read named signals of one pipeline (the entry point ``apply``'s verification uses).
-
-    ``source`` is a metric source (a fresh snapshot is taken: in scrape mode that means two
-    scrapes ``window_s`` apart) or an already open snapshot. ``window_s`` is the rate window as the
-    clock sees it (already time-scaled); ``time_scale`` is ``config.time_scale``.
-    """
-    snapshot = source if hasattr(source, "instant") else source.snapshot(window_s=window_s)
+def read_signals(snapshot: Snapshot, pipeline_id: str, names: Iterable[str], *, live: Any = None,
+                 time_scale: float = 1.0) -> dict[str, SignalReading]:
+    """Read named signals of one pipeline from a snapshot the caller took (``time_scale`` is
+    ``config.time_scale``)."""
     return read_with(snapshot, context_for(pipeline_id, live, time_scale=time_scale), names)
 
 

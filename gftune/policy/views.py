@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gftune.metrics.expr import Raw
-from gftune.metrics.sources import OK, UNKNOWN, Snapshot
+from gftune.metrics.snapshots import OK, UNKNOWN, Snapshot
 from gftune.policy.language import OPS, Condition
 from gftune.policy.signals import SIGNALS, SignalContext, SignalReading, reading_from, signal_expr
 

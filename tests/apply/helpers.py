@@ -18,10 +18,10 @@ from gftune.apply.executor import ApplyResult, apply_plan
 from gftune.apply.journal import JournalStore
 from gftune.client import GlassFlowClient
 from gftune.commands.demo import adopted_spec
-from gftune.commands.plan import produce_plan
 from gftune.desired import paths
 from gftune.desired.repo import load_repo
-from gftune.metrics import open_source
+from gftune.metrics.sources import open_source
+from gftune.orchestration.plan import produce_plan
 
 SECRET_ENV = "APPLY_TEST_SINK_PASSWORD"  # what gftune.commands.demo.adopted_spec names the sink password
 SIM_PASSWORD = "sim-password"  # what the scenarios' pipelines carry (scenarios/pipelines/orders.yaml)
@@ -104,7 +104,7 @@ async def plan_and_apply(repo: Path, **ctx_kw: Any) -> ApplyResult:
     env = test_env()
     state = load_repo(repo, env=env)
     assert state.valid, [p.render() for p in state.problems]
-    run = await produce_plan(state, env=env, progress=False)
+    run = await produce_plan(state, env=env)
     source = open_source(state.config)
     try:
         async with GlassFlowClient.from_config(state.config) as client:

@@ -9,7 +9,7 @@ import pytest
 from gftune import exitcodes
 from gftune.apply import executor as ap
 from gftune.apply import lifecycle as lc
-from gftune.apply.context import ApplyContext
+from gftune.apply.context import ApplyContext, is_transient
 from gftune.desired.config import Config
 from gftune.plan import model as planmod
 from gftune.plan.evidence import Expectation, FieldChange, Proposal, VerifySpec
@@ -121,12 +121,12 @@ def test_decide(action, params, obs, kind, call):
 def test_transient_errors():
     from gftune.client import ApiError
 
-    assert lc.is_transient(ApiError(0, "transport_error", "x"))
-    assert lc.is_transient(ApiError(503, "", "x"))
-    assert lc.is_transient(ApiError(409, "PIPELINE_NOT_STOPPED_FOR_EDIT", "x"))
-    assert lc.is_transient(ApiError(400, "PIPELINE_IN_TRANSITION", "x"))
-    assert not lc.is_transient(ApiError(422, "unprocessable_entity", "x"))
-    assert not lc.is_transient(ApiError(400, "bad_request", "x"))
+    assert is_transient(ApiError(0, "transport_error", "x"))
+    assert is_transient(ApiError(503, "", "x"))
+    assert is_transient(ApiError(409, "PIPELINE_NOT_STOPPED_FOR_EDIT", "x"))
+    assert is_transient(ApiError(400, "PIPELINE_IN_TRANSITION", "x"))
+    assert not is_transient(ApiError(422, "unprocessable_entity", "x"))
+    assert not is_transient(ApiError(400, "bad_request", "x"))
 
 
 def test_resources_match_normalises_units():
@@ -146,7 +146,7 @@ def test_updates_keep_the_live_gftune_tags_and_provenance_replaces_the_commit():
 
 
 def test_plan_staleness_by_age_and_commit():
-    plan = planmod.Plan(pipelines=[], created_at="2025-01-01T00:00:00+00:00", git={"commit": "a" * 40})
+    plan = planmod.Plan(pipelines=[], id="plan-1", created_at="2025-01-01T00:00:00+00:00", git={"commit": "a" * 40})
     now = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=30)
     assert lc.plan_stale_reasons(plan, now=now, max_age_s=3600, current_commit="a" * 40) == []
     reasons = lc.plan_stale_reasons(plan, now=now + timedelta(hours=1), max_age_s=3600, current_commit="b" * 40)
@@ -162,7 +162,7 @@ def test_blocked_and_error_entries_are_not_applied_and_give_their_exit_code(tmp_
     broken = planmod.PipelinePlan("p-error", planmod.ERROR, errors=["cannot read it"])
     same = planmod.PipelinePlan("p-same", planmod.NOOP)
     ctx = ApplyContext(client=None, config=Config(), store=JournalStore(tmp_path), owner="me@host")
-    journal, _ = ap.new_journal(planmod.Plan([ok, blocked, broken, same]), ctx, plan_path=None)
+    journal, _ = ap.new_journal(planmod.Plan([ok, blocked, broken, same], "plan-1", "2025-01-01T00:00:00+00:00"), ctx, plan_path=None)
     assert list(journal.pipelines) == ["p-ok", "p-blocked", "p-error"]
     assert journal.pipelines["p-blocked"].outcome == "blocked" and not journal.pipelines["p-blocked"].steps
     assert "immutable" in journal.pipelines["p-blocked"].error

@@ -283,19 +283,19 @@ def test_step_summary_appends_and_respects_the_cap(tmp_path):
 
 def _big_report(pipelines=300):
     """An apply report of many pipelines, far over GitHub's limit when rendered in full."""
-    from gftune.apply import journal as jn
     from gftune.apply import report
+    from gftune.apply import state as rec
 
-    j = jn.RunJournal("run-big", "plan-big", "a" * 40, "me@host", 1_700_000_000.0, finished_at=1_700_000_100.0)
+    j = rec.RunJournal("run-big", "plan-big", "a" * 40, "me@host", 1_700_000_000.0, finished_at=1_700_000_100.0)
     for i in range(pipelines):
         pid = f"pipeline-{i:04d}"
-        run = jn.PipelineRun(pid, "update", {"pipeline_id": pid, "changes": [
+        run = rec.PipelineRun(pid, "update", {"pipeline_id": pid, "changes": [
             {"path": "resources.sink.replicas", "old": 1, "new": 2, "source": "git", "sensitive": False}]})
-        run.steps = [jn.Step("apply", a, {}, jn.DONE, 1_700_000_000.0 + k, 1_700_000_000.5 + k, 1, "Running", "x" * 40)
+        run.steps = [rec.Step("apply", a, {}, rec.DONE, 1_700_000_000.0 + k, 1_700_000_000.5 + k, 1, "Running", "x" * 40)
                      for k, a in enumerate(["lock", "capture", "stop", "wait_status", "edit", "wait_status"])]
         run.outcome = "verified" if i % 7 else "reverted"
         j.pipelines[pid] = run
-    return report.build(j, exit_code=4)
+    return report.build(j, now=j.finished_at, exit_code=4)
 
 
 def test_an_oversize_apply_report_collapses_detail_and_keeps_the_summary(standin, gh):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
-from gftune.apply import journal as jn
 from gftune.apply import report, verify
+from gftune.apply import state as rec
 from gftune.desired.secrets import masker
 from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal
+
+NOW = 1_700_000_100.0  # the reader's clock: these journals have finished, so it is not used
 
 
 def _reading(name, value, unit=None):
@@ -26,12 +28,12 @@ def _journal(outcome="verified"):
                           "source": "git", "sensitive": False, "proposal": proposal.to_dict()},
                          {"path": "sink.connection_params.password", "old": "(sensitive)", "new": "(sensitive)",
                           "area": "config", "source": "git", "sensitive": True, "proposal": None}]}
-    run = jn.PipelineRun("orders-dedup", "update", entry)
+    run = rec.PipelineRun("orders-dedup", "update", entry)
     t0 = 1_700_000_000.0
     for i, (phase, action, status) in enumerate([("apply", "stop", None), ("apply", "wait_status", "Stopped"),
                                                  ("apply", "put_resources", None), ("apply", "wait_status", "Running")]):
         params = {"status": status} if status else {}
-        run.steps.append(jn.Step(phase, action, params, jn.DONE, t0 + i * 2, t0 + i * 2 + 1.5, 1, status))
+        run.steps.append(rec.Step(phase, action, params, rec.DONE, t0 + i * 2, t0 + i * 2 + 1.5, 1, status))
     run.baseline = {n: _reading(n, v) for n, v in
                     [("source_rate", 14800), ("sink_rate", 5200), ("sink_source_ratio", 0.35)]}
     run.baseline["ingestor_backpressure"] = _reading("ingestor_backpressure", 1.0, "0/1")
@@ -42,12 +44,12 @@ def _journal(outcome="verified"):
     v = verify.judge(status="Running", before={}, after={}, metrics=False)
     run.verdict = {**v.to_dict(), "window_s": 15.0}
     run.outcome = outcome
-    return jn.RunJournal("run-1", "plan-1", "0123456789abcdef", "me@host", t0, {"orders-dedup": run},
+    return rec.RunJournal("run-1", "plan-1", "0123456789abcdef", "me@host", t0, {"orders-dedup": run},
                          finished_at=t0 + 30, exit_code=0)
 
 
 def test_text_report_follows_the_seed_format():
-    text = report.render_text(report.build(_journal()))
+    text = report.render_text(report.build(_journal(), now=NOW))
     assert "Change applied:" in text
     assert "resources.sink.replicas: 1 -> 3  [policy sink-batch-bound]" in text
     assert "sink.connection_params.password: (sensitive) -> (sensitive)" in text
@@ -61,7 +63,7 @@ def test_text_report_follows_the_seed_format():
 
 
 def test_json_report_is_versioned_and_complete():
-    doc = json.loads(report.render_json(report.build(_journal(), exit_code=0)))
+    doc = json.loads(report.render_json(report.build(_journal(), now=NOW, exit_code=0)))
     assert doc["format_version"] == "1" and doc["exit_code"] == 0
     p = doc["pipelines"][0]
     assert p["outcome"] == "verified" and p["policies"] == ["sink-batch-bound"]
@@ -71,7 +73,7 @@ def test_json_report_is_versioned_and_complete():
 
 
 def test_markdown_levels_shrink_and_keep_the_summary():
-    doc = report.build(_journal("reverted"))
+    doc = report.build(_journal("reverted"), now=NOW)
     full, compact, summary = report.markdown_renderings(doc)
     assert len(full) > len(compact) > len(summary)
     for text in (full, compact, summary):
@@ -94,7 +96,7 @@ def test_every_rendering_masks_secrets():
     j.pipelines["orders-dedup"].error = "sink refused password hunter2-secret"
     masker.add("hunter2-secret")
     try:
-        doc = report.build(j)
+        doc = report.build(j, now=NOW)
         for text in (report.render_text(doc), report.render_json(doc), *report.markdown_renderings(doc)):
             assert "hunter2-secret" not in text
         assert "refused password ***" in report.render_text(doc)

@@ -29,6 +29,7 @@ from gftune.plan.model import (
     select_scope,
 )
 from tests.plan.test_canonical import ENV, PASSWORD, desired_doc, live_doc, live_internal, resolver
+from tests.support.plans import CREATED, PLAN_ID, make_plan
 
 OPTIONS = PlanOptions(resolver=resolver(ENV), restart_estimate_s=42.0)
 
@@ -330,10 +331,6 @@ def test_policy_proposal_not_in_git_is_pending():
     assert plan.action == NOOP and len(plan.proposals) == 1 and plan.policy_notes == ["signal x was stale"]
 
 
-def make_plan(pipelines, **kw):
-    return Plan(pipelines=pipelines, **kw)
-
-
 def test_exit_codes_follow_the_contract():
     noop = plan_for()
     changed_spec = desired_doc()
@@ -417,9 +414,10 @@ def test_orphans_need_allow_delete():
     state = live()
     state.pipeline_id = "gone-from-git"
     scope = select_scope([], [{"pipeline_id": "gone-from-git", "metadata": {"tags": ["gftune:managed"]}}])
-    plan = build_plan({}, {"gone-from-git": state}, OPTIONS, scope=scope)
+    plan = build_plan({}, {"gone-from-git": state}, OPTIONS, scope=scope, plan_id=PLAN_ID, now=CREATED)
     assert plan.pipelines == [] and "--allow-delete" in plan.warnings[0]
-    plan = build_plan({}, {"gone-from-git": state}, PlanOptions(allow_delete=True), scope=scope)
+    plan = build_plan({}, {"gone-from-git": state}, PlanOptions(allow_delete=True), scope=scope,
+                      plan_id=PLAN_ID, now=CREATED)
     [entry] = plan.pipelines
     assert entry.action == DELETE
     assert actions(entry) == ["stop", ("wait_status", "Stopped"), "delete", "wait_gone"]
@@ -430,7 +428,7 @@ def test_build_plan_orders_and_counts(tmp_path: Path):
     spec["resources"]["sink"]["replicas"] = 3
     scope = select_scope(["orders-dedup"], [])
     plan = build_plan({"orders-dedup": Desired("orders-dedup", spec)}, {"orders-dedup": live()}, OPTIONS,
-                      scope=scope, api_url="http://x")
+                      scope=scope, plan_id=PLAN_ID, now=CREATED, api_url="http://x")
     summary = plan.summary
     cost = summary.pop("cost")
     assert summary == {"create": 0, "update": 1, "delete": 0, "blocked": 0, "unchanged": 0, "errors": 0,

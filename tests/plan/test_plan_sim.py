@@ -277,10 +277,10 @@ def test_produce_plan_without_prefetch_reads_everything_itself(deployed, repo):
     """The entry point other commands reuse (apply --auto-approve): no background read."""
     import asyncio
 
-    from gftune.commands.plan import produce_plan
     from gftune.desired.repo import load_repo
+    from gftune.orchestration.plan import produce_plan
 
     state = load_repo(repo.path, overrides={"api_url": deployed.api_url})
-    run = asyncio.run(produce_plan(state, progress=False, env=SECRETS))
+    run = asyncio.run(produce_plan(state, env=SECRETS))
     assert run.plan.exit_code == 0 and sorted(run.live) == EXAMPLES
     assert all(state.exists and state.status == "Running" for state in run.live.values())

@@ -10,6 +10,7 @@ from gftune.plan.render import lifecycle_line, plan_file_text, render_json, rend
 from gftune.plan.verdict import resources_phrase
 from tests.plan.test_canonical import PASSWORD, desired_doc, resolver
 from tests.plan.test_plan_builder import OPTIONS, Desired, Outcome, live, plan_for, proposal
+from tests.support.plans import make_plan
 
 
 def sample_plan():
@@ -24,7 +25,7 @@ def sample_plan():
     error = plan_pipeline(Desired("broken", desired_doc()), LiveState("broken", exists=True, error="HTTP 500"), OPTIONS)
     noop = plan_pipeline(Desired("quiet", desired_doc()), live(), OPTIONS)
     noop.pipeline_id = "quiet"
-    return Plan(pipelines=[update, blocked, create, error, noop], api_url="http://127.0.0.1:8081",
+    return make_plan([update, blocked, create, error, noop], api_url="http://127.0.0.1:8081",
                 git={"commit": "0123456789abcdef", "branch": "main", "dirty": False})
 
 
@@ -50,13 +51,13 @@ def test_text_in_colour_keeps_the_content():
 
 
 def test_empty_scope_is_said_out_loud():
-    text = render_text(Plan(pipelines=[]))
+    text = render_text(make_plan([]))
     assert "No pipelines in scope" in text
     assert "Plan: 0 to create" in text
 
 
 def test_no_changes_is_said():
-    text = render_text(Plan(pipelines=[plan_for()]))
+    text = render_text(make_plan([plan_for()]))
     assert "No changes" in text
 
 
@@ -98,7 +99,7 @@ def test_conditional_steps_are_bracketed():
 def test_no_surface_shows_a_secret():
     secrets.masker.add(PASSWORD)
     rotated = "a-brand-new-password"
-    plan = Plan(pipelines=[plan_for(options=PlanOptions(resolver=resolver({"CH_PASSWORD": rotated})))])
+    plan = make_plan([plan_for(options=PlanOptions(resolver=resolver({"CH_PASSWORD": rotated})))])
     for text in (render_text(plan), render_json(plan), render_markdown(plan), plan_file_text(plan)):
         assert PASSWORD not in text and rotated not in text
         assert "sink.connection_params.password" in text
@@ -139,7 +140,7 @@ def test_cost_and_risk_at_a_glance():
     doomed = live()
     doomed.pipeline_id = "old-pipeline"
     delete = plan_pipeline(None, doomed, OPTIONS)
-    plan = Plan(pipelines=[update, delete])
+    plan = make_plan([update, delete])
     md = render_markdown(plan)
     headline = md.splitlines()[0]
     assert headline == ("### gftune plan: 1 to update, 1 to delete · 1 restart (~42 s of downtime) · "
@@ -150,7 +151,7 @@ def test_cost_and_risk_at_a_glance():
     text = render_text(plan)
     assert "Cost: 1 restart (~42 s of downtime); " in text
     assert "irreversible: deleting old-pipeline loses the messages buffered in its NATS streams" in text
-    quiet = render_markdown(Plan(pipelines=[plan_for()])).splitlines()[0]
+    quiet = render_markdown(make_plan([plan_for()])).splitlines()[0]
     assert quiet == "### gftune plan: no changes · nothing irreversible"
 
 
@@ -161,7 +162,7 @@ def test_notes_that_say_the_same_thing_for_many_pipelines_are_said_once():
     for p in (first, second, third):
         p.policy_notes = [same]
     third.policy_notes.append("no policy matched")
-    plan = Plan(pipelines=[first, second, third])
+    plan = make_plan([first, second, third])
     assert "2 policy notes (how the policies were evaluated): --verbose shows them" in render_text(plan)
     verbose = render_text(plan, verbose=True)
     assert verbose.count(same) == 1 and f"{same} — all 3 pipelines" in verbose
@@ -180,7 +181,7 @@ def test_a_proposal_that_rides_on_two_changes_is_told_once():
         FieldChange("resources.sources[orders].replicas", 2, 3), FieldChange("sink.max_batch_size", 1000, 2000)))
     entry = plan_for(spec, outcome=Outcome([both], [], []))
     assert all(c.proposal is not None for c in entry.changes) and len(entry.changes) == 2
-    for plan in (Plan(pipelines=[entry]), Plan.from_dict(json.loads(render_json(Plan(pipelines=[entry]))))):
+    for plan in (make_plan([entry]), Plan.from_dict(json.loads(render_json(make_plan([entry]))))):
         assert render_text(plan).count("why: policy scale-ingestor:") == 1
         assert render_markdown(plan).count("· policy scale-ingestor:") == 1
 

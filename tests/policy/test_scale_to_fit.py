@@ -29,7 +29,7 @@ from gftune.desired.config import Config
 from gftune.desired.repo import load_repo
 from gftune.live import read_live_sync
 from gftune.metrics.sources import ScrapeSource
-from gftune.policy.engine import plan_policies
+from gftune.orchestration.policies import plan_policies
 from gftune.policy.language import OPS
 from gftune.policy.signals import read_signals
 from gftune.sim import Simulator
@@ -123,7 +123,7 @@ def verify_window(bench: Bench, pipeline_id: str, proposal: Any) -> dict[str, An
     live = read_live_sync(bench.config(), [pipeline_id])[pipeline_id]
     source = ScrapeSource(bench.sim.metrics_url)
     try:
-        return read_signals(source, pipeline_id, names, window_s=spec.window_s / TIME_SCALE, live=live,
+        return read_signals(source.snapshot(window_s=spec.window_s / TIME_SCALE), pipeline_id, names, live=live,
                             time_scale=TIME_SCALE)
     finally:
         source.close()

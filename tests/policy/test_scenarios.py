@@ -195,10 +195,10 @@ def test_local_computation_matches_prometheus(symptom_servers: SymptomServers) -
         pipeline_id = scenario_truth(scenario)["pipeline_id"]
         live = read_live_sync(config, [pipeline_id])[pipeline_id]
         window = 300 / 60
-        scraped = read_signals(ScrapeSource(symptom_servers.sim.metrics_url), pipeline_id, names, window_s=window,
-                               live=live, time_scale=60)
-        queried = read_signals(PrometheusSource(symptom_servers.prometheus.url), pipeline_id, names, window_s=window,
-                               live=live, time_scale=60)
+        scraped = read_signals(ScrapeSource(symptom_servers.sim.metrics_url).snapshot(window_s=window), pipeline_id,
+                               names, live=live, time_scale=60)
+        queried = read_signals(PrometheusSource(symptom_servers.prometheus.url).snapshot(window_s=window),
+                               pipeline_id, names, live=live, time_scale=60)
         for name in names:
             a, b = scraped[name], queried[name]
             assert a.status == b.status, (scenario, name, a, b)

@@ -23,8 +23,8 @@ from ruamel.yaml import YAML
 from gftune.cli import cli
 from gftune.desired import paths
 from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal, VerifySpec
-from gftune.policy.writeback import TuneError, commit_message, pr_body, render_scalar, set_in_text
 from gftune.sim import Simulator
+from gftune.writeback import TuneError, commit_message, pr_body, render_scalar, set_in_text
 from tests.policy.conftest import ROOT, TIME_SCALE, wait_warm
 
 DEMO = ROOT / "pipelines" / "deduplication-demo-pipeline.yaml"

@@ -1,10 +1,5 @@
-"""The wiring of each command: which edges (files, the GlassFlow API, metrics, git) feed which part of
-the functional core, in which order.
-
-The commands in :mod:`gftune.commands` parse flags and choose exit codes; the core (desired state,
-plan, policies, apply's lifecycle) takes everything it needs as arguments. This module is where the
-two meet.
-"""
+"""Loading the desired state for a command: the repository read and checked, then its policy files parsed
+once by the policy language."""
 
 from __future__ import annotations
 
