@@ -9,7 +9,7 @@
    /dev/zero, /proc or a FIFO, a pipeline file that is a FIFO, a symlink out of the repository or too big.
    Plans run against the simulator holding the example pipelines.
 
-GFTUNE_FUZZ_CASES (default 800 per in-process test) and GFTUNE_FUZZ_REPOS (default 400) scale the two
+GFTUNE_FUZZ_CASES (default 800 per in-process test) and GFTUNE_FUZZ_REPOS (default 1000) scale the two
 runs; the suite's defaults keep them near two minutes on one core (docs/security.md has a longer run).
 """
 
@@ -41,7 +41,7 @@ from tests.support.fuzzing import json_values, replaced, value_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = int(os.environ.get("GFTUNE_FUZZ_CASES", "800"))
-REPOS = int(os.environ.get("GFTUNE_FUZZ_REPOS", "400"))
+REPOS = int(os.environ.get("GFTUNE_FUZZ_REPOS", "1000"))
 EXAMPLES = sorted((ROOT / "pipelines").glob("*.yaml"))
 POLICIES = sorted((ROOT / "policies").glob("*.yaml"))
 
