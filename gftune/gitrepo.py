@@ -7,7 +7,7 @@ compares it with the provenance tag the last apply left on a live pipeline. Outs
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -161,39 +161,48 @@ def changed_files(path: Path | str, ref: str, *, prefixes: tuple[str, ...] = ("p
         return ChangedFiles(ref, base.hexsha, tuple(sorted(found.values(), key=lambda f: f.path)))
 
 
-def file_history(path: Path | str, file: Path | str, *, limit: int = 50) -> list[tuple[str, str]]:
-    """Earlier versions of ``file``: ``(commit sha, text)`` for the commits that changed it, newest
-    first, at most ``limit``. Empty outside a repository or when the history is not there."""
+def iter_file_history(path: Path | str, file: Path | str, *, limit: int = 50) -> Iterator[tuple[str, str]]:
+    """Earlier versions of ``file``, read as they are asked for: ``(commit sha, text)`` for the
+    commits that changed it, newest first, at most ``limit``. Nothing outside a repository or when
+    the history is not there (a shallow clone ends it early)."""
     repo = _open(Path(path))
     if repo is None:
-        return []
-    out: list[tuple[str, str]] = []
-    try:
-        with repo:
+        return
+    with repo:
+        try:
             root = Path(repo.working_tree_dir or ".").resolve()
             relative = Path(file).resolve().relative_to(root).as_posix()
-            for commit in repo.iter_commits(paths=relative, max_count=limit):
+            commits = repo.iter_commits(paths=relative, max_count=limit)
+            for commit in commits:
                 try:
-                    out.append((commit.hexsha, (commit.tree / relative).data_stream.read().decode("utf-8")))
+                    text = (commit.tree / relative).data_stream.read().decode("utf-8")
                 except KeyError:  # the commit deleted the file
                     continue
-    except Exception:  # a shallow clone or a broken repository: attribution then says it cannot tell
-        return out
-    return out
+                yield commit.hexsha, text
+        except Exception:  # a shallow clone or a broken repository: attribution then says it cannot tell
+            return
 
 
-def spec_history(path: Path | str, file: Path | str) -> list[tuple[str, dict[str, Any]]]:
-    """The pipeline file's ``spec`` at each commit that changed it, newest first (:func:`file_history`)."""
+def file_history(path: Path | str, file: Path | str, *, limit: int = 50) -> list[tuple[str, str]]:
+    """:func:`iter_file_history`, all of it."""
+    return list(iter_file_history(path, file, limit=limit))
+
+
+def iter_spec_history(path: Path | str, file: Path | str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The pipeline file's ``spec`` at each commit that changed it, newest first, parsed as asked for."""
     import yaml
 
     from gftune.plan.attribution import spec_of
 
-    out = []
-    for commit, text in file_history(path, file):
+    for commit, text in iter_file_history(path, file):
         spec = spec_of(text, yaml.safe_load)
         if spec is not None:
-            out.append((commit, spec))
-    return out
+            yield commit, spec
+
+
+def spec_history(path: Path | str, file: Path | str) -> list[tuple[str, dict[str, Any]]]:
+    """:func:`iter_spec_history`, all of it."""
+    return list(iter_spec_history(path, file))
 
 
 def spec_at(path: Path | str, file: Path | str, commit: str | None, head: str | None,

@@ -366,7 +366,8 @@ def explain_changes(run: PlanRun, state: DesiredState, env: Mapping[str, str]) -
                 [c.path for c in entry.changes], live_doc=live.pipeline or {}, live_resources=live.resources,
                 live_changed_at=(live.health or {}).get("updated_at"), head=head, applied_commit=applied,
                 applied_spec=gitrepo.spec_at(state.root, desired.path, applied, head, desired.spec),
-                desired_spec=desired.spec, history=gitrepo.spec_history(state.root, desired.path),
+                desired_spec=desired.spec,
+                history=lambda file=desired.path: gitrepo.iter_spec_history(state.root, file),
                 resolver=resolver, commit_info=commit_info)
         except secrets.SecretError:
             continue  # a reference that cannot be resolved is already the entry's error

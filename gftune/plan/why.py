@@ -8,7 +8,7 @@ the live pipeline and its health, and hands them in. Who moved a field is drift'
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,27 +33,28 @@ class CommitInfo:
     subject: str
 
 
-def value_origins(paths: Sequence[str], desired_spec: Json, history: Sequence[tuple[str, Json]],
+def value_origins(paths: Sequence[str], desired_spec: Json, history: Iterable[tuple[str, Json]],
                   resolver: Resolver) -> dict[str, str | None]:
     """For each path, the commit that gave git its current value: the oldest commit of the newest
     run of versions of the file that agree with the working tree on that path. None when the value
-    is not committed yet (the working tree differs from the newest commit) or there is no history."""
-    differing: list[tuple[str, set[str] | None]] = []
+    is not committed yet (the working tree differs from the newest commit) or there is no history.
+    ``history`` (newest first) is read only as far as needed: usually a version or two."""
+    origins: dict[str, str | None] = dict.fromkeys(paths)
+    open_runs = set(paths)
     for sha, spec in history:
+        if not open_runs:
+            break
         try:
-            differing.append((sha, attribution.changed_paths(desired_spec, spec, res.v3_to_internal(spec), resolver,
-                                                              against_resolver=resolver)))
+            changed: set[str] | None = attribution.changed_paths(desired_spec, spec, res.v3_to_internal(spec),
+                                                                 resolver, against_resolver=resolver)
         except (secrets.SecretError, ValueError, TypeError, KeyError):
-            differing.append((sha, None))  # a version that cannot be compared ends the run
-    out: dict[str, str | None] = {}
-    for path in paths:
-        origin = None
-        for sha, changed in differing:
+            changed = None  # a version that cannot be compared ends every run
+        for path in list(open_runs):
             if changed is None or attribution.covers(path, changed):
-                break
-            origin = sha
-        out[path] = origin
-    return out
+                open_runs.discard(path)
+            else:
+                origins[path] = sha
+    return origins
 
 
 def why_of(attributed: attribution.Attribution, origin: str | None, commits: Mapping[str, CommitInfo], *,
@@ -69,14 +70,18 @@ def why_of(attributed: attribution.Attribution, origin: str | None, commits: Map
 
 def explain(paths: Sequence[str], *, live_doc: Json, live_resources: Json | None, live_changed_at: str | None,
             head: str | None, applied_commit: str | None, applied_spec: Json | None, desired_spec: Json,
-            history: Sequence[tuple[str, Json]], resolver: Resolver,
+            history: Callable[[], Iterable[tuple[str, Json]]], resolver: Resolver,
             commit_info: Callable[[Sequence[str]], Mapping[str, CommitInfo]]) -> dict[str, Why]:
-    """Why each of ``paths`` (the fields a plan changes) is in the plan."""
+    """Why each of ``paths`` (the fields a plan changes) is in the plan. ``history`` gives the file's
+    versions newest first, read lazily: the whole of it only for a pipeline without a provenance
+    tag (drift's attribution then compares live with every version), else as far as the newest
+    change of each field git moved."""
     attributed = attribution.attribute_fields(
         paths, live_doc=live_doc, live_resources=live_resources, head=head, applied_commit=applied_commit,
-        applied_spec=applied_spec, desired_spec=desired_spec, history=history,
-        resolver=resolver)
-    origins = value_origins(paths, desired_spec, history, resolver)
+        applied_spec=applied_spec, desired_spec=desired_spec,
+        history=list(history()) if applied_commit is None else [], resolver=resolver)
+    moved_in_git = [p for p in paths if KINDS.get(attributed[p].kind) != WHY_LIVE_EDIT]
+    origins = value_origins(moved_in_git, desired_spec, history(), resolver)
     commits = commit_info([sha for sha in origins.values() if sha])
-    return {p: why_of(attributed[p], origins[p], commits, applied_commit=applied_commit,
+    return {p: why_of(attributed[p], origins.get(p), commits, applied_commit=applied_commit,
                       live_changed_at=live_changed_at) for p in paths}
