@@ -204,7 +204,7 @@ def test_a_proposal_block_fits_twelve_lines_even_with_wide_numbers():
                               Figure(12_345, "s")),
         cost=Cost(1, 60.0, ResourceDelta({"sink": 13, "ingestor": 11}, 12.5, 11_756 * 2**20, 19.5, 19 * 2**30)))
     entry = plan_for(outcome=Outcome([wide], [], []))
-    text = render_text(Plan(pipelines=[entry]), width=120)
+    text = render_text(make_plan([entry]), width=120)
     block = text[text.index("= orders-dedup"):text.index("\n\n", text.index("= orders-dedup"))]
     assert "The sink is the bottleneck at 363% of capacity" in block and "Cost: 1 restart" in block
     assert len(block.splitlines()) <= 12, block
