@@ -50,11 +50,14 @@ class Actuation:
 
     async def _count_records(self, run: PipelineRun, step: Step, when: str) -> None:
         """The DLQ and sweep counters just before a stop is sent, and once the pipeline is Stopped."""
+        open_entry = bool(run.records) and "dlq_after" not in run.records[-1]
+        if when == "before" and open_entry and run.records[-1].get("step") == step.name:
+            return  # a retried stop: the counts from before its first attempt stand
         read = await self.counter.read(run.pipeline_id)
         if when == "before":
             run.records.append({"step": step.name, **{f"{k}_before": v for k, v in read.items() if k != "detail"},
                                 **({"detail": read["detail"]} if "detail" in read else {})})
-        elif run.records and "dlq_after" not in run.records[-1]:
+        elif open_entry:
             run.records[-1].update({f"{k}_after": v for k, v in read.items() if k != "detail"})
 
     # -- targets -----------------------------------------------------------------------------------
