@@ -168,8 +168,14 @@ def _list(value: Any) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
+REPOSITORY_ONLY = "none"  # GFTUNE_FILES_ALLOW=none: a CI job pins reads to the repository, whatever gftune.yaml says
+
+
 def _directories(value: Any) -> tuple[str, ...]:
-    """Absolute directories: a relative one would depend on where gftune runs."""
+    """Absolute directories: a relative one would depend on where gftune runs. ``none`` is the empty list,
+    so that the environment can override a list in gftune.yaml (which a pull request may edit) with nothing."""
+    if isinstance(value, str) and value.strip() == REPOSITORY_ONLY:
+        return ()
     found = _list(value)
     for item in found:
         if not os.path.isabs(os.path.expanduser(item)):

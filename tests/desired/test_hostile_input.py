@@ -109,6 +109,22 @@ def test_file_reference_inside_the_repository_or_an_allowed_directory_resolves(t
     assert validate(repo)[0] == 0
 
 
+def test_the_environment_pins_reads_to_the_repository_whatever_gftune_yaml_allows(tmp_path, monkeypatch):
+    # a pull request may edit gftune.yaml's files.allow; the CI job's GFTUNE_FILES_ALLOW=none (the
+    # action's default) takes that widening back
+    outside = tmp_path / "run-secrets"
+    outside.mkdir()
+    (outside / "ch").write_text("mounted")
+    repo = make_repo(tmp_path, with_password(f"${{file:{outside / 'ch'}}}"))
+    (repo / "gftune.yaml").write_text(f"apiVersion: gftune/v1\nkind: Config\nfiles: {{allow: [{outside}]}}\n")
+    assert validate(repo)[0] == 0
+    monkeypatch.setenv("GFTUNE_FILES_ALLOW", "none")
+    code, problems, _ = validate(repo)
+    assert code == 1 and any("outside the repository" in p for p in problems)
+    monkeypatch.setenv("GFTUNE_FILES_ALLOW", str(outside))
+    assert validate(repo)[0] == 0
+
+
 def test_gftune_yaml_cannot_widen_where_it_is_read_from(tmp_path):
     repo = make_repo(tmp_path, EXAMPLE.read_text())
     elsewhere = tmp_path / "elsewhere.yaml"
