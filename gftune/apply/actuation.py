@@ -13,29 +13,25 @@ import copy
 from collections.abc import Callable
 from datetime import datetime
 
-from gftune.apply import lock
 from gftune.apply.context import ApplyContext, Json, StepFailed, is_transient
 from gftune.apply.lifecycle import (
-    DONE_,
     FAIL,
     WAIT,
     Observation,
     config_matches,
     decide,
-    provenance_tags,
     resources_match,
     running_timeout,
-    with_live_gftune_tags,
     with_live_immutables,
 )
 from gftune.apply.records import RecordCounter
-from gftune.apply.state import PipelineRun, Step, unredact
+from gftune.apply.state import DONE, PipelineRun, Step, unredact
 from gftune.client import ApiError
 from gftune.desired import secrets
 from gftune.glassflow import resources as res
 from gftune.glassflow.statuses import Status
 from gftune.live import LiveState
-from gftune.plan import canonical
+from gftune.plan import canonical, tags
 from gftune.plan import model as planmod
 
 
@@ -81,7 +77,7 @@ class Actuation:
                 raise StepFailed(f"cannot rebuild the previous configuration: secret field(s) {', '.join(missing)} "
                                  "are not in the live pipeline")
             run.notes.append("previous configuration rebuilt after a restart: secret values are the live ones")
-        doc = planmod._strip_join_resources(doc)
+        doc = planmod.without_join_resources(doc)
         doc["resources"] = canonical.edit_resources(self._before_resources(run, live), doc)
         return doc
 
@@ -97,7 +93,7 @@ class Actuation:
         source = step.params.get("payload")
         if step.action in ("edit", "create"):
             doc = self.before_doc(run, live) if source == "before" else self._resolve(payload.get("document") or {})
-            return with_live_gftune_tags(doc, live.pipeline) if step.action == "edit" else doc
+            return tags.with_live_gftune_tags(doc, live.pipeline) if step.action == "edit" else doc
         if step.action == "put_resources":
             if source == "before":
                 return self._before_resources(run, live)
@@ -108,8 +104,8 @@ class Actuation:
             return copy.deepcopy((payload.get("resources") or {}).get("pipeline_resources") or {})
         if step.action == "patch_metadata":
             wanted = (payload.get("metadata") or {}).get("tags") or []
-            return {"tags": list(dict.fromkeys([*(t for t in wanted if not canonical.is_gftune_tag(t)),
-                                                *canonical.gftune_tags(live.pipeline)]))}
+            return {"tags": list(dict.fromkeys([*(t for t in wanted if not tags.is_gftune_tag(t)),
+                                                *tags.gftune_tags(live.pipeline)]))}
         if step.action == "rename":
             return {"name": payload.get("name", "")}
         return None
@@ -123,7 +119,7 @@ class Actuation:
         if step.action == "put_resources":
             return resources_match(target, live.resources)
         if step.action == "patch_metadata":
-            return sorted(canonical.tags_of(live.pipeline)) == sorted(target["tags"])
+            return sorted(tags.tags_of(live.pipeline)) == sorted(target["tags"])
         if step.action == "rename":
             return (live.pipeline or {}).get("name") == target["name"]
         return None
@@ -172,7 +168,7 @@ class Actuation:
                               now - stopped_since if stopped_since is not None else 0.0, changed)
             step.observed = live.status
             decision = decide(step.action, step.params, obs, timeout_s=timeout, resume_grace_s=grace)
-            if decision.kind == DONE_:
+            if decision.kind == DONE:
                 step.detail = decision.reason if sends == 0 or step.action == "wait_status" else step.detail
                 if step.action == "wait_status" and step.params.get("status") == Status.STOPPED:
                     await self._count_records(run, step, "after")
@@ -216,20 +212,20 @@ class Actuation:
         pid = run.pipeline_id
 
         async def patch() -> list[str]:
-            tags = canonical.with_reverted(lock.tags_of(await self.ctx.client.get(pid)), policies, at)
-            await self.ctx.client.patch_metadata(pid, tags)
-            return tags
+            written = tags.with_reverted(tags.tags_of(await self.ctx.client.get(pid)), policies, at)
+            await self.ctx.client.patch_metadata(pid, written)
+            return written
 
         await self.ctx.retrying("record the revert", patch)
-        step.detail = ", ".join(canonical.reverted_tag(p, at) for p in policies)
+        step.detail = ", ".join(tags.reverted_tag(p, at) for p in policies)
 
     async def provenance(self, run: PipelineRun, step: Step, commit: str | None) -> None:
         pid = run.pipeline_id
 
         async def patch() -> list[str]:
-            tags = provenance_tags(lock.tags_of(await self.ctx.client.get(pid)), commit)
-            await self.ctx.client.patch_metadata(pid, tags)
-            return tags
+            written = tags.provenance_tags(tags.tags_of(await self.ctx.client.get(pid)), commit)
+            await self.ctx.client.patch_metadata(pid, written)
+            return written
 
         await self.ctx.retrying("record provenance", patch)
         step.detail = f"gftune:commit={commit[:12]}" if commit else "no git commit to record"

@@ -4,7 +4,7 @@ The design (docs/apply.md):
 
 * **Exactly the saved plan.** The plan is refused as a whole before anything is touched when its
   git commit is not the repository's, it is older than ``max_plan_age``, or a live pipeline no
-  longer matches the fingerprint the plan recorded (:func:`gftune.plan.model.check_stale`). The check is
+  longer matches the fingerprint the plan recorded (:mod:`gftune.plan.staleness`). The check is
   repeated per pipeline once its lock is held.
 * **A journal step before and after every action** (:mod:`gftune.apply.journal`), so a killed run can be
   resumed from any point: every action step is *observe → decide → act*, and
@@ -47,7 +47,6 @@ from gftune.apply.lifecycle import (
     cycle_steps,
     exit_code,
     insert_before_finish,
-    plan_stale_reasons,
     rescue_steps,
     resources_match,
     restore_core,
@@ -62,6 +61,7 @@ from gftune.apply.state import DONE, FAILED, PENDING, SKIPPED, STARTED, Pipeline
 from gftune.desired import secrets
 from gftune.live import read_live, read_one
 from gftune.plan import model as planmod
+from gftune.plan.staleness import entry_stale_reasons, plan_stale_reasons
 
 
 class Executor:
@@ -189,7 +189,7 @@ class Executor:
     async def _capture(self, run: PipelineRun, step: Step) -> None:
         pid = run.pipeline_id
         live = await read_one(self.ctx.client, pid)
-        reasons = planmod.check_stale(run.entry, live)
+        reasons = entry_stale_reasons(run.entry, live)
         if reasons:
             raise Refused("stale plan: " + "; ".join(reasons))
         assert live.pipeline is not None
@@ -225,7 +225,7 @@ class Executor:
             steps = [Step(step.phase, "wait_status", {"status": "Running", "timeout_s": running_timeout(config)})]
             step.detail = "the previous configuration is still in effect: only bringing it back to Running"
         else:
-            steps = cycle_steps(step.phase, restore_core(run, step.phase), config)
+            steps = cycle_steps(step.phase, restore_core(run), config)
             step.detail = "putting the previous configuration back"
         if step.phase == "revert":
             vplan = VerifyPlan.from_params(step.params["verify"])
@@ -285,7 +285,7 @@ async def refusal_reasons(plan: planmod.Plan, ctx: ApplyContext, *, current_comm
     if todo and not reasons:
         live = await read_live(ctx.client, [e.pipeline_id for e in todo])
         for entry in todo:
-            reasons += planmod.check_stale(entry, live[entry.pipeline_id])
+            reasons += entry_stale_reasons(entry, live[entry.pipeline_id])
     return reasons
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from gftune import exitcodes
@@ -119,7 +118,7 @@ def build_steps(entry: Mapping[str, Any], vplan: VerifyPlan) -> list[Step]:
     """Every step of one pipeline's run, in order, from its plan entry."""
     action = entry["action"]
     lifecycle = [dict(s) for s in entry.get("lifecycle", ())]
-    core = [Step("apply", s.pop("action"), s) for s in (dict(x) for x in lifecycle)]
+    core = steps_of("apply", lifecycle)
     disruptive = any(s.action in ("edit", "put_resources", "create") for s in core)
     verify_steps = [Step("verify", "settle", {"seconds": vplan.settle_s}),
                     Step("verify", "observe", {"seconds": vplan.window_s}),
@@ -151,42 +150,40 @@ def skip_finish(run: PipelineRun) -> None:
             s.state, s.detail = SKIPPED, "the change was not kept"
 
 
-def stop_timeout(config: Config) -> float:
-    """Wall seconds to wait for Stopped: the operator forces a stop after its own timeout (like plan)."""
-    return config.scaled(config.stop_timeout + 60.0)
-
-
 def running_timeout(config: Config) -> float:
-    return config.scaled(config.running_timeout)
+    return planmod.Timeouts.of(config).running_s
 
 
-def cycle_steps(phase: str, core: Sequence[Step], config: Config) -> list[Step]:
-    """stop → wait Stopped → ``core`` → wait Running (``stop`` is a no-op when already Stopped/Failed).
-
-    Step timeouts are wall seconds (already time-scaled), as in the plan's lifecycle."""
-    return [Step(phase, "stop"), Step(phase, "wait_status", {"status": "Stopped", "timeout_s": stop_timeout(config)}),
-            *core, Step(phase, "wait_status", {"status": "Running", "timeout_s": running_timeout(config)})]
+def steps_of(phase: str, lifecycle: Iterable[Json]) -> list[Step]:
+    """Journal steps of a lifecycle as the plan writes it (``{"action": ..., **params}`` items)."""
+    return [Step(phase, s.pop("action"), s) for s in (dict(x) for x in lifecycle)]
 
 
-def restore_core(run: PipelineRun, phase: str) -> list[Step]:
+def cycle_steps(phase: str, core: list[Json], config: Config) -> list[Step]:
+    """The plan's stop → update → resume cycle (:func:`gftune.plan.model.cycle`) around ``core``."""
+    return steps_of(phase, planmod.cycle(core, planmod.Timeouts.of(config)))
+
+
+def restore_core(run: PipelineRun) -> list[Json]:
     """Which update puts the captured "before" back: the same endpoint the change used."""
     sent = {s.action for s in run.steps if s.phase == "apply"}
     steps = []
     if "edit" in sent:
-        steps.append(Step(phase, "edit", {"payload": "before"}))
+        steps.append({"action": "edit", "payload": "before"})
     if "put_resources" in sent or not steps:
-        steps.append(Step(phase, "put_resources", {"payload": "before"}))
+        steps.append({"action": "put_resources", "payload": "before"})
     return steps
 
 
 def rescue_steps(config: Config) -> list[Step]:
     return [Step("rescue", "resume"),
-            Step("rescue", "wait_status", {"status": "Running", "timeout_s": running_timeout(config)})]
+            *steps_of("rescue", [planmod.wait_status(Status.RUNNING, running_timeout(config))])]
 
 
 # --- pure core: deciding one step -----------------------------------------------------------------
 
-SEND, WAIT, DONE_, FAIL = "send", "wait", "done", "fail"
+# What decide() answers; "done" is the step state DONE of gftune.apply.state (the same word).
+SEND, WAIT, FAIL = "send", "wait", "fail"
 
 
 @dataclass(frozen=True)
@@ -220,29 +217,29 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
         if not obs.exists:
             return Decision(SEND, call="create")
         if obs.matches:
-            return Decision(DONE_, "already exists with the planned configuration")
+            return Decision(DONE, "already exists with the planned configuration")
         return Decision(FAIL, "a pipeline with this id already exists with a different configuration")
     if action == "wait_gone":
-        return Decision(DONE_, "gone") if not obs.exists else waiting("the pipeline to disappear")
+        return Decision(DONE, "gone") if not obs.exists else waiting("the pipeline to disappear")
     if not obs.exists:
         if action == "delete":
-            return Decision(DONE_, "already gone")
+            return Decision(DONE, "already gone")
         return Decision(FAIL, "the pipeline no longer exists")
 
     if action == "stop":
         if status in (Status.STOPPED, Status.STOPPING, Status.TERMINATING):
-            return Decision(DONE_, f"already {status}")
+            return Decision(DONE, f"already {status}")
         if status == Status.FAILED:
-            return Decision(DONE_, "Failed: no stop needed (a Failed pipeline accepts updates)")
+            return Decision(DONE, "Failed: no stop needed (a Failed pipeline accepts updates)")
         if status == Status.RUNNING:
             return Decision(SEND, call="stop")
         return waiting("a status that can be stopped")
     if action == "wait_status":
         target = params.get("status", Status.RUNNING)
         if status == target:
-            return Decision(DONE_, f"{status}")
+            return Decision(DONE, f"{status}")
         if target == Status.STOPPED and status == Status.FAILED:
-            return Decision(DONE_, "Failed (accepts updates like Stopped)")
+            return Decision(DONE, "Failed (accepts updates like Stopped)")
         if target == Status.RUNNING and status == Status.FAILED:
             if obs.changed:
                 return Decision(FAIL, "the pipeline went Failed instead of Running")
@@ -255,13 +252,13 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
         return waiting(target)
     if action == "resume":
         if status in (Status.RUNNING, Status.RESUMING):
-            return Decision(DONE_, f"already {status}")
+            return Decision(DONE, f"already {status}")
         if status in (Status.STOPPED, Status.FAILED):
             return Decision(SEND, call="resume")
         return waiting("a status that can be resumed")
     if action in ("edit", "put_resources"):
         if obs.matches:
-            return Decision(DONE_, "already in effect: not sent again")
+            return Decision(DONE, "already in effect: not sent again")
         if status in EDITABLE:
             return Decision(SEND, call=action)
         if status in TRANSITIONAL or status == Status.CREATED:
@@ -274,7 +271,7 @@ def decide(action: str, params: Mapping[str, Any], obs: Observation, *, timeout_
             return waiting("Stopped")
         return Decision(FAIL, f"the pipeline is {status}: it must be Stopped before delete")
     if action in ("rename", "patch_metadata"):
-        return Decision(DONE_, "already in effect") if obs.matches else Decision(SEND, call=action)
+        return Decision(DONE, "already in effect") if obs.matches else Decision(SEND, call=action)
     return Decision(FAIL, f"unknown lifecycle action {action!r}")
 
 
@@ -322,67 +319,7 @@ def with_live_immutables(before: Json, live: Json | None, immutable: Sequence[st
     return out
 
 
-def with_live_gftune_tags(doc: Json, live_doc: Json | None) -> Json:
-    """``doc`` with its own user tags plus the live pipeline's ``gftune:`` tags (our lock included):
-    an update must never drop the lock or the provenance."""
-    out = copy.deepcopy(doc)
-    tags = canonical.user_tags(doc) + canonical.gftune_tags(live_doc)
-    if canonical.MANAGED_TAG in canonical.tags_of(doc):
-        tags.append(canonical.MANAGED_TAG)
-    out["metadata"] = {**(out.get("metadata") or {}), "tags": list(dict.fromkeys(tags))}
-    return out
-
-
-def provenance_tags(tags: Sequence[str], commit: str | None) -> list[str]:
-    kept = [t for t in tags if not t.startswith(canonical.COMMIT_TAG_PREFIX) and t != canonical.MANAGED_TAG]
-    return [*kept, canonical.MANAGED_TAG, *([canonical.COMMIT_TAG_PREFIX + commit] if commit else [])]
-
-
-# --- pure core: staleness and exit codes -----------------------------------------------------------
-
-def plan_stale_reasons(plan: planmod.Plan, *, now: datetime, max_age_s: float,
-                       current_commit: str | None,
-                       current_sources: Mapping[str, str | None] | None = None) -> list[str]:
-    """Plan-wide reasons to refuse: too old, or made from other files.
-
-    A plan that recorded the digests of the files it was made from (``plan.sources``) is compared
-    file by file with ``current_sources``: a commit that touched nothing it read (a merge, a docs
-    change) does not make it stale. An older plan without them must be applied at its own commit.
-    """
-    reasons = []
-    try:
-        created = datetime.fromisoformat(plan.created_at)
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        age = (now - created).total_seconds()
-        if age > max_age_s:
-            reasons.append(f"the plan is {_human(age)} old, older than --max-plan-age {_human(max_age_s)}")
-    except ValueError:
-        reasons.append(f"the plan's created_at {plan.created_at!r} is not a timestamp")
-    planned = (plan.git or {}).get("commit")
-    if plan.sources and current_sources is not None:
-        at = f" (the plan was made at commit {planned[:12]})" if planned else ""
-        for path in sorted(set(plan.sources) | set(current_sources)):
-            before, after = plan.sources.get(path), current_sources.get(path)
-            if path not in plan.sources:
-                if after is not None:
-                    reasons.append(f"{path} was added since the plan was made{at}")
-            elif before != after:
-                what = "was deleted" if after is None else "was added" if before is None else "changed"
-                reasons.append(f"{path} {what} since the plan was made{at}")
-    elif planned and current_commit and planned != current_commit:
-        reasons.append(f"the plan was made at commit {planned[:12]}, the repository is now at {current_commit[:12]}")
-    return reasons
-
-
-def _human(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
+# --- pure core: exit codes -----------------------------------------------------------
 
 def exit_code(outcomes: Iterable[str]) -> int:
     codes = {OUTCOME_EXIT.get(o, exitcodes.ERROR) for o in outcomes}

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-PREFIX = "gftune:"
-LOCK_PREFIX = "gftune:lock="
+from gftune.formatting import duration
+from gftune.plan.tags import LOCK_TAG_PREFIX, tags_of
 
 
 class TagClient(Protocol):
@@ -43,7 +43,7 @@ class Lock:
 
     @property
     def tag(self) -> str:
-        return f"{LOCK_PREFIX}{self.owner}|{self.run_id}|{self.expires}"
+        return f"{LOCK_TAG_PREFIX}{self.owner}|{self.run_id}|{self.expires}"
 
     def expired(self, now: float) -> bool:
         return now >= self.expires
@@ -51,7 +51,7 @@ class Lock:
     def describe(self, now: float) -> str:
         left = self.expires - now
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expires))
-        state = f"expires in {_duration(left)}" if left > 0 else f"expired {_duration(-left)} ago"
+        state = f"expires in {duration(left)}" if left > 0 else f"expired {duration(-left)} ago"
         return f"{self.owner} (run {self.run_id}, {state}, at {when})"
 
 
@@ -62,15 +62,6 @@ class LockError(Exception):
         super().__init__(message)
         self.pipeline_id = pipeline_id
         self.holder = holder
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def default_owner(environ: dict[str, str] | None = None) -> str:
@@ -89,9 +80,9 @@ def default_owner(environ: dict[str, str] | None = None) -> str:
 
 def parse(tag: str) -> Lock | None:
     """The lock in a tag, or None when the tag is not a (well-formed) lock tag."""
-    if not tag.startswith(LOCK_PREFIX):
+    if not tag.startswith(LOCK_TAG_PREFIX):
         return None
-    parts = tag[len(LOCK_PREFIX):].rsplit("|", 2)
+    parts = tag[len(LOCK_TAG_PREFIX):].rsplit("|", 2)
     if len(parts) != 3:
         return None
     owner, run_id, expires = parts
@@ -106,29 +97,27 @@ def locks_in(tags: Sequence[str] | None) -> list[Lock]:
 
 
 def is_lock_tag(tag: str) -> bool:
-    return tag.startswith(LOCK_PREFIX)
-
-
-def tags_of(pipeline: dict[str, Any]) -> list[str]:
-    return list(((pipeline.get("metadata") or {}).get("tags")) or [])
+    return tag.startswith(LOCK_TAG_PREFIX)
 
 
 @dataclass(frozen=True)
-class Decision:
+class Claim:
+    """Whether we may take the lock (step 1) and the tags that take it (step 2)."""
+
     ok: bool
     tags: list[str]  # the tags to write when ok
     taken_over: tuple[Lock, ...] = ()  # expired locks we replace
     holder: Lock | None = None  # the live lock that blocks us
 
 
-def decide_acquire(tags: Sequence[str] | None, mine: Lock, now: float) -> Decision:
+def decide_acquire(tags: Sequence[str] | None, mine: Lock, now: float) -> Claim:
     """Step 1 + 2: may we take the lock, and which tags do we write?"""
     others = [lk for lk in locks_in(tags) if lk.run_id != mine.run_id]
     live = [lk for lk in others if not lk.expired(now)]
     if live:
-        return Decision(False, list(tags or ()), holder=min(live, key=lambda lk: lk.expires))
+        return Claim(False, list(tags or ()), holder=min(live, key=lambda lk: lk.expires))
     kept = [t for t in tags or () if not is_lock_tag(t)]
-    return Decision(True, [*kept, mine.tag], taken_over=tuple(others))
+    return Claim(True, [*kept, mine.tag], taken_over=tuple(others))
 
 
 def confirm(tags: Sequence[str] | None, mine: Lock, now: float) -> Lock | None:
@@ -166,14 +155,14 @@ async def acquire(client: TagClient, pipeline_id: str, *, owner: str, run_id: st
     now = clock()
     mine = Lock(owner, run_id, int(now + ttl_s))
     pipeline = await client.get(pipeline_id)
-    decision = decide_acquire(tags_of(pipeline), mine, now)
-    if not decision.ok:
-        assert decision.holder is not None
-        raise LockError(pipeline_id, f"pipeline {pipeline_id} is locked by {decision.holder.describe(now)}; "
-                        f"wait for it, or `gftune unlock {pipeline_id}` if that run is gone", decision.holder)
-    for old in decision.taken_over:
+    claim = decide_acquire(tags_of(pipeline), mine, now)
+    if not claim.ok:
+        assert claim.holder is not None
+        raise LockError(pipeline_id, f"pipeline {pipeline_id} is locked by {claim.holder.describe(now)}; "
+                        f"wait for it, or `gftune unlock {pipeline_id}` if that run is gone", claim.holder)
+    for old in claim.taken_over:
         say(f"{pipeline_id}: taking over an expired lock of {old.describe(now)}")
-    await client.patch_metadata(pipeline_id, decision.tags)
+    await client.patch_metadata(pipeline_id, claim.tags)
     await asyncio.sleep(settle_s)
     pipeline = await client.get(pipeline_id)
     rival = confirm(tags_of(pipeline), mine, clock())

@@ -12,6 +12,7 @@ from gftune.apply import lock
 from gftune.apply.context import ApplyContext, Refused, StepFailed, is_transient
 from gftune.apply.state import PipelineRun, RunJournal, Step
 from gftune.client import ApiError
+from gftune.plan import tags
 
 
 class Locking:
@@ -53,7 +54,7 @@ class Locking:
                 run.lock = {"owner": mine.owner, "run_id": mine.run_id, "expires": mine.expires}
             else:
                 pipeline = await self.ctx.client.get(pid)
-                rival = lock.confirm(lock.tags_of(pipeline), mine, now)
+                rival = lock.confirm(tags.tags_of(pipeline), mine, now)
                 if rival is not None:
                     raise lock.LockError(pid, f"our lock on {pid} is gone; held by {rival.describe(now)}", rival)
         except lock.LockError as exc:

@@ -24,6 +24,7 @@ from gftune.apply import losses
 from gftune.apply.lifecycle import motivating_proposals
 from gftune.apply.state import RunJournal
 from gftune.desired.secrets import masker
+from gftune.formatting import duration, number
 
 FORMAT_VERSION = "1"
 DETAIL_LEVELS = ("full", "compact", "summary")
@@ -141,34 +142,18 @@ def _next_move(run: Any) -> str:
 
 # --- formatting helpers ----------------------------------------------------------------------------
 
-def fmt_value(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return json.dumps(value) if not isinstance(value, str) else value
-    if isinstance(value, int):
-        text = f"{value:,}"
-    elif unit in ("0/1", "ratio") or abs(value) < 10:
-        text = f"{value:.2f}"
-    else:
-        text = f"{value:,.0f}"
-    suffix = {"records/s": "/s", "1/s": "/s"}.get(unit, "")
-    return text + suffix
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+def _measured(value: float | None, unit: str = "") -> str:
+    """A reading in a report: the one number format, and ``n/a`` for a reading that was not taken."""
+    return "n/a" if value is None else number(value, unit)
 
 
 def _change_value(change: Mapping[str, Any], key: str) -> str:
     if change.get("sensitive"):
         return "(sensitive)"
     value = change.get(key)
-    return "(unset)" if value is None else fmt_value(value)
+    if value is None:
+        return "(unset)"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _verdict_line(p: Mapping[str, Any]) -> str:
@@ -181,7 +166,7 @@ def _verdict_line(p: Mapping[str, Any]) -> str:
 
 def render_text(report: Mapping[str, Any]) -> str:
     lines = [f"gftune apply — run {report['run_id']} (plan {report['plan_id']}, commit "
-             f"{(report.get('git_commit') or 'unknown')[:12]}) in {fmt_duration(report['duration_s'])}"]
+             f"{(report.get('git_commit') or 'unknown')[:12]}) in {duration(report['duration_s'])}"]
     for message in report.get("messages", []):
         lines.append(f"  ! {message}")
     for p in report["pipelines"]:
@@ -197,22 +182,22 @@ def render_text(report: Mapping[str, Any]) -> str:
                 start = _offset(s["start_s"])
                 observed = f" [{s['observed']}]" if s["observed"] else ""
                 detail = f"  {s['detail']}" if s["detail"] else ""
-                lines.append(f"  {start:>8} {s['step']:<32} {s['state']:<8} {fmt_duration(s['duration_s']):>8}"
+                lines.append(f"  {start:>8} {s['step']:<32} {s['state']:<8} {duration(s['duration_s']):>8}"
                              f"{observed}{detail}")
         if p["signals"]:
             window = (p.get("verdict") or {}).get("window_s")
-            lines.append("Observation window: " + (fmt_duration(window) if window else "n/a"))
+            lines.append("Observation window: " + (duration(window) if window else "n/a"))
             symptom = next((s for s in p["signals"] if s["symptom"]), None)
             if symptom:
                 lines.append(f"Symptom metric: {symptom['label']}")
-                lines.append(f"  Before: {fmt_value(symptom['before'], symptom['unit'])}")
-                lines.append(f"  After:  {fmt_value(symptom['after'], symptom['unit'])}")
+                lines.append(f"  Before: {_measured(symptom['before'], symptom['unit'])}")
+                lines.append(f"  After:  {_measured(symptom['after'], symptom['unit'])}")
             lines.append("Other signals:")
             for s in p["signals"]:
                 if s is symptom:
                     continue
-                lines.append(f"  {s['label'] + ':':<24} {fmt_value(s['before'], s['unit'])} -> "
-                             f"{fmt_value(s['after'], s['unit'])}")
+                lines.append(f"  {s['label'] + ':':<24} {_measured(s['before'], s['unit'])} -> "
+                             f"{_measured(s['after'], s['unit'])}")
         for line in (p.get("records") or {}).get("lines", []):
             lines.append(f"Records: {line}")
         lines.append(f"Verdict: {_verdict_line(p)}")
@@ -245,7 +230,7 @@ def _signals_table(p: Mapping[str, Any]) -> list[str]:
     rows = ["| signal | before | after |", "|---|---:|---:|"]
     for s in p["signals"]:
         name = f"**{s['label']}** (symptom)" if s["symptom"] else s["label"]
-        rows.append(f"| {name} | {fmt_value(s['before'], s['unit'])} | {fmt_value(s['after'], s['unit'])} |")
+        rows.append(f"| {name} | {_measured(s['before'], s['unit'])} | {_measured(s['after'], s['unit'])} |")
     return rows
 
 
@@ -287,7 +272,7 @@ def render_markdown(report: Mapping[str, Any], detail: str = "full") -> str:
         raise ValueError(f"detail must be one of {', '.join(DETAIL_LEVELS)}")
     out = [f"### gftune apply: {_headline(report)}", "",
            f"Run `{report['run_id']}` · plan `{report['plan_id']}` · commit "
-           f"`{(report.get('git_commit') or 'unknown')[:12]}` · {fmt_duration(report['duration_s'])}", ""]
+           f"`{(report.get('git_commit') or 'unknown')[:12]}` · {duration(report['duration_s'])}", ""]
     out += [f"> {m}" for m in report.get("messages", [])]
     out += _summary_table(report)
     if detail == "summary":
@@ -330,14 +315,14 @@ def _full_detail(p: Mapping[str, Any]) -> list[str]:
         out += ["", "<details><summary>Evidence</summary>", "", "| policy | signal | measured | threshold | query |",
                 "|---|---|---:|---|---|"]
         out += [f"| {_md_escape(e.get('policy', ''))} | {_md_escape(e.get('signal', ''))} | "
-                f"{fmt_value(e.get('measured'), e.get('unit', ''))} | {_md_escape(e.get('threshold', ''))} | "
+                f"{_measured(e.get('measured'), e.get('unit', ''))} | {_md_escape(e.get('threshold', ''))} | "
                 f"`{_md_escape(e.get('query', ''))}` |" for e in p["evidence"]]
         out += ["", "</details>"]
     if p["timeline"]:
         out += ["", "<details><summary>Lifecycle timeline</summary>", "",
                 "| start | step | state | duration | status |", "|---:|---|---|---:|---|"]
         out += [f"| {_offset(s['start_s'])} | {_md_escape(s['step'])} | "
-                f"{s['state']} | {fmt_duration(s['duration_s'])} | {s['observed'] or ''} |" for s in p["timeline"]]
+                f"{s['state']} | {duration(s['duration_s'])} | {s['observed'] or ''} |" for s in p["timeline"]]
         out += ["", "</details>"]
     if p.get("notes"):
         out += [""] + [f"- {_md_escape(n)}" for n in p["notes"]]

@@ -36,6 +36,7 @@ from gftune.desired.config import Config, load_config
 from gftune.desired.problems import Problem, sorted_problems
 from gftune.desired.repo import DesiredState
 from gftune.desired.secrets import masker
+from gftune.formatting import duration
 from gftune.gitrepo import GitError
 from gftune.orchestration.desired import load_desired
 from gftune.orchestration.plan import PlanRun, Prefetch, UnresolvedReferences, produce_plan
@@ -180,11 +181,6 @@ def format_option(*choices: str, default: str = "text") -> Callable[[Callable[..
     return decorate
 
 
-def _duration_text(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 class ScrapeWait:
     """Says at once that reading metrics by direct scrape will wait a metrics window between its two
     scrapes (5 minutes unless configured otherwise), until when, and how to avoid it; then shows the
@@ -209,7 +205,7 @@ class ScrapeWait:
     def __enter__(self) -> ScrapeWait:
         if self.wait_s >= 1:
             until = datetime.now().astimezone() + timedelta(seconds=self.wait_s)
-            echo(f"metrics: a direct scrape of {self.url} takes two scrapes {_duration_text(self.wait_s)} apart "
+            echo(f"metrics: a direct scrape of {self.url} takes two scrapes {duration(self.wait_s)} apart "
                  f"to measure rates, so the policies are evaluated at about {until:%H:%M:%S} "
                  "(a Prometheus in gftune.yaml `metrics.prometheus` answers at once)", err=True)
         return self
@@ -227,14 +223,14 @@ class ScrapeWait:
 
             with Console(stderr=True).status("") as status:
                 while not self._done.wait(1.0) and time.monotonic() < end:
-                    status.update(f"waiting for the second scrape: {_duration_text(end - time.monotonic())} left")
+                    status.update(f"waiting for the second scrape: {duration(end - time.monotonic())} left")
             return
         every = min(self.LOG_EVERY_S, max(1.0, self.wait_s / 5))
         while not self._done.wait(every):
             left = end - time.monotonic()
             if left < 1:
                 return
-            echo(f"  waiting for the second scrape: {_duration_text(left)} left", err=True)
+            echo(f"  waiting for the second scrape: {duration(left)} left", err=True)
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()

@@ -44,7 +44,7 @@ from gftune import exitcodes
 from gftune.commands.common import examples_dir
 from gftune.desired import secrets
 from gftune.desired.secrets import masker
-from gftune.plan import canonical
+from gftune.plan import tags
 
 DEFAULT_SCENARIO = "demo"
 DEFAULT_TIME_SCALE = 30.0
@@ -93,7 +93,7 @@ def adopted_spec(live: dict[str, Any], *, prefix: str = ENV_PREFIX) -> tuple[dic
         for step in positional[:-1]:
             node = node[step]
         node[positional[-1]] = "${env:" + name + "}"
-    spec["metadata"] = {"tags": canonical.user_tags(live)}
+    spec["metadata"] = {"tags": tags.user_tags(live)}
     return spec, env
 
 

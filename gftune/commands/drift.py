@@ -45,7 +45,7 @@ from gftune.desired.drift_rules import DriftRules
 from gftune.gitrepo import spec_at, spec_history
 from gftune.live import LiveState
 from gftune.orchestration.plan import PlanRun, plan_options
-from gftune.plan import attribution, canonical
+from gftune.plan import attribution, tags
 from gftune.plan.drift import (
     DriftEntry,
     DriftField,
@@ -91,7 +91,7 @@ def drifted_entry(pid: str, path: str | None, live: LiveState, changes: list[Any
         notes.append(f"status {live.status}: ignored (tuning.drift.ignore status)")
     if not kept and status is None:
         return None, notes
-    applied = canonical.provenance_commit(live.tags)
+    applied = tags.provenance_commit(live.tags)
     entry = DriftEntry(pid, "drifted", path=path, status=live.status, applied_commit=applied, notes=notes)
     if kept:
         history = spec_history(root, file) if applied is None else []
@@ -151,7 +151,7 @@ def reconcile_plan(run: PlanRun, report: DriftReport, state: Any) -> Plan:
     """The plan that puts git's state back on every drifted or missing pipeline (orphans are left:
     deleting needs `gftune plan --allow-delete` and a review)."""
     wanted = {e.pipeline_id for e in report.entries if e.state in ("drifted", "missing")}
-    timeout = plan_options(state, allow_delete=False, env={}).running_timeout_s
+    timeout = plan_options(state, allow_delete=False, env={}).timeouts.running_s
     entries = [reconcile_entry(p, running_timeout_s=timeout) for p in run.plan.pipelines if p.pipeline_id in wanted]
     return dataclasses.replace(run.plan, pipelines=entries, id=str(uuid.uuid4()))
 

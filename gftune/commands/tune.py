@@ -29,9 +29,9 @@ from gftune.commands.common import (
     format_option,
     server_options,
 )
+from gftune.formatting import number as fmt
 from gftune.gitrepo import current_branch
 from gftune.orchestration.policies import plan_policies
-from gftune.plan.evidence import format_value as fmt
 from gftune.policy.engine import PolicyReport
 
 

@@ -34,9 +34,9 @@ from gftune.gitrepo import changed_files, git_info
 from gftune.glassflow.rules import json_path
 from gftune.live import LiveState, list_live, read_live
 from gftune.orchestration.policies import plan_policies
-from gftune.plan import canonical, why
+from gftune.plan import tags, why
 from gftune.plan.changes import ChangedFile, Selection, select_changed
-from gftune.plan.model import Plan, PlanOptions, Scope, build_plan, in_shard, parse_shard, select_scope
+from gftune.plan.model import Plan, PlanOptions, Scope, Timeouts, build_plan, in_shard, parse_shard, select_scope
 from gftune.policy.language import parse_policy
 
 _ENV_NAME_IN = re.compile(r"environment variable (\w+) is not set")
@@ -89,9 +89,7 @@ def plan_options(state: DesiredState, *, allow_delete: bool, env: Mapping[str, s
     return PlanOptions(
         allow_delete=allow_delete, resolver=state.resolver(env),
         restart_estimate_s=config.scaled(config.restart_estimate),
-        stop_timeout_s=config.scaled(config.stop_timeout + 60.0),  # the operator forces a stop at 5 min
-        running_timeout_s=config.scaled(config.running_timeout),
-        gone_timeout_s=config.scaled(config.stop_timeout),
+        timeouts=Timeouts.of(config),
     )
 
 
@@ -360,7 +358,7 @@ def explain_changes(run: PlanRun, state: DesiredState, env: Mapping[str, str]) -
         desired, live = state.pipelines.get(entry.pipeline_id), run.live.get(entry.pipeline_id)
         if not entry.changes or desired is None or live is None or not live.exists or live.error:
             continue
-        applied = canonical.provenance_commit(live.tags)
+        applied = tags.provenance_commit(live.tags)
         try:
             whys = why.explain(
                 [c.path for c in entry.changes], live_doc=live.pipeline or {}, live_resources=live.resources,

@@ -20,9 +20,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -31,99 +30,15 @@ from gftune.glassflow import defaults
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import DurationError, api_duration, parse_duration
 from gftune.glassflow.quantities import QuantityError, parse_nats_bytes, parse_quantity
+from gftune.plan import tags
 
 Json = dict[str, Any]
-
-# gftune's own tags on live pipelines (docs/architecture.md): ignored by the diff, preserved by updates.
-GFTUNE_TAG_PREFIX = "gftune:"
-MANAGED_TAG = "gftune:managed"  # apply adds it on create; only such pipelines may be deleted
-COMMIT_TAG_PREFIX = "gftune:commit="  # provenance: the git commit of the last apply
-# anti-flapping: apply reverted a change this policy proposed, at this time (one per policy, latest wins)
-REVERTED_TAG_PREFIX = "gftune:reverted="
 
 SECRET_MASK = "(sensitive)"
 
 
 class Keyed(dict):
     """A list of id-carrying items turned into a mapping; a diff path shows its keys as ``[key]``."""
-
-
-# --- tags -----------------------------------------------------------------------------------
-
-def is_gftune_tag(tag: Any) -> bool:
-    return isinstance(tag, str) and tag.startswith(GFTUNE_TAG_PREFIX)
-
-
-def tags_of(doc: Json | None) -> list[str]:
-    """``metadata.tags`` with ``null``, ``[]`` and a missing ``metadata`` all meaning no tags."""
-    tags = ((doc or {}).get("metadata") or {}).get("tags") or []
-    return [t for t in tags if isinstance(t, str)]
-
-
-def user_tags(doc: Json | None) -> list[str]:
-    return [t for t in tags_of(doc) if not is_gftune_tag(t)]
-
-
-def gftune_tags(doc: Json | None) -> list[str]:
-    return [t for t in tags_of(doc) if is_gftune_tag(t)]
-
-
-def is_managed(tags: Iterable[str]) -> bool:
-    return MANAGED_TAG in tags
-
-
-def provenance_commit(tags: Iterable[str]) -> str | None:
-    """The commit recorded by the last apply (``gftune:commit=<sha>``), or None."""
-    for tag in tags:
-        if isinstance(tag, str) and tag.startswith(COMMIT_TAG_PREFIX):
-            return tag[len(COMMIT_TAG_PREFIX):] or None
-    return None
-
-
-def parse_timestamp(text: Any) -> datetime | None:
-    """An API or tag timestamp (RFC 3339, ``Z`` allowed) as an aware datetime; None when unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _reverted_entry(tag: Any) -> tuple[str, str] | None:
-    """``(policy, time text)`` of a ``gftune:reverted=<policy>@<time>`` tag, else None."""
-    if not isinstance(tag, str) or not tag.startswith(REVERTED_TAG_PREFIX):
-        return None
-    policy, _, when = tag[len(REVERTED_TAG_PREFIX):].rpartition("@")
-    return policy, when
-
-
-def reverted_policies(tags: Iterable[str]) -> dict[str, datetime]:
-    """When apply last reverted a change each policy proposed: ``gftune:reverted=<policy>@<iso time>``.
-    Unreadable tags are ignored; with several for one policy, the latest wins."""
-    out: dict[str, datetime] = {}
-    for tag in tags:
-        entry = _reverted_entry(tag)
-        moment = parse_timestamp(entry[1]) if entry else None
-        if entry is None or moment is None:
-            continue
-        policy = entry[0]
-        if policy and (policy not in out or moment > out[policy]):
-            out[policy] = moment
-    return out
-
-
-def reverted_tag(policy: str, at: datetime) -> str:
-    return f"{REVERTED_TAG_PREFIX}{policy}@{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
-
-
-def with_reverted(tags: Sequence[str], policies: Iterable[str], at: datetime) -> list[str]:
-    """``tags`` with a revert of each of ``policies`` recorded at ``at``, replacing their older records
-    (the tag set stays bounded: one per policy)."""
-    names = list(dict.fromkeys(policies))
-    kept = [t for t in tags if (entry := _reverted_entry(t)) is None or entry[0] not in names]
-    return [*kept, *(reverted_tag(name, at) for name in names)]
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -254,7 +169,7 @@ def canonical_config(doc: Json, *, resolver: Resolver | None = None) -> Json:
                          if isinstance(s, dict)),
         "transforms": _transforms(doc),
         "sink": _sink(doc.get("sink") or {}),
-        "metadata": {"tags": sorted(set(user_tags(doc)))},
+        "metadata": {"tags": sorted(set(tags.user_tags(doc)))},
     }
     if isinstance(doc.get("join"), dict) and doc["join"].get("enabled"):
         out["join"] = _join(doc["join"])

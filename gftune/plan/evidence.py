@@ -9,25 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gftune.formatting import number
 from gftune.plan.assessment import Assessment, Cost
 
 # Evidence whose threshold starts with this is an input of the sizing, not a condition that fired.
 SIZING_INPUT = "sizing input"
-
-
-def format_value(value: float | None, unit: str = "") -> str:
-    """A measured value the way the seed's report shows it: ``5,200/s``, ``0.35``, ``unknown``."""
-    if value is None:
-        return "unknown"
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 1 or value == 0:
-        text = f"{value:,.2f}".rstrip("0").rstrip(".")
-    else:
-        text = f"{value:.3g}"
-    suffix = {"records/s": "/s", "1/s": "/s", "records": "", "ratio": "", "0/1": "", "s": " s"}.get(
-        unit, f" {unit}" if unit else "")
-    return text + suffix
 
 
 @dataclass(frozen=True)
@@ -45,7 +31,7 @@ class Evidence:
 
     def describe(self) -> str:
         """``signal = value (threshold ..., window ...)``; a sizing input says what it measures."""
-        measured = format_value(self.measured, self.unit)
+        measured = number(self.measured, self.unit)
         if self.threshold.startswith(SIZING_INPUT):
             what = self.threshold[len(SIZING_INPUT):].lstrip(": ")
             return f"{self.signal} = {measured} (sizing input: {what}; window {self.window})"

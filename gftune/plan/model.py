@@ -3,8 +3,8 @@
 Pure data and a pure builder. :func:`build_plan` takes the desired pipelines (from git), the live
 state (already read) and the policy outcomes (already evaluated) and returns a :class:`Plan`; it
 does no I/O. The plan serialises to a versioned JSON document (``format_version`` "1",
-docs/plan.md) that ``apply`` executes exactly, after :func:`check_stale` confirms that the live
-pipelines are still what the plan saw.
+docs/plan.md) that ``apply`` executes exactly, after :mod:`gftune.plan.staleness` confirms that
+the live pipelines are still what the plan saw.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gftune.glassflow import resources as res
 from gftune.glassflow import rules
 from gftune.glassflow.durations import DurationError, parse_duration
 from gftune.glassflow.statuses import Status
-from gftune.plan import canonical
+from gftune.plan import canonical, tags
 from gftune.plan import cost as costs
 from gftune.plan.assessment import Cost
 from gftune.plan.canonical import Json
@@ -360,7 +360,7 @@ def select_scope(desired_ids: Iterable[str], listed: Iterable[Json] | None, *, t
     for pid, row in sorted(live_rows.items()):
         if pid in desired_set or not wanted(pid):
             continue
-        (orphans if canonical.is_managed(canonical.tags_of(row)) else unmanaged).append(pid)
+        (orphans if tags.is_managed(tags.tags_of(row)) else unmanaged).append(pid)
     unknown = [t for t in targets if t not in desired_set and t not in live_rows]
     return Scope(desired=sorted(p for p in desired if wanted(p)), orphans=orphans, unmanaged=unmanaged,
                  unknown_targets=unknown)
@@ -373,19 +373,41 @@ def _no_references(ref: str) -> str:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long a lifecycle step waits for the API's operator, in wall seconds (already time-scaled)."""
+
+    stop_s: float = 360.0  # the operator forces a stop after its stop timeout (5 min); a minute more to land
+    running_s: float = 900.0  # the operator fails an operation after 15 min
+    gone_s: float = 300.0
+
+    @classmethod
+    def of(cls, config: Any) -> Timeouts:
+        """From gftune.yaml's settings (a :class:`gftune.desired.config.Config`)."""
+        return cls(stop_s=config.scaled(config.stop_timeout + 60.0), running_s=config.scaled(config.running_timeout),
+                   gone_s=config.scaled(config.stop_timeout))
+
+
+def wait_status(status: str, timeout_s: float) -> Json:
+    return {"action": "wait_status", "status": status, "timeout_s": timeout_s}
+
+
+def cycle(core: list[Json], timeouts: Timeouts) -> list[Json]:
+    """The stop → update → resume cycle around ``core`` (the update steps): stop, wait for Stopped,
+    ``core``, wait for Running (the operator resumes by itself after an update). ``stop`` is a no-op
+    on a pipeline that is already Stopped or Failed. The plan's lifecycles and apply's restore and
+    revert are all built with it."""
+    return [{"action": "stop"}, wait_status(Status.STOPPED, timeouts.stop_s), *core,
+            wait_status(Status.RUNNING, timeouts.running_s)]
+
+
+@dataclass(frozen=True)
 class PlanOptions:
     allow_delete: bool = False
     # what a ${env:}/${file:} reference stands for: the command's secrets.Resolver (the edge that
     # reads the environment and files), passed in so that planning itself reads nothing
     resolver: Callable[[str], str] = _no_references
     restart_estimate_s: float = 60.0  # downtime of one stop -> update -> running cycle
-    stop_timeout_s: float = 360.0  # the operator forces a stop after 5 min
-    running_timeout_s: float = 900.0  # the operator fails an operation after 15 min
-    gone_timeout_s: float = 300.0
-
-
-def _wait(status: str, timeout: float) -> Json:
-    return {"action": "wait_status", "status": status, "timeout_s": timeout}
+    timeouts: Timeouts = field(default_factory=Timeouts)
 
 
 def fingerprint_live(live: LiveLike, config: Json | None = None) -> Json:
@@ -402,46 +424,24 @@ def fingerprint_live(live: LiveLike, config: Json | None = None) -> Json:
     }
 
 
-def check_stale(entry: PipelinePlan | Json, live: LiveLike) -> list[str]:
-    """Why a planned pipeline no longer matches the live one (empty = safe to apply)."""
-    entry = PipelinePlan.from_dict(entry) if isinstance(entry, dict) else entry
-    pid = entry.pipeline_id
-    if live.error:
-        return [f"{pid}: cannot read the live pipeline: {live.error}"]
-    if entry.action == CREATE:
-        return [f"{pid}: was planned as a create but now exists"] if live.exists else []
-    if not live.exists:
-        return [f"{pid}: no longer exists (it was planned as {entry.action})"]
-    if entry.fingerprint is None:
-        return []
-    now = fingerprint_live(live)
-    reasons = []
-    if now["config"] != entry.fingerprint.get("config"):
-        reasons.append(f"{pid}: live configuration changed since the plan was made")
-    if now["resources"] != entry.fingerprint.get("resources"):
-        reasons.append(f"{pid}: live resources changed since the plan was made")
-    if now["status"] != entry.fingerprint.get("status"):
-        reasons.append(f"{pid}: status changed from {entry.fingerprint.get('status')} to {now['status']} "
-                       "since the plan was made")
-    return reasons
-
-
-def _strip_join_resources(doc: Json) -> Json:
+def without_join_resources(doc: Json) -> Json:
+    """A copy of a v3 document without gftune's ``resources.join``: the API's own document cannot carry
+    it (join resources go through ``PUT /resources``)."""
     out = copy.deepcopy(doc)
     if isinstance(out.get("resources"), dict):
         out["resources"].pop("join", None)
     return out
 
 
-def _with_tags(doc: Json, tags: list[str]) -> Json:
+def _with_tags(doc: Json, wanted: list[str]) -> Json:
     out = copy.deepcopy(doc)
-    out["metadata"] = {**(out.get("metadata") or {}), "tags": tags}
+    out["metadata"] = {**(out.get("metadata") or {}), "tags": wanted}
     return out
 
 
 def _merged_tags(desired: Json, live: Json | None, *extra: str) -> list[str]:
-    tags = canonical.user_tags(desired) + canonical.gftune_tags(live)
-    return list(dict.fromkeys([*tags, *extra]))
+    merged = tags.user_tags(desired) + tags.gftune_tags(live)
+    return list(dict.fromkeys([*merged, *extra]))
 
 
 def _invalid(doc: Json) -> list[Blocker]:
@@ -529,10 +529,9 @@ def update_steps(status: str, *, config_changed: bool, join: bool, options: Plan
     core: list[Json] = [{"action": "edit"}] if config_changed else [{"action": "put_resources",
                                                                      "payload": "resources"}]
     if status == Status.RUNNING:
-        steps = [{"action": "stop"}, _wait(Status.STOPPED, o.stop_timeout_s), *core,
-                 _wait(Status.RUNNING, o.running_timeout_s)]
+        steps = cycle(core, o.timeouts)
     else:
-        steps = [*core, _wait(Status.RUNNING, o.running_timeout_s)]
+        steps = [*core, wait_status(Status.RUNNING, o.timeouts.running_s)]
     if config_changed and join:
         steps += _join_restore_steps(o)
     if status == Status.STOPPED:
@@ -541,20 +540,19 @@ def update_steps(status: str, *, config_changed: bool, join: bool, options: Plan
 
 
 def _join_restore_steps(o: PlanOptions) -> list[Json]:
-    return [{"action": "stop", "when": JOIN_RESET}, {**_wait(Status.STOPPED, o.stop_timeout_s), "when": JOIN_RESET},
-            {"action": "put_resources", "payload": "join_restore", "when": JOIN_RESET},
-            {**_wait(Status.RUNNING, o.running_timeout_s), "when": JOIN_RESET}]
+    return [{**step, "when": JOIN_RESET}
+            for step in cycle([{"action": "put_resources", "payload": "join_restore"}], o.timeouts)]
 
 
 def _restop(o: PlanOptions) -> list[Json]:
-    return [{"action": "stop"}, _wait(Status.STOPPED, o.stop_timeout_s)]
+    return [{"action": "stop"}, wait_status(Status.STOPPED, o.timeouts.stop_s)]
 
 
 def _plan_create(plan: PipelinePlan, spec: Json, o: PlanOptions, resolver: Callable[[str], str]) -> None:
     plan.action = CREATE
-    document = _with_tags(_strip_join_resources(spec), _merged_tags(spec, None, canonical.MANAGED_TAG))
+    document = _with_tags(without_join_resources(spec), _merged_tags(spec, None, tags.MANAGED_TAG))
     plan.payload = {"document": document}
-    plan.lifecycle = [{"action": "create"}, _wait(Status.RUNNING, o.running_timeout_s)]
+    plan.lifecycle = [{"action": "create"}, wait_status(Status.RUNNING, o.timeouts.running_s)]
     join = ((spec.get("resources") or {}).get("join"))
     if isinstance(join, dict) and join:
         # Create cannot carry join resources (not in the v3 document): set them afterwards by PUT.
@@ -587,7 +585,7 @@ def _plan_delete(plan: PipelinePlan, live: LiveLike, o: PlanOptions) -> None:
     steps: list[Json] = []
     if status == Status.RUNNING:
         steps += _restop(o)
-    plan.lifecycle = [*steps, {"action": "delete"}, {"action": "wait_gone", "timeout_s": o.gone_timeout_s}]
+    plan.lifecycle = [*steps, {"action": "delete"}, {"action": "wait_gone", "timeout_s": o.timeouts.gone_s}]
     plan.cost = costs.delete_cost(plan.pipeline_id, live.resources)
 
 
@@ -694,9 +692,9 @@ def _plan_update(plan: PipelinePlan, spec: Json, live: LiveLike, diffs: list[Fie
     config_changed = any(d.area != RESOURCES for d in disruptive)
     join = isinstance(target.get("join"), dict)
     if config_changed:
-        document = _strip_join_resources(spec)
+        document = without_join_resources(spec)
         document["resources"] = canonical.edit_resources(target, spec)
-        document = _with_tags(document, _merged_tags(spec, live_doc, canonical.MANAGED_TAG))
+        document = _with_tags(document, _merged_tags(spec, live_doc, tags.MANAGED_TAG))
         blockers += _invalid(document)
         plan.payload["document"] = document
         if join:

@@ -23,10 +23,11 @@ from rich.markup import escape
 
 from gftune import exitcodes
 from gftune.desired.secrets import masker
+from gftune.formatting import number
 from gftune.plan.assessment import Cost
 from gftune.plan.canonical import SECRET_MASK
 from gftune.plan.changes import Selection
-from gftune.plan.evidence import SIZING_INPUT, Escalation, Evidence, Proposal, format_value
+from gftune.plan.evidence import SIZING_INPUT, Escalation, Evidence, Proposal
 from gftune.plan.model import (
     BLOCKED,
     CREATE,
@@ -180,7 +181,7 @@ def is_reading(e: Evidence) -> bool:
 
 def readings_rows(evidence: Iterable[Evidence]) -> list[tuple[str, str, str]]:
     """``(signal, value, threshold)`` of the readings behind a proposal or escalation."""
-    return [(e.signal, format_value(e.measured, e.unit), e.threshold) for e in evidence if is_reading(e)]
+    return [(e.signal, number(e.measured, e.unit), e.threshold) for e in evidence if is_reading(e)]
 
 
 def readings_table(evidence: Iterable[Evidence]) -> list[str]:

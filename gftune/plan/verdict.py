@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gftune.formatting import number
 from gftune.plan.assessment import NO_BACKLOG, Assessment, Cost, ResourceDelta
-from gftune.plan.evidence import Escalation, Evidence, FieldChange, Proposal, format_value
+from gftune.plan.evidence import Escalation, Evidence, FieldChange, Proposal
 
 
 def rate(value: float | None) -> str:
-    return format_value(value, "records/s")
+    return number(value, "records/s")
 
 
 def records(value: float) -> str:
@@ -160,7 +161,7 @@ def trigger(evidence: Sequence[Evidence]) -> str:
     if not fired:
         return ""
     e = fired[0]
-    return f"{e.signal} {format_value(e.measured, e.unit)} ({e.threshold})"
+    return f"{e.signal} {number(e.measured, e.unit)} ({e.threshold})"
 
 
 def proposal_verdict(p: Proposal, cost: Cost | None = None, *, name_changes: bool = True) -> str:

@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from gftune.desired.config import Config
+from gftune.formatting import number as fmt
 from gftune.plan.evidence import Escalation, Proposal
-from gftune.plan.evidence import format_value as fmt
 from gftune.policy.evaluate import evaluate
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import OPS, Policy

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gftune.desired.config import Config
-from gftune.formatting import format_seconds
+from gftune.formatting import duration
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import DEFAULT_COOLDOWN_S, Policy
 
@@ -30,7 +30,7 @@ def cooldown(policy: Policy, facts: PipelineFacts, now: datetime, settings: Conf
                       "cooldown not applied"
     if elapsed < wait:
         until = datetime.fromtimestamp(facts.last_change.timestamp() + wait, UTC).isoformat(timespec="seconds")
-        return True, (f"{policy.name}: cooldown {format_seconds(policy.cooldown_s)} active until {until} "
+        return True, (f"{policy.name}: cooldown {duration(policy.cooldown_s)} active until {until} "
                       f"(last change {last}); no change proposed")
     return False, None
 
@@ -47,5 +47,5 @@ def revert_backoff(policy: Policy, facts: PipelineFacts, now: datetime, settings
         return False, None
     until = datetime.fromtimestamp(when.timestamp() + wait, UTC).isoformat(timespec="seconds")
     return True, (f"{policy.name}: its change was reverted at {when.isoformat(timespec='seconds')} (regressed); "
-                  f"backing off until {until}: cooldown {REVERT_BACKOFF_COOLDOWNS} x {format_seconds(period)} "
+                  f"backing off until {until}: cooldown {REVERT_BACKOFF_COOLDOWNS} x {duration(period)} "
                   "active after a revert; no change proposed")

@@ -17,11 +17,11 @@ from datetime import datetime
 
 from gftune.desired import paths
 from gftune.desired.config import Config
-from gftune.formatting import format_seconds
+from gftune.formatting import duration
+from gftune.formatting import number as fmt
 from gftune.metrics.snapshots import ERROR
 from gftune.plan.assessment import Assessment
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
-from gftune.plan.evidence import format_value as fmt
 from gftune.policy import assess, guards
 from gftune.policy.actions import expand_path, field_changes
 from gftune.policy.cooldown import cooldown, revert_backoff
@@ -61,8 +61,8 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
     threshold, threshold_text = resolver.number(condition.value)
     name = condition.signal or "promql"
     reading = view.promql(condition.promql) if condition.promql is not None else view.reading(name)
-    window = format_seconds(settings.metrics_window)
-    for_text = f" for {format_seconds(condition.for_s)}" if condition.for_s else ""
+    window = duration(settings.metrics_window)
+    for_text = f" for {duration(condition.for_s)}" if condition.for_s else ""
     if threshold is None:
         evaluation.unknown.append(f"threshold {condition.value!r} of {name} ({threshold_text})")
         return None, []
@@ -167,7 +167,7 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         reading = view.reading(name)
         if reading.known:
             detail = ", ".join(f"{k or '-'}: {fmt(v, reading.unit)}" for k, v in sorted(reading.breakdown.items()))
-            evidence.append(Evidence(policy.name, name, reading.query, format_seconds(settings.metrics_window),
+            evidence.append(Evidence(policy.name, name, reading.query, duration(settings.metrics_window),
                                      reading.value, f"context{' (' + detail + ')' if detail else ''}", reading.unit,
                                      view.at.isoformat()))
     if policy.escalates:

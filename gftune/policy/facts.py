@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gftune.plan import canonical
+from gftune.glassflow.timestamps import parse_timestamp
+from gftune.plan import tags
 
 
 @dataclass
@@ -31,8 +32,8 @@ class PipelineFacts:
 
 def _last_change(health: Mapping[str, Any]) -> datetime | None:
     """When the pipeline last changed status (stop, resume, edit); creation alone is no change."""
-    updated = canonical.parse_timestamp(health.get("updated_at"))
-    created = canonical.parse_timestamp(health.get("created_at"))
+    updated = parse_timestamp(health.get("updated_at"))
+    created = parse_timestamp(health.get("created_at"))
     if updated is None or (created is not None and updated <= created):
         return None
     return updated
@@ -53,4 +54,4 @@ def facts_for(pipeline: Any, live: Any) -> PipelineFacts:
         immutable=tuple(getattr(live, "immutable", ()) or ()) if exists else (),
         status=getattr(live, "status", None) if exists else None,
         last_change=_last_change(health) if exists else None,
-        reverted=canonical.reverted_policies(canonical.tags_of(live.pipeline)) if exists else {})
+        reverted=tags.reverted_policies(tags.tags_of(live.pipeline)) if exists else {})

@@ -13,10 +13,10 @@ from typing import Any
 
 from gftune.desired import paths
 from gftune.desired.config import Config
-from gftune.formatting import format_seconds
+from gftune.formatting import duration
+from gftune.formatting import number as fmt
 from gftune.glassflow import resources as res
 from gftune.plan.evidence import SIZING_INPUT, Evidence, FieldChange
-from gftune.plan.evidence import format_value as fmt
 from gftune.policy import guards, sizing
 from gftune.policy.actions import expand_path
 from gftune.policy.facts import PipelineFacts
@@ -37,7 +37,7 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                   evidence: list[Evidence], policy: Policy) -> tuple[sizing.SizingInput | None, str]:
     ctx = SignalContext(facts.pipeline_id, facts.doc)
     at = view.at.isoformat()
-    window = format_seconds(settings.metrics_window)
+    window = duration(settings.metrics_window)
 
     def read(name: str, why: str) -> float | None:
         reading = view.reading(name)
@@ -144,7 +144,7 @@ def scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settin
     changes: list[FieldChange] = []
     lines = [f"input {fmt(inp.source_rate, 'records/s')} (read + Kafka lag growth), backlog {fmt(inp.backlog)} "
              f"records -> target capacity {fmt(result.target_rate, 'records/s')} at {inp.target_utilization:.0%} "
-             f"utilisation, catch-up {format_seconds(inp.catch_up_s)}, restart {format_seconds(inp.restart_s)}"]
+             f"utilisation, catch-up {duration(inp.catch_up_s)}, restart {duration(inp.restart_s)}"]
     for decision in result.decisions:
         lines.append(
             f"{decision.stage}: {decision.replicas_from} replica(s) x {fmt(decision.true_rate, 'records/s')} "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gftune.desired import paths
-from gftune.plan.evidence import format_value as fmt
+from gftune.formatting import number as fmt
 from gftune.policy import guards
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import REFERENCE_TERM, RELATIVE_CHANGE, reference_terms

@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gftune.formatting import number
 from gftune.plan import canonical
-from gftune.plan.evidence import Evidence, Proposal, format_value
+from gftune.plan.evidence import Evidence, Proposal
 from gftune.plan.model import Plan
 from gftune.policy.arbitrate import PolicyOutcome
 from gftune.policy.engine import PolicyReport
@@ -72,8 +73,8 @@ def moved_signals(before: Sequence[Evidence], after: Sequence[Evidence]) -> list
         if abs(change) < MIN_RELATIVE_CHANGE:
             continue
         verb = "grew" if change > 0 else "fell"
-        text = (f"{signal} {verb} from {format_value(old.measured, old.unit)} to "
-                f"{format_value(new.measured, new.unit)} ({change:+.0%})")
+        text = (f"{signal} {verb} from {number(old.measured, old.unit)} to "
+                f"{number(new.measured, new.unit)} ({change:+.0%})")
         moved.append((abs(change), text))
     return [text for _, text in sorted(moved, key=lambda m: -m[0])[:MAX_REASONS]]
 

@@ -9,10 +9,13 @@ import pytest
 from gftune import exitcodes
 from gftune.apply import executor as ap
 from gftune.apply import lifecycle as lc
+from gftune.apply import state as rec
 from gftune.apply.context import ApplyContext, is_transient
 from gftune.desired.config import Config
 from gftune.plan import model as planmod
+from gftune.plan import tags
 from gftune.plan.evidence import Expectation, FieldChange, Proposal, VerifySpec
+from gftune.plan.staleness import plan_stale_reasons
 
 OBS_RUNNING = lc.Observation(True, "Running")
 
@@ -81,12 +84,12 @@ def test_verify_plan_takes_predictions_and_the_strictest_policy_settings():
 
 @pytest.mark.parametrize(("action", "params", "obs", "kind", "call"), [
     ("stop", {}, OBS_RUNNING, lc.SEND, "stop"),
-    ("stop", {}, lc.Observation(True, "Stopping"), lc.DONE_, None),
-    ("stop", {}, lc.Observation(True, "Failed"), lc.DONE_, None),
+    ("stop", {}, lc.Observation(True, "Stopping"), rec.DONE, None),
+    ("stop", {}, lc.Observation(True, "Failed"), rec.DONE, None),
     ("stop", {}, lc.Observation(True, "Resuming"), lc.WAIT, None),
     ("stop", {}, lc.Observation(False, None), lc.FAIL, None),
     ("wait_status", {"status": "Stopped"}, lc.Observation(True, "Stopping"), lc.WAIT, None),
-    ("wait_status", {"status": "Stopped"}, lc.Observation(True, "Stopped"), lc.DONE_, None),
+    ("wait_status", {"status": "Stopped"}, lc.Observation(True, "Stopped"), rec.DONE, None),
     ("wait_status", {"status": "Running"}, lc.Observation(True, "Failed"), lc.FAIL, None),
     # Failed since before the update was sent: give the operator time, then resume it
     ("wait_status", {"status": "Running"}, lc.Observation(True, "Failed", changed=False, waited_s=1), lc.WAIT, None),
@@ -96,18 +99,18 @@ def test_verify_plan_takes_predictions_and_the_strictest_policy_settings():
     ("wait_status", {"status": "Running"}, lc.Observation(True, "Stopped", stopped_for_s=31), lc.SEND, "resume"),
     ("wait_status", {"status": "Running"}, lc.Observation(True, "Resuming", waited_s=99), lc.FAIL, None),
     ("edit", {}, lc.Observation(True, "Stopped", matches=False), lc.SEND, "edit"),
-    ("edit", {}, lc.Observation(True, "Running", matches=True), lc.DONE_, None),  # already applied: not resent
+    ("edit", {}, lc.Observation(True, "Running", matches=True), rec.DONE, None),  # already applied: not resent
     ("edit", {}, lc.Observation(True, "Running", matches=False), lc.FAIL, None),
     ("edit", {}, lc.Observation(True, "Stopping", matches=False), lc.WAIT, None),
     ("put_resources", {}, lc.Observation(True, "Failed", matches=False), lc.SEND, "put_resources"),
     ("create", {}, lc.Observation(False, None), lc.SEND, "create"),
-    ("create", {}, lc.Observation(True, "Running", matches=True), lc.DONE_, None),
+    ("create", {}, lc.Observation(True, "Running", matches=True), rec.DONE, None),
     ("create", {}, lc.Observation(True, "Running", matches=False), lc.FAIL, None),
-    ("delete", {}, lc.Observation(False, None), lc.DONE_, None),
+    ("delete", {}, lc.Observation(False, None), rec.DONE, None),
     ("delete", {}, lc.Observation(True, "Stopped"), lc.SEND, "delete"),
     ("wait_gone", {}, lc.Observation(True, "Stopped", waited_s=3), lc.WAIT, None),
     ("resume", {}, lc.Observation(True, "Failed"), lc.SEND, "resume"),
-    ("resume", {}, OBS_RUNNING, lc.DONE_, None),
+    ("resume", {}, OBS_RUNNING, rec.DONE, None),
 ])
 def test_decide(action, params, obs, kind, call):
     d = lc.decide(action, params, obs, timeout_s=10, resume_grace_s=30)
@@ -139,17 +142,17 @@ def test_resources_match_normalises_units():
 def test_updates_keep_the_live_gftune_tags_and_provenance_replaces_the_commit():
     doc = {"metadata": {"tags": ["team:a", "gftune:managed"]}}
     live = {"metadata": {"tags": ["gftune:lock=me|r1|9", "gftune:commit=old", "stray"]}}
-    assert lc.with_live_gftune_tags(doc, live)["metadata"]["tags"] == [
+    assert tags.with_live_gftune_tags(doc, live)["metadata"]["tags"] == [
         "team:a", "gftune:lock=me|r1|9", "gftune:commit=old", "gftune:managed"]
-    assert lc.provenance_tags(["x", "gftune:commit=old", "gftune:lock=me|r1|9"], "abc") == [
+    assert tags.provenance_tags(["x", "gftune:commit=old", "gftune:lock=me|r1|9"], "abc") == [
         "x", "gftune:lock=me|r1|9", "gftune:managed", "gftune:commit=abc"]
 
 
 def test_plan_staleness_by_age_and_commit():
     plan = planmod.Plan(pipelines=[], id="plan-1", created_at="2025-01-01T00:00:00+00:00", git={"commit": "a" * 40})
     now = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(minutes=30)
-    assert lc.plan_stale_reasons(plan, now=now, max_age_s=3600, current_commit="a" * 40) == []
-    reasons = lc.plan_stale_reasons(plan, now=now + timedelta(hours=1), max_age_s=3600, current_commit="b" * 40)
+    assert plan_stale_reasons(plan, now=now, max_age_s=3600, current_commit="a" * 40) == []
+    reasons = plan_stale_reasons(plan, now=now + timedelta(hours=1), max_age_s=3600, current_commit="b" * 40)
     assert "older than --max-plan-age" in reasons[0] and "the repository is now at bbbbbbbbbbbb" in reasons[1]
 
 

@@ -54,7 +54,7 @@ def test_tuning_change_from_a_policy_is_verified_as_improved(sim_factory, promet
     assert 3050 * 0.7 < growth < 3050 * 1.3, growth
     assert len(p["chart"]["t"]) >= 5 and max(p["chart"]["sink"]) > 6000
     markdown = report.render_markdown(doc)
-    assert "xychart-beta" in markdown and "| **ingestor backpressure** (symptom) | 1.00 | 0.00 |" in markdown
+    assert "xychart-beta" in markdown and "| **ingestor backpressure** (symptom) | 1 | 0 |" in markdown
     assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] >= 2
     assert h.status(sim.api_url, pid) == "Running"
 

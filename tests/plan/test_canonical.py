@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from gftune.desired import secrets
-from gftune.plan import canonical
+from gftune.plan import canonical, tags
 from gftune.plan.diff import METADATA, NAME, RESOURCES, diff_config, diff_resources
 
 PASSWORD = "s3cr3t-Value-42"
@@ -328,7 +328,7 @@ def test_edit_resources_keeps_filter_only_transform_block():
 
 
 def test_provenance_and_managed_tags():
-    tags = ["team:x", "gftune:managed", "gftune:commit=abc123"]
-    assert canonical.is_managed(tags)
-    assert canonical.provenance_commit(tags) == "abc123"
-    assert canonical.provenance_commit(["x"]) is None
+    live = ["team:x", "gftune:managed", "gftune:commit=abc123"]
+    assert tags.is_managed(live)
+    assert tags.provenance_commit(live) == "abc123"
+    assert tags.provenance_commit(["x"]) is None

@@ -22,12 +22,12 @@ from gftune.plan.model import (
     Plan,
     PlanOptions,
     build_plan,
-    check_stale,
     in_shard,
     parse_shard,
     plan_pipeline,
     select_scope,
 )
+from gftune.plan.staleness import entry_stale_reasons
 from tests.plan.test_canonical import ENV, PASSWORD, desired_doc, live_doc, live_internal, resolver
 from tests.support.plans import CREATED, PLAN_ID, make_plan
 
@@ -372,17 +372,17 @@ def test_stale_plan_is_detected():
     spec = desired_doc()
     spec["resources"]["sources"][0]["replicas"] = 3
     entry = plan_for(spec).to_dict()
-    assert check_stale(entry, live()) == []
-    assert any("status" in r for r in check_stale(entry, live("Stopped")))
-    assert any("resources" in r for r in check_stale(entry, live(internal=lambda i: i["sink"].update(replicas=5))))
+    assert entry_stale_reasons(entry, live()) == []
+    assert any("status" in r for r in entry_stale_reasons(entry, live("Stopped")))
+    assert any("resources" in r for r in entry_stale_reasons(entry, live(internal=lambda i: i["sink"].update(replicas=5))))
     assert any("configuration" in r
-               for r in check_stale(entry, live(doc=lambda d: d["sink"].update(table="other"))))
+               for r in entry_stale_reasons(entry, live(doc=lambda d: d["sink"].update(table="other"))))
     # a canonically equal re-rendering of the same config is not staleness
-    assert check_stale(entry, live(doc=lambda d: d["sink"].update(max_delay_time="60s"))) == []
-    assert check_stale(entry, LiveState("orders-dedup", exists=False)) != []
+    assert entry_stale_reasons(entry, live(doc=lambda d: d["sink"].update(max_delay_time="60s"))) == []
+    assert entry_stale_reasons(entry, LiveState("orders-dedup", exists=False)) != []
     create = plan_for(state=LiveState("orders-dedup", exists=False)).to_dict()
-    assert check_stale(create, LiveState("orders-dedup", exists=False)) == []
-    assert check_stale(create, live()) != []
+    assert entry_stale_reasons(create, LiveState("orders-dedup", exists=False)) == []
+    assert entry_stale_reasons(create, live()) != []
 
 
 def test_fingerprint_holds_no_secret():

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from gftune.cli import cli
 from gftune.desired.repo import PolicyFile
 from gftune.desired.yamlio import load_yaml_text
+from gftune.plan import tags
 from gftune.policy.actions import expand_path
 from gftune.policy.arbitrate import evaluate_pipeline
 from gftune.policy.evaluate import evaluate
@@ -139,13 +140,12 @@ def test_cooldown_after_a_change_but_not_after_creation():
 
 def test_a_reverted_policy_backs_off_for_four_cooldowns_scaled_by_time_scale():
     from gftune.desired.config import Config
-    from gftune.plan import canonical
 
     p = parse_policy(policy("sink-batch", cooldown="15m"))
     view = FixtureView({"sink_input_ratio": 0.5})
-    tags = canonical.with_reverted(["gftune:managed", canonical.reverted_tag("other", view.at)], ["sink-batch"],
-                                   view.at - timedelta(minutes=20))
-    reverted = canonical.reverted_policies(tags)
+    written = tags.with_reverted(["gftune:managed", tags.reverted_tag("other", view.at)], ["sink-batch"],
+                                 view.at - timedelta(minutes=20))
+    reverted = tags.reverted_policies(written)
     assert set(reverted) == {"other", "sink-batch"}
     result = evaluate(p, facts(reverted=reverted), view)  # 20 min ago: past the cooldown, within 4 x 15m
     assert result.proposal is None
@@ -161,14 +161,13 @@ def test_a_reverted_policy_backs_off_for_four_cooldowns_scaled_by_time_scale():
 
 
 def test_revert_tags_stay_one_per_policy_and_ignore_the_unreadable():
-    from gftune.plan import canonical
 
     early, late = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-    tags = canonical.with_reverted(["user", canonical.reverted_tag("a", early), "gftune:reverted=b@not-a-time"],
-                                   ["a"], late)
-    assert tags == ["user", "gftune:reverted=b@not-a-time", "gftune:reverted=a@2025-01-02T03:04:05Z"]
-    assert canonical.reverted_policies(tags) == {"a": late}
-    assert canonical.reverted_policies([canonical.reverted_tag("a", late), canonical.reverted_tag("a", early)]) == {
+    written = tags.with_reverted(["user", tags.reverted_tag("a", early), "gftune:reverted=b@not-a-time"],
+                                 ["a"], late)
+    assert written == ["user", "gftune:reverted=b@not-a-time", "gftune:reverted=a@2025-01-02T03:04:05Z"]
+    assert tags.reverted_policies(written) == {"a": late}
+    assert tags.reverted_policies([tags.reverted_tag("a", late), tags.reverted_tag("a", early)]) == {
         "a": late}
 
 
