@@ -60,6 +60,8 @@ class Locking:
         except lock.LockError as exc:
             raise StepFailed(str(exc)) from None
         except ApiError as exc:
+            if exc.not_found:
+                return  # deleted (by this run's delete step): the lock went with the pipeline
             if not is_transient(exc):
                 raise StepFailed(f"cannot check the lock: {exc}") from None
         self._locks[pid] = mine
