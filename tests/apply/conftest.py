@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apply import helpers as h
+from tests.support import apply as h
 
 HEALTHY = "orders-healthy"
 

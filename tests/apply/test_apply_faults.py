@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.apply import helpers as h
+from tests.support import apply as h
+from tests.support.api import status
 
 PID = "orders-healthy"
 EDIT = "POST /api/v1/pipeline/{id}/edit"
@@ -32,7 +33,7 @@ def test_5xx_on_edit_after_the_stop_restores_and_resumes(sim_factory, tmp_path):
     states = {s["step"]: s["state"] for s in p["timeline"]}
     assert states["apply.edit"] == "failed" and states["restore.plan"] == "done"
     assert states["restore.wait_status(Running)"] == "done" and states["finish.provenance"] == "skipped"
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert not any(t.startswith("gftune:lock=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
     assert "the update failed and the previous configuration was restored" in p["next_move"]
@@ -49,7 +50,7 @@ def test_transient_5xx_is_retried_with_backoff(sim_factory, tmp_path):
     assert doc["pipelines"][0]["verdict"]["label"] == "healthy, not verified by metrics"
     assert "retrying (1/5)" in proc.stderr
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
 
 
 def test_failed_on_resume_is_reported_and_restored(sim_factory, tmp_path):
@@ -64,7 +65,7 @@ def test_failed_on_resume_is_reported_and_restored(sim_factory, tmp_path):
     steps = {s["step"]: s for s in p["timeline"]}
     assert steps["apply.wait_status(Running)"]["state"] == "failed"
     assert steps["restore.edit"]["state"] == "done" and steps["restore.stop"]["observed"] == "Failed"
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.sent(sim, "POST", "/edit") == 2
 
@@ -83,7 +84,7 @@ def test_a_resources_restore_echoes_what_the_server_rewrote(sim_factory, tmp_pat
     assert p["outcome"] == "restored", p.get("error")
     steps = {s["step"]: s for s in p["timeline"]}
     assert steps["restore.put_resources"]["state"] == "done"
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     after = h.live(sim.api_url, PID, "/resources")["pipeline_resources"]
     assert after["sink"]["replicas"] == before["sink"]["replicas"]
     assert after["nats"]["stream"]["maxBytes"] == "-1"  # the server's rewrite, echoed back unchanged
@@ -100,7 +101,7 @@ def test_when_the_restore_fails_too_the_pipeline_is_still_resumed(sim_factory, t
     assert p["outcome"] == "failed"
     phases = [s["phase"] for s in p["timeline"]]
     assert "restore" in phases and "rescue" in phases
-    assert h.status(sim.api_url, PID) == "Running"  # never left stopped or Failed
+    assert status(sim.api_url, PID) == "Running"  # never left stopped or Failed
 
 
 KILL_POINTS = ["lock", "capture", "apply.stop", "apply.wait_status(Stopped)", "apply.edit",
@@ -123,7 +124,7 @@ def test_kill_at_any_journal_step_then_resume(sim_factory, tmp_path, point, mome
     resumed, doc = h.apply_json(repo, "--resume", runs[0].stem)
     assert resumed.returncode == 0, resumed.stderr
     assert doc["pipelines"][0]["outcome"] == "verified"
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     live = h.live(sim.api_url, PID)
     assert live["sink"]["max_batch_size"] == 2000
     assert h.live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3

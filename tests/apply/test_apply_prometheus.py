@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from gftune.apply import report
-from tests.apply import helpers as h
-from tests.apply.metrics_gate import MetricsGate
+from tests.support import apply as h
+from tests.support.api import status
+from tests.support.metrics_gate import MetricsGate
 
 pytestmark = pytest.mark.prometheus
 
@@ -56,7 +57,7 @@ def test_tuning_change_from_a_policy_is_verified_as_improved(sim_factory, promet
     markdown = report.render_markdown(doc)
     assert "xychart-beta" in markdown and "| **ingestor backpressure** (symptom) | 1 | 0 |" in markdown
     assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] >= 2
-    assert h.status(sim.api_url, pid) == "Running"
+    assert status(sim.api_url, pid) == "Running"
 
 
 def test_bad_change_is_judged_regressed_and_reverted(sim_factory, prometheus_factory, tmp_path):
@@ -73,7 +74,7 @@ def test_bad_change_is_judged_regressed_and_reverted(sim_factory, prometheus_fac
     failed = {c["name"] for c in p["verdict"]["checks"] if c["outcome"] == "fail"}
     assert "sink_rate" in failed
     assert p["revert_verdict"]["outcome"] == "pass"
-    assert h.status(sim.api_url, pid) == "Running"
+    assert status(sim.api_url, pid) == "Running"
     assert h.live(sim.api_url, pid)["sink"]["max_batch_size"] == 1000
     assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] == 2
 
@@ -114,6 +115,6 @@ def test_data_gap_during_the_window_is_inconclusive_and_the_change_kept(sim_fact
         assert any("observation window" in r or "unknown" in r for r in p["verdict"]["reasons"]), p["verdict"]
         assert "investigate" in p["next_move"]
         assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3  # kept
-        assert h.status(sim.api_url, pid) == "Running"
+        assert status(sim.api_url, pid) == "Running"
     finally:
         gate.stop()

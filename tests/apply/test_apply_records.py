@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.apply import helpers as h
 from tests.apply.conftest import HEALTHY as PID
+from tests.support import apply as h
 
 
 def test_a_clean_stop_loses_nothing_and_says_so(setup):

@@ -9,8 +9,9 @@ import time
 import httpx
 import yaml
 
-from tests.apply import helpers as h
 from tests.apply.conftest import HEALTHY as PID
+from tests.support import apply as h
+from tests.support.api import status, wait_status
 
 
 def test_config_change_is_applied_verified_and_recorded(setup):
@@ -26,7 +27,7 @@ def test_config_change_is_applied_verified_and_recorded(setup):
     assert steps[:6] == ["apply.lock", "apply.capture", "apply.stop", "apply.wait_status(Stopped)",
                          "apply.put_resources", "apply.wait_status(Running)"]
     assert all(s["state"] == "done" for s in p["timeline"])
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
     head = h.git(repo, "rev-parse", "HEAD").strip()
     assert h.live(sim.api_url, PID)["metadata"]["tags"] == ["gftune:managed", f"gftune:commit={head}"]
@@ -58,7 +59,7 @@ def test_regression_is_reverted_and_the_old_config_runs(setup):
     assert p["outcome"] == "reverted" and p["verdict"]["outcome"] == "fail"
     assert any("sink_rate got worse" in r for r in p["verdict"]["reasons"])
     assert p["revert_verdict"]["outcome"] == "pass"
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.sent(sim, "POST", "/edit") == 2  # the change, then the revert
     tags = h.live(sim.api_url, PID)["metadata"]["tags"] or []
@@ -84,11 +85,11 @@ def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     # someone edits the pipeline by hand after the plan was made
     api = f"{sim.api_url}/api/v1/pipeline/{PID}"
     httpx.post(f"{api}/stop").raise_for_status()
-    h.wait_status(sim.api_url, PID, "Stopped")
+    wait_status(sim.api_url, PID, "Stopped")
     doc = h.live(sim.api_url, PID)
     doc["sink"]["max_delay_time"] = "3s"
     httpx.post(f"{api}/edit", json=doc).raise_for_status()
-    h.wait_status(sim.api_url, PID, "Running")
+    wait_status(sim.api_url, PID, "Running")
     edits = h.sent(sim, "POST", "/edit")
     proc, report = h.apply_json(repo, str(plan_file))
     assert proc.returncode == 1
@@ -96,7 +97,7 @@ def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     assert "stale plan refused" in proc.stderr and "live configuration changed" in proc.stderr
     assert h.sent(sim, "POST", "/edit") == edits
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     # a plan whose inputs changed since is refused too (here gftune.yaml); a later commit that leaves
     # every file the plan read as it was (a merge, a docs change) does not make it stale
     fresh = tmp_path / "fresh.json"
@@ -132,7 +133,7 @@ def test_two_concurrent_applies_one_proceeds_one_fails_closed(setup):
     loser = next(n for n, p in results.items() if p.returncode == 1)
     winner = "bob" if loser == "alice" else "alice"
     assert f"locked by {winner}@7" in results[loser].stdout + results[loser].stderr
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
     assert not any(t.startswith("gftune:lock=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
 
 
@@ -145,7 +146,7 @@ def test_unlock_refuses_a_foreign_lock_without_force(setup):
     proc, doc = h.apply_json(repo, "--auto-approve")
     assert proc.returncode == 1
     assert doc["pipelines"][0]["outcome"] == "refused" and "carol@ci" in doc["pipelines"][0]["error"]
-    assert h.sent(sim, "POST", "/edit") == 0 and h.status(sim.api_url, PID) == "Running"
+    assert h.sent(sim, "POST", "/edit") == 0 and status(sim.api_url, PID) == "Running"
     refused = h.gftune("unlock", PID, "--repo", str(repo))
     assert refused.returncode == 1 and "carol@ci" in refused.stderr and "--force" in refused.stderr
     forced = h.gftune("unlock", PID, "--repo", str(repo), "--force")

@@ -17,7 +17,7 @@ import yaml
 from gftune.commands import demo
 from gftune.desired import paths, secrets
 from gftune.sim import scenarios
-from tests.apply import helpers as h
+from tests.support import apply as h
 
 EXAMPLES = demo.examples_dir() / "pipelines"
 SICK = "deduplication-demo-pipeline"

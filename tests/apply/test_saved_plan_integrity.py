@@ -10,8 +10,9 @@ import pytest
 
 from gftune.plan import model
 from gftune.plan.model import Plan
-from tests.apply import helpers as h
 from tests.apply.conftest import HEALTHY as PID
+from tests.support import apply as h
+from tests.support.api import status
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def assert_refused(sim, repo, plan_file, reason: str) -> None:
     assert "plan refused, nothing was changed:" in proc.stderr and reason in proc.stderr, proc.stderr
     assert h.sent(sim, "POST", "/edit") == edits
     assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
-    assert h.status(sim.api_url, PID) == "Running"
+    assert status(sim.api_url, PID) == "Running"
 
 
 def test_an_edited_payload_is_refused(planned):

@@ -36,8 +36,8 @@ from gftune.desired.repo import load_repo
 from gftune.desired.secrets import masker
 from gftune.desired.yamlio import YamlError, load_yaml_text
 from gftune.sim import Simulator
-from tests.plan.conftest import SECRETS, deploy_examples
 from tests.support.fuzzing import json_values, replaced, value_paths
+from tests.support.repos import SECRETS, deploy_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = int(os.environ.get("GFTUNE_FUZZ_CASES", "800"))

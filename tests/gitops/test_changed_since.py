@@ -81,7 +81,7 @@ def test_plan_changed_since_plans_only_the_branch(sim_factory, tmp_path):
     r.commit(dev, "otlp: bigger batches; retire the join demo")
     edited = dict(live, sink={**live["sink"], "max_batch_size": 777})
     assert httpx.post(f"{sim.api_url}/api/v1/pipeline/ran-5g-telemetry/stop", timeout=10).status_code < 300
-    from tests.apply.helpers import wait_status
+    from tests.support.api import wait_status
 
     wait_status(sim.api_url, "ran-5g-telemetry", "Stopped")
     assert httpx.post(f"{sim.api_url}/api/v1/pipeline/ran-5g-telemetry/edit", json=edited, timeout=10).status_code < 300

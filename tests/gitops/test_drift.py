@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from gftune.desired.drift_rules import DriftRules, Tolerance, pattern_regex, rule_problems
-from tests.apply.helpers import wait_status
 from tests.gitops import repo as r
+from tests.support.api import wait_status
 from tests.support.github_standin import GitHubStandIn
 
 REPO = "acme/pipelines"

@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.apply.helpers import wait_status
 from tests.gitops import repo as r
 from tests.gitops.actions import ActionsRunner
+from tests.support.api import wait_status
 from tests.support.github_standin import GitHubStandIn
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.plan.conftest import ROOT, gftune
+from tests.support.repos import ROOT, gftune
 
 TIME_SCALE = 30  # as `gftune demo`
 DEMO_SECRETS = {  # the values scenarios/demo.yaml creates its pipelines with

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.plan.conftest import api, change_live_replicas, gftune, tag_applied
+from tests.support.api import api
+from tests.support.repos import change_live_replicas, gftune, tag_applied
 
 PIPE = "deduplication-demo-pipeline"
 

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from gftune.desired import secrets
-from tests.plan.conftest import SECRETS, deploy_examples, gftune
+from tests.support.repos import SECRETS, deploy_examples, gftune
 
 JOIN = "join-demo-pipeline"
 MANGLED = re.compile(r"\w\*\*\*|\*\*\*\w")  # a mask glued to a word: part of a word was masked

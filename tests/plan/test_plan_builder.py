@@ -3,15 +3,13 @@
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gftune import exitcodes
 from gftune.live import LiveState
-from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
+from gftune.plan.evidence import Escalation, FieldChange, Proposal
 from gftune.plan.model import (
     BLOCKED,
     CREATE,
@@ -28,46 +26,19 @@ from gftune.plan.model import (
     select_scope,
 )
 from gftune.plan.staleness import entry_stale_reasons
-from tests.plan.test_canonical import ENV, PASSWORD, desired_doc, live_doc, live_internal, resolver
-from tests.support.plans import CREATED, PLAN_ID, make_plan
-
-OPTIONS = PlanOptions(resolver=resolver(ENV), restart_estimate_s=42.0)
-
-
-@dataclass
-class Desired:
-    pipeline_id: str
-    spec: dict[str, Any]
-    path: Any = "pipelines/orders-dedup.yaml"
-
-
-@dataclass
-class Outcome:
-    proposals: list
-    escalations: list
-    notes: list
-
-
-def live(status="Running", **changes):
-    doc = live_doc()
-    internal = live_internal()
-    for key, value in changes.items():
-        if key == "internal":
-            value(internal)
-        elif key == "doc":
-            value(doc)
-    immutable = ["nats/stream/maxAge", "nats/stream/maxBytes", "nats/stream/maxMsgs", "transform/storage/size",
-                 "transform/replicas"]
-    return LiveState("orders-dedup", exists=True, pipeline=doc, resources=internal, immutable=immutable,
-                     status=status, health={"overall_status": status})
-
-
-def plan_for(spec=None, state=None, options=OPTIONS, outcome=None):
-    return plan_pipeline(Desired("orders-dedup", spec or desired_doc()), state or live(), options, outcome=outcome)
-
-
-def actions(plan):
-    return [(s["action"], s.get("status")) if s["action"] == "wait_status" else s["action"] for s in plan.lifecycle]
+from tests.support.documents import PASSWORD, desired_doc, live_internal, resolver
+from tests.support.plans import (
+    CREATED,
+    OPTIONS,
+    PLAN_ID,
+    Desired,
+    Outcome,
+    actions,
+    live,
+    make_plan,
+    plan_for,
+    proposal,
+)
 
 
 def test_in_sync_is_noop():
@@ -273,17 +244,6 @@ def test_join_resource_only_change_is_a_put():
     plan = plan_pipeline(Desired("joined-pipe", spec), join_live(), OPTIONS)
     assert plan.kind == "resources"
     assert plan.payload["resources"]["pipeline_resources"]["join"]["limits"] == {"memory": "3Gi", "cpu": "1"}
-
-
-def evidence():
-    return Evidence(policy="sink-batch", signal="sink_rate", query="rate(x[5m])", window="5m", measured=5200.0,
-                    threshold="< 10000 for 2m")
-
-
-def proposal(path="resources.sources[orders].replicas", new=3):
-    return Proposal(pipeline_id="orders-dedup", policy="scale-ingestor", changes=(FieldChange(path, 2, new),),
-                    evidence=(evidence(),), predictions=(Expectation("sink_rate", ">=", 14000.0),),
-                    verify=VerifySpec(settle_s=30))
 
 
 def test_policy_proposal_already_in_git_rides_on_the_change():

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.plan.conftest import gftune
 from tests.policy.conftest import PASSWORD_ENV, write_repo
+from tests.support.repos import gftune
 
 TIME_SCALE = 300.0  # a wall second is five model minutes
 WARM_UP_S = 3.0  # rate windows and `for:` durations filled, as in the policy tests (14 model minutes)

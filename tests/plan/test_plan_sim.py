@@ -6,16 +6,8 @@ import json
 
 import pytest
 
-from tests.plan.conftest import (
-    EXAMPLES,
-    SECRETS,
-    api,
-    apply_plan,
-    deploy_examples,
-    gftune,
-    plan_json,
-    wait_status,
-)
+from tests.support.api import api, wait_status
+from tests.support.repos import EXAMPLES, SECRETS, apply_plan, deploy_examples, gftune, plan_json
 
 FAST = {"time_scale": 200}
 

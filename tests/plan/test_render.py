@@ -8,9 +8,8 @@ from gftune.live import LiveState
 from gftune.plan.model import Plan, PlanOptions, plan_pipeline
 from gftune.plan.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
 from gftune.plan.verdict import resources_phrase
-from tests.plan.test_canonical import PASSWORD, desired_doc, resolver
-from tests.plan.test_plan_builder import OPTIONS, Desired, Outcome, live, plan_for, proposal
-from tests.support.plans import make_plan
+from tests.support.documents import PASSWORD, desired_doc, resolver
+from tests.support.plans import OPTIONS, Desired, Outcome, live, make_plan, plan_for, proposal
 
 
 def sample_plan():

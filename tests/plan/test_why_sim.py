@@ -9,7 +9,8 @@ import json
 
 import git
 
-from tests.plan.conftest import api, change_live_replicas, gftune, tag_applied
+from tests.support.api import api
+from tests.support.repos import change_live_replicas, gftune, tag_applied
 
 PIPE = "deduplication-demo-pipeline"
 ADA = git.Actor("Ada Reviewer", "ada@example.com")

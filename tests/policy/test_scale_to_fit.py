@@ -34,6 +34,7 @@ from gftune.policy.language import OPS
 from gftune.policy.signals import read_signals
 from gftune.sim import Simulator
 from tests.policy.conftest import PASSWORD_ENV, ROOT, TIME_SCALE, wait_warm, write_repo
+from tests.support.api import wait_status
 
 INGESTOR_BOUND = {
     "name": "ingestor-bound",
@@ -69,16 +70,6 @@ class Bench:
         live = read_live_sync(state.config, [pipeline_id])
         return plan_policies(state, live, state.config, datetime.now(UTC)).outcomes[pipeline_id]
 
-    def wait_status(self, pipeline_id: str, want: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.http.get(f"/api/v1/pipeline/{pipeline_id}/health").json().get("overall_status")
-            if status == want:
-                return
-            assert status != "Failed", f"{pipeline_id} failed: {self.truth(pipeline_id)['status']}"
-            time.sleep(0.1)
-        raise AssertionError(f"{pipeline_id} did not reach {want}")
-
     def apply(self, pipeline_id: str, changes: list[Any]) -> dict[str, Any]:
         """What `gftune apply` will do, by hand: stop, wait Stopped, POST /edit (resumes), wait Running."""
         doc = self.http.get(f"/api/v1/pipeline/{pipeline_id}").json()
@@ -87,10 +78,10 @@ class Bench:
             assert paths.get(doc, change.path) == change.old, f"{change.path} moved since the plan"
             paths.set_value(new, change.path, change.new)
         assert self.http.post(f"/api/v1/pipeline/{pipeline_id}/stop").status_code == 200
-        self.wait_status(pipeline_id, "Stopped")
+        wait_status(self.sim.api_url, pipeline_id, "Stopped")
         response = self.http.post(f"/api/v1/pipeline/{pipeline_id}/edit", json=new)
         assert response.status_code == 200, response.text
-        self.wait_status(pipeline_id, "Running")
+        wait_status(self.sim.api_url, pipeline_id, "Running")
         return new
 
     def truth(self, pipeline_id: str) -> dict[str, Any]:

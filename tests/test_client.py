@@ -11,7 +11,7 @@ import pytest
 from gftune.client import ApiError, GlassFlowClient
 from gftune.desired import secrets
 from gftune.live import read_live
-from tests.plan.test_canonical import live_doc
+from tests.support.documents import live_doc
 
 PIPE = "orders-dedup"
 

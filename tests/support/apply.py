@@ -124,10 +124,6 @@ def live(api_url: str, pipeline_id: str, route: str = "") -> dict[str, Any]:
     return httpx.get(f"{api_url}/api/v1/pipeline/{pipeline_id}{route}", timeout=10).json()
 
 
-def status(api_url: str, pipeline_id: str) -> str:
-    return live(api_url, pipeline_id, "/health")["overall_status"]
-
-
 def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
     """Requests the simulator served, from its own gfm_http_server_request_count_total metric
     (divided by the time scale, like every counter it exposes; see :func:`sent`)."""
@@ -159,12 +155,3 @@ def gftune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) 
                           text=True, timeout=timeout)
 
 
-def wait_status(api_url: str, pipeline_id: str, wanted: str, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if status(api_url, pipeline_id) == wanted:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{pipeline_id} did not reach {wanted} (status {status(api_url, pipeline_id)})")
