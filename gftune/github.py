@@ -1,6 +1,10 @@
 """GitHub, where the team reviews changes: the living PR comment, the drift tracking issue, the tuning
 pull request, the reviewed plan's artifact, and the job summary.
 
+One module on purpose: it is gftune's one edge to GitHub, and every call in it shares the client, the
+retry policy for rate limits and the handling of the token (which must never reach a message). What
+the comment says, and how it fits GitHub's size limit, is pure and lives in :mod:`gftune.comment`.
+
 The REST and GraphQL calls go through PyGithub (pagination, GitHub Enterprise base URLs, GitHub App
 authentication), with :class:`GitHubRetry` deciding what is retried:
 
@@ -29,10 +33,7 @@ or verdict first and what came before in one fold.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -40,24 +41,30 @@ import re
 import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gftune import __version__
+from gftune.comment import (
+    CommentState,
+    Entry,
+    PullRequest,
+    comment_marker,
+    compose_comment,
+    digest,
+    fit,
+    headline,
+)
 from gftune.desired.secrets import masker
 
-COMMENT_LIMIT = 65_536  # characters; GitHub answers 422 "Body is too long" beyond
 STEP_SUMMARY_LIMIT = 1024 * 1024  # bytes per step
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_MAX_WAIT_S = 120.0
 SECONDARY_WAIT_S = 60.0  # GitHub: without retry-after, wait at least a minute after a secondary limit
-HISTORY_KEEP = 20
 ACTIONS_BOT = "github-actions[bot]"  # who a workflow's GITHUB_TOKEN writes as
 DRIFT_LABEL = "gftune-drift"
-TRUNCATION_NOTE = ("\n\n> [!WARNING]\n> This report was longer than GitHub's 65,536-character comment limit; "
-                   "the middle was cut. The full report is in the job summary and `gftune apply --format json`.\n\n")
 NO_WORKFLOWS_NOTE = (
     "this pull request was opened with the workflow's GITHUB_TOKEN, and GitHub starts no workflow for "
     "events caused by that token: `gftune plan` will not run on it until someone pushes to it. Give the "
@@ -72,16 +79,6 @@ class GitHubError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(masker.mask(message))
         self.status = status
-
-
-@dataclass(frozen=True)
-class PullRequest:
-    api_url: str
-    repository: str  # owner/name
-    number: int
-
-    def __str__(self) -> str:
-        return f"{self.repository}#{self.number}"
 
 
 # --- the Actions environment ----------------------------------------------------------------------
@@ -173,50 +170,6 @@ def token_from_env(environ: Mapping[str, str] | None = None, *, api_url: str | N
                                        installation_id=int(installation) if installation else None)
         return token, f"GitHub App {app_id}"
     return plain_token_from_env(env)
-
-
-# --- size limits ----------------------------------------------------------------------------------
-
-def _utf16_len(text: str) -> int:
-    # GitHub counts characters; UTF-16 code units are never fewer than code points, so this is safe.
-    return len(text.encode("utf-16-le")) // 2
-
-
-def fit(renderings: Sequence[str], *, limit: int = COMMENT_LIMIT, header: str = "", footer: str = ""
-        ) -> tuple[str, int]:
-    """The first rendering (most detailed first) that fits between ``header`` and ``footer``, and its index.
-
-    When none fits, the last one is cut in the middle: the head (summary) and the tail (verdicts,
-    errors) survive, with a note saying so. Index ``len(renderings)`` means it was cut.
-    """
-    if not renderings:
-        raise ValueError("nothing to fit")
-    for index, body in enumerate(renderings):
-        full = header + body + footer
-        if _utf16_len(full) <= limit:
-            return full, index
-    body = renderings[-1]
-    budget = limit - _utf16_len(header) - _utf16_len(footer) - _utf16_len(TRUNCATION_NOTE) - 16
-    head_budget = budget * 2 // 3
-    head = _take(body, head_budget)
-    tail = _take_tail(body, budget - _utf16_len(head))
-    return header + head + TRUNCATION_NOTE + tail + footer, len(renderings)
-
-
-def _take(text: str, units: int) -> str:
-    out = text[:max(units, 0)]
-    while _utf16_len(out) > units:
-        out = out[:-1]
-    cut = out.rfind("\n")
-    return out[:cut + 1] if cut > len(out) // 2 else out
-
-
-def _take_tail(text: str, units: int) -> str:
-    out = text[-units:] if units > 0 else ""
-    while _utf16_len(out) > units:
-        out = out[1:]
-    cut = out.find("\n")
-    return out[cut + 1:] if 0 <= cut < len(out) // 2 else out
 
 
 def append_step_summary(path: str | os.PathLike[str], renderings: Sequence[str]) -> int | None:
@@ -507,119 +460,6 @@ def app_installation_token(api_url: str, app_id: str, private_key: str, reposito
     return token
 
 
-# --- the living pull-request comment --------------------------------------------------------------
-
-def comment_marker(pr: PullRequest) -> str:
-    """The first line of gftune's comment on ``pr``: names gftune and the pull request."""
-    return f"<!-- gftune: the living comment for {pr.repository}#{pr.number}; gftune edits it in place -->"
-
-
-_STATE = re.compile(r"\n?<!-- gftune:state ([A-Za-z0-9+/=]+) -->\s*$")
-
-
-@dataclass
-class Entry:
-    """One report that was posted in the comment."""
-
-    kind: str  # plan | apply | ...
-    title: str
-    at: str  # UTC, minutes
-    commit: str | None = None
-    run: str | None = None
-    digest: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "title": self.title, "at": self.at, "commit": self.commit, "run": self.run,
-                "digest": self.digest}
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Entry | None:
-        if not isinstance(data, dict) or not isinstance(data.get("title"), str):
-            return None
-        return cls(kind=str(data.get("kind") or ""), title=data["title"], at=str(data.get("at") or ""),
-                   commit=data.get("commit") if isinstance(data.get("commit"), str) else None,
-                   run=data.get("run") if isinstance(data.get("run"), str) else None,
-                   digest=str(data.get("digest") or ""))
-
-
-@dataclass
-class CommentState:
-    current: Entry | None = None
-    history: list[Entry] = field(default_factory=list)  # newest first
-
-    def encode(self) -> str:
-        data = {"current": self.current.to_dict() if self.current else None,
-                "history": [e.to_dict() for e in self.history]}
-        return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
-
-    @classmethod
-    def decode(cls, body: str) -> CommentState:
-        match = _STATE.search(body)
-        if not match:
-            return cls()
-        try:
-            data = json.loads(base64.b64decode(match.group(1)))
-        except (ValueError, binascii.Error):
-            return cls()
-        if not isinstance(data, dict):
-            return cls()
-        history = [e for e in (Entry.from_dict(x) for x in data.get("history") or []) if e is not None]
-        return cls(Entry.from_dict(data.get("current")), history)
-
-
-def headline(markdown: str) -> str:
-    """The first heading of a report (what the history lists), else its first line."""
-    lines = [line.strip() for line in markdown.splitlines() if line.strip() and not line.lstrip().startswith("<!--")]
-    first = next((line for line in lines if line.startswith("#")), lines[0] if lines else "(empty report)")
-    text = re.sub(r"[*_`]", "", first.lstrip("#").strip())
-    return text if len(text) <= 140 else text[:139] + "…"
-
-
-def _history_block(history: Sequence[Entry]) -> str:
-    if not history:
-        return ""
-    rows = ["", "<details><summary>Earlier in this pull request "
-            f"({len(history)} superseded report{'s' if len(history) != 1 else ''})</summary>", "",
-            "| when (UTC) | commit | report |", "|---|---|---|"]
-    for entry in history:
-        commit = f"`{entry.commit[:7]}`" if entry.commit else ""
-        title = entry.title.replace("|", "\\|")
-        rows.append(f"| {entry.at} | {commit} | {f'[{title}]({entry.run})' if entry.run else title} |")
-    rows += ["", "</details>"]
-    return "\n".join(rows) + "\n"
-
-
-def _footer(entry: Entry) -> str:
-    parts = [f"gftune {entry.kind}"]
-    if entry.commit:
-        parts.append(f"commit `{entry.commit[:7]}`")
-    if entry.run:
-        parts.append(f"[workflow run]({entry.run})")
-    parts.append(f"{entry.at} UTC")
-    return "\n\n<sub>" + " · ".join(parts) + "</sub>\n"
-
-
-def compose_comment(pr: PullRequest, renderings: Sequence[str], entry: Entry, previous: CommentState
-                    ) -> tuple[str, int, CommentState]:
-    """The comment's new body: the report (most detailed rendering that fits), a footer, the history.
-
-    The report being replaced joins the history, unless it is the same report again (same digest).
-    """
-    history = list(previous.history)
-    if previous.current is not None and previous.current.digest != entry.digest:
-        history.insert(0, previous.current)
-    history = history[:HISTORY_KEEP]
-    state = CommentState(entry, history)
-    marker = comment_marker(pr) + "\n"
-    while True:
-        trailer = _footer(entry) + _history_block(state.history) + f"<!-- gftune:state {state.encode()} -->"
-        if _utf16_len(marker + trailer) < COMMENT_LIMIT // 4 or not state.history:
-            break
-        state.history.pop()  # a report must never be cut for the sake of its history
-    body, level = fit([masker.mask(r).rstrip("\n") + "\n" for r in renderings], header=marker, footer=trailer)
-    return body, level, state
-
-
 @dataclass(frozen=True)
 class CommentResult:
     action: str  # "created" | "updated" | "unchanged"
@@ -628,10 +468,6 @@ class CommentResult:
     size: int
     cut_level: int  # index of the rendering used (0 = full detail)
     removed_duplicates: int = 0
-
-
-def _digest(renderings: Sequence[str]) -> str:
-    return hashlib.sha256(masker.mask(renderings[0] if renderings else "").encode()).hexdigest()[:16]
 
 
 def upsert_comment(gh: GitHub, pr: PullRequest, renderings: Sequence[str], *, kind: str, commit: str | None = None,
@@ -650,7 +486,7 @@ def upsert_comment(gh: GitHub, pr: PullRequest, renderings: Sequence[str], *, ki
                 and (c.body or "").startswith(marker)]
     ours.sort(key=lambda c: c.id)
     at = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M")
-    entry = Entry(kind, headline(renderings[0]), at, commit, run_url, _digest(renderings))
+    entry = Entry(kind, headline(renderings[0]), at, commit, run_url, digest(renderings))
     existing = ours[0] if ours else None
     previous = CommentState.decode(existing.body or "") if existing is not None else CommentState()
     if existing is not None and previous.current is not None and previous.current.digest == entry.digest \
@@ -808,8 +644,8 @@ def track_drift(gh: GitHub, repository: str, *, drifted: bool, title: str, rende
             issue.create_comment(masker.mask(f"Back in sync: live pipelines match git ({where}). Closing."))
             issue.edit(state="closed", state_reason="completed")
             return IssueResult("closed", issue.number, issue.html_url or "")
-        digest = _digest(renderings)
-        footer = f"\n\n<sub>checked {where}</sub>\n<!-- gftune:drift {digest} -->"
+        report_digest = digest(renderings)
+        footer = f"\n\n<sub>checked {where}</sub>\n<!-- gftune:drift {report_digest} -->"
         body, _ = fit([masker.mask(r).rstrip("\n") + "\n" for r in renderings], header=DRIFT_MARKER + "\n",
                       footer=footer)
         if issue is None:
@@ -817,7 +653,7 @@ def track_drift(gh: GitHub, repository: str, *, drifted: bool, title: str, rende
             return IssueResult("opened", created.number, created.html_url or "")
         previous = _DRIFT_STATE.search(issue.body or "")
         issue.edit(title=masker.mask(title), body=body)
-        if previous is None or previous.group(1) != digest:
+        if previous is None or previous.group(1) != report_digest:
             issue.create_comment(masker.mask(f"The drift changed ({where}): {title}. The description shows it now."))
             return IssueResult("updated", issue.number, issue.html_url or "")
         return IssueResult("unchanged", issue.number, issue.html_url or "")

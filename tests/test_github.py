@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gftune import github
+from gftune import comment, github
 from gftune.desired.secrets import masker
 from tests.support.github_standin import MAX_BODY, GitHubStandIn, jwt_keypair
 
@@ -29,7 +29,7 @@ def gh(standin):
 
 
 def _pr(standin, number):
-    return github.PullRequest(standin.url, REPO, number)
+    return comment.PullRequest(standin.url, REPO, number)
 
 
 def _since(standin, mark):
@@ -41,7 +41,7 @@ def test_pr_from_actions_environment(tmp_path):
     event.write_text(json.dumps({"pull_request": {"number": 17, "head": {"sha": "f" * 40}}}))
     env = {"GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": "http://x/",
            "GITHUB_SHA": "a" * 40}
-    assert github.pull_request_from_env(env) == github.PullRequest("http://x", REPO, 17)
+    assert github.pull_request_from_env(env) == comment.PullRequest("http://x", REPO, 17)
     assert github.head_sha_from_env(env) == "f" * 40  # the PR head, not the test merge commit
     event.write_text(json.dumps({"issue": {"number": 9, "pull_request": {"url": "u"}}}))
     assert github.pr_number_from_env(env) == 9
@@ -51,7 +51,7 @@ def test_pr_from_actions_environment(tmp_path):
     assert github.pr_number_from_env({"GITHUB_REF": "refs/heads/main"}) is None
     assert github.pull_request_from_env({"GITHUB_REPOSITORY": REPO}) is None
     explicit = github.pull_request_from_env({"GITHUB_REPOSITORY": REPO}, number=5)
-    assert explicit == github.PullRequest(github.DEFAULT_API_URL, REPO, 5)
+    assert explicit == comment.PullRequest(github.DEFAULT_API_URL, REPO, 5)
 
 
 def test_token_from_gh_token_first_then_github_token():
@@ -63,9 +63,9 @@ def test_token_from_gh_token_first_then_github_token():
 
 
 def test_marker_names_gftune_and_the_pull_request(standin):
-    marker = github.comment_marker(_pr(standin, 12))
+    marker = comment.comment_marker(_pr(standin, 12))
     assert "gftune" in marker and "acme/pipelines#12" in marker and marker.startswith("<!--")
-    assert github.comment_marker(_pr(standin, 1)) != marker
+    assert comment.comment_marker(_pr(standin, 1)) != marker
 
 
 def test_login_of_an_installation_token_comes_from_graphql(standin, gh):
@@ -90,7 +90,7 @@ def test_one_comment_updated_in_place_across_pages_with_history(standin, gh):
     ours = [c for c in standin.comments_on(REPO, 1) if c.user == "github-actions[bot]"]
     assert len(ours) == 1 and len(standin.comments_on(REPO, 1)) == 131
     body = ours[0].body
-    assert body.startswith(github.comment_marker(pr))
+    assert body.startswith(comment.comment_marker(pr))
     assert body.index("gftune apply: 1 verified") < body.index("Earlier in this pull request (2 superseded reports)")
     history = body[body.index("Earlier in this pull request"):]
     assert history.index("gftune plan: 2 to update") < history.index("gftune plan: 1 to update")  # newest first
@@ -101,9 +101,9 @@ def test_one_comment_updated_in_place_across_pages_with_history(standin, gh):
 
 def test_only_comments_by_the_tokens_own_user_are_edited(standin, gh):
     pr = _pr(standin, 2)
-    marker = github.comment_marker(pr)
+    marker = comment.comment_marker(pr)
     forged = standin.seed(REPO, 2, marker + "\nI wrote gftune's marker by hand", user="mallory")
-    other_pr = standin.seed(REPO, 2, github.comment_marker(_pr(standin, 3)) + "\nanother PR's", user=gh.login)
+    other_pr = standin.seed(REPO, 2, comment.comment_marker(_pr(standin, 3)) + "\nanother PR's", user=gh.login)
     result = github.upsert_comment(gh, pr, ["### gftune plan: 0 to create"], kind="plan")
     assert result.action == "created" and result.comment_id not in (forged.id, other_pr.id)
     bodies = {c.id: c.body for c in standin.comments_on(REPO, 2)}
@@ -112,7 +112,7 @@ def test_only_comments_by_the_tokens_own_user_are_edited(standin, gh):
 
 def test_duplicates_of_our_comment_are_folded_into_one(standin, gh):
     pr = _pr(standin, 4)
-    marker = github.comment_marker(pr)
+    marker = comment.comment_marker(pr)
     keep = standin.seed(REPO, 4, marker + "\nold", user=gh.login)
     standin.seed(REPO, 4, marker + "\nold twin", user=gh.login)
     result = github.upsert_comment(gh, pr, ["### new"], kind="plan")
@@ -233,7 +233,7 @@ def test_github_enterprise_layout(tmp_path):
         assert server.url.endswith("/api/v3")
         with github.GitHub(server.url, server.token) as session:
             assert session.login == "github-actions[bot]"
-            result = github.upsert_comment(session, github.PullRequest(server.url, REPO, 1), ["### on GHES"],
+            result = github.upsert_comment(session, comment.PullRequest(server.url, REPO, 1), ["### on GHES"],
                                            kind="plan")
         assert result.action == "created"
         paths = {r.path for r in server.requests}

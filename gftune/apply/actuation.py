@@ -31,8 +31,8 @@ from gftune.desired import secrets
 from gftune.glassflow import resources as res
 from gftune.glassflow.statuses import Status
 from gftune.live import LiveState
+from gftune.plan import build as planbuild
 from gftune.plan import canonical, tags
-from gftune.plan import model as planmod
 
 
 class Actuation:
@@ -77,7 +77,7 @@ class Actuation:
                 raise StepFailed(f"cannot rebuild the previous configuration: secret field(s) {', '.join(missing)} "
                                  "are not in the live pipeline")
             run.notes.append("previous configuration rebuilt after a restart: secret values are the live ones")
-        doc = planmod.without_join_resources(doc)
+        doc = planbuild.without_join_resources(doc)
         doc["resources"] = canonical.edit_resources(self._before_resources(run, live), doc)
         return doc
 

@@ -17,6 +17,7 @@ from gftune import exitcodes
 from gftune.apply.state import DONE, FAILED, PENDING, SKIPPED, STARTED, PipelineRun, Step
 from gftune.desired.config import Config
 from gftune.glassflow.statuses import DELETABLE, EDITABLE, TRANSITIONAL, Status
+from gftune.plan import build as planbuild
 from gftune.plan import canonical
 from gftune.plan import model as planmod
 from gftune.plan.evidence import Expectation, VerifySpec
@@ -151,7 +152,7 @@ def skip_finish(run: PipelineRun) -> None:
 
 
 def running_timeout(config: Config) -> float:
-    return planmod.Timeouts.of(config).running_s
+    return planbuild.Timeouts.of(config).running_s
 
 
 def steps_of(phase: str, lifecycle: Iterable[Json]) -> list[Step]:
@@ -161,7 +162,7 @@ def steps_of(phase: str, lifecycle: Iterable[Json]) -> list[Step]:
 
 def cycle_steps(phase: str, core: list[Json], config: Config) -> list[Step]:
     """The plan's stop → update → resume cycle (:func:`gftune.plan.model.cycle`) around ``core``."""
-    return steps_of(phase, planmod.cycle(core, planmod.Timeouts.of(config)))
+    return steps_of(phase, planbuild.cycle(core, planbuild.Timeouts.of(config)))
 
 
 def restore_core(run: PipelineRun) -> list[Json]:
@@ -177,7 +178,7 @@ def restore_core(run: PipelineRun) -> list[Json]:
 
 def rescue_steps(config: Config) -> list[Step]:
     return [Step("rescue", "resume"),
-            *steps_of("rescue", [planmod.wait_status(Status.RUNNING, running_timeout(config))])]
+            *steps_of("rescue", [planbuild.wait_status(Status.RUNNING, running_timeout(config))])]
 
 
 # --- pure core: deciding one step -----------------------------------------------------------------

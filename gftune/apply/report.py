@@ -7,7 +7,7 @@ renderers are pure functions of that document:
   sink rate, stream depth ratio, backpressure, verdict, next move);
 * :func:`render_markdown`: the PR comment and the job summary, at three levels of detail (``full``
   with the timeline, evidence and a Mermaid chart of source vs sink rate; ``compact``;
-  ``summary``), so that :func:`gftune.github.fit` can stay within GitHub's size limits.
+  ``summary``), so that :func:`gftune.comment.fit` can stay within GitHub's size limits.
 
 Every string leaves through :data:`gftune.desired.secrets.masker`.
 """
@@ -348,7 +348,7 @@ def _headline(report: Mapping[str, Any]) -> str:
 
 
 def markdown_renderings(report: Mapping[str, Any]) -> list[str]:
-    """Most detailed first: what :func:`gftune.github.fit` chooses from."""
+    """Most detailed first: what :func:`gftune.comment.fit` chooses from."""
     return [render_markdown(report, level) for level in DETAIL_LEVELS]
 
 

@@ -47,8 +47,10 @@ from gftune.glassflow.durations import DurationError, to_seconds
 from gftune.metrics.snapshots import MetricsError
 from gftune.metrics.sources import open_source
 from gftune.orchestration.plan import produce_plan, sources_now
-from gftune.plan.model import Plan, PlanFormatError, integrity_problems
-from gftune.plan.render import plan_file_text, render_markdown
+from gftune.plan.integrity import integrity_problems
+from gftune.plan.markdown import render_markdown
+from gftune.plan.model import Plan, PlanFormatError
+from gftune.plan.render import plan_file_text
 
 WAIT_LINE_EVERY_S = 5.0
 

@@ -32,8 +32,9 @@ from gftune.commands.common import (
 )
 from gftune.desired.repo import PIPELINES_DIR
 from gftune.orchestration.plan import explain_changes
+from gftune.plan.markdown import render_markdown
 from gftune.plan.model import Plan
-from gftune.plan.render import plan_file_text, render_json, render_markdown, render_text
+from gftune.plan.render import plan_file_text, render_json, render_text
 
 
 def output(plan: Plan, fmt: str, *, verbose: bool = False) -> None:

@@ -204,7 +204,7 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
     if live is not None:
         # What each proposal would cost once applied (restarts, downtime, resources), as the plan says it.
         from gftune.orchestration.plan import plan_options
-        from gftune.plan.model import proposal_cost
+        from gftune.plan.build import proposal_cost
 
         options = plan_options(state, allow_delete=False, env={})
         proposals = [replace(p, cost=proposal_cost(p, live[p.pipeline_id], options))

@@ -35,8 +35,9 @@ from gftune.glassflow.rules import json_path
 from gftune.live import LiveState, list_live, read_live
 from gftune.orchestration.policies import plan_policies
 from gftune.plan import tags, why
+from gftune.plan.build import PlanOptions, Timeouts, build_plan
 from gftune.plan.changes import ChangedFile, Selection, select_changed
-from gftune.plan.model import Plan, PlanOptions, Scope, Timeouts, build_plan, in_shard, parse_shard, select_scope
+from gftune.plan.model import Plan, Scope, in_shard, parse_shard, select_scope
 from gftune.policy.language import parse_policy
 
 _ENV_NAME_IN = re.compile(r"environment variable (\w+) is not set")

@@ -1,4 +1,5 @@
-"""A plan as text (rich, Terraform-like), JSON (the plan document) and Markdown (PR comments).
+"""A plan as text (rich, Terraform-like) and JSON (the plan document); Markdown (PR comments) is
+:mod:`gftune.plan.markdown`, built from the pieces here.
 
 Pure functions from :class:`gftune.plan.model.Plan` to strings. A reviewer reads the why first and
 the evidence on demand: each change says where it comes from (a commit and its author, a live
@@ -163,7 +164,7 @@ def adopted(p: PipelinePlan) -> list[Proposal]:
     return list(found.values())
 
 
-def _why_lines(changes: Sequence[Change]) -> list[tuple[Change | None, str]]:
+def why_lines(changes: Sequence[Change]) -> list[tuple[Change | None, str]]:
     """One ``why`` for all changes when they share it (one commit), else one per change."""
     texts = [(c, why_text(c)) for c in changes if c.why is not None and c.proposal is None]
     shared = {c.why for c, _ in texts}
@@ -230,7 +231,7 @@ def said_once(pipelines: Iterable[PipelinePlan]) -> list[tuple[str, list[str]]]:
     return list(grouped.items())
 
 
-def _on(ids: Sequence[str], total: int) -> str:
+def on_pipelines(ids: Sequence[str], total: int) -> str:
     if len(ids) == total and total > 1:
         return f"all {total} pipelines"
     shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
@@ -358,12 +359,12 @@ def pipeline_lines(p: PipelinePlan, *, verbose: bool = False, width: int = 120) 
     out: list[tuple[str, str]] = [(STYLES[p.action], _title(p))]
     if p.action == CREATE:
         out += [("green", f"    + {line}") for line in created_lines(p.payload.get("document") or {})]
-    whys = dict((id(c), t) for c, t in _why_lines(p.changes) if c is not None)
+    whys = dict((id(c), t) for c, t in why_lines(p.changes) if c is not None)
     for change in p.changes:
         out.append(("", f"    ~ {change_line(change)}"))
         if id(change) in whys:
             out.append(("cyan", f"        why: {whys[id(change)]}"))
-    out += [("cyan", f"      why: {t}") for c, t in _why_lines(p.changes) if c is None]
+    out += [("cyan", f"      why: {t}") for c, t in why_lines(p.changes) if c is None]
     for proposal in adopted(p):
         out += _proposal_block(proposal, f"why: policy {proposal.policy}:", verbose, width)
     for blocker in p.blocked:
@@ -435,7 +436,7 @@ def render_text(plan: Plan, *, color: bool = False, width: int = 120, verbose: b
         console.print(escape(f"{len(notes)} policy note{'s' if len(notes) != 1 else ''} (how the policies were "
                              f"evaluated){':' if verbose else ': --verbose shows them'}"), style="dim")
     for note, ids in notes if verbose else ():
-        console.print(escape(f"  {note} — {_on(ids, len(plan.pipelines))}"), style="dim")
+        console.print(escape(f"  {note} — {on_pipelines(ids, len(plan.pipelines))}"), style="dim")
     if plan.unmanaged:
         console.print(escape(f"{len(plan.unmanaged)} live pipeline(s) not in git and not created by gftune are "
                              "left alone (see `gftune drift`)"), style="dim")
@@ -466,201 +467,3 @@ def plan_file_text(plan: Plan) -> str:
     for entry, payload in zip(masked["pipelines"], payloads, strict=True):
         entry["payload"] = payload
     return json.dumps(masked, indent=2, ensure_ascii=False) + "\n"
-
-
-# --- Markdown -------------------------------------------------------------------------------------
-
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
-
-
-def _md_code(text: Any) -> str:
-    return "`" + str(text).replace("`", "'") + "`"
-
-
-def _details(summary: str, body: list[str]) -> list[str]:
-    return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>", ""]
-
-
-def headline(plan: Plan) -> str:
-    """The PR comment's first line: what changes, and its cost and risk at a glance."""
-    s = plan.summary
-    what = [f"{s[k]} to {k}" for k in ("create", "update", "delete") if s[k]]
-    what += [f"{s['blocked']} blocked"] if s["blocked"] else []
-    what += [f"{s['proposals']} proposal{'s' if s['proposals'] != 1 else ''} not in git"] if s["proposals"] else []
-    what += [f"{s['escalations']} escalation{'s' if s['escalations'] != 1 else ''}"] if s["escalations"] else []
-    what += [f"{s['errors']} error{'s' if s['errors'] != 1 else ''}"] if s["errors"] else []
-    what += [f"{s['policy_errors']} polic{'ies' if s['policy_errors'] != 1 else 'y'} could not be evaluated"
-             ] if s["policy_errors"] else []
-    if not what:
-        what = ["no changes"]
-    cost = plan.cost
-    parts = [", ".join(what)]
-    if s["create"] or s["update"] or s["delete"]:
-        parts.append(restarts_phrase(cost))
-        if not cost.resources.zero:
-            parts.append(resources_phrase(cost.resources))
-    if s["proposals"]:
-        pending = plan.pending_cost
-        parts.append(f"adopting {'it' if s['proposals'] == 1 else 'them'}: {restarts_phrase(pending)}"
-                     + ("" if pending.resources.zero else f", {resources_phrase(pending.resources)}"))
-    parts.append(f"**{risk(cost)}**" if cost.irreversible else risk(cost))
-    return "### gftune plan: " + " · ".join(parts)
-
-
-def _md_what(p: PipelinePlan) -> str:
-    if p.action == CREATE:
-        return "new pipeline"
-    if p.action == DELETE:
-        return "delete"
-    if p.action == ERROR:
-        return "error: " + _md("; ".join(p.errors))
-    if p.action == BLOCKED:
-        return "blocked: " + ", ".join(sorted({b.code for b in p.blocked}))
-    parts = [f"{_md_code(c.path)} {_md(SECRET_MASK if c.sensitive else value(c.old))} → "
-             f"{_md(value(c.new) if not c.sensitive or c.new not in (None, SECRET_MASK) else SECRET_MASK)}"
-             for c in p.changes[:MD_FIELDS_SHOWN]]
-    if len(p.changes) > MD_FIELDS_SHOWN:
-        parts.append(f"{len(p.changes) - MD_FIELDS_SHOWN} more")
-    for proposal in p.proposals:
-        parts.append("proposal: " + ", ".join(f"{_md_code(c.path)} {_md(value(c.old))} → {_md(value(c.new))}"
-                                              for c in proposal.changes))
-    if p.escalations:
-        parts.append("escalation")
-    if p.policy_errors:
-        parts.append("policy error")
-    return "<br>".join(parts) or "—"
-
-
-def _md_why(p: PipelinePlan) -> str:
-    reasons: list[str] = []
-    for change in p.changes:
-        if change.proposal is not None:
-            reasons.append(f"policy {change.proposal.policy}")
-        elif change.why is not None:
-            reasons.append(short_why(change.why))
-    reasons += [f"policy {x.policy}" for x in [*p.proposals, *p.escalations]]
-    return _md(", ".join(dict.fromkeys(reasons))) or "—"
-
-
-def _md_cost(p: PipelinePlan) -> str:
-    cost = p.cost
-    if p.proposals and not p.changes:
-        cost = sum((x.cost or Cost() for x in p.proposals), Cost())
-    if not cost.restarts and cost.resources.zero and not cost.irreversible:
-        return "—"
-    parts = [restarts_phrase(cost)] if cost.restarts else []
-    if cost.resources.pods:
-        parts.append(", ".join(f"{n:+d} {stage}" for stage, n in cost.resources.pods.items()))
-    elif not cost.resources.zero:
-        parts.append("resources")
-    if cost.irreversible:
-        parts.append("**irreversible**")
-    return _md(", ".join(parts))
-
-
-def _md_readings(evidence: Sequence[Evidence]) -> list[str]:
-    rows = readings_rows(evidence)
-    if not rows:
-        return []
-    return ["| reading | value | threshold |", "|---|---|---|",
-            *(f"| {_md_code(r[0])} | {_md(r[1])} | {_md(r[2])} |" for r in rows), ""]
-
-
-def _md_section(p: PipelinePlan) -> list[str]:
-    """What a reviewer reads of one pipeline: the why and the verdicts, the readings as a table."""
-    lines: list[str] = []
-    name = f"**{_md(p.pipeline_id)}**"
-    if p.action == CREATE:
-        doc = p.payload.get("document") or {}
-        lines += [f"{name}: new pipeline ({_md(p.path or '')})", ""]
-        lines += [f"- {_md(line)}" for line in created_lines(doc)] + [""]
-    whys = _why_lines(p.changes)
-    if whys:
-        lines += [f"{name}:", ""]
-        lines += [f"- {_md_code(c.path) + ': ' if c is not None else ''}{_md(t)}" for c, t in whys] + [""]
-    for proposal in adopted(p):
-        lines += [f"{name} · policy {_md(proposal.policy)}: {_md(proposal_verdict(proposal))}", ""]
-        lines += _md_readings(proposal.evidence)
-    for proposal in p.proposals:
-        lines += [f"{name} · {_md(proposal.policy)} proposes ({ADOPT}): {_md(proposal_verdict(proposal))}", ""]
-        lines += _md_readings(proposal.evidence)
-    for escalation in p.escalations:
-        lines += [f"{name} · escalation from {_md(escalation.policy)}: {_md(escalation_verdict(escalation))}", ""]
-        lines += _md_readings(escalation.evidence)
-    for b in p.blocked:
-        lines += [f"{name} blocked ({_md(b.code)}): {_md(b.message)}. Remedy: {_md(b.remedy)}", ""]
-    if p.errors:
-        lines += [f"{name} error: {_md('; '.join(p.errors))}", ""]
-    lines += [f"{name} **policy error:** {_md(e)}" for e in p.policy_errors] + ([""] if p.policy_errors else [])
-    return lines
-
-
-def _md_evidence(p: PipelinePlan) -> list[str]:
-    """The folded part of one pipeline: every change, the lifecycle, sizing, queries and notes."""
-    body: list[str] = []
-    if p.changes:
-        body += ["| field | old | new |", "|---|---|---|"]
-        for c in p.changes:
-            old = SECRET_MASK if c.sensitive else value(c.old)
-            new = value(c.new) if not c.sensitive or c.new not in (None, SECRET_MASK) else SECRET_MASK
-            body.append(f"| {_md_code(c.path)} | {_md_code(old)} | {_md_code(new)} |")
-        body.append("")
-    if p.lifecycle:
-        body.append(f"- lifecycle: {_md(lifecycle_line(p.lifecycle))} ({_md(cost_phrase(p.cost, full=True))})")
-    for proposal in [*adopted(p), *p.proposals]:
-        body += [f"- {_md(line.strip())}" if not line.startswith("    ") else f"  - {_md(line.strip())}"
-                 for line in proposal_lines(proposal)]
-    for escalation in p.escalations:
-        body += [f"- {_md(line.strip())}" for line in escalation_lines(escalation)]
-    body += [f"- note: {_md(n)}" for n in p.notes]
-    return body
-
-
-def render_markdown(plan: Plan, *, details: bool = True, run_url: str | None = None) -> str:
-    """The plan for a PR comment: the headline (cost and risk), one row per pipeline with something
-    to do (what, why, cost), each verdict with its readings, then the evidence folded in
-    ``<details>``, the policy notes said once, and what to do next. ``details=False`` keeps the
-    headline, the table and the next step only (for size limits)."""
-    lines = [headline(plan), ""]
-    meta = [_md(header)] if (header := header_line(plan)) else []
-    meta += [f"[CI run]({run_url})"] if run_url else []
-    if meta:
-        lines += [" · ".join(meta), ""]
-    if (line := metrics_line(plan)) is not None:
-        lines += [f"_{_md(line)}_", ""]
-    if plan.selection:
-        lines += [f"_{_md(Selection.from_dict(plan.selection).summary())}_", ""]
-    lines += [f"**error:** {_md(e)}" for e in plan.errors]
-    shown = [p for p in plan.pipelines if p.action != NOOP or p.proposals or p.escalations or p.policy_errors]
-    unchanged = [p.pipeline_id for p in plan.pipelines if p not in shown]
-    if not plan.pipelines:
-        lines += ["No pipelines in scope: nothing to plan.", ""]
-    if shown:
-        lines += ["| | pipeline | what | why | cost |", "|---|---|---|---|---|"]
-        lines += [f"| {_md_code('?' if p.action == NOOP else SYMBOLS[p.action])} | {_md(p.pipeline_id)} | "
-                  f"{_md_what(p)} | {_md_why(p)} | {_md_cost(p)} |" for p in shown]
-        lines.append("")
-    if unchanged:
-        names = ", ".join(unchanged[:LIST_UNCHANGED]) + (" …" if len(unchanged) > LIST_UNCHANGED else "")
-        lines += [f"{len(unchanged)} unchanged: {_md(names)}", ""]
-    if details:
-        for p in shown:
-            lines += _md_section(p)
-        for p in shown:
-            body = _md_evidence(p)
-            if body:
-                lines += _details(f"{_md(p.pipeline_id)}: fields, lifecycle, sizing and queries", body)
-        notes = said_once(plan.pipelines)
-        if notes:
-            total = len(plan.pipelines)
-            lines += _details(f"Policy notes ({len(notes)})",
-                              [f"- {_md(note)} — {_md(_on(ids, total))}" for note, ids in notes])
-        if metric_notes := (plan.metrics or {}).get("notes"):
-            lines += _details("Metrics", [f"- {_md(n)}" for n in metric_notes])
-    for warning in plan.warnings:
-        lines.append(f"> warning: {_md(warning)}")
-    if plan.unmanaged:
-        lines.append(f"> {len(plan.unmanaged)} live pipeline(s) not in git and not created by gftune are left alone.")
-    lines += ["", f"**Next:** {next_step(plan)}"]
-    return masker.mask("\n".join(lines) + "\n")

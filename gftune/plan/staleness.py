@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gftune.formatting import duration
-from gftune.plan.model import CREATE, LiveLike, PipelinePlan, Plan, fingerprint_live
+from gftune.plan.build import fingerprint_live
+from gftune.plan.model import CREATE, LiveLike, PipelinePlan, Plan
 
 Json = dict[str, Any]
 

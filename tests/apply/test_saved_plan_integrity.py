@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gftune.plan import model
+from gftune.plan import integrity
 from gftune.plan.model import Plan
 from tests.apply.conftest import HEALTHY as PID
 from tests.support import apply as h
@@ -34,7 +34,7 @@ def tamper(plan_file, *, reseal: bool) -> None:
     entry["payload"]["document"]["sink"]["max_batch_size"] = 7777
     if reseal:
         desired = data["digest"]["desired"]
-        data["digest"]["payloads"] = model.payloads_digest(Plan.from_dict(data), desired)
+        data["digest"]["payloads"] = integrity.payloads_digest(Plan.from_dict(data), desired)
     plan_file.write_text(json.dumps(data))
 
 

@@ -9,22 +9,9 @@ import pytest
 
 from gftune import exitcodes
 from gftune.live import LiveState
+from gftune.plan.build import PlanOptions, build_plan, plan_pipeline
 from gftune.plan.evidence import Escalation, FieldChange, Proposal
-from gftune.plan.model import (
-    BLOCKED,
-    CREATE,
-    DELETE,
-    ERROR,
-    NOOP,
-    UPDATE,
-    Plan,
-    PlanOptions,
-    build_plan,
-    in_shard,
-    parse_shard,
-    plan_pipeline,
-    select_scope,
-)
+from gftune.plan.model import BLOCKED, CREATE, DELETE, ERROR, NOOP, UPDATE, Plan, in_shard, parse_shard, select_scope
 from gftune.plan.staleness import entry_stale_reasons
 from tests.support.documents import PASSWORD, desired_doc, live_internal, resolver
 from tests.support.plans import (

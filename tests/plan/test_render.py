@@ -5,8 +5,10 @@ import json
 
 from gftune.desired import secrets
 from gftune.live import LiveState
-from gftune.plan.model import Plan, PlanOptions, plan_pipeline
-from gftune.plan.render import lifecycle_line, plan_file_text, render_json, render_markdown, render_text
+from gftune.plan.build import PlanOptions, plan_pipeline
+from gftune.plan.markdown import render_markdown
+from gftune.plan.model import Plan
+from gftune.plan.render import lifecycle_line, plan_file_text, render_json, render_text
 from gftune.plan.verdict import resources_phrase
 from tests.support.documents import PASSWORD, desired_doc, resolver
 from tests.support.plans import OPTIONS, Desired, Outcome, live, make_plan, plan_for, proposal

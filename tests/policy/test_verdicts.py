@@ -14,7 +14,7 @@ import yaml
 
 from gftune.glassflow import resources as res
 from gftune.live import LiveState
-from gftune.plan.model import PlanOptions, proposal_cost
+from gftune.plan.build import PlanOptions, proposal_cost
 from gftune.plan.verdict import escalation_verdict, proposal_verdict
 from gftune.policy.language import parse_policy
 from gftune.policy.testing import fixture_evaluation

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gftune.live import LiveState
+from gftune.plan.build import PlanOptions, plan_pipeline
 from gftune.plan.evidence import Evidence, Expectation, FieldChange, Proposal, VerifySpec
-from gftune.plan.model import Plan, PlanOptions, plan_pipeline
+from gftune.plan.model import Plan
 from tests.support.documents import ENV, desired_doc, live_doc, live_internal, resolver
 
 PLAN_ID = "00000000-0000-4000-8000-000000000001"
