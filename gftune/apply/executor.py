@@ -41,7 +41,6 @@ from gftune.apply.context import ApplyContext, Refused, StepFailed
 from gftune.apply.journal import failpoint, new_run_id, still_running, this_process
 from gftune.apply.lifecycle import (
     API_ACTIONS,
-    VerifyPlan,
     build_steps,
     config_matches,
     cycle_steps,
@@ -61,6 +60,7 @@ from gftune.apply.state import DONE, FAILED, PENDING, SKIPPED, STARTED, Pipeline
 from gftune.desired import secrets
 from gftune.live import read_live, read_one
 from gftune.plan import model as planmod
+from gftune.plan.evidence import VerifySpec
 from gftune.plan.staleness import entry_stale_reasons, plan_stale_reasons
 
 
@@ -107,12 +107,19 @@ class Executor:
         self.save()
 
     async def _step(self, run: PipelineRun, step: Step) -> None:
-        if step.params.get("when") == planmod.JOIN_RESET and not await self.actuation.join_reset_needed(run):
+        if step.params.get("when") == planmod.JOIN_RESET and not step.params.get("join_reset_needed"):
+            # Decided once, at the group's first step: once its PUT has landed the join resources
+            # match, and asking again would skip the wait for Running and leave the pipeline stopped.
+            needed = await self.actuation.join_reset_needed(run)
             for s in run.steps:
                 if s.state == PENDING and s.phase == step.phase and s.params.get("when") == planmod.JOIN_RESET:
-                    s.state, s.detail = SKIPPED, "join resources already as planned"
+                    if needed:
+                        s.params["join_reset_needed"] = True
+                    else:
+                        s.state, s.detail = SKIPPED, "join resources already as planned"
             self.save()
-            return
+            if not needed:
+                return
         resumed = step.state == STARTED
         step.state = STARTED
         step.started_at = step.started_at or self.ctx.clock()
@@ -198,7 +205,7 @@ class Executor:
                       "resources": copy.deepcopy(live.resources), "tags": live.tags}
         judge = next((s for s in run.steps if s.action == "judge"), None)
         if judge is not None and self.ctx.metrics is not None:
-            await self.observer.baseline(run, live, self.ctx.scaled(VerifyPlan.from_params(judge.params).window_s))
+            await self.observer.baseline(run, live, self.ctx.scaled(VerifySpec.from_dict(judge.params).window_s))
         step.detail = f"status {live.status}"
 
     async def _judge(self, run: PipelineRun, step: Step) -> None:
@@ -228,10 +235,10 @@ class Executor:
             steps = cycle_steps(step.phase, restore_core(run), config)
             step.detail = "putting the previous configuration back"
         if step.phase == "revert":
-            vplan = VerifyPlan.from_params(step.params["verify"])
+            vplan = VerifySpec.from_dict(step.params["verify"])
             steps += [Step("revert", "settle", {"seconds": vplan.settle_s}),
                       Step("revert", "observe", {"seconds": vplan.window_s}),
-                      Step("revert", "judge", {**vplan.to_params(), "expect": []})]
+                      Step("revert", "judge", {**vplan.to_dict(), "expect": []})]
         index = run.steps.index(step) + 1
         run.steps[index:index] = steps
 
