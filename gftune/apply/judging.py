@@ -14,7 +14,6 @@ from typing import Any
 from gftune.apply import losses, verify
 from gftune.apply.lifecycle import (
     MAX_CATCH_UP_WINDOWS,
-    VerifyPlan,
     insert_before_finish,
     motivating_proposals,
     skip_finish,
@@ -22,6 +21,7 @@ from gftune.apply.lifecycle import (
 from gftune.apply.state import PipelineRun, Step
 from gftune.desired.config import Config
 from gftune.glassflow.statuses import Status
+from gftune.plan.evidence import VerifySpec
 from gftune.policy import signals
 
 
@@ -38,7 +38,7 @@ def readings_of(data: Mapping[str, Any]) -> dict[str, signals.SignalReading]:
 def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, metrics: bool,
           now: float) -> list[str]:
     """Judge the change (or, in the revert phase, the revert) of ``run``; returns what to tell the user."""
-    vplan = VerifyPlan.from_params(step.params)
+    vplan = VerifySpec.from_dict(step.params)
     readings_before = readings_of(run.baseline)
     if step.phase == "revert":
         verdict = verify.judge(status=status or "missing", before=readings_before,
@@ -53,7 +53,7 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
     if run.kind == "create":
         return _judge_created(run, step, status, vplan, config=config, metrics=metrics)
     verdict = verify.judge(status=status or "missing", before=readings_before, after=readings_of(run.after),
-                           expectations=vplan.expectations, tolerance=vplan.tolerance, metrics=metrics,
+                           expectations=vplan.expect, tolerance=vplan.tolerance, metrics=metrics,
                            gaps=run.gaps)
     run.verdict = {**verdict.to_dict(), "window_s": config.scaled(vplan.window_s),
                    "settle_s": config.scaled(vplan.settle_s)}
@@ -84,7 +84,7 @@ def _losses_message(run: PipelineRun) -> list[str]:
     return [f"applied with losses: {int(losses.losses(run.records))} record(s) went to the DLQ during the stop"]
 
 
-def _observe_again(run: PipelineRun, step: Step, vplan: VerifyPlan, why: str) -> str:
+def _observe_again(run: PipelineRun, step: Step, vplan: VerifySpec, why: str) -> str:
     """Insert one more observe + judge window after ``step`` (at most MAX_CATCH_UP_WINDOWS in all)."""
     again = int(step.params.get("extension", 0)) + 1
     step.detail = f"{why}: observing another window ({again}/{MAX_CATCH_UP_WINDOWS})"
@@ -94,7 +94,7 @@ def _observe_again(run: PipelineRun, step: Step, vplan: VerifyPlan, why: str) ->
     return step.detail
 
 
-def _judge_created(run: PipelineRun, step: Step, status: str | None, vplan: VerifyPlan, *, config: Config,
+def _judge_created(run: PipelineRun, step: Step, status: str | None, vplan: VerifySpec, *, config: Config,
                    metrics: bool) -> list[str]:
     """A new pipeline has no before to compare with: Running and records reaching the sink decide
     (:func:`gftune.apply.verify.judge_created`). Its series may not exist yet right after the create,

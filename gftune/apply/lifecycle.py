@@ -50,23 +50,6 @@ EXIT_ORDER = (exitcodes.ERROR, exitcodes.VERIFY_FAILED, exitcodes.INCONCLUSIVE, 
 
 # --- pure core: which steps ----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class VerifyPlan:
-    settle_s: float
-    window_s: float
-    tolerance: float
-    expectations: tuple[Expectation, ...]
-
-    def to_params(self) -> Json:
-        return {"settle_s": self.settle_s, "window_s": self.window_s, "tolerance": self.tolerance,
-                "expect": [e.to_dict() for e in self.expectations]}
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> VerifyPlan:
-        return cls(params["settle_s"], params["window_s"], params["tolerance"],
-                   tuple(Expectation.from_dict(e) for e in params.get("expect", ())))
-
-
 def motivating_proposals(entry: Mapping[str, Any]) -> list[tuple[dict[str, Any], bool]]:
     """The policy proposals behind a plan entry's changes, each with ``exact``: True when the plan
     attached it to the git changes (same values), False for a proposal still pending in the plan
@@ -88,7 +71,7 @@ def motivating_proposals(entry: Mapping[str, Any]) -> list[tuple[dict[str, Any],
     return out
 
 
-def verify_plan(entry: Mapping[str, Any], config: Config) -> VerifyPlan:
+def verify_plan(entry: Mapping[str, Any], config: Config) -> VerifySpec:
     """Settle, window and tolerance (unscaled seconds) and the expectations of one pipeline's change.
 
     Predictions come from every policy proposal attached to the entry's changes; a policy's own
@@ -107,7 +90,7 @@ def verify_plan(entry: Mapping[str, Any], config: Config) -> VerifyPlan:
             tolerance = min(tolerance, spec.tolerance)
             predicted += [e for e in spec.expect if e not in predicted]
         expectations += [e for e in predicted if e not in expectations]
-    return VerifyPlan(settle, window, tolerance, tuple(expectations))
+    return VerifySpec(tuple(expectations), settle, window, tolerance)
 
 
 def _ends_stopped(lifecycle: Sequence[Json]) -> bool:
@@ -115,7 +98,7 @@ def _ends_stopped(lifecycle: Sequence[Json]) -> bool:
     return bool(waits) and waits[-1].get("status") == Status.STOPPED
 
 
-def build_steps(entry: Mapping[str, Any], vplan: VerifyPlan) -> list[Step]:
+def build_steps(entry: Mapping[str, Any], vplan: VerifySpec) -> list[Step]:
     """Every step of one pipeline's run, in order, from its plan entry."""
     action = entry["action"]
     lifecycle = [dict(s) for s in entry.get("lifecycle", ())]
@@ -123,7 +106,7 @@ def build_steps(entry: Mapping[str, Any], vplan: VerifyPlan) -> list[Step]:
     disruptive = any(s.action in ("edit", "put_resources", "create") for s in core)
     verify_steps = [Step("verify", "settle", {"seconds": vplan.settle_s}),
                     Step("verify", "observe", {"seconds": vplan.window_s}),
-                    Step("verify", "judge", vplan.to_params())]
+                    Step("verify", "judge", vplan.to_dict())]
     if not disruptive or _ends_stopped(lifecycle):
         verify_steps = []
     if action == planmod.CREATE:

@@ -29,7 +29,7 @@ RUNNING_EDIT = [{"action": "stop"}, {"action": "wait_status", "status": "Stopped
 
 
 def test_update_steps_wrap_the_plan_lifecycle():
-    steps = lc.build_steps(_entry(RUNNING_EDIT), lc.VerifyPlan(60, 300, 0.1, ()))
+    steps = lc.build_steps(_entry(RUNNING_EDIT), VerifySpec((), 60, 300, 0.1))
     assert [s.name for s in steps] == [
         "apply.lock", "apply.capture", "apply.stop", "apply.wait_status(Stopped)", "apply.edit",
         "apply.wait_status(Running)", "verify.settle", "verify.observe", "verify.judge",
@@ -45,25 +45,25 @@ def test_git_change_without_an_exact_proposal_is_judged_by_the_related_policys_e
     entry = {**_entry(RUNNING_EDIT, changes=[{"path": "resources.sink.replicas", "old": 1, "new": 3,
                                               "proposal": None}]), "proposals": [pending.to_dict()]}
     vp = lc.verify_plan(entry, Config())
-    assert [e.signal for e in vp.expectations] == ["ingestor_backpressure"]  # not the value-specific sink_rate
+    assert [e.signal for e in vp.expect] == ["ingestor_backpressure"]  # not the value-specific sink_rate
     unrelated = {**entry, "changes": [{"path": "sink.max_delay_time", "proposal": None}]}
-    assert lc.verify_plan(unrelated, Config()).expectations == ()
+    assert lc.verify_plan(unrelated, Config()).expect == ()
 
 
 def test_no_verification_for_non_disruptive_or_deliberately_stopped_pipelines():
-    meta = lc.build_steps(_entry([{"action": "patch_metadata"}]), lc.VerifyPlan(1, 1, 0.1, ()))
+    meta = lc.build_steps(_entry([{"action": "patch_metadata"}]), VerifySpec((), 1, 1, 0.1))
     assert [s.action for s in meta] == ["lock", "capture", "patch_metadata", "provenance", "unlock"]
     restop = [{"action": "edit"}, {"action": "wait_status", "status": "Running"}, {"action": "stop"},
               {"action": "wait_status", "status": "Stopped"}]
-    assert "judge" not in [s.action for s in lc.build_steps(_entry(restop), lc.VerifyPlan(1, 1, 0.1, ()))]
+    assert "judge" not in [s.action for s in lc.build_steps(_entry(restop), VerifySpec((), 1, 1, 0.1))]
 
 
 def test_create_and_delete_steps():
     create = lc.build_steps(_entry([{"action": "create"}, {"action": "wait_status", "status": "Running"}], "create"),
-                            lc.VerifyPlan(1, 1, 0.1, ()))
+                            VerifySpec((), 1, 1, 0.1))
     assert [s.action for s in create] == ["create", "wait_status", "settle", "observe", "judge", "provenance"]
     delete = lc.build_steps(_entry([{"action": "delete"}, {"action": "wait_gone"}], "delete"),
-                            lc.VerifyPlan(1, 1, 0.1, ()))
+                            VerifySpec((), 1, 1, 0.1))
     assert [s.action for s in delete] == ["lock", "capture", "delete", "wait_gone"]
 
 
@@ -78,8 +78,8 @@ def test_verify_plan_takes_predictions_and_the_strictest_policy_settings():
     config = Config(verify_settle=60, verify_window=300, verify_tolerance=0.1)
     vp = lc.verify_plan(entry, config)
     assert (vp.settle_s, vp.window_s, vp.tolerance) == (120, 300, 0.05)
-    assert [e.signal for e in vp.expectations] == ["sink_rate", "ingestor_backpressure"]
-    assert lc.VerifyPlan.from_params(vp.to_params()) == vp
+    assert [e.signal for e in vp.expect] == ["sink_rate", "ingestor_backpressure"]
+    assert VerifySpec.from_dict(vp.to_dict()) == vp
 
 
 @pytest.mark.parametrize(("action", "params", "obs", "kind", "call"), [
