@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import apply as h
-
-HEALTHY = "orders-healthy"
+from tests.support.apply import HEALTHY
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.apply.conftest import HEALTHY as PID
 from tests.support import apply as h
+from tests.support.apply import HEALTHY as PID
 
 
 def test_a_clean_stop_loses_nothing_and_says_so(setup):

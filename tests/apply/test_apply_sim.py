@@ -9,9 +9,9 @@ import time
 import httpx
 import yaml
 
-from tests.apply.conftest import HEALTHY as PID
 from tests.support import apply as h
 from tests.support.api import status, wait_status
+from tests.support.apply import HEALTHY as PID
 
 
 def test_config_change_is_applied_verified_and_recorded(setup):

@@ -10,9 +10,9 @@ import pytest
 
 from gftune.plan import integrity
 from gftune.plan.model import Plan
-from tests.apply.conftest import HEALTHY as PID
 from tests.support import apply as h
 from tests.support.api import status
+from tests.support.apply import HEALTHY as PID
 
 
 @pytest.fixture

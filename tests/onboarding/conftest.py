@@ -1,5 +1,5 @@
-"""Shared by the first-hour tests (init, import): the CLI in-process, and an environment without the
-developer's GFTUNE_* settings or secrets' values."""
+"""Fixtures of the first-hour tests (init, import): an environment without the developer's GFTUNE_*
+settings or secrets' values, and the demo repository (helpers: :mod:`tests.support.repos`)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from gftune.cli import cli
 from gftune.desired import adopt
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def gftune(*args: Any, env: dict[str, str] | None = None) -> Any:
-    """Run the CLI in-process; ``env`` adds environment variables for this run only."""
-    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+from tests.support.repos import gftune
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +20,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-# The values the demo scenario creates its pipelines with (scenarios/demo.yaml, each pipeline's patch:).
-DEMO_SECRETS = {"CLICKHOUSE_PASSWORD": "gftune-demo-clickhouse-pw", "KAFKA_PASSWORD": "gftune-demo-kafka-pw"}
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import sys
 
 import httpx
 
-from tests.onboarding.conftest import DEMO_SECRETS
 from tests.support.ports import free_port
 from tests.support.processes import wait_for_api
+from tests.support.repos import DEMO_SECRETS
 
 
 def test_plain_sim_says_it_is_empty_and_points_to_the_demo_scenario():

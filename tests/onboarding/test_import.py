@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from gftune.desired import adopt, secrets
-from tests.onboarding.conftest import ROOT, gftune
+from tests.support.repos import ROOT, gftune
 
 DEMO = sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml"))
 

@@ -18,8 +18,8 @@ import yaml
 
 from gftune.desired.config import load_config
 from gftune.desired.scaffold import README_MARKER
-from tests.gitops.test_workflow_lint import NODE_MODULES, lint
-from tests.onboarding.conftest import DEMO_SECRETS, ROOT, gftune
+from tests.support.repos import DEMO_SECRETS, ROOT, gftune
+from tests.support.workflow_lint import NODE_MODULES, lint
 
 POLICIES = sorted(p.name for p in (ROOT / "policies").glob("*.yaml"))
 WORKFLOWS = ["apply.yml", "drift.yml", "plan.yml", "tune.yml"]  # not ci.yml: this project's own CI

@@ -9,7 +9,7 @@ import shlex
 import click
 
 from gftune.cli import cli
-from tests.onboarding.conftest import ROOT
+from tests.support.repos import ROOT
 
 README = (ROOT / "README.md").read_text()
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 
 from gftune import __version__
-from tests.onboarding.conftest import ROOT
+from tests.support.repos import ROOT
 
 README = (ROOT / "README.md").read_text()
 CHANGELOG = (ROOT / "CHANGELOG.md").read_text()

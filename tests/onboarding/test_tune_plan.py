@@ -11,7 +11,7 @@ import yaml
 
 from gftune.plan.evidence import Evidence, FieldChange, Proposal
 from gftune.policy import review
-from tests.onboarding.conftest import DEMO_SECRETS, gftune
+from tests.support.repos import DEMO_SECRETS, gftune
 
 SICK = "deduplication-demo-pipeline"
 

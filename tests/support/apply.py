@@ -23,6 +23,7 @@ from gftune.desired.repo import load_repo
 from gftune.metrics.sources import open_source
 from gftune.orchestration.plan import produce_plan
 
+HEALTHY = "orders-healthy"  # the healthy scenario's pipeline (scenarios/healthy.yaml)
 SECRET_ENV = "APPLY_TEST_SINK_PASSWORD"  # what gftune.commands.demo.adopted_spec names the sink password
 SIM_PASSWORD = "sim-password"  # what the scenarios' pipelines carry (scenarios/pipelines/orders.yaml)
 ROOT = Path(__file__).resolve().parents[2]

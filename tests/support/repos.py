@@ -39,6 +39,8 @@ SECRETS = {
     "CLICKHOUSE_USER": "ch-user",
 }
 EXAMPLES = sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml"))
+# The values the demo scenario creates its pipelines with (scenarios/demo.yaml, each pipeline's patch:).
+DEMO_SECRETS = {"CLICKHOUSE_PASSWORD": "gftune-demo-clickhouse-pw", "KAFKA_PASSWORD": "gftune-demo-kafka-pw"}
 
 
 @dataclass
@@ -85,9 +87,10 @@ def example_repo(root: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     return result
 
 
-def gftune(*args: str) -> Any:
-    """Run the CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+def gftune(*args: Any, env: dict[str, str] | None = None) -> Any:
+    """Run the CLI in-process; returns click's Result (exit_code, stdout, stderr). ``env`` adds
+    environment variables for this run only."""
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
 
 
 def plan_json(repo: Repo, api_url: str, *extra: str) -> tuple[int, dict[str, Any]]:
