@@ -20,9 +20,13 @@ from gftune.plan.model import CREATE, UPDATE, PipelinePlan, Plan
 # the files (an edited payload with a recomputed digest).
 
 def payloads_digest(plan: Plan, desired: Json) -> str:
-    """The digest of what apply would send for ``plan``, bound to the desired documents' digests."""
+    """The digest of what apply would send for ``plan`` and of the proposals ``tune --plan`` would write
+    (their changes and what apply would verify), bound to the desired documents' digests."""
     return canonical.digest({"desired": desired, "pipelines": [
-        {"pipeline_id": p.pipeline_id, "action": p.action, "payload": p.payload, "lifecycle": p.lifecycle}
+        {"pipeline_id": p.pipeline_id, "action": p.action, "payload": p.payload, "lifecycle": p.lifecycle,
+         "proposals": [{"policy": proposal.policy, "changes": [c.to_dict() for c in proposal.changes],
+                        "verify": proposal.verify.to_dict() if proposal.verify else None}
+                       for proposal in p.proposals]}
         for p in plan.pipelines]})
 
 
@@ -49,15 +53,25 @@ def _payload_disagreements(entry: PipelinePlan, spec: Json) -> list[str]:
     return found
 
 
+def seal_problem(plan: Plan) -> str | None:
+    """Why ``plan`` is not as ``gftune plan`` wrote it (no digest, or payloads or proposals that do not
+    match it); None when the seal holds."""
+    digest = plan.digest if isinstance(plan.digest, dict) else None
+    if digest is None or not isinstance(digest.get("desired"), dict):
+        return "the plan carries no digest (made by hand or by an older gftune): re-run `gftune plan --out`"
+    if digest.get("payloads") != payloads_digest(plan, digest["desired"]):
+        return ("the plan's payloads or proposals do not match its digest: the file was edited after "
+                "`gftune plan` wrote it")
+    return None
+
+
 def integrity_problems(plan: Plan, current_specs: Mapping[str, Json]) -> list[str]:
     """Why a saved plan must not be applied against the repository as it is now (``current_specs``:
     the pipeline documents in git, by id); empty when it may."""
-    digest = plan.digest if isinstance(plan.digest, dict) else None
-    if digest is None or not isinstance(digest.get("desired"), dict):
-        return ["the plan carries no digest (made by hand or by an older gftune): re-run `gftune plan --out`"]
-    desired = digest["desired"]
-    if digest.get("payloads") != payloads_digest(plan, desired):
-        return ["the plan's payloads do not match its digest: the file was edited after `gftune plan` wrote it"]
+    broken = seal_problem(plan)
+    if broken is not None:
+        return [broken]
+    desired = plan.digest["desired"]
     problems = []
     for entry in plan.pipelines:
         if entry.action not in (CREATE, UPDATE):

@@ -18,6 +18,7 @@ from typing import Any
 from gftune.formatting import number
 from gftune.plan import canonical
 from gftune.plan.evidence import Evidence, Proposal
+from gftune.plan.integrity import seal_problem
 from gftune.plan.model import Plan
 from gftune.policy.arbitrate import PolicyOutcome
 from gftune.policy.engine import PolicyReport
@@ -123,13 +124,12 @@ def reviewed_proposals(plan: Plan, targets: Sequence[str] = ()) -> PolicyReport:
 
 
 def stale_pipelines(plan: Plan, specs: Mapping[str, Any], pipeline_ids: Sequence[str]) -> list[str]:
-    """Why the reviewed proposals of ``pipeline_ids`` no longer fit the files (``specs``: the pipeline
-    documents in git, by id): the plan must have been made from the same file contents."""
-    digest = plan.digest if isinstance(plan.digest, dict) else {}
-    desired = digest.get("desired") if isinstance(digest.get("desired"), dict) else None
-    if desired is None:
-        return ["the plan carries no digest of the files it was made from (made by an older gftune): "
-                "re-run `gftune plan --out`"]
+    """Why the reviewed proposals of ``pipeline_ids`` must not be written (``specs``: the pipeline documents
+    in git, by id): the plan must be as ``gftune plan`` sealed it, made from the same file contents."""
+    broken = seal_problem(plan)
+    if broken is not None:
+        return [broken]
+    desired = plan.digest["desired"]
     problems = []
     for pipeline_id in pipeline_ids:
         spec = specs.get(pipeline_id)

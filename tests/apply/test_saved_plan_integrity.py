@@ -51,7 +51,7 @@ def assert_refused(sim, repo, plan_file, reason: str) -> None:
 def test_an_edited_payload_is_refused(planned):
     sim, repo, plan_file = planned
     tamper(plan_file, reseal=False)
-    assert_refused(sim, repo, plan_file, "the plan's payloads do not match its digest")
+    assert_refused(sim, repo, plan_file, "the plan's payloads or proposals do not match its digest")
 
 
 def test_an_edited_payload_with_a_recomputed_digest_is_refused(planned):

@@ -67,6 +67,22 @@ def test_tune_refuses_a_plan_made_from_other_files(reviewed):
     assert git.Repo(repo).active_branch.name == "main"
 
 
+def test_tune_refuses_a_plan_whose_proposal_was_edited_after_review(reviewed):
+    # the artifact travels between jobs: a proposal changed on the way must not be written as "reviewed"
+    repo, saved, plan, env = reviewed
+    proposal = next(p for entry in plan["pipelines"] for p in entry["proposals"])
+    replicas = next(c for c in proposal["changes"] if c["path"] == "resources.sink.replicas")
+    replicas["new"] = 9
+    saved.write_text(json.dumps(plan))
+    file = repo / "pipelines" / f"{SICK}.yaml"
+    before = file.read_text()
+    result = gftune("tune", "--repo", repo, "--write", "--plan", saved, env=env)
+    assert result.exit_code == 1
+    assert "payloads or proposals do not match its digest" in result.output
+    assert file.read_text() == before
+    assert git.Repo(repo).active_branch.name == "main"
+
+
 def test_reevaluating_says_what_changed_since_the_review_and_why(reviewed, tmp_path):
     repo, _, plan, env = reviewed
     # The review saw a smaller backlog and a smaller proposal than the policy makes now.
