@@ -161,11 +161,14 @@ def _saturated_capacity(stage: str | None, view: Readings) -> Figure:
     """A stage's capacity is observable only while it is saturated: then what it processes is what it can."""
     if stage == "sink":
         found = saturation.sink_saturation(view, "", batch=None, sink_replicas=1)
+        if not found.saturated:
+            return Figure.unknown(f"the sink is not seen saturated ({found.evidence}), so its rate shows its input, "
+                                  "not what it can do", RATE)
         capacity = _value(view, "sink_capacity")
-        if found.saturated and capacity is not None:
-            return Figure(capacity, RATE, f"observed while saturated: {found.evidence}")
-        return Figure.unknown(f"the sink is not seen saturated ({found.evidence}), so its rate shows its input, "
-                              "not what it can do", RATE)
+        if capacity is None:
+            return Figure.unknown(f"the sink is saturated ({found.evidence}) but its per-replica write rates were "
+                                  "not read", RATE)
+        return Figure(capacity, RATE, f"observed while saturated: {found.evidence}")
     if stage == "ingestor":
         growth, backpressure, rate = (_value(view, "consumer_lag_growth"), _value(view, "ingestor_backpressure"),
                                       _value(view, "source_rate"))
@@ -215,6 +218,6 @@ def blocked(changes_blocked: Sequence[tuple[str, str]], view: Readings) -> Asses
 
 
 def out_of_scope(view: Readings) -> Assessment:
-    """An escalating policy's symptom (terminal errors, exhausted retries): not about capacity."""
+    """An escalating policy's symptom (permanent errors, rows rejected after INSERT errors): not about capacity."""
     return Assessment(stage=None, backlog=backlog(view), blocked_by="not a capacity problem: no replica, batch or "
                       "CPU change addresses it")

@@ -191,6 +191,9 @@ def scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settin
     if inp is None:
         notes.append(f"scale_to_fit: {why}")
         return [], {}, ""
+    if not view.reading("consumer_lag_growth").known:
+        notes.append("scale_to_fit: the arrival is not established without the Kafka lag (kafka_exporter): sized for "
+                     "the read rate, which under backpressure is only what the pipeline drains (a lower bound)")
     result = sizing.size(inp)
     if sized is not None:
         sized.append(Sized(inp, result, action.stages))

@@ -204,14 +204,6 @@ def test_frozen_stage_and_observed_rate_fallback():
     assert not unknown.changed and "not established (it is in backpressure)" in unknown.notes[0]
 
 
-def test_a_bigger_sink_gets_bigger_batches_within_the_insert_budget():
-    result = size(_sink_bound(backlog=3_600_000.0))
-    sink = result.decision("sink")
-    inserts = sink.capacity_after / sink.batch_to
-    assert sink.batch_to > 1000 and inserts <= 10
-    assert nice_batch(1485) == 2000 and nice_batch(12_000) == 20_000 and nice_batch(1000) == 1000
-
-
 def test_workers_follow_the_cpu_limit():
     assert [sizing.sink_workers(c) for c in (None, 1, 1.5, 2, 3, 4, 5, 8)] == [1, 1, 1, 1, 1, 2, 3, 6]
 
