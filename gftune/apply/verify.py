@@ -18,15 +18,16 @@ Guards ("healthy and not worse") apply to every change, with or without expectat
 the sink rate and the sink/source ratio must not fall and backpressure (the gauge, and the share of
 time in finished episodes) must not rise beyond the tolerance, and rows rejected after an INSERT
 error (``sink_retries{outcome="exhausted"}``: rows, DLQ'd at once, not retries that ran out),
-permanent errors and DLQ writes must not appear where there were none.
+permanent errors and DLQ writes must not appear where there were none. Backpressure that rose
+while the sink rate held up is inconclusive rather than a failure: a restarted pipeline catches up
+on what queued while it was stopped, at full speed. An error counter that had no series before the
+change (it did not exist yet) and reads 0 after it passes; one that reads more than 0 after it
+"appeared" and fails.
 
 What "keeping up" can mean on a real cluster: GlassFlow measures no INSERT time, so no busy
 fraction of the sink is verified. The policies expect what a cluster shows when the sink keeps up:
 backpressure stops, the sampled stream drains below the ~half a busy healthy sink keeps in flight,
-and the rows written follow what arrives. Backpressure that rose while the sink rate held up is inconclusive rather than a failure: a
-restarted pipeline catches up on what queued while it was stopped, at full speed. An error counter
-that had no series before the change (it did not exist yet) and reads 0 after it passes; one that
-reads more than 0 after it "appeared" and fails.
+and the rows written follow what arrives.
 
 **Catching up.** A change that fixes a throughput problem does not clear a backlog at once: while
 Kafka still holds the records that piled up, the ingestors read as fast as the stream lets them and
@@ -74,7 +75,8 @@ STREAM_DEPTH_RATIO = "stream_depth_ratio"
 # Expectations on these measure a backlog (it must go down): they may miss while a good change is
 # still draining what queued before it (see "Catching up" above).
 BACKLOG_SIGNALS = frozenset({BACKPRESSURE, BACKPRESSURE_SHARE, "dedup_backpressure", "dedup_backpressure_share",
-                             STREAM_DEPTH, STREAM_DEPTH_RATIO, LAG, "nats_sink_pending", "nats_stream_messages"})
+                             STREAM_DEPTH, STREAM_DEPTH_RATIO, "stream_depth_batches", LAG, "nats_sink_pending",
+                             "nats_stream_messages"})
 # Expectations on these measure the change's throughput.
 THROUGHPUT_SIGNALS = frozenset({SINK_RATE, SINK_SOURCE_RATIO, "sink_input_ratio"})
 

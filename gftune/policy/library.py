@@ -336,6 +336,11 @@ SIGNAL_LIST: list[SignalDef] = [
     _sig("stream_depth_ratio", "ratio", "Fullest sampled stream: messages / MaxMsgs (absent without MaxMsgs). "
          "Up to ~0.5 is a busy healthy consumer (MaxAckPending 4·B of MaxMsgs 8·B); well above it, a backlog.",
          lambda ctx: Aggregate("max", _sel(ctx, "stream_depth_ratio")), "backpressure"),
+    _sig("stream_depth_batches", "batches", "Messages in the fullest sampled stream, in max_batch_size units. A "
+         "consumer holds at most 4 batches in flight (MaxAckPending 4·B), so well above that (6 = a default "
+         "8·B stream 75% full) is a backlog, with or without MaxMsgs.",
+         _per_field(lambda ctx: Aggregate("max", _sel(ctx, "stream_depth")), "sink.max_batch_size"), "backpressure",
+         needs="sink.max_batch_size"),
     _sig("consumer_lag", "records", "Kafka consumer-group lag of the pipeline (kafka_exporter).", _lag,
          "backpressure"),
     _sig("consumer_lag_growth", "records/s", "How fast the Kafka consumer-group lag grows (deriv; "

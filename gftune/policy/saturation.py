@@ -8,7 +8,8 @@ must both be seen (reference: glassflow/clickhouse-etl at c13349c4, §4 and §6 
 2. **a backlog in front of it**, seen where GlassFlow shows one for this shape:
 
    * sink right behind the ingestor: its stream fills (``stream_depth_ratio`` well above the ~0.5 a
-     busy healthy sink shows: MaxAckPending 4·B of MaxMsgs 8·B), then the ingestor backpressures;
+     busy healthy sink shows: MaxAckPending 4·B of MaxMsgs 8·B; without MaxMsgs, more than 6
+     batches in it), then the ingestor backpressures (DiscardNew; without MaxMsgs never);
    * sink behind a dedup pod: only the dedup pod's backpressure shows it (``dedup-out`` is not
      sampled; ingestor backpressure there may as well be the dedup pod's own slowness);
    * sink behind the join: nothing until the join's inputs fill, then the ingestors backpressure
@@ -30,6 +31,9 @@ from gftune.policy.sink_model import FULL_FLUSH
 # The sampled stream of a sink behind the ingestor this full is a backlog, not a busy sink's
 # in-flight batches (those alone fill ~half of MaxMsgs).
 DEPTH_BACKLOG = 0.75
+# The same in batches, for streams without MaxMsgs (or with a large one): a consumer holds at most
+# 4 batches in flight (MaxAckPending 4·B); 6 is a default 8·B stream 75% full.
+DEPTH_BACKLOG_BATCHES = 6.0
 # This share of time in finished backpressure episodes is sustained backpressure, not a blip.
 BACKPRESSURE_SUSTAINED = 0.1
 
@@ -64,9 +68,11 @@ def backlog_evidence(view: Readings, producer: str, *, batch: float | None, sink
             seen.append("the dedup pod is in backpressure (its output is full)")
     if producer == "dedup":
         return seen
-    ratio = _value(view, "stream_depth_ratio")
+    ratio, batches = _value(view, "stream_depth_ratio"), _value(view, "stream_depth_batches")
     if producer in ("ingestor", "") and ratio is not None and ratio >= DEPTH_BACKLOG:
         seen.append(f"its stream is {ratio:.0%} full")
+    elif producer in ("ingestor", "") and batches is not None and batches >= DEPTH_BACKLOG_BATCHES:
+        seen.append(f"its stream holds {batches:,.0f} batches (a consumer keeps at most 4 in flight)")
     active, share = _value(view, "ingestor_backpressure"), _value(view, "backpressure_share")
     if share is not None and share >= BACKPRESSURE_SUSTAINED:
         seen.append(f"the ingestors spent {share:.0%} of the time in backpressure")

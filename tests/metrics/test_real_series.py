@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from gftune.desired.config import Config
 from gftune.metrics import naming
@@ -185,14 +187,16 @@ def test_sink_capacity_divides_the_busiest_replica_by_the_largest_share():
     assert readings["sink_capacity"].value == pytest.approx(4000.0 * 1.5)
 
 
-STREAM_BACKPRESSURE = "gftune/examples/policies/stream-backpressure.yaml"
+STREAM_BACKPRESSURE = Path(__file__).resolve().parents[2] / "policies" / "stream-backpressure.yaml"
+
+
+def _policy():
+    return parse_policy(yaml.safe_load(STREAM_BACKPRESSURE.read_text(encoding="utf-8")))
 
 
 @pytest.mark.parametrize("honor_labels", [True, False])
 def test_a_policy_sizes_the_sink_from_these_series(honor_labels):
-    import yaml
-
-    policy = parse_policy(yaml.safe_load(open(STREAM_BACKPRESSURE, encoding="utf-8").read()))
+    policy = _policy()
     facts = PipelineFacts(PID, doc(), constraints={"partitions": 4})
     view = SnapshotView(snapshot(honor_labels=honor_labels), SignalContext(PID, doc()))
     found = evaluate(policy, facts, view, Config(metrics_window=WINDOW))
@@ -207,9 +211,7 @@ def test_a_policy_sizes_the_sink_from_these_series(honor_labels):
 
 
 def test_without_a_backlog_the_policy_does_not_size_the_sink():
-    import yaml
-
-    policy = parse_policy(yaml.safe_load(open(STREAM_BACKPRESSURE, encoding="utf-8").read()))
+    policy = _policy()
     # flushing what arrives: 2 flushes/s of 1000 with no backpressure episode and a stream ~half full
     view = SnapshotView(snapshot(episodes=False, flush_rate=(2.0,), depth=4000.0), SignalContext(PID, doc()))
     found = evaluate(policy, PipelineFacts(PID, doc()), view, Config(metrics_window=WINDOW))
