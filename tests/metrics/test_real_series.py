@@ -216,3 +216,26 @@ def test_without_a_backlog_the_policy_does_not_size_the_sink():
     view = SnapshotView(snapshot(episodes=False, flush_rate=(2.0,), depth=4000.0), SignalContext(PID, doc()))
     found = evaluate(policy, PipelineFacts(PID, doc()), view, Config(metrics_window=WINDOW))
     assert found.proposal is None and found.escalation is None and not found.incomplete
+
+
+def test_preparation_is_never_read_as_insert_or_busy_time_and_retries_never_as_attempts():
+    """What GlassFlow's sink measures decides what a signal may claim: total_preparation ends before
+    the INSERT, and sink_retries_total counts rows. Every signal reading either says so."""
+    from gftune.metrics.expr import selectors
+    from gftune.policy.signals import SIGNALS
+
+    ctx = SignalContext(PID, doc())
+    for name, definition in SIGNALS.items():
+        expr = definition.build(ctx)
+        if expr is None:
+            continue
+        read = list(selectors(expr))
+        if any(("stage", "=", "total_preparation") in s.matchers for s in read):
+            # preparation time, its lower bound on busy, or the cycle minus it — never the insert itself
+            assert name in {"sink_prepare_seconds", "sink_prepare_busy", "sink_replica_prepare_busy",
+                            "sink_insert_share", "sink_insert_seconds"}, name
+            if name.startswith("sink_insert"):
+                assert "saturated" in definition.meaning and "Valid only" in definition.meaning
+        if any(s.metric == "sink_retries_total" for s in read) and name != "error_rate":
+            assert definition.unit == "records/s" and "attempt" not in definition.meaning.replace("not attempts", ""), \
+                name
