@@ -406,6 +406,10 @@ SIGNAL_LIST: list[SignalDef] = [
     _sig("sink_retry_rate", "records/s", "Rows NAKed after a retryable INSERT error, per second (rows, not "
          "attempts: redelivered after 5 s, at most 10 deliveries, nothing counted at the 10th).",
          _rate("sink_retries_total", ("outcome", "=", "retry")), "errors"),
+    _sig("sink_retry_share", "ratio", "Share of the rows the sink flushes that are NAKed after a retryable INSERT "
+         "error (rows, not attempts); 0 while the sink flushes and none failed.",
+         lambda ctx: OrZero(Rate(_sel(ctx, "sink_retries_total", ("outcome", "=", "retry"))))
+         / Rate(_sel(ctx, "sink_batch_size_records", suffix="_sum")), "errors"),
     _sig("sink_nack_rate", "records/s", "Messages the sink NAKed per second (retryable preparation or INSERT "
          "errors).", _rate("sink_nack_messages_total"), "errors"),
     _sig("sink_exhausted_rate", "records/s", "Rows sent to the DLQ per second after a permanent or unknown INSERT "
