@@ -155,12 +155,14 @@ sink_workers = sink_model.sink_workers
 
 
 def true_rate(stage: StageState) -> tuple[float | None, str]:
-    """Per-replica capacity of a stage and how it was estimated (None: not established)."""
-    if stage.processed_rate is not None and stage.busy_rate is not None and stage.busy_rate > 1e-12:
-        return stage.processed_rate / stage.busy_rate, "busy time"
+    """Per-replica capacity of a stage and how it was estimated (None: not established). Seen
+    saturated, what it processes is what it can: that beats busy time, which for the ingestor is
+    an approximation (a mean of per-batch averages)."""
     if stage.saturated and stage.processed_rate is not None and stage.processed_rate > 0:
         effective = min(stage.replicas, stage.cap_replicas or stage.replicas)
         return stage.processed_rate / max(1, effective), "observed (saturated)"
+    if stage.processed_rate is not None and stage.busy_rate is not None and stage.busy_rate > 1e-12:
+        return stage.processed_rate / stage.busy_rate, "busy time"
     return None, ""
 
 
@@ -213,9 +215,9 @@ def size(inp: SizingInput) -> SizingResult:
         decided[stage.stage] = decision.replicas_to
         if decision.capacity_after is not None and selectivity > 0:
             bottleneck = min(bottleneck, decision.capacity_after / selectivity)
-        # Only a capacity measured from busy time bounds the next stage: an observed rate under
-        # backpressure is what the downstream let through, not what this stage can deliver.
-        if decision.capacity_after is not None and decision.estimator.startswith("busy time"):
+        # A capacity established (busy time, or seen saturated without backpressure) bounds the next
+        # stage; one not established bounds nothing.
+        if decision.capacity_after is not None and decision.estimator:
             delivered = decision.capacity_after * (stage.selectivity if stage.stage != "sink" else 1.0)
         else:
             delivered = None

@@ -233,8 +233,13 @@ def test_while_a_backlog_drains_a_stage_carries_what_its_upstream_pushes():
                                       StageState("sink", 1, 4950.0, None))))
     assert capped.decision("sink").target == pytest.approx(12_000.0)
     assert any("upstream can deliver" in n for n in capped.notes)
-    # an observed (saturated) upstream rate is not what it can deliver: no bound from it
+    # seen saturated without backpressure (Kafka lag growing), its read rate is what it delivers
     observed = size(_sink_bound(backlog=3_600_000.0, insert_budget=None,
                                 stages=(StageState("ingestor", 2, 4950.0, None, cap_replicas=2, saturated=True),
                                         StageState("sink", 1, 4950.0, None))))
-    assert observed.decision("sink").target == pytest.approx(observed.target_rate)
+    assert observed.decision("sink").target == pytest.approx(4950.0)
+    # an upstream whose capacity is not established (in backpressure) bounds nothing
+    unknown = size(_sink_bound(backlog=3_600_000.0, insert_budget=None,
+                               stages=(StageState("ingestor", 2, 4950.0, None, cap_replicas=2),
+                                       StageState("sink", 1, 4950.0, None))))
+    assert unknown.decision("sink").target == pytest.approx(unknown.target_rate)
