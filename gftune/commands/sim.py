@@ -8,6 +8,7 @@ import threading
 import click
 
 from gftune import exitcodes
+from gftune.glassflow.instruments import DEFAULT_NAMING, NAMING_STYLES
 from gftune.sim import ScenarioError, Simulator, available_scenarios
 
 EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads some or you create them "
@@ -23,8 +24,8 @@ EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads s
               help="Scenario name (scenarios/NAME.yaml) or file; repeatable.")
 @click.option("--time-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Sim seconds per wall second; counters are divided by it so rate() stays per sim second.")
-@click.option("--naming", type=click.Choice(["documented", "collector"]), default="documented", show_default=True,
-              help="Metric names as documented, or as the OTel collector's normalisation makes them.")
+@click.option("--naming", type=click.Choice(list(NAMING_STYLES)), default=DEFAULT_NAMING, show_default=True,
+              help="Metric names as the Helm chart's OTel collector exposes them, or as GlassFlow documents them.")
 @click.option("--metric-namespace", "namespace", default="glassflow", show_default=True,
               help="Prefix of the metric names (<namespace>_gfm_...).")
 @click.option("--seed", type=int, default=None, help="Noise seed (default: the scenario's).")

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from gftune.glassflow.instruments import DEFAULT_NAMING
 from gftune.sim import scenarios as scenario_files
 from gftune.sim import truth as truth_module
 from gftune.sim.clock import Clock, ScaledClock
@@ -38,7 +39,7 @@ class Simulator:
     """
 
     def __init__(self, scenarios: list[str | os.PathLike[str] | Json] | None = None, time_scale: float = 1.0,
-                 naming: str = "documented", namespace: str = "glassflow", seed: int | None = None,
+                 naming: str = DEFAULT_NAMING, namespace: str = "glassflow", seed: int | None = None,
                  delays: Json | None = None, *, dt: float = 1.0, clock: Clock | None = None) -> None:
         if naming not in NAMING_MODES:
             raise ValueError(f"naming must be one of {', '.join(NAMING_MODES)}, got {naming!r}")
