@@ -29,9 +29,11 @@ EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads s
 @click.option("--metric-namespace", "namespace", default="glassflow", show_default=True,
               help="Prefix of the metric names (<namespace>_gfm_...).")
 @click.option("--seed", type=int, default=None, help="Noise seed (default: the scenario's).")
+@click.option("--nats-exporter", is_flag=True,
+              help="Also expose the chart's NATS exporter JetStream series (jetstream_*), as its collector does.")
 @click.option("--list-scenarios", is_flag=True, help="List the known scenarios and exit.")
 def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...], time_scale: float, naming: str,
-            namespace: str, seed: int | None, list_scenarios: bool) -> None:
+            namespace: str, seed: int | None, nats_exporter: bool, list_scenarios: bool) -> None:
     if list_scenarios:
         from gftune.sim import scenarios as scenario_files
 
@@ -42,7 +44,7 @@ def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...],
         return
     try:
         simulator = Simulator(scenarios=list(scenarios), time_scale=time_scale, naming=naming, namespace=namespace,
-                              seed=seed)
+                              seed=seed, nats_exporter=nats_exporter)
         simulator.start(host=host, port=port, metrics_port=metrics_port)
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None

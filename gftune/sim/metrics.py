@@ -3,7 +3,7 @@
 The ``gfm_*`` series of every component pod and of the operator come from their meters through the
 collector (``gftune.sim.telemetry``, ``gftune.sim.pods``), named in one of the two styles of
 ``gftune.glassflow.instruments`` (``collector`` by default, ``documented`` as GlassFlow's docs write
-them). The API's own request metrics are exposed directly.
+them). The API's own request metrics go the same way (its process, ``job="glassflow/glassflow-api"``).
 
 Time scale: counter-like series (counters, histogram ``_bucket``/``_sum``/``_count``) are divided by
 ``time_scale`` so that ``rate()`` over wall-clock seconds equals the model's per-sim-second rates.
@@ -20,46 +20,52 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gftune.glassflow.instruments import (
     DEFAULT_NAMING,
-    DURATION_BUCKETS,
     HTTP_REQUEST_COUNT,
     HTTP_REQUEST_DURATION,
     NAMING_STYLES,
 )
 from gftune.glassflow.topology import consumer_group
-from gftune.sim.telemetry import Histogram
+from gftune.sim import nats_exporter
+from gftune.sim.telemetry import Collector as OtelCollector
+from gftune.sim.telemetry import Meter, Resource
 
 if TYPE_CHECKING:
     from gftune.sim.store import Store
 
 NAMING_MODES = NAMING_STYLES
+API_RESOURCE = Resource("glassflow/glassflow-api", None, (("service_version", "v3.1.0"),))
 
 
 class HttpStats:
-    """The API's own request metrics (``http_server_request_count_total`` and ``..._duration_seconds``)."""
+    """The API process's meter: ``http_server_request_count_total`` and ``…_duration_seconds`` per request
+    (``internal/api/middlewares.go``). The API sets no instance id, so its series carry
+    ``job="<namespace>/glassflow-api"`` and no ``instance``
+    (``charts:charts/glassflow-etl/templates/api-configmap.yaml``). Unlike GlassFlow's 10-s push, every
+    scrape shows the requests served so far: tests count the requests a client sent from it."""
 
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, str], float] = {}
-        self.durations: dict[tuple[str, str, str], Histogram] = {}
+    def __init__(self, started: float = 0.0) -> None:
+        self.meter = Meter(API_RESOURCE, started)
         self.lock = threading.Lock()
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
-        key = (method, path, str(status))
+        labels = (method, path, str(status))
         with self.lock:
-            self.counts[key] = self.counts.get(key, 0.0) + 1.0
-            hist = self.durations.get(key)
-            if hist is None:
-                hist = self.durations[key] = Histogram(DURATION_BUCKETS)
-            hist.observe(seconds)
+            self.meter.add(HTTP_REQUEST_COUNT, labels, 1.0)
+            self.meter.observe(HTTP_REQUEST_DURATION, labels, seconds)
+
+    def push(self, collector: OtelCollector, now: float) -> None:
+        with self.lock:
+            collector.push(self.meter, now)
 
 
 class SimCollector(Collector):
     def __init__(self, store: Store, http: HttpStats, *, namespace: str = "glassflow", naming: str = DEFAULT_NAMING,
-                 time_scale: float = 1.0) -> None:
+                 time_scale: float = 1.0, nats_exporter: bool = False) -> None:
         if naming not in NAMING_MODES:
             raise ValueError(f"naming must be one of {', '.join(NAMING_MODES)}, got {naming!r}")
         self.store = store
@@ -68,13 +74,16 @@ class SimCollector(Collector):
         self.prefix = f"{namespace}_gfm_" if namespace else "gfm_"
         self.naming = naming
         self.scale = 1.0 / float(time_scale)
+        self.nats_exporter = nats_exporter
 
     def collect(self) -> Iterator[Metric]:
         rows = self.store.rows_snapshot()
         with self.store.lock:
+            self.http.push(self.store.collector, self.store.now())
             yield from self._model_families(rows)
             yield from self.store.collector.families(self.namespace, self.naming, self.scale)
-        yield from self._http_families()
+            if self.nats_exporter:
+                yield from nats_exporter.families(rows, self.namespace)
 
     def _model_families(self, rows: list[Any]) -> Iterator[Metric]:
         """Not GlassFlow's: the consumer lag as kafka_exporter shows it next to it."""
@@ -98,17 +107,3 @@ class SimCollector(Collector):
                     topics_seen.add(source.topic)
                     partitions.add_metric((source.topic,), source.partitions)
         yield from (lag, partitions)
-
-    def _http_families(self) -> Iterator[Metric]:
-        labels = ("method", "path", "status")
-        count = CounterMetricFamily(HTTP_REQUEST_COUNT.exposed(self.namespace, self.naming), "API requests",
-                                    labels=labels)
-        duration = HistogramMetricFamily(HTTP_REQUEST_DURATION.exposed(self.namespace, self.naming),
-                                         "API request duration", labels=labels)
-        with self.http.lock:
-            for key, value in self.http.counts.items():
-                count.add_metric(key, value * self.scale)
-            for key, hist in self.http.durations.items():
-                duration.add_metric(key, [(le, v * self.scale) for le, v in hist.cumulative()], hist.total * self.scale)
-        yield count
-        yield duration

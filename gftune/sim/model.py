@@ -207,11 +207,16 @@ class PipelineModel(Capacities):
             state.replicas = replicas if isinstance(replicas, int) and replicas > 0 else 1
             state.cpu = _cpu(block)
             lag = state.lag
+            running = {r.index: r for r in state.pods}
             if self.kafka:
                 shares = assign_partitions(state.partitions, state.replicas)
                 state.pods = [IngestorReplica(i, n, lag * n / state.partitions) for i, n in enumerate(shares)]
             else:  # OTLP: the receiver publishes what arrives (what it cannot waits client-side)
                 state.pods = [IngestorReplica(0, 1, lag)]
+            for replica in state.pods:  # a running pod keeps its meter (a partition change restarts nothing)
+                if replica.index in running:
+                    kept = running[replica.index]
+                    replica.meter, replica.episodes, replica.next_sample = kept.meter, kept.episodes, kept.next_sample
             self.sources.append(state)
 
     def _configure_streams(self) -> None:
@@ -230,7 +235,11 @@ class PipelineModel(Capacities):
             replica = old_sinks.get(s.index) or SinkReplica(s.index, self.streams[s.name], self.t + self.delay)
             replica.stream = self.streams[s.name]
             self.sinks.append(replica)
-        self.dedups = {n.id: [DedupReplica(k) for k in range(n.replicas)] for n in self.graph.nodes_of("dedup")}
+        old_dedups = self.dedups
+        self.dedups = {}
+        for node in self.graph.nodes_of("dedup"):
+            running = {r.index: r for r in old_dedups.get(node.id, [])}
+            self.dedups[node.id] = [running.get(k) or DedupReplica(k) for k in range(node.replicas)]
 
     # --- pods --------------------------------------------------------------------------------
 

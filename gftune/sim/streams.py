@@ -38,6 +38,7 @@ class JetStream:
     delayed: list[list[float]] = field(default_factory=list)  # NAKed: [redelivery due, publish time, messages]
     stuck: deque[list[float]] = field(default_factory=deque)  # past MaxDeliver: [publish time, messages]
     expired: float = 0.0  # messages MaxAge removed, ever
+    stored_total: float = 0.0  # messages ever stored: the stream's last sequence number
     arrived: float = 0.0  # published during the last step (its consumer sees them arrive over the next)
     _publishing: float = 0.0
     _refused: bool = False
@@ -68,6 +69,7 @@ class JetStream:
         """Store up to ``messages`` at time ``t``; the rest is refused. Returns what was stored."""
         accepted = min(messages, self.room())
         self._publishing += max(0.0, accepted)
+        self.stored_total += max(0.0, accepted)
         self._refused = self._refused or accepted < messages - 1e-6
         if accepted > _EPS:
             grain = _grain(self.max_age)

@@ -128,8 +128,10 @@ def test_api_request_metrics_use_route_templates(manual):
     httpx.get(sim.api_url + "/definitely/not/a/route")
     httpx.get(sim.api_url + "/_sim/clock")
     samples = _scrape(sim)
-    counts = {(s.labels["method"], s.labels["path"], s.labels["status"]): s.value
-              for s in samples["glassflow_gfm_http_server_request_count_total"]}
+    series = samples["glassflow_gfm_http_server_request_count_total"]
+    assert {s.labels["job"] for s in series} == {"glassflow/glassflow-api"}  # and no instance: the API sets none
+    assert not [s for s in series if "instance" in s.labels]
+    counts = {(s.labels["method"], s.labels["path"], s.labels["status"]): s.value for s in series}
     assert counts == {("GET", "/api/v1/pipeline/{id}", "200"): 0.1,  # 1 request / time scale 10
                       ("GET", "/api/v1/pipeline/{id}/health", "200"): 0.1,
                       ("GET", "/api/v1/pipeline/{id}/health", "404"): 0.1,

@@ -423,3 +423,14 @@ def test_spike_is_absorbed_without_backpressure():
     world.run(170)
     assert sum(world.truth(pid)["records"]["stream_depth"].values()) < 20_000
     assert world.backpressure(pid) is None  # no episode ever: the series do not exist
+
+
+def test_a_partition_change_restarts_no_pod():
+    """A Kafka-side change (PATCH /_sim/model) reaches running pods: their counters go on."""
+    world = World("partition-capped-ingestor")
+    pid = world.pid()
+    world.run(60)
+    before = world.counters(pid)["kafka_records_read('ingestor',)"]
+    world.store.patch_model(pid, {"sources": {"orders": {"partitions": 4}}})
+    world.run(10)
+    assert world.counters(pid)["kafka_records_read('ingestor',)"] > before
