@@ -391,7 +391,8 @@ class PipelineModel(Capacities):
             return
         ip = self.params["ingestor"]
         step = IngestorStep(self.pipeline_id, self.ingestor_replica_rate(source), float(ip["batch_records"]),
-                            float(source.params.get("parse_error_fraction") or 0.0), source.record_bytes)
+                            float(source.params.get("parse_error_fraction") or 0.0), source.record_bytes,
+                            topo.pending_publish_limit(source.replicas), float(self.params["nats"]["ack_latency"]))
         self.totals["read"] += step.run(source.pods, outputs, t, dt, self.dlq)
 
     def _step_dedup(self, node: topo.Node, t: float, dt: float) -> None:

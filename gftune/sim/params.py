@@ -25,6 +25,9 @@ DEFAULT_PARAMS: Json = {
         "key_bytes": 128, "lookup_slowdown": 4.0, "initial_fill": 0.0,
     },
     "join": {"rate": 20000.0, "output_ratio": 1.0},
+    # seconds until the NATS server acks a publish; above 1 s the ingestor's full pending-ack window
+    # (min(4000, 10000 / replicas) PubAcks) is a backpressure episode of its own
+    "nats": {"ack_latency": 0.001},
     "sink": {
         "insert_overhead": 0.1,  # a: seconds per insert, whatever its size
         "insert_per_row": 2e-6,  # b: seconds per row inserted

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gftune.glassflow import instruments as ins
-from gftune.glassflow.topology import DEDUP_BATCH_MAX, DEDUP_MAX_WAIT, DEPTH_SAMPLE_INTERVAL, max_ack_pending
+from gftune.glassflow.topology import (
+    DEDUP_BATCH_MAX,
+    DEDUP_MAX_WAIT,
+    DEPTH_SAMPLE_INTERVAL,
+    PENDING_ACK_STALL,
+    max_ack_pending,
+)
 from gftune.sim.backpressure import Episodes
 from gftune.sim.streams import JetStream
 from gftune.sim.telemetry import Meter
@@ -108,23 +114,31 @@ class IngestorStep:
     batch_records: float  # a Kafka poll batch, at most
     parse_error: float  # fraction sent to the DLQ as parse_error
     record_bytes: float
+    pending_limit: int = 4000  # PubAcks a replica may wait for: min(4000, 10000 / replicas)
+    ack_latency: float = 0.001  # seconds until NATS acks a publish
 
     def run(self, replicas: list[IngestorReplica], outputs: Outputs, t: float, dt: float,
             dlq: DlqSink) -> float:
         """Read, publish, record; returns records read."""
-        wants = [min(r.lag, self.rate * dt) if r.partitions > 0 else 0.0 for r in replicas]
-        total = sum(wants)
         keep = 1.0 - self.parse_error
+        # the async publisher's window: at most pending_limit PubAcks in flight, so a replica publishes
+        # at most pending_limit / ack_latency per second; a window still full after 1 s is backpressure
+        window = self.pending_limit / self.ack_latency * dt / keep if self.ack_latency > 0 and keep > 0 else math.inf
+        stalled = self.ack_latency > PENDING_ACK_STALL
+        wants = [min(r.lag, self.rate * dt) if r.partitions > 0 else 0.0 for r in replicas]
+        windowed = [stalled and want > window + 1e-6 for want in wants]
+        wants = [min(want, window) for want in wants]
+        total = sum(wants)
         limit = output_limit(outputs)
         readable = limit / keep if keep > 0 else math.inf
         blocked = readable < total - 1e-6
         ratio = min(1.0, readable / total) if total > _EPS else 0.0
         read_total = 0.0
-        for replica, want in zip(replicas, wants, strict=True):
+        for replica, want, held in zip(replicas, wants, windowed, strict=True):
             read = want * ratio
             replica.lag -= read
             read_total += read
-            self._record(replica, t, dt, read, blocked and want > _EPS, dlq)
+            self._record(replica, t, dt, read, (blocked and want > _EPS) or held, dlq)
         publish(outputs, t, read_total * keep)
         return read_total
 

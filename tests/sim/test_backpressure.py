@@ -13,7 +13,7 @@ import pytest
 
 from gftune.desired import paths
 from gftune.glassflow import instruments as ins
-from tests.sim.helpers import World
+from tests.sim.helpers import World, orders_doc
 
 
 def test_a_saturated_stream_is_full_and_every_kafka_batch_is_an_episode():
@@ -111,3 +111,20 @@ def test_three_ingestors_into_two_sinks_split_two_thirds_one_third():
     ratios = {labels[0][-1]: v for (name, labels, _pod), v in world.gauges(pid).items()
               if name == "stream_depth_ratio"}
     assert ratios["0"] == pytest.approx(1.0) and ratios["1"] < 0.1
+
+
+def test_a_slow_nats_server_is_backpressure_without_a_full_stream():
+    """The ingestor's other trigger: its async publisher keeps at most min(4000, 10000 / replicas)
+    PubAcks in flight, and a window still full after 1 s is an episode. With NATS taking 2 s to ack,
+    two replicas publish at most 4000 / 2 s each, and every Kafka batch waits."""
+    world = World({"pipelines": [{"spec": orders_doc("orders-slow-nats", resources={"sources": [
+        {"source_id": "orders", "replicas": 2}], "sink": {"replicas": 2}}),
+        "model": {"source": {"profile": {"kind": "constant", "rate": 8000}},
+                  "nats": {"ack_latency": 2.0}}}]})
+    pid = "orders-slow-nats"
+    world.run(120)
+    rates = world.rates(pid, 60)
+    assert rates["kafka_records_read('ingestor',)"] == pytest.approx(4000, rel=0.02)
+    assert world.backpressure(pid) == 1
+    assert rates["ingestor_backpressure_events()"] == pytest.approx(4, rel=0.05)  # one per 1000-record batch
+    assert world.depth_ratio(pid) < 0.5  # the streams have room: NATS is slow, not full
