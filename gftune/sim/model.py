@@ -112,6 +112,7 @@ class PipelineModel(Capacities):
         self.fail_prob = 0.0  # retryable share of the INSERTs (error_rate and the insert budget)
         self._budget_fail = 0.0
         self._busy = 0.0
+        self._busiest = 0.0  # messages/s into the busiest stream last step
         self.configure(doc, resources)
         fill = float(self.params["transform"].get("initial_fill") or 0.0)
         if self.dedup_window and fill > 0 and math.isfinite(self.dedup_capacity_keys):
@@ -316,8 +317,11 @@ class PipelineModel(Capacities):
         n = self._substeps() if active else 1
         h = dt / n
         sends = 0.0
+        before = {name: js.stored_total for name, js in self.streams.items()}
         for i in range(n):
             sends += self._flow(t + i * h, h, mode)
+        self._busiest = max((js.stored_total - before.get(name, 0.0) for name, js in self.streams.items()),
+                            default=0.0) / dt
         self._sink_totals(sends, dt, mode == "drain", events)
         self.t = t + dt
         for source in self.sources if self.kafka and mode == "run" else []:
@@ -353,7 +357,9 @@ class PipelineModel(Capacities):
         return sends
 
     def _substeps(self) -> int:
-        """How many sub-steps this step needs: every stage's capacity in one fits its input stream."""
+        """How many sub-steps this step needs: the most a stage moves in one must fit its input stream.
+        What a stage moves is bounded by its capacity and, in practice, by the flow: the arrivals, or
+        what moved through the busiest stream last step (a catch-up raises it step by step)."""
         limit = min((s.limit() for s in self.streams.values()), default=math.inf)
         if not math.isfinite(limit) or limit <= 0:
             return 1
@@ -362,7 +368,9 @@ class PipelineModel(Capacities):
             fastest = max(fastest, self.transform_capacity() / max(1, self.transform_replicas))
         if self.join:
             fastest = max(fastest, self.join_capacity())
-        return max(1, min(8, math.ceil(1.5 * fastest * self.dt / limit)))
+        arriving = sum(r.arriving for s in self.sources for r in s.pods) / self.dt
+        flow = min(fastest, max(arriving, self._busiest))
+        return max(1, min(8, math.ceil(1.5 * flow * self.dt / limit)))
 
     def _outputs(self, node_id: str) -> list[tuple[JetStream, float]]:
         return [(self.streams[s.name], s.share) for s in self.graph.outputs(node_id)]
