@@ -24,9 +24,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "backpressure-sink-bound": {
         "policy": "stream-backpressure", "paths": ["resources.sink.replicas"],
         "absent": ["resources.sources[orders].replicas"],  # in backpressure: its capacity is not established
-        "evidence": {"ingestor_backpressure": "backpressure", "stream_depth_ratio": "stream_depth_ratio",
-                     "sink_rate": "sink_rate", "consumer_lag_growth": "lag_growth", "backpressure_share": None,
-                     "sink_batch_fill": None, "sink_replica_flush_rate": None}},
+        "evidence": {"ingestor_backpressure": "backpressure", "sink_rate": "sink_rate",
+                     "consumer_lag_growth": "lag_growth", "backpressure_share": None, "sink_batch_fill": None,
+                     "sink_replica_flush_rate": None, "stream_depth": None}},
     "partition-capped-ingestor": {
         "escalation": "partition-capped-ingestor", "next_step": "partitions",
         "evidence": {"consumer_lag_growth": "lag_growth", "source_rate": "read_rate"}},
@@ -180,7 +180,6 @@ def test_collector_naming_and_namespace_are_detected(collector_servers: SymptomS
         check_scenario(plan, scenario, mode)
     entry = pipeline(plan, scenario_truth("backpressure-sink-bound")["pipeline_id"])
     queries = {e["signal"]: e["query"] for e in entry["proposals"][0]["evidence"]}
-    assert "acme_gfm_stream_depth_ratio_per_second" in queries["stream_depth_ratio"]
     assert "acme_gfm_ingestor_backpressure_active_ratio" in queries["ingestor_backpressure"]
     # the collector's name for the depth *count* is ..._stream_depth_ratio, told apart by detection
     assert "acme_gfm_stream_depth_ratio{" in queries["ingestor_backpressure"]
