@@ -57,7 +57,8 @@ class Bench:
         self.sim = sim
         self.repo = repo
         self.started = started
-        self.http = httpx.Client(base_url=sim.api_url, timeout=10)
+        # generous: under a loaded machine the simulator answers late, which is no finding here
+        self.http = httpx.Client(base_url=sim.api_url, timeout=60)
 
     def config(self) -> Config:
         return Config(api_url=self.sim.api_url, scrape_url=self.sim.metrics_url, time_scale=TIME_SCALE)
