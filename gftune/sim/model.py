@@ -113,6 +113,7 @@ class PipelineModel(Capacities):
         self._budget_fail = 0.0
         self._busy = 0.0
         self._busiest = 0.0  # messages/s into the busiest stream last step
+        self._full = False  # a stream refused a publish last step
         self.configure(doc, resources)
         fill = float(self.params["transform"].get("initial_fill") or 0.0)
         if self.dedup_window and fill > 0 and math.isfinite(self.dedup_capacity_keys):
@@ -318,6 +319,7 @@ class PipelineModel(Capacities):
         h = dt / n
         sends = 0.0
         before = {name: js.stored_total for name, js in self.streams.items()}
+        self._full = False
         for i in range(n):
             sends += self._flow(t + i * h, h, mode)
         self._busiest = max((js.stored_total - before.get(name, 0.0) for name, js in self.streams.items()),
@@ -354,12 +356,14 @@ class PipelineModel(Capacities):
                 self._step_ingestor(source, t, h)
         for stream in self.streams.values():
             stream.end_step()
+            self._full = self._full or stream.refused
         return sends
 
     def _substeps(self) -> int:
         """How many sub-steps this step needs: the most a stage moves in one must fit its input stream.
         What a stage moves is bounded by its capacity and, in practice, by the flow: the arrivals, or
-        what moved through the busiest stream last step (a catch-up raises it step by step)."""
+        what moved through the busiest stream last step (a catch-up raises it step by step), unless a
+        stream is full."""
         limit = min((s.limit() for s in self.streams.values()), default=math.inf)
         if not math.isfinite(limit) or limit <= 0:
             return 1
@@ -369,7 +373,8 @@ class PipelineModel(Capacities):
         if self.join:
             fastest = max(fastest, self.join_capacity())
         arriving = sum(r.arriving for s in self.sources for r in s.pods) / self.dt
-        flow = min(fastest, max(arriving, self._busiest))
+        # a full stream's producer refills whatever is freed: its consumer may run at full capacity
+        flow = fastest if self._full else min(fastest, max(arriving, self._busiest))
         return max(1, min(8, math.ceil(1.5 * flow * self.dt / limit)))
 
     def _outputs(self, node_id: str) -> list[tuple[JetStream, float]]:

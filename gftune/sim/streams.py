@@ -42,6 +42,7 @@ class JetStream:
     arrived: float = 0.0  # published during the last step (its consumer sees them arrive over the next)
     _publishing: float = 0.0
     _refused: bool = False
+    refused: bool = False  # the last step refused a publish: the stream was full
 
     # --- size -------------------------------------------------------------------------------------
 
@@ -70,13 +71,14 @@ class JetStream:
         accepted = min(messages, self.room())
         self._publishing += max(0.0, accepted)
         self.stored_total += max(0.0, accepted)
-        self._refused = self._refused or accepted < messages - 1e-6
         if accepted > _EPS:
             grain = _grain(self.max_age)
             if self.ready and self.ready[-1][0] > t - grain:
                 self.ready[-1][1] += accepted
             else:
                 self.ready.append([t, accepted])
+        # refused, or filled to the limit by a producer that asked only for the room left (it holds back)
+        self._refused = self._refused or accepted < messages - 1e-6 or self.room() <= 1e-6
         return max(0.0, accepted)
 
     def remove(self, messages: float) -> float:
@@ -107,6 +109,7 @@ class JetStream:
         that refused publishes has a producer waiting to refill whatever is freed: for its consumer,
         everything stored is there already."""
         self.arrived = 0.0 if self._refused else self._publishing
+        self.refused = self._refused
         self._publishing, self._refused = 0.0, False
 
     def release(self, t: float) -> None:
