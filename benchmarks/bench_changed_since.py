@@ -15,12 +15,10 @@ Usage: ``.venv/bin/python benchmarks/bench_changed_since.py [--sizes 100,1000] [
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,13 +26,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_plan import PYTHON, ROOT, SECRETS, create_all, make_repo, start_sim, timed_child
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@example.invalid"}
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+from bench_plan import PYTHON, SECRETS, create_all, make_repo, run_sizes, start_sim, timed_child
+from harness import git
 
 
 def bench(size: int, runs: int) -> dict[str, object]:
@@ -76,25 +69,11 @@ def bench(size: int, runs: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="100,1000")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table for docs/benchmarks.md")
-    args = parser.parse_args()
-    os.chdir(ROOT)
-    results = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        result = bench(size, args.runs)
-        results.append(result)
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
-    if args.markdown:
-        print()
-        print("| pipelines | whole repository: wall (median) | peak RSS | `--changed-since`: wall (median) "
-              "| peak RSS |")
-        print("|---:|---:|---:|---:|---:|")
-        for r in results:
-            print(f"| {r['size']:,} | {r['whole_s']:.2f} s | {r['whole_rss_mib']:.0f} MiB | "
-                  f"{r['changed_since_s']:.2f} s | {r['changed_since_rss_mib']:.0f} MiB |")
+    run_sizes(__doc__, bench, "100,1000",
+              "| pipelines | whole repository: wall (median) | peak RSS | `--changed-since`: wall (median) "
+              "| peak RSS |\n|---:|---:|---:|---:|---:|",
+              lambda r: f"| {r['size']:,} | {r['whole_s']:.2f} s | {r['whole_rss_mib']:.0f} MiB | "
+                        f"{r['changed_since_s']:.2f} s | {r['changed_since_rss_mib']:.0f} MiB |")
 
 
 if __name__ == "__main__":

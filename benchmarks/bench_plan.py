@@ -31,7 +31,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -181,9 +183,12 @@ def bench(size: int, runs: int) -> dict[str, object]:
             "floor_rss_mib": max(r for _, r in floors), "ratio": plan_wall / floor_wall, **phases}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10,100,1000")
+def run_sizes(doc: str, bench: Callable[[int, int], dict[str, Any]], default_sizes: str, header: str,
+              row: Callable[[dict[str, Any]], str]) -> None:
+    """The command line the plan benchmarks share: ``--sizes``, ``--runs``, ``--markdown``; one JSON line
+    a size, and with ``--markdown`` a table (``header``, then ``row`` of each result) for docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--sizes", default=default_sizes)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table for docs/benchmarks.md")
     args = parser.parse_args()
@@ -195,13 +200,18 @@ def main() -> None:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
     if args.markdown:
         print()
-        print("| pipelines | `gftune plan` wall (median) | peak RSS | floor wall | floor RSS | plan / floor | "
-              "load repo | read + plan | render |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for r in results:
-            print(f"| {r['size']:,} | {r['plan_s']:.2f} s | {r['plan_rss_mib']:.0f} MiB | {r['floor_s']:.2f} s | "
-                  f"{r['floor_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['load']:.2f} s | "
-                  f"{r['read_and_plan']:.2f} s | {r['render']:.2f} s |")
+        print(header)
+        for result in results:
+            print(row(result))
+
+
+def main() -> None:
+    run_sizes(__doc__, bench, "10,100,1000",
+              "| pipelines | `gftune plan` wall (median) | peak RSS | floor wall | floor RSS | plan / floor | "
+              "load repo | read + plan | render |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+              lambda r: f"| {r['size']:,} | {r['plan_s']:.2f} s | {r['plan_rss_mib']:.0f} MiB | {r['floor_s']:.2f} s | "
+                        f"{r['floor_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['load']:.2f} s | "
+                        f"{r['read_and_plan']:.2f} s | {r['render']:.2f} s |")
     cpu = os.cpu_count()
     print(f"\nmachine: {cpu} cores, Python {sys.version.split()[0]}; "
           f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB",
