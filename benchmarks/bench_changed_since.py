@@ -15,53 +15,43 @@ Usage: ``.venv/bin/python benchmarks/bench_changed_since.py [--sizes 100,1000] [
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_plan import PYTHON, SECRETS, create_all, make_repo, run_sizes, start_sim, timed_child
+from bench_plan import PYTHON, SECRETS, run_sizes, running, timed_child
 from harness import git
 
 
 def bench(size: int, runs: int) -> dict[str, object]:
-    proc, url = start_sim()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp) / "repo"
-            specs = make_repo(root, size)
-            asyncio.run(create_all(url, specs, root))
-            git(root, "init", "-q", "-b", "main")
-            git(root, "add", "-A")
-            git(root, "commit", "-q", "-m", "as they run")
-            git(root, "checkout", "-q", "-b", "one-change")
-            changed = sorted((root / "pipelines").glob("*.yaml"))[size // 2]
-            doc = yaml.safe_load(changed.read_text())
-            doc["spec"]["sink"]["max_batch_size"] = doc["spec"]["sink"].get("max_batch_size", 1000) + 1
-            changed.write_text(yaml.safe_dump(doc, sort_keys=False))
-            git(root, "commit", "-q", "-am", "one pipeline changes")
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
-            base = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
-            whole, selected = [], []
-            for _ in range(runs):
-                wall, rss, out, code = timed_child(base, env)
-                plan = json.loads(out)
-                assert code == 2 and plan["summary"]["update"] == 1 and plan["summary"]["unchanged"] == size - 1
-                whole.append((wall, rss))
-                wall, rss, out, code = timed_child([*base, "--changed-since", "main"], env)
-                plan = json.loads(out)
-                assert code == 2 and [p["pipeline_id"] for p in plan["pipelines"]] == [changed.stem]
-                assert len(plan["selection"]["left_alone"]) == size - 1
-                selected.append((wall, rss))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running(size) as (url, root):
+        git(root, "init", "-q", "-b", "main")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "as they run")
+        git(root, "checkout", "-q", "-b", "one-change")
+        changed = sorted((root / "pipelines").glob("*.yaml"))[size // 2]
+        doc = yaml.safe_load(changed.read_text())
+        doc["spec"]["sink"]["max_batch_size"] = doc["spec"]["sink"].get("max_batch_size", 1000) + 1
+        changed.write_text(yaml.safe_dump(doc, sort_keys=False))
+        git(root, "commit", "-q", "-am", "one pipeline changes")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
+        base = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
+        whole, selected = [], []
+        for _ in range(runs):
+            wall, rss, out, code = timed_child(base, env)
+            plan = json.loads(out)
+            assert code == 2 and plan["summary"]["update"] == 1 and plan["summary"]["unchanged"] == size - 1
+            whole.append((wall, rss))
+            wall, rss, out, code = timed_child([*base, "--changed-since", "main"], env)
+            plan = json.loads(out)
+            assert code == 2 and [p["pipeline_id"] for p in plan["pipelines"]] == [changed.stem]
+            assert len(plan["selection"]["left_alone"]) == size - 1
+            selected.append((wall, rss))
     return {"size": size, "whole_s": statistics.median(w for w, _ in whole),
             "whole_rss_mib": max(r for _, r in whole),
             "changed_since_s": statistics.median(w for w, _ in selected),

@@ -31,7 +31,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -154,29 +155,37 @@ def in_process_phases(root: Path, url: str) -> dict[str, float]:
     return {"load": t1 - t0, "read_and_plan": t2 - t1, "render": t3 - t2}
 
 
-def bench(size: int, runs: int) -> dict[str, object]:
+@contextmanager
+def running(size: int) -> Iterator[tuple[str, Path]]:
+    """A simulator in its own process running N pipelines, and a repository of their files (not a git
+    repository yet): (API URL, repository). Both go at the end."""
     proc, url = start_sim()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "repo"
             specs = make_repo(root, size)
             asyncio.run(create_all(url, specs, root))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
-            plan_cmd = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
-            floor_cmd = [PYTHON, "-c", FLOOR, url, str(CONCURRENCY)]
-            plans, floors = [], []
-            for _ in range(runs):  # interleaved, so both see the same simulator state
-                wall, rss, out, code = timed_child(plan_cmd, env)
-                summary = json.loads(out)["summary"]
-                assert code == 0 and summary["unchanged"] == size, (code, summary)
-                plans.append((wall, rss))
-                wall, rss, out, code = timed_child(floor_cmd, env)
-                assert code == 0 and int(out) == 3 * size
-                floors.append((wall, rss))
-            phases = in_process_phases(root, url)
+            yield url, root
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def bench(size: int, runs: int) -> dict[str, object]:
+    with running(size) as (url, root):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
+        plan_cmd = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
+        floor_cmd = [PYTHON, "-c", FLOOR, url, str(CONCURRENCY)]
+        plans, floors = [], []
+        for _ in range(runs):  # interleaved, so both see the same simulator state
+            wall, rss, out, code = timed_child(plan_cmd, env)
+            summary = json.loads(out)["summary"]
+            assert code == 0 and summary["unchanged"] == size, (code, summary)
+            plans.append((wall, rss))
+            wall, rss, out, code = timed_child(floor_cmd, env)
+            assert code == 0 and int(out) == 3 * size
+            floors.append((wall, rss))
+        phases = in_process_phases(root, url)
     plan_wall = statistics.median(w for w, _ in plans)
     floor_wall = statistics.median(w for w, _ in floors)
     return {"size": size, "plan_s": plan_wall, "plan_rss_mib": max(r for _, r in plans), "floor_s": floor_wall,
