@@ -29,7 +29,6 @@ from gftune.commands.common import (
     format_option,
     server_options,
 )
-from gftune.formatting import number as fmt
 from gftune.gitrepo import current_branch
 from gftune.orchestration.policies import plan_policies
 from gftune.policy.engine import PolicyReport
@@ -65,7 +64,7 @@ def print_text(report: PolicyReport, edits: list[Any], written: dict[str, Any] |
             for change in proposal.changes:
                 echo(f"    {change.path}: {change.old} -> {change.new}")
             for e in proposal.evidence[:8]:
-                echo(f"    why: {e.signal} = {fmt(e.measured, e.unit)} ({e.threshold})")
+                echo(f"    evidence: {e.describe()}")  # as the plan and the commit message say it
             for p in proposal.predictions:
                 echo(f"    predicted: {p.describe()}")
             for note in proposal.notes:
