@@ -352,6 +352,8 @@ class PipelineModel(Capacities):
                     ratio = float(self.params["join"]["output_ratio"])
                     run_join(inputs, self._outputs("join"), self.join_capacity(), ratio, t, h)
         if mode == "run":
+            for stream in self.streams.values():
+                stream.before_publish = stream.depth
             for source in self.sources:
                 self._step_ingestor(source, t, h)
         for stream in self.streams.values():

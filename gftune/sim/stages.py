@@ -95,9 +95,10 @@ class IngestorReplica:
                 if not stream.sampled:
                     continue
                 labels = (stream.name, pipeline_id)
-                self.meter.set(ins.STREAM_DEPTH, labels, float(round(stream.depth)))
+                depth = stream.sampled_depth
+                self.meter.set(ins.STREAM_DEPTH, labels, float(round(depth)))
                 if math.isfinite(stream.max_msgs) and stream.max_msgs > 0:
-                    self.meter.set(ins.STREAM_DEPTH_RATIO, labels, stream.depth / stream.max_msgs)
+                    self.meter.set(ins.STREAM_DEPTH_RATIO, labels, depth / stream.max_msgs)
 
 
 def assign_partitions(partitions: int, replicas: int) -> list[int]:

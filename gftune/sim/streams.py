@@ -43,6 +43,7 @@ class JetStream:
     _publishing: float = 0.0
     _refused: bool = False
     refused: bool = False  # the last step refused a publish: the stream was full
+    before_publish: float = 0.0  # the depth once its consumer had its turn, before the producer's
     # running totals of the three queues (summing them on every look was most of the model's time)
     _n_ready: float = 0.0
     _n_delayed: float = 0.0
@@ -58,6 +59,14 @@ class JetStream:
     @property
     def ready_count(self) -> float:
         return self._n_ready
+
+    @property
+    def sampled_depth(self) -> float:
+        """What the depth sampler reads at the end of a step. A full stream is full whenever it is
+        looked at. Otherwise its consumer takes messages as they arrive, so the moment after its turn
+        (the unflushed buffer and any real backlog) stands for a continuous stream better than the
+        moment after the producer published a whole step at once."""
+        return self.depth if self.refused else min(self.depth, self.before_publish)
 
     def limit(self) -> float:
         """Messages the stream may hold: MaxMsgs, or MaxBytes in messages of the stream's record size."""
