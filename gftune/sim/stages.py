@@ -63,6 +63,7 @@ class SourceState:
     partitions: int
     record_bytes: float
     node: str = "ingestor"  # the topology node that reads it (ingestor, ingestor_left, otlp)
+    signal: str = "kafka"  # the source type: kafka, otlp.logs, otlp.metrics, otlp.traces
     arrived: float = 0.0  # records produced to the topic since the model started
     rate_now: float = 0.0  # noise-free arrival rate at the last step
     replicas: int = 1
