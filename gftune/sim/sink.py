@@ -89,14 +89,15 @@ class SinkReplica:
         tau = max(t, self.busy_until)
         written = 0.0
         b = max(1.0, cfg.batch)
-        rate = self.stream.arrived / dt
         partial = flush_partial
 
         def available(at: float) -> float:
             pending = self.stream.arrived * max(0.0, 1.0 - (at - t) / dt)
             return max(0.0, self.stream.ready_count - self.buffer - pending)
 
-        while tau < end - _EPS:
+        for _ in range(100_000):  # bounded: each turn flushes, or moves to the next event
+            if tau >= end - _EPS:
+                break
             if self.buffer + available(tau) >= b - _EPS:
                 # size-triggered flushes back to back, as many as the step has time for; a tick that
                 # comes meanwhile finds an empty buffer (the consume callback holds the flush)
@@ -112,7 +113,10 @@ class SinkReplica:
                 continue
             self.buffer += available(tau)
             # the next event: the buffer reaches B from the arrivals, or the ticker fires
-            full_at = tau + (b - self.buffer) / rate if rate > _EPS else math.inf
+            # the buffer holds what has arrived, ready - arrived x (1 - (tau - t) / dt): it reaches B at
+            full_at = t + dt * (1.0 - (self.stream.ready_count - b) / self.stream.arrived) \
+                if self.stream.arrived > _EPS else math.inf
+            full_at = max(full_at, tau + 1e-3)  # never a step back, nor a loop without progress
             # stopping, the buffer is flushed once a step without waiting for the ticker
             tick = tau if (partial or self.tick_pending) else self.next_tick
             if min(full_at, tick) >= end - _EPS:
