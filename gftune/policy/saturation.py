@@ -14,6 +14,8 @@ must both be seen (reference: glassflow/clickhouse-etl at c13349c4, §4 and §6 
      sampled; ingestor backpressure there may as well be the dedup pod's own slowness);
    * sink behind the join: nothing until the join's inputs fill, then the ingestors backpressure
      (the join itself records nothing, so a slow join reads the same: the full flushes decide);
+   * the ingestor's backpressure alone is no evidence: it also starts on a full publish window
+     (PubAcks slower than 1 s), with the stream nowhere near full;
    * with the NATS exporter: messages waiting for the sink's consumer beyond a batch per replica.
 
 Full flushes alone are no evidence (a busy sink that keeps up flushes full batches too), and a
@@ -55,7 +57,7 @@ def _value(view: Readings, name: str) -> float | None:
 
 def backlog_evidence(view: Readings, producer: str, *, batch: float | None, sink_replicas: int) -> list[str]:
     """What shows a backlog in front of a sink fed by ``producer`` (ingestor, dedup or join; "" when
-    the shape is not known: any of them)."""
+    the shape is not known: any of them). Empty: no backlog is shown."""
     seen: list[str] = []
     pending = _value(view, "nats_sink_pending")
     if pending is not None and batch and pending > batch * sink_replicas:
@@ -68,11 +70,16 @@ def backlog_evidence(view: Readings, producer: str, *, batch: float | None, sink
             seen.append("the dedup pod is in backpressure (its output is full)")
     if producer == "dedup":
         return seen
+    # Behind the ingestor (or the join, whose inputs fill once its output is full) the sampled
+    # stream must show it: the ingestor also backpressures on a full publish window (slow PubAcks),
+    # with its stream nowhere near full, which says nothing about the sink.
     ratio, batches = _value(view, "stream_depth_ratio"), _value(view, "stream_depth_batches")
-    if producer in ("ingestor", "") and ratio is not None and ratio >= DEPTH_BACKLOG:
-        seen.append(f"its stream is {ratio:.0%} full")
-    elif producer in ("ingestor", "") and batches is not None and batches >= DEPTH_BACKLOG_BATCHES:
-        seen.append(f"its stream holds {batches:,.0f} batches (a consumer keeps at most 4 in flight)")
+    if ratio is not None and ratio >= DEPTH_BACKLOG:
+        seen.append(f"its {'input' if producer == 'join' else ''} stream is {ratio:.0%} full".replace("  ", " "))
+    elif batches is not None and batches >= DEPTH_BACKLOG_BATCHES:
+        seen.append(f"the sampled stream holds {batches:,.0f} batches (a consumer keeps at most 4 in flight)")
+    else:
+        return seen
     active, share = _value(view, "ingestor_backpressure"), _value(view, "backpressure_share")
     if share is not None and share >= BACKPRESSURE_SUSTAINED:
         seen.append(f"the ingestors spent {share:.0%} of the time in backpressure")
@@ -90,7 +97,7 @@ def sink_saturation(view: Readings, producer: str, *, batch: float | None, sink_
     if fill < FULL_FLUSH:
         return Saturation(False, f"its flushes are {fill:.0%} full: it flushes what arrives, on its ticker")
     if not seen:
-        where = {"dedup": "no dedup backpressure", "join": "no ingestor backpressure behind the join"}.get(
-            producer, "no backpressure and its stream not filling")
+        where = {"dedup": "no dedup backpressure", "join": "the join's input streams not filling"}.get(
+            producer, "its stream not filling")
         return Saturation(False, f"no backlog in front of it ({where})")
     return Saturation(True, f"full flushes ({fill:.0%} of max_batch_size) and {'; '.join(seen)}")

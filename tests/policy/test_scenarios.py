@@ -40,8 +40,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
                      "sink_cycle_seconds": None}},
     "sink-retries": {
         "policy": "sink-retries", "paths": ["resources.sink.replicas"], "absent": ["sink.max_batch_size"],
-        # retried rows come in 5-second waves (the NAK delay): a window's rates are not the steady ones
-        "evidence": {"sink_retry_rate": None, "sink_rate": None}},
+        "evidence": {"sink_retry_rate": "retry_rate", "sink_rate": "sink_rate"}},
     "retry-exhaustion": {
         "escalation": "retry-exhaustion", "next_step": "error_name",
         "evidence": {"sink_exhausted_rate": "exhausted_rate", "dlq_rate": "dlq_rate"}},
