@@ -199,8 +199,10 @@ def test_one_change_catches_up_an_ingestor_bound_pipeline(bench: Bench) -> None:
     assert 3 <= {c.path: c.new for c in proposal.changes}["resources.sources[orders].replicas"] <= 8
 
     assert readings["consumer_lag_growth"].value < 0, "the ingestor now outpaces the topic and drains the lag"
-    assert readings["ingestor_backpressure"].value == 0.0
-    assert_predictions_met(proposal, readings)
+    # While the lag drains, the faster ingestors may push more than the sink takes: the sink was not
+    # saturated before, so its capacity was not established and it was left as it is (no guess).
+    # Its backpressure is checked once the catch-up is over.
+    assert_predictions_met(proposal, readings, later=("backpressure_share", "ingestor_backpressure"))
     assert_within_guards(bench, INGESTOR_BOUND_ID, {})
     truth = bench.truth(INGESTOR_BOUND_ID)
     assert truth["utilisation"]["ingestor[orders]"] < 0.9
