@@ -5,7 +5,8 @@ Each (scenario, seed, method) runs in a worker process of its own with an in-pro
 ``gftune.sim.Simulator`` holding that one scenario, a real Prometheus (Debian's ``prometheus``)
 scraping it, and one method changing the pipeline until the scenario's horizon (simulated time):
 
-* ``gftune``: the loop a user or the nightly workflow runs (``plan`` -> ``tune --write`` -> merge ->
+* ``gftune``: the loop a user or the nightly workflow runs (``plan --out`` -> ``tune --write --plan``, the
+  plan's reading of the metrics serving both, -> merge ->
   ``apply --auto-approve``, a reverted change ``git revert``ed), on a repository whose gftune.yaml
   reads that Prometheus, at most one plan per ``--gftune-period`` (60 simulated s);
 * ``manual``, ``hpa``, ``numaflow``, ``oracle``: the baselines of ``benchmarks/baselines`` — the

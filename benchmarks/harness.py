@@ -234,6 +234,7 @@ class GftuneLoop:
     judge: Judge
     log: TextIO
     label: str = ""
+    reuse_plan: bool = True
     plans: list[Json] = field(default_factory=list)
     steps: list[Json] = field(default_factory=list)
 
@@ -252,8 +253,15 @@ class GftuneLoop:
     def iterate(self) -> str:
         """One plan and, when it proposes, tune and apply. Returns what happened: ``plan error``,
         ``cooling`` (a policy held back by its cooldown: not a quiet window), ``quiet``,
-        ``tune found nothing`` or ``applied``."""
-        code, plan, t0, t1 = self.command("plan", "--format", "json")
+        ``tune found nothing`` or ``applied``.
+
+        With ``reuse_plan`` (the default) tune writes the saved plan's proposals (``tune --plan``)
+        instead of evaluating the policies again: the plan's reading of the metrics serves both, as
+        in a nightly workflow that plans, reviews and writes the same proposals."""
+        saved = self.repo / ".gftune" / "bench-plan.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        out = ("--out", str(saved)) if self.reuse_plan else ()
+        code, plan, t0, t1 = self.command("plan", "--format", "json", *out)
         entries = (plan or {}).get("pipelines", [{}])
         entry = next((p for p in entries if p.get("pipeline_id") == self.pipeline_id), {})
         proposals = entry.get("proposals", [])
@@ -269,7 +277,8 @@ class GftuneLoop:
             cooling = any("cooldown" in n and "active" in n for n in record["notes"])
             return "cooling" if cooling else "quiet"
         branch = f"gftune/bench-step-{len(self.steps) + 1}"
-        tcode, tuned, tt0, _ = self.command("tune", "--write", "--format", "json", "--branch", branch)
+        reviewed = ("--plan", str(saved)) if self.reuse_plan and saved.exists() else ()
+        tcode, tuned, tt0, _ = self.command("tune", "--write", "--format", "json", "--branch", branch, *reviewed)
         git(self.repo, "checkout", "-q", "main")
         if tcode != 2 or not (tuned or {}).get("written"):
             record["tune_found_nothing"] = True
