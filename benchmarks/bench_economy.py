@@ -13,14 +13,14 @@ scraping it, and one method changing the pipeline until the scenario's horizon (
   first three read the same Prometheus, only the oracle reads the truth.
 
 Every change goes through the GlassFlow API (stop -> update -> resume) and pays the simulator's
-restart. The judge (this script only) samples ``Simulator.truth()`` every 5 simulated seconds: the
+restart. The judge (this script only) samples ``Simulator.truth()`` every 10 simulated seconds: the
 configuration's cost and the minimum sufficient one, Kafka lag + stream depth, the busiest stage's
 utilisation, records lost, and the live configuration; ``judging.py`` turns that into the table.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_economy.py [--scenarios a,b] [--methods gftune,hpa] [--seeds 5]
-        [--time-scale 120] [--gftune-time-scale 20] [--parallel 2] [--markdown] [--json out.json]
+        [--time-scale 240] [--gftune-time-scale 40] [--parallel 4] [--markdown] [--json out.json]
         [--chart docs/economy.png] [--from-json out.json]
 """
 
@@ -56,13 +56,13 @@ SCENARIOS: dict[str, Json] = {
     "slow-ramp": {"horizon": 4800, "kind": "ramp"},
     # missing scrapes: one in twenty fails (a fault on the metrics endpoint, added at run time because it would
     # fail the scrapes of every other scenario loaded into the same simulator)
-    "noisy-steady": {"horizon": 3600, "kind": "steady",
+    "noisy-steady": {"horizon": 2400, "kind": "steady",
                      "faults": [{"kind": "http_error", "route": "GET /metrics", "status": 503, "probability": 0.05}]},
     "slow-restarts": {"horizon": 2400, "kind": "fix"},
 }
 METHODS = ("gftune", "manual", "hpa", "numaflow", "oracle")
 EXTRA_SEEDS = (101, 202, 303, 404)  # seed index 0 is the scenario's own seed
-JUDGE_EVERY_S = 5.0
+JUDGE_EVERY_S = 10.0  # simulated s between the judge's samples (each a truth read and a GET)
 PASSED = ("improved", "healthy, not worse")  # gftune apply's verdicts that verify a change
 
 
@@ -395,11 +395,11 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated scenario names")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: " + ", ".join(METHODS))
     parser.add_argument("--seeds", type=int, default=5, help="runs per scenario: its own seed, then 101, 202, ...")
-    parser.add_argument("--time-scale", type=float, default=120.0, help="simulated s per wall s for the baselines")
-    parser.add_argument("--gftune-time-scale", type=float, default=20.0,
+    parser.add_argument("--time-scale", type=float, default=240.0, help="simulated s per wall s for the baselines")
+    parser.add_argument("--gftune-time-scale", type=float, default=40.0,
                         help="the same for gftune, whose commands' process start and queries cost wall time "
                              "that a high time scale would turn into simulated minutes")
-    parser.add_argument("--parallel", type=int, default=2, help="worker processes at a time")
+    parser.add_argument("--parallel", type=int, default=4, help="worker processes at a time")
     parser.add_argument("--gftune-period", type=float, default=60.0, help="simulated seconds between gftune plans")
     parser.add_argument("--markdown", action="store_true", help="print the tables for docs/benchmarks.md")
     parser.add_argument("--json", type=Path, default=None, help="write every result here")

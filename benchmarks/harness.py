@@ -294,7 +294,7 @@ class GftuneLoop:
                         "proposals": [{"policy": p["policy"], "changes": p["changes"]} for p in proposals],
                         "escalations": [{"policy": e["policy"], "reason": e["reason"]}
                                         for e in entry.get("escalations", [])],
-                        "notes": entry.get("notes", [])}
+                        "notes": [*entry.get("notes", []), *entry.get("policy_notes", [])]}
         self.plans.append(record)
         if code == 1:
             return "plan error"
