@@ -15,60 +15,43 @@ Usage: ``.venv/bin/python benchmarks/bench_changed_since.py [--sizes 100,1000] [
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_plan import PYTHON, ROOT, SECRETS, create_all, make_repo, start_sim, timed_child
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@example.invalid"}
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+from bench_plan import PYTHON, SECRETS, run_sizes, running, timed_child
+from harness import git
 
 
 def bench(size: int, runs: int) -> dict[str, object]:
-    proc, url = start_sim()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp) / "repo"
-            specs = make_repo(root, size)
-            asyncio.run(create_all(url, specs, root))
-            git(root, "init", "-q", "-b", "main")
-            git(root, "add", "-A")
-            git(root, "commit", "-q", "-m", "as they run")
-            git(root, "checkout", "-q", "-b", "one-change")
-            changed = sorted((root / "pipelines").glob("*.yaml"))[size // 2]
-            doc = yaml.safe_load(changed.read_text())
-            doc["spec"]["sink"]["max_batch_size"] = doc["spec"]["sink"].get("max_batch_size", 1000) + 1
-            changed.write_text(yaml.safe_dump(doc, sort_keys=False))
-            git(root, "commit", "-q", "-am", "one pipeline changes")
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
-            base = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
-            whole, selected = [], []
-            for _ in range(runs):
-                wall, rss, out, code = timed_child(base, env)
-                plan = json.loads(out)
-                assert code == 2 and plan["summary"]["update"] == 1 and plan["summary"]["unchanged"] == size - 1
-                whole.append((wall, rss))
-                wall, rss, out, code = timed_child([*base, "--changed-since", "main"], env)
-                plan = json.loads(out)
-                assert code == 2 and [p["pipeline_id"] for p in plan["pipelines"]] == [changed.stem]
-                assert len(plan["selection"]["left_alone"]) == size - 1
-                selected.append((wall, rss))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with running(size) as (url, root):
+        git(root, "init", "-q", "-b", "main")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "as they run")
+        git(root, "checkout", "-q", "-b", "one-change")
+        changed = sorted((root / "pipelines").glob("*.yaml"))[size // 2]
+        doc = yaml.safe_load(changed.read_text())
+        doc["spec"]["sink"]["max_batch_size"] = doc["spec"]["sink"].get("max_batch_size", 1000) + 1
+        changed.write_text(yaml.safe_dump(doc, sort_keys=False))
+        git(root, "commit", "-q", "-am", "one pipeline changes")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
+        base = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
+        whole, selected = [], []
+        for _ in range(runs):
+            wall, rss, out, code = timed_child(base, env)
+            plan = json.loads(out)
+            assert code == 2 and plan["summary"]["update"] == 1 and plan["summary"]["unchanged"] == size - 1
+            whole.append((wall, rss))
+            wall, rss, out, code = timed_child([*base, "--changed-since", "main"], env)
+            plan = json.loads(out)
+            assert code == 2 and [p["pipeline_id"] for p in plan["pipelines"]] == [changed.stem]
+            assert len(plan["selection"]["left_alone"]) == size - 1
+            selected.append((wall, rss))
     return {"size": size, "whole_s": statistics.median(w for w, _ in whole),
             "whole_rss_mib": max(r for _, r in whole),
             "changed_since_s": statistics.median(w for w, _ in selected),
@@ -76,25 +59,11 @@ def bench(size: int, runs: int) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="100,1000")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table for docs/benchmarks.md")
-    args = parser.parse_args()
-    os.chdir(ROOT)
-    results = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        result = bench(size, args.runs)
-        results.append(result)
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
-    if args.markdown:
-        print()
-        print("| pipelines | whole repository: wall (median) | peak RSS | `--changed-since`: wall (median) "
-              "| peak RSS |")
-        print("|---:|---:|---:|---:|---:|")
-        for r in results:
-            print(f"| {r['size']:,} | {r['whole_s']:.2f} s | {r['whole_rss_mib']:.0f} MiB | "
-                  f"{r['changed_since_s']:.2f} s | {r['changed_since_rss_mib']:.0f} MiB |")
+    run_sizes(__doc__, bench, "100,1000",
+              "| pipelines | whole repository: wall (median) | peak RSS | `--changed-since`: wall (median) "
+              "| peak RSS |\n|---:|---:|---:|---:|---:|",
+              lambda r: f"| {r['size']:,} | {r['whole_s']:.2f} s | {r['whole_rss_mib']:.0f} MiB | "
+                        f"{r['changed_since_s']:.2f} s | {r['changed_since_rss_mib']:.0f} MiB |")
 
 
 if __name__ == "__main__":

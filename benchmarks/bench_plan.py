@@ -31,7 +31,10 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -152,38 +155,49 @@ def in_process_phases(root: Path, url: str) -> dict[str, float]:
     return {"load": t1 - t0, "read_and_plan": t2 - t1, "render": t3 - t2}
 
 
-def bench(size: int, runs: int) -> dict[str, object]:
+@contextmanager
+def running(size: int) -> Iterator[tuple[str, Path]]:
+    """A simulator in its own process running N pipelines, and a repository of their files (not a git
+    repository yet): (API URL, repository). Both go at the end."""
     proc, url = start_sim()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "repo"
             specs = make_repo(root, size)
             asyncio.run(create_all(url, specs, root))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
-            plan_cmd = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
-            floor_cmd = [PYTHON, "-c", FLOOR, url, str(CONCURRENCY)]
-            plans, floors = [], []
-            for _ in range(runs):  # interleaved, so both see the same simulator state
-                wall, rss, out, code = timed_child(plan_cmd, env)
-                summary = json.loads(out)["summary"]
-                assert code == 0 and summary["unchanged"] == size, (code, summary)
-                plans.append((wall, rss))
-                wall, rss, out, code = timed_child(floor_cmd, env)
-                assert code == 0 and int(out) == 3 * size
-                floors.append((wall, rss))
-            phases = in_process_phases(root, url)
+            yield url, root
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def bench(size: int, runs: int) -> dict[str, object]:
+    with running(size) as (url, root):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GFTUNE_")} | SECRETS
+        plan_cmd = [PYTHON, "-m", "gftune", "plan", "--repo", str(root), "--api", url, "--format", "json"]
+        floor_cmd = [PYTHON, "-c", FLOOR, url, str(CONCURRENCY)]
+        plans, floors = [], []
+        for _ in range(runs):  # interleaved, so both see the same simulator state
+            wall, rss, out, code = timed_child(plan_cmd, env)
+            summary = json.loads(out)["summary"]
+            assert code == 0 and summary["unchanged"] == size, (code, summary)
+            plans.append((wall, rss))
+            wall, rss, out, code = timed_child(floor_cmd, env)
+            assert code == 0 and int(out) == 3 * size
+            floors.append((wall, rss))
+        phases = in_process_phases(root, url)
     plan_wall = statistics.median(w for w, _ in plans)
     floor_wall = statistics.median(w for w, _ in floors)
     return {"size": size, "plan_s": plan_wall, "plan_rss_mib": max(r for _, r in plans), "floor_s": floor_wall,
             "floor_rss_mib": max(r for _, r in floors), "ratio": plan_wall / floor_wall, **phases}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10,100,1000")
+def run_sizes(doc: str, bench: Callable[[int, int], dict[str, Any]], default_sizes: str, header: str,
+              row: Callable[[dict[str, Any]], str]) -> None:
+    """The command line the plan benchmarks share: ``--sizes``, ``--runs``, ``--markdown``; one JSON line
+    a size, and with ``--markdown`` a table (``header``, then ``row`` of each result) for docs/benchmarks.md."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--sizes", default=default_sizes)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table for docs/benchmarks.md")
     args = parser.parse_args()
@@ -195,13 +209,18 @@ def main() -> None:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
     if args.markdown:
         print()
-        print("| pipelines | `gftune plan` wall (median) | peak RSS | floor wall | floor RSS | plan / floor | "
-              "load repo | read + plan | render |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for r in results:
-            print(f"| {r['size']:,} | {r['plan_s']:.2f} s | {r['plan_rss_mib']:.0f} MiB | {r['floor_s']:.2f} s | "
-                  f"{r['floor_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['load']:.2f} s | "
-                  f"{r['read_and_plan']:.2f} s | {r['render']:.2f} s |")
+        print(header)
+        for result in results:
+            print(row(result))
+
+
+def main() -> None:
+    run_sizes(__doc__, bench, "10,100,1000",
+              "| pipelines | `gftune plan` wall (median) | peak RSS | floor wall | floor RSS | plan / floor | "
+              "load repo | read + plan | render |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+              lambda r: f"| {r['size']:,} | {r['plan_s']:.2f} s | {r['plan_rss_mib']:.0f} MiB | {r['floor_s']:.2f} s | "
+                        f"{r['floor_rss_mib']:.0f} MiB | {r['ratio']:.2f}x | {r['load']:.2f} s | "
+                        f"{r['read_and_plan']:.2f} s | {r['render']:.2f} s |")
     cpu = os.cpu_count()
     print(f"\nmachine: {cpu} cores, Python {sys.version.split()[0]}; "
           f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB",

@@ -40,7 +40,7 @@ import os
 import re
 import time
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -513,19 +513,29 @@ def find_pull_request(gh: GitHub, repository: str, sha: str) -> int | None:
     return int(chosen["number"]) if chosen else None
 
 
-def publish(renderings: Sequence[str], *, kind: str, environ: Mapping[str, str], number: int | None = None,
-            repository: str | None = None, api_url: str | None = None, summary: bool = True) -> list[str]:
+def publish(renderings: Sequence[str] | Callable[[], Sequence[str]], *, kind: str, environ: Mapping[str, str],
+            number: int | None = None, repository: str | None = None, api_url: str | None = None,
+            summary: bool = True) -> list[str]:
     """Post a report where the team reviews changes; returns one line per surface saying what happened.
 
-    ``renderings`` is the Markdown, most detailed first. It goes to ``$GITHUB_STEP_SUMMARY`` when set,
-    and to the pull request's living comment: ``number``, else the Actions event's PR, else (a push to
-    the default branch) the PR that the pushed commit ``GITHUB_SHA`` was merged from. ``kind`` (plan,
-    apply, ...) is what the history says each report was.
+    ``renderings`` is the Markdown, most detailed first, or what makes it: then it is made only when a
+    surface takes it (outside GitHub Actions, usually none does; the Markdown of 1,000 pipelines is not
+    free). It goes to ``$GITHUB_STEP_SUMMARY`` when set, and to the pull request's living comment:
+    ``number``, else the Actions event's PR, else (a push to the default branch) the PR that the pushed
+    commit ``GITHUB_SHA`` was merged from. ``kind`` (plan, apply, ...) is what the history says each
+    report was.
     """
+    made: list[Sequence[str]] = []
+
+    def rendered() -> Sequence[str]:
+        if not made:
+            made.append(renderings() if callable(renderings) else renderings)
+        return made[0]
+
     done: list[str] = []
     summary_path = environ.get("GITHUB_STEP_SUMMARY")
     if summary and summary_path:
-        level = append_step_summary(summary_path, renderings)
+        level = append_step_summary(summary_path, rendered())
         done.append("job summary: " + ("written" if level is not None else "skipped (over 1 MiB)"))
     repository = repository or environ.get("GITHUB_REPOSITORY")
     api = api_url_from_env(environ, api_url)
@@ -548,7 +558,7 @@ def publish(renderings: Sequence[str], *, kind: str, environ: Mapping[str, str],
                 if number is None:
                     return done
             pr = PullRequest(api, repository, number)
-            result = upsert_comment(gh, pr, renderings, kind=kind, commit=head_sha_from_env(environ),
+            result = upsert_comment(gh, pr, rendered(), kind=kind, commit=head_sha_from_env(environ),
                                     run_url=run_url_from_env(environ))
     except GitHubError as exc:
         done.append(f"PR comment on {repository}#{number}: failed: {exc}")

@@ -8,6 +8,7 @@
   (simulators, metrics URLs or ``host:port``); ``.url``, ``.query()``, ``.value()``,
   ``.wait_for_series(query, timeout)``. Skips when the binary is not installed locally.
 * ``prometheus``: one scraping the ``sim`` fixture every second.
+* ``standin``: the GitHub stand-in server, the one thing of GitHub's the tests fake.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from gftune.sim import Simulator
+from tests.support.github_standin import GitHubStandIn
 from tests.support.prometheus import PrometheusServer
 
 # The glassflow SDK reads this when first imported (reference clients §7): never phone home from tests.
@@ -64,3 +66,11 @@ def prometheus_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cal
 @pytest.fixture
 def prometheus(sim: Simulator, prometheus_factory: Callable[..., PrometheusServer]) -> PrometheusServer:
     return prometheus_factory([sim])
+
+
+@pytest.fixture
+def standin() -> Iterator[GitHubStandIn]:
+    """The GitHub stand-in (tests/support/github_standin.py) on a free loopback port, one per test."""
+    server = GitHubStandIn().start()
+    yield server
+    server.stop()

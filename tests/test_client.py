@@ -6,6 +6,7 @@ import asyncio
 import copy
 import time
 
+import httpx
 import pytest
 
 from gftune.client import ApiError, GlassFlowClient
@@ -189,22 +190,27 @@ def test_error_text_never_shows_a_secret(sim):
 
 
 def test_concurrency_is_bounded(sim):
+    class Counting(httpx.AsyncBaseTransport):
+        """The real transport, counting the requests in flight through it."""
+
+        def __init__(self) -> None:
+            self.inner, self.in_flight, self.peak = httpx.AsyncHTTPTransport(), 0, 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            try:
+                return await self.inner.handle_async_request(request)
+            finally:
+                self.in_flight -= 1
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
     async def scenario():
-        async with GlassFlowClient(sim.api_url, concurrency=3) as api:
-            in_flight = peak = 0
-            original = api._http.request
-
-            async def counting(*args, **kwargs):
-                nonlocal in_flight, peak
-                in_flight += 1
-                peak = max(peak, in_flight)
-                try:
-                    return await original(*args, **kwargs)
-                finally:
-                    in_flight -= 1
-
-            api._http.request = counting
+        transport = Counting()
+        async with GlassFlowClient(sim.api_url, concurrency=3, transport=transport) as api:
             await asyncio.gather(*(api.list() for _ in range(30)))
-            return peak
+        return transport.peak
 
     assert run(scenario()) == 3

@@ -15,13 +15,6 @@ from tests.support.github_standin import MAX_BODY, GitHubStandIn, jwt_keypair
 REPO = "acme/pipelines"
 
 
-@pytest.fixture(scope="module")
-def standin():
-    server = GitHubStandIn().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def gh(standin):
     with github.GitHub(standin.url, standin.token, retries=2) as session:

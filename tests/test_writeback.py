@@ -137,7 +137,7 @@ def _keys(node: Any, prefix: str = "") -> list[str]:
 
 @pytest.mark.slow
 def test_the_pr_body_is_printed_only_when_not_saved_to_a_file(tmp_path: Path) -> None:
-    from gftune.commands.tune import _text
+    from gftune.commands.tune import print_text
     from gftune.policy.arbitrate import PolicyOutcome
     from gftune.policy.engine import PolicyReport
 
@@ -146,11 +146,11 @@ def test_the_pr_body_is_printed_only_when_not_saved_to_a_file(tmp_path: Path) ->
     body = "## gftune tune: policy proposals\n(the evidence again)"
     runner = CliRunner()
     with runner.isolation() as (out, _err, *_):
-        _text(report, [], written, body, None)
+        print_text(report, [], written, body, None)
         printed = out.getvalue().decode()
     assert "open a pull request with this body" in printed and "(the evidence again)" in printed
     with runner.isolation() as (out, _err, *_):
-        _text(report, [], written, body, tmp_path / "pr.md")
+        print_text(report, [], written, body, tmp_path / "pr.md")
         printed = out.getvalue().decode()
     assert f"gh pr create --body-file {tmp_path / 'pr.md'}" in printed and "(the evidence again)" not in printed
 

@@ -23,6 +23,7 @@ from typing import Any
 from gftune.apply import losses
 from gftune.apply.lifecycle import motivating_proposals
 from gftune.apply.state import RunJournal
+from gftune.apply.verify import Verdict
 from gftune.desired.secrets import masker
 from gftune.formatting import duration, number
 
@@ -41,7 +42,6 @@ LABELS = {
 }
 OUTCOME_ICON = {"verified": "✅", "applied with losses": "⚠️", "inconclusive": "⚠️", "reverted": "↩️",
                 "restored": "🛑", "failed": "❌", "refused": "⛔", "unchanged": "➖", "blocked": "⛔", "pending": "⏳"}
-VERDICT_WORDS = {"pass": "improved", "fail": "regressed", "inconclusive": "inconclusive"}
 
 
 # --- building --------------------------------------------------------------------------------------
@@ -158,8 +158,20 @@ def _change_value(change: Mapping[str, Any], key: str) -> str:
 
 def _verdict_line(p: Mapping[str, Any]) -> str:
     verdict = p.get("verdict") or {}
-    label = verdict.get("label") or VERDICT_WORDS.get(verdict.get("outcome", ""), "not judged")
+    # a journal written before verdicts carried their label: the one wording is Verdict.label's
+    label = verdict.get("label") or (Verdict.from_dict(verdict).label if verdict.get("outcome") else "not judged")
     return f"{label}" + (f" ({'; '.join(verdict.get('reasons', []))})" if verdict.get("reasons") else "")
+
+
+def _closing(p: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How both renderers end a pipeline, as (label, text): the records a stop cost, the verdict (and the
+    revert's), the next move."""
+    rows = [("Records", line) for line in (p.get("records") or {}).get("lines", [])]
+    rows.append(("Verdict", _verdict_line(p)))
+    if p.get("revert_verdict"):
+        rows.append(("Revert verified", _verdict_line({"verdict": p["revert_verdict"]})))
+    rows.append(("Next move", p["next_move"]))
+    return rows
 
 
 # --- text --------------------------------------------------------------------------------------
@@ -198,12 +210,7 @@ def render_text(report: Mapping[str, Any]) -> str:
                     continue
                 lines.append(f"  {s['label'] + ':':<24} {_measured(s['before'], s['unit'])} -> "
                              f"{_measured(s['after'], s['unit'])}")
-        for line in (p.get("records") or {}).get("lines", []):
-            lines.append(f"Records: {line}")
-        lines.append(f"Verdict: {_verdict_line(p)}")
-        if p.get("revert_verdict"):
-            lines.append(f"Revert verified: {_verdict_line({'verdict': p['revert_verdict']})}")
-        lines.append(f"Next move: {p['next_move']}")
+        lines += [f"{label}: {text}" for label, text in _closing(p)]
         if p.get("error"):
             lines.append(f"Error: {p['error']}")
         for note in p.get("notes", []):
@@ -288,12 +295,8 @@ def render_markdown(report: Mapping[str, Any], detail: str = "full") -> str:
             out.append("")
         if p["signals"]:
             out += [*_signals_table(p), ""]
-        for line in (p.get("records") or {}).get("lines", []):
-            out.append(f"**Records:** {_md_escape(line)}  ")
-        out.append(f"**Verdict:** {_md_escape(_verdict_line(p))}  ")
-        if p.get("revert_verdict"):
-            out.append(f"**Revert verified:** {_md_escape(_verdict_line({'verdict': p['revert_verdict']}))}  ")
-        out.append(f"**Next move:** {_md_escape(p['next_move'])}")
+        closing = [f"**{label}:** {_md_escape(text)}  " for label, text in _closing(p)]
+        out += [*closing[:-1], closing[-1].rstrip()]  # the last line ends the paragraph: no line break
         if p.get("error"):
             out += ["", f"**Error:** {_md_escape(p['error'])}"]
         if detail == "full":

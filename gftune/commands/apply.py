@@ -186,7 +186,7 @@ def command(plan_file: Path | None, opts: ServerOptions, fmt: str, auto_approve:
                           changed_since=changed_since)
     if doc is not None and not no_github:
         config = opts.load_config(fmt=fmt)
-        for line in github.publish(report.markdown_renderings(doc), kind="apply", environ=environ,
+        for line in github.publish(lambda: report.markdown_renderings(doc), kind="apply", environ=environ,
                                    number=github_pr, repository=config.github_repository,
                                    api_url=config.github_api):
             echo(line, err=True)

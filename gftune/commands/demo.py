@@ -23,7 +23,6 @@ running afterwards so that you can keep trying commands against it; Ctrl-C stops
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -42,7 +41,7 @@ import yaml
 
 from gftune import exitcodes
 from gftune.commands.common import examples_dir
-from gftune.desired import secrets
+from gftune.desired import adopt, secrets
 from gftune.desired.secrets import masker
 from gftune.plan import tags
 
@@ -79,36 +78,25 @@ def secret_env_name(dotted_path: str, prefix: str = ENV_PREFIX) -> str:
 
 
 def adopted_spec(live: dict[str, Any], *, prefix: str = ENV_PREFIX) -> tuple[dict[str, Any], dict[str, str]]:
-    """A pipeline file's ``spec`` from a live GET document: each secret becomes an ``${env:NAME}``
-    reference (the values are returned for the environment, never written), gftune's own tags go."""
-    spec = copy.deepcopy(live)
-    env: dict[str, str] = {}
-    for positional, dotted, value in list(secrets.iter_secret_locations(spec)):
-        if not isinstance(value, str) or not value:
-            continue
-        name = secret_env_name(dotted, prefix)
-        env[name] = value
-        masker.add(value)
-        node: Any = spec
-        for step in positional[:-1]:
-            node = node[step]
-        node[positional[-1]] = "${env:" + name + "}"
+    """A pipeline file's ``spec`` from a live GET document, verbatim but for two things: each secret
+    becomes an ``${env:NAME}`` reference (the values are returned for the environment, never written),
+    and gftune's own tags go. (``gftune import`` writes what a person would, defaults left out:
+    :func:`gftune.desired.adopt.adopt`; the demo keeps the simulator's documents whole, so that every
+    field of a scenario's pipeline is managed.)"""
+    pipeline_id = str(live.get("pipeline_id"))
+    found = [adopt.FoundSecret(pipeline_id, dotted, positional, value)
+             for positional, dotted, value in secrets.iter_secret_locations(live) if isinstance(value, str) and value]
+    names = {(pipeline_id, s.path): secret_env_name(s.path, prefix) for s in found}
+    spec = adopt.with_references(adopt.Adopted(pipeline_id, live, found), names)
+    for secret in found:
+        masker.add(secret.value)
     spec["metadata"] = {"tags": tags.user_tags(live)}
-    return spec, env
+    return spec, {names[(pipeline_id, s.path)]: s.value for s in found}
 
 
 def pipeline_file_text(spec: dict[str, Any], source: str) -> str:
-    from ruamel.yaml import YAML
-
-    doc = {"apiVersion": "gftune/v1", "kind": "Pipeline", "metadata": {"name": spec["pipeline_id"]}, "spec": spec}
-    yaml = YAML()
-    yaml.default_flow_style = False
-    from io import StringIO
-
-    out = StringIO()
-    out.write(f"# Adopted from the live pipeline at {source} by `gftune demo`; secrets are references.\n")
-    yaml.dump(doc, out)
-    return out.getvalue()
+    return adopt.pipeline_file_text(
+        spec, header=[f"Adopted from the live pipeline at {source} by `gftune demo`; secrets are references."])
 
 
 def demo_config_text(example: Path, *, api_url: str, scrape_url: str, time_scale: float) -> str:

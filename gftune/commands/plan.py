@@ -110,7 +110,9 @@ def publish_plan(plan: Any, config: Any, number: int | None) -> None:
     from gftune import github
 
     # The comment's footer links the workflow run (gftune.github), so the report itself does not.
-    renderings = [render_markdown(plan), render_markdown(plan, details=False)]
+    def renderings() -> list[str]:
+        return [render_markdown(plan), render_markdown(plan, details=False)]
+
     for line in github.publish(renderings, kind="plan", environ=os.environ, number=number,
                                repository=config.github_repository, api_url=config.github_api):
         echo(line, err=True)

@@ -8,6 +8,7 @@ import threading
 import click
 
 from gftune import exitcodes
+from gftune.glassflow.instruments import DEFAULT_NAMING, NAMING_STYLES
 from gftune.sim import ScenarioError, Simulator, available_scenarios
 
 EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads some or you create them "
@@ -23,14 +24,16 @@ EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads s
               help="Scenario name (scenarios/NAME.yaml) or file; repeatable.")
 @click.option("--time-scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Sim seconds per wall second; counters are divided by it so rate() stays per sim second.")
-@click.option("--naming", type=click.Choice(["documented", "collector"]), default="documented", show_default=True,
-              help="Metric names as documented, or as the OTel collector's normalisation makes them.")
+@click.option("--naming", type=click.Choice(list(NAMING_STYLES)), default=DEFAULT_NAMING, show_default=True,
+              help="Metric names as the Helm chart's OTel collector exposes them, or as GlassFlow documents them.")
 @click.option("--metric-namespace", "namespace", default="glassflow", show_default=True,
               help="Prefix of the metric names (<namespace>_gfm_...).")
 @click.option("--seed", type=int, default=None, help="Noise seed (default: the scenario's).")
+@click.option("--nats-exporter", is_flag=True,
+              help="Also expose the chart's NATS exporter JetStream series (jetstream_*), as its collector does.")
 @click.option("--list-scenarios", is_flag=True, help="List the known scenarios and exit.")
 def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...], time_scale: float, naming: str,
-            namespace: str, seed: int | None, list_scenarios: bool) -> None:
+            namespace: str, seed: int | None, nats_exporter: bool, list_scenarios: bool) -> None:
     if list_scenarios:
         from gftune.sim import scenarios as scenario_files
 
@@ -41,7 +44,7 @@ def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...],
         return
     try:
         simulator = Simulator(scenarios=list(scenarios), time_scale=time_scale, naming=naming, namespace=namespace,
-                              seed=seed)
+                              seed=seed, nats_exporter=nats_exporter)
         simulator.start(host=host, port=port, metrics_port=metrics_port)
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None

@@ -29,7 +29,6 @@ from gftune.commands.common import (
     format_option,
     server_options,
 )
-from gftune.formatting import number as fmt
 from gftune.gitrepo import current_branch
 from gftune.orchestration.policies import plan_policies
 from gftune.policy.engine import PolicyReport
@@ -46,8 +45,10 @@ def _read_live(state: Any, targets: list[str]) -> dict[str, Any]:
         finish(exitcodes.ERROR)
 
 
-def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None, pr_body: str,
-          pr_body_file: Path | None) -> None:
+def print_text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None, pr_body: str,
+               pr_body_file: Path | None) -> None:
+    """tune's text output: the proposals and escalations per pipeline, the edits, what was committed,
+    and the pull request's body unless it was saved to ``pr_body_file``."""
     echo(f"Metrics: {report.source_description or 'none configured (--prometheus or --scrape)'}")
     for note in report.notes:
         echo(f"  {note}")
@@ -63,9 +64,9 @@ def _text(report: PolicyReport, edits: list[Any], written: dict[str, Any] | None
             for change in proposal.changes:
                 echo(f"    {change.path}: {change.old} -> {change.new}")
             for e in proposal.evidence[:8]:
-                echo(f"    why: {e.signal} = {fmt(e.measured, e.unit)} ({e.threshold})")
+                echo(f"    evidence: {e.describe()}")  # as the plan and the commit message say it
             for p in proposal.predictions:
-                echo(f"    predicted: {p.text or f'{p.signal} {p.op} {p.value:g}'}")
+                echo(f"    predicted: {p.describe()}")
             for note in proposal.notes:
                 echo(f"    note: {note}")
         for escalation in outcome.escalations:
@@ -258,7 +259,7 @@ def command(opts: ServerOptions, fmt: str, write: bool, branch: str | None, no_c
             for revision in revisions:
                 echo(f"  {revision.pipeline_id} {revision.describe()}")
             echo("")
-        _text(report, edits, written, body, pr_body_file)
+        print_text(report, edits, written, body, pr_body_file)
     if any(o.errors for o in report.outcomes.values()):
         finish(exitcodes.ERROR)  # a policy that could not be evaluated: never "nothing to do"
     finish(exitcodes.CHANGES if proposals else exitcodes.OK)

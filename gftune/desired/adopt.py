@@ -279,17 +279,12 @@ def adopted_resources(doc: Json, internal: Json | None,
     if nats:
         out["nats"] = nats
     ingestor = internal.get("ingestor") if isinstance(internal.get("ingestor"), dict) else {}
-    sources: list[Json] = []
-    if res.join_enabled(doc):
-        for side in ("left", "right"):
-            source_id = (doc["join"].get(f"{side}_source") or {}).get("source_id")
-            block = _component(ingestor.get(side), "ingestor", known, storage=False)
-            if block:
-                sources.append({"source_id": source_id, **block})
-    elif res.kafka_sources(doc):
-        block = _component(ingestor.get("base"), "ingestor", known, storage=False)
-        if block:
-            sources.append({"source_id": res.kafka_sources(doc)[0].get("source_id"), **block})
+    # which source each ingestor block belongs to (a join's left and right, or the one Kafka source) is
+    # the API's own mapping: the sources GET /pipeline shows for these resources
+    blocks = {side: block for side, block in ingestor.items() if isinstance(block, dict)}
+    shown = res.internal_to_v3({"ingestor": blocks}, doc).get("sources", [])
+    sources = [{"source_id": source["source_id"], **block} for source in shown
+               if (block := _component(source, "ingestor", known, storage=False))]
     if sources:
         out["sources"] = sources
     if res.has_transform_component(doc) and isinstance(internal.get("transform"), dict):

@@ -24,6 +24,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,9 @@ class SecretError(Exception):
     """A reference that cannot be resolved. The message names the reference, never a value."""
 
 
-def _pattern_steps(pattern: str) -> list[str]:
-    return pattern.replace("[*]", ".[*]").split(".")
+@cache
+def _pattern_steps(pattern: str) -> tuple[str, ...]:
+    return tuple(pattern.replace("[*]", ".[*]").split("."))
 
 
 def iter_secret_locations(doc: Any) -> Iterator[tuple[tuple[str | int, ...], str, Any]]:
@@ -59,7 +61,7 @@ def iter_secret_locations(doc: Any) -> Iterator[tuple[tuple[str | int, ...], str
         yield from _walk(doc, _pattern_steps(pattern), (), "")
 
 
-def _walk(node: Any, steps: list[str], positional: tuple[str | int, ...], dotted: str
+def _walk(node: Any, steps: tuple[str, ...], positional: tuple[str | int, ...], dotted: str
           ) -> Iterator[tuple[tuple[str | int, ...], str, Any]]:
     if not steps:
         yield positional, dotted, node
@@ -249,9 +251,8 @@ class Masker:
         A secret without a letter or a digit (``","``, ``"!!"``) is masked only as a token of its own
         (between spaces, quotes or line ends): anywhere else it would shred ordinary punctuation.
         """
-        forms = dict.fromkeys([secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]])
         parts = []
-        for form in forms:
+        for form in _forms(secret):
             escaped = re.escape(form)
             if not _ALNUM.search(form):
                 parts.append(rf"(?<![^\s\"']){escaped}(?![^\s\"'])")
@@ -287,7 +288,22 @@ class Masker:
     def dumps(self, data: Any, **options: Any) -> str:
         """JSON of ``data`` with its strings masked: masking the encoded text instead could break the
         document (a secret ``","`` or ``"\\"``) and miss an escaped secret."""
-        return json.dumps(self.mask_data(data), **{"default": str, **options})
+        options = {"default": str, **options}
+        text = json.dumps(data, **options)
+        # JSON encodes a string character by character, so a string holding a secret leaves the secret's
+        # encoded form in the text. Where no form of any secret is in it (a plan of references), the text
+        # is already what masking would give, and a regular expression per string (a plan of 1,000
+        # pipelines has ~40,000) is spared.
+        with self._lock:
+            forms = [form for secret in self._secrets for form in _forms(secret)]
+        if not any(form in text for form in forms):
+            return text
+        return json.dumps(self.mask_data(data), **options)
+
+
+def _forms(secret: str) -> list[str]:
+    """The secret as written, and as JSON writes it inside a string (escaped, with or without ASCII only)."""
+    return list(dict.fromkeys([secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]]))
 
 
 _WORD = re.compile(r"\w")  # a letter, a digit or _ (any script): what a word is made of

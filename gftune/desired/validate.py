@@ -67,12 +67,13 @@ def check_pipeline(doc: Any, locations: LocationIndex, display: str, *, stem: st
         message = violation.message.removeprefix(_RESOURCES_PREFIX)
         problems.append(_problem(display, locations, path, message + _hint(message)))
     problems += _join_resources_problems(spec, locations, display)
-    problems += _secret_problems(spec, locations, display)
-    for check in (_integer_problems, _quantity_problems, _text_problems):
-        problems += [p for p in check(spec, locations, display)
-                     if not any(p.json_path == other.json_path for other in problems)]
+    strings = _strings(spec)  # walked once: three checks read every string of the spec
+    problems += _secret_problems(spec, strings, locations, display)
+    for found in (_integer_problems(spec, locations, display), _quantity_problems(spec, locations, display),
+                  _text_problems(strings, locations, display)):
+        problems += [p for p in found if not any(p.json_path == other.json_path for other in problems)]
     if file_check is not None:
-        problems += _file_reference_problems(spec, locations, display, file_check)
+        problems += _file_reference_problems(strings, locations, display, file_check)
     problems += _identity_problems(doc, locations, display, stem)
     problems += _constraint_problems(doc, locations, display)
     problems += _drift_rule_problems(doc, locations, display)
@@ -100,7 +101,8 @@ def _join_resources_problems(spec: dict[str, Any], locations: LocationIndex, dis
     return []
 
 
-def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> list[Problem]:
+def _secret_problems(spec: dict[str, Any], strings: list[tuple[JsonPath, str]], locations: LocationIndex,
+                     display: str) -> list[Problem]:
     problems = []
     secret_paths = set()
     for path, _, value in secrets.iter_secret_locations(spec):
@@ -113,7 +115,7 @@ def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: st
             problems.append(_problem(display, locations, full,
                                      "literal secret: use a reference such as ${env:NAME} or ${file:PATH} "
                                      "(the value is not shown)"))
-    for path, value in _strings(spec):
+    for path, value in strings:
         if path not in secret_paths and secrets.PLACEHOLDER.match(value) and not secrets.is_reference(value):
             problems.append(_problem(display, locations, ("spec", *path),
                                      "looks like a placeholder but is not a reference (${env:NAME} or "
@@ -121,10 +123,10 @@ def _secret_problems(spec: dict[str, Any], locations: LocationIndex, display: st
     return problems
 
 
-def _file_reference_problems(spec: dict[str, Any], locations: LocationIndex, display: str,
+def _file_reference_problems(strings: list[tuple[JsonPath, str]], locations: LocationIndex, display: str,
                              file_check: Callable[[str], str | None]) -> list[Problem]:
     problems = []
-    for path, value in _strings(spec):
+    for path, value in strings:
         match = secrets.REFERENCE.match(value)
         if match and match["kind"] == "file" and (reason := file_check(match["target"])) is not None:
             problems.append(_problem(display, locations, ("spec", *path),
@@ -132,8 +134,9 @@ def _file_reference_problems(spec: dict[str, Any], locations: LocationIndex, dis
     return problems
 
 
-def _strings(node: Any) -> Iterator[tuple[JsonPath, str]]:
-    return ((path, value) for path, value in paths.leaves(node) if isinstance(value, str))
+def _strings(node: Any) -> list[tuple[JsonPath, str]]:
+    """Every string of a document with its location."""
+    return [(path, value) for path, value in paths.leaves(node) if isinstance(value, str)]
 
 
 def _identity_problems(doc: dict[str, Any], locations: LocationIndex, display: str, stem: str | None
@@ -260,8 +263,9 @@ def _quantity_problems(spec: dict[str, Any], locations: LocationIndex, display: 
                                f"{block['limits'][name]}")
 
 
-def _text_problems(spec: dict[str, Any], locations: LocationIndex, display: str) -> Iterator[Problem]:
-    for path, value in _strings(spec):
+def _text_problems(strings: list[tuple[JsonPath, str]], locations: LocationIndex, display: str
+                   ) -> Iterator[Problem]:
+    for path, value in strings:
         match = _CONTROL.search(value)
         if match is None:
             continue

@@ -392,6 +392,8 @@ _SURROGATE = ("invalid text: an escape such as \\ud800 stands for half of a UTF-
 
 def _encodable(text: str) -> bool:
     """False for text holding a lone surrogate (YAML's ``"\\ud800"``), which no UTF-8 output can carry."""
+    if text.isascii():  # nearly every key and value: no encoding needed to tell
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

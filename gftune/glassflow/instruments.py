@@ -46,6 +46,9 @@ class Instrument:
     buckets: tuple[float, ...] = ()
     meter: str = COMPONENT_METER
 
+    def __hash__(self) -> int:  # the name is unique; hashing every field made each recording slow
+        return hash(self.name)
+
     def exposed(self, namespace: str = "glassflow", naming: str = DEFAULT_NAMING) -> str:
         """The family name on the collector's ``/metrics`` (histograms add ``_bucket/_sum/_count``)."""
         if naming not in NAMING_STYLES:

@@ -10,7 +10,6 @@ from typing import Any
 from gftune.desired.problems import sorted_problems
 from gftune.desired.repo import DesiredState, load_repo
 from gftune.desired.validate import empty_repo_problem
-from gftune.policy.files import check_policies
 
 # --- load desired ---------------------------------------------------------------------------------
 
@@ -18,8 +17,13 @@ def load_desired(root: Path, *, env: Mapping[str, str] | None = None, overrides:
                  validate: bool = True) -> DesiredState:
     """The repository at ``root``, checked (by default) by the loader and by the policy language."""
     state = load_repo(root, env=env, overrides=overrides, validate=validate)
-    if validate:
+    if validate and state.policies:
+        # the policy language is loaded only for a repository that has policies (startup time)
+        from gftune.policy.files import check_policies
+
         check_policies(state)
+    elif validate:
+        state.problems[:] = sorted_problems(state.problems)  # as check_policies leaves them
     return state
 
 

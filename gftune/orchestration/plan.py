@@ -33,12 +33,10 @@ from gftune.desired.repo import PIPELINES_DIR, POLICIES_DIR, DesiredState, displ
 from gftune.gitrepo import changed_files, git_info
 from gftune.glassflow.rules import json_path
 from gftune.live import LiveState, list_live, read_live
-from gftune.orchestration.policies import plan_policies
 from gftune.plan import tags, why
 from gftune.plan.build import PlanOptions, Timeouts, build_plan
 from gftune.plan.changes import ChangedFile, Selection, select_changed
 from gftune.plan.model import Plan, Scope, in_shard, parse_shard, select_scope
-from gftune.policy.language import parse_policy
 
 _ENV_NAME_IN = re.compile(r"environment variable (\w+) is not set")
 
@@ -110,6 +108,10 @@ def _evaluate_policies(state: DesiredState, scope: Scope, live: dict[str, LiveSt
     plan_kw["metrics"] = {"source": source, "naming": config.metric_naming, "notes": []} if source else None
     if not state.policies:
         return {}
+    # The policy engine and the metric sources are imported only by a plan that evaluates policies:
+    # ~70 modules a plan of a repository without policies would load for nothing, on every run.
+    from gftune.orchestration.policies import plan_policies
+
     in_scope = dataclasses.replace(state, pipelines={pid: state.pipelines[pid] for pid in scope.desired})
     try:
         # A direct scrape waits a whole metrics window between its two scrapes (5 minutes in
@@ -247,6 +249,8 @@ class Prefetch:
 def changed_selection(state: DesiredState, ref: str) -> Selection:
     """``--changed-since REF``: the pipelines this branch changed (files, and policies that select
     them), the pipeline files it deleted, and the rest, left alone. Raises GitError."""
+    from gftune.policy.language import parse_policy  # the policy language, only where policies changed
+
     found = changed_files(state.root, ref)
     selectors: dict[str, list[Any]] = {}
     current = {display_path(p.path, state.root): p for p in state.policies}

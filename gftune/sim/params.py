@@ -18,28 +18,31 @@ DEFAULT_PARAMS: Json = {
     "sources": {},  # per source_id overrides of "source"
     "ingestor": {"per_replica_rate": 20000.0, "cpu_need": 1.0, "batch_records": 1000},
     "transform": {
-        "per_replica_rate": 50000.0, "batch_records": 1000,
+        "per_replica_rate": 50000.0,
         "duplicate_fraction": 0.0, "filter_pass": 1.0,
+        "filter_error_fraction": 0.0,  # filter evaluation errors (DLQ dedup_overflow)
+        "transform_error_fraction": 0.0,  # stateless transform failures (DLQ dedup_overflow)
         "key_bytes": 128, "lookup_slowdown": 4.0, "initial_fill": 0.0,
     },
     "join": {"rate": 20000.0, "output_ratio": 1.0},
+    # seconds until the NATS server acks a publish; above 1 s the ingestor's full pending-ack window
+    # (min(4000, 10000 / replicas) PubAcks) is a backpressure episode of its own
+    "nats": {"ack_latency": 0.001},
     "sink": {
         "insert_overhead": 0.1,  # a: seconds per insert, whatever its size
         "insert_per_row": 2e-6,  # b: seconds per row inserted
         "prepare_per_row": 1e-5,  # p: CPU seconds per row to parse and map, shared by the workers
         "base_memory": "128Mi",
         "row_memory_bytes": None,  # default: 2 x record_bytes
-        "max_retries": 3,
-        "retry_backoff": 0.5,
     },
     "clickhouse": {
         "insert_budget": 20.0,  # inserts per second ClickHouse absorbs for this table
-        "error_rate": 0.0,  # retryable insert failures (connection drops, overload)
-        "error_name": "TOO_MANY_PARTS",
-        "permanent_error_fraction": 0.0,  # rows the table rejects (schema/type mismatch)
+        "error_rate": 0.0,  # share of INSERTs that fail with error_name (its class decides: NAK or DLQ)
+        "error_name": "NETWORK_ERROR",
+        "budget_error_name": "TOO_MANY_SIMULTANEOUS_QUERIES",  # INSERTs above insert_budget fail with it
+        "permanent_error_fraction": 0.0,  # rows whose Append fails (DLQ sink_rejection_<name>, one by one)
         "permanent_error_name": "TYPE_MISMATCH",
     },
-    "stream": {"backpressure_threshold": 0.9},
 }
 
 

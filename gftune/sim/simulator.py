@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from gftune.glassflow.instruments import DEFAULT_NAMING
 from gftune.sim import scenarios as scenario_files
 from gftune.sim import truth as truth_module
 from gftune.sim.clock import Clock, ScaledClock
@@ -38,14 +39,16 @@ class Simulator:
     """
 
     def __init__(self, scenarios: list[str | os.PathLike[str] | Json] | None = None, time_scale: float = 1.0,
-                 naming: str = "documented", namespace: str = "glassflow", seed: int | None = None,
-                 delays: Json | None = None, *, dt: float = 1.0, clock: Clock | None = None) -> None:
+                 naming: str = DEFAULT_NAMING, namespace: str = "glassflow", seed: int | None = None,
+                 delays: Json | None = None, *, dt: float = 1.0, clock: Clock | None = None,
+                 nats_exporter: bool = False) -> None:
         if naming not in NAMING_MODES:
             raise ValueError(f"naming must be one of {', '.join(NAMING_MODES)}, got {naming!r}")
         self.scenarios = [scenario_files.load(s) for s in scenarios or []]
         self.time_scale = float(time_scale)
         self.naming = naming
         self.namespace = namespace
+        self.nats_exporter = nats_exporter  # also expose the chart's NATS exporter series (jetstream_*)
         self.dt = dt
         self._clock = clock
         self.seed = seed if seed is not None else next((s.seed for s in self.scenarios if s.seed is not None), 0)
@@ -124,7 +127,7 @@ class Simulator:
         self.api_url = f"http://{url_host}:{self.port}"
         self.metrics_url = f"http://{url_host}:{self.metrics_port}/metrics"
         collector = SimCollector(store, self.http_stats, namespace=self.namespace, naming=self.naming,
-                                 time_scale=self.time_scale)
+                                 time_scale=self.time_scale, nats_exporter=self.nats_exporter)
         api = ApiApp(store, self.http_stats, self.truth)
         apps = [(api, api_sock), (MetricsApp(collector, store.faults), metrics_sock)]
         self._servers = [uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",

@@ -76,7 +76,8 @@ class Store:
     def _new_model(self, pipeline_id: str, doc: Json, resources: Json, now: float) -> PipelineModel:
         params = self.model_params.get(pipeline_id, self.default_model)
         start = now - (now % self.dt)
-        return PipelineModel(pipeline_id, doc, resources, params, seed=self.seed, t0=start, dt=self.dt)
+        return PipelineModel(pipeline_id, doc, resources, params, seed=self.seed, t0=start, dt=self.dt,
+                             collector=self.collector)
 
     @staticmethod
     def _check_schema(body: Any) -> Json:

@@ -15,8 +15,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from gftune.glassflow import sink_errors
 from gftune.glassflow.quantities import QuantityError, format_cpu, format_memory, parse_quantity
-from gftune.sim.model import PipelineModel, sink_workers
+from gftune.glassflow.topology import NAK_DELAY
+from gftune.sim.capacity import sink_workers
+from gftune.sim.model import PipelineModel
 
 if TYPE_CHECKING:
     from gftune.sim.rows import Row
@@ -76,15 +79,13 @@ def compute(row: Row, configured: Json | None = None) -> Json:
     if model.has_transform:
         capacity["transform"] = model.transform_capacity()
         utilisation["transform"] = loads["transform"] / capacity["transform"]
-    sink_replica = model.sink_replica_capacity(model.batch, float(ch["error_rate"]))
-    capacity["sink"] = model.sink_replicas * sink_replica
+    sink_replica = model.sink_replica_capacity(model.batch, _retryable_rate(model))
+    # round-robin shares: the stream with the largest share saturates first (e.g. 3 -> 2: 2/3, 1/3)
+    capacity["sink"] = sink_replica / max(model.sink_shares())
     utilisation["sink"] = loads["sink"] / capacity["sink"] if capacity["sink"] > 0 else math.inf
     bottleneck = max(utilisation, key=lambda k: utilisation[k]) if utilisation else None
-    per_replica_load = loads["sink"] / max(1, model.sink_replicas)
-    dlq: Json = {}
-    for (name, labels), value in model.counters.items():
-        if name == "dlq_records_written":
-            dlq[f"{labels[0]}/{labels[1]}"] = value
+    per_replica_load = loads["sink"] * max(model.sink_shares())
+    dlq = {f"{component}/{reason}": value for (component, reason), value in model.dlq.written.items()}
     return {
         "pipeline_id": row.pipeline_id,
         "sim_seconds": model.t,
@@ -99,7 +100,7 @@ def compute(row: Row, configured: Json | None = None) -> Json:
             "ingestor_replica_rate": {s.source_id: model.ingestor_replica_rate(s) for s in model.sources},
             "sink_workers": model.workers,
             "sink_replica_rate_full_batch": sink_replica,
-            "sink_effective_batch": model.effective_batch(per_replica_load, fail_prob=float(ch["error_rate"])),
+            "sink_effective_batch": model.effective_batch(per_replica_load, fail_prob=_retryable_rate(model)),
             "sink_batch_now": model.sink_batch,
             "sink_busy_replicas": model.sink_busy,
             "insert_rate": model.insert_rate,
@@ -115,10 +116,13 @@ def compute(row: Row, configured: Json | None = None) -> Json:
         "records": {
             "kafka_input": sum(s.arrived for s in model.sources),
             "kafka_lag": sum(s.lag for s in model.sources),
+            **{k: v for k, v in model.totals.items()},
             "lost": model.lost,
+            "expired": model.expired,
             "purged": model.purged,
             "swept": model.swept,
             "stream_depth": {s.name: s.depth for s in model.all_streams()},
+            "stream_shares": {s.name: s.share for s in model.graph.streams},
             "dlq": dlq,
         },
         "configured": configured or {},
@@ -240,6 +244,12 @@ def min_config(model: PipelineModel, loads: Json | None = None) -> Json:
             "current_cost": round(current_cost, 4), "values": values, "changes": changes, "notes": notes}
 
 
+def _retryable_rate(model: PipelineModel) -> float:
+    """The share of INSERTs that fail with a retryable error by configuration (the insert budget aside)."""
+    ch = model.params["clickhouse"]
+    return float(ch["error_rate"]) if sink_errors.classify(str(ch["error_name"])) == sink_errors.RETRYABLE else 0.0
+
+
 def _differs(old: Any, new: Any) -> bool:
     if old is None:
         return True
@@ -254,15 +264,13 @@ def _differs(old: Any, new: Any) -> bool:
 def _best_sink(model: PipelineModel, load: float, mem_now: float, cpu_now: float, *,
                ignore_stream: bool = False) -> tuple | None:
     ch = model.params["clickhouse"]
-    sp = model.params["sink"]
-    err = float(ch["error_rate"])
+    err = _retryable_rate(model)
     budget = float(ch["insert_budget"])
-    retries = int(sp["max_retries"])
-    attempts = sum(err ** k for k in range(retries + 1))
+    attempts = 1.0 / (1.0 - min(err, 0.999))  # a NAKed batch is flushed again
     batches = sorted({*BATCHES, int(model.batch)})
     best = None
     for replicas in range(1, MAX_REPLICAS + 1):
-        per_replica = load / replicas
+        per_replica = load * max(model.sink_shares(sink_replicas=replicas))
         for cpu in SINK_CPUS:
             workers = sink_workers(cpu)
             for batch in batches:
@@ -272,8 +280,10 @@ def _best_sink(model: PipelineModel, load: float, mem_now: float, cpu_now: float
                 effective = model.effective_batch(per_replica, batch, None, err, workers)
                 if effective > 0 and load / effective * attempts > budget:
                     continue
-                if not ignore_stream and math.isfinite(model.max_msgs) \
-                        and replicas * 1.5 * effective > model.bp_threshold * model.max_msgs:
+                # each replica's own stream must hold a batch being built while one is flushed, and the
+                # NAKed messages waiting out their 5 s redelivery delay
+                naked = per_replica * err / (1.0 - min(err, 0.999)) * NAK_DELAY
+                if not ignore_stream and math.isfinite(model.max_msgs) and 2 * effective + naked > model.max_msgs:
                     continue
                 memory_needed = model.base_memory + batch * workers * model.row_memory
                 memory = max(mem_now, _round_memory(memory_needed / 0.8))

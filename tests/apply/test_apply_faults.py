@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.support import apply as h
-from tests.support.api import status
+from tests.support.api import live, status
 
 PID = "orders-healthy"
 EDIT = "POST /api/v1/pipeline/{id}/edit"
@@ -21,21 +21,26 @@ def _setup(sim_factory, tmp_path, *, metrics=True, settle="20s", window="60s", t
     return sim, repo
 
 
-def test_5xx_on_edit_after_the_stop_restores_and_resumes(sim_factory, tmp_path):
+def _failing_apply(sim_factory, tmp_path, fault: dict) -> tuple:
+    """Bigger batches committed, then `gftune apply` (no metrics) with the simulator's ``fault`` armed,
+    which must exit 1: the simulator and the pipeline's report."""
     sim, repo = _setup(sim_factory, tmp_path, metrics=False)
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
-    sim.add_fault({"kind": "http_error", "route": EDIT, "status": 503, "pipeline": PID})
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 1, proc.stderr
-    p = doc["pipelines"][0]
+    sim.add_fault(fault)
+    _, p = h.auto_apply(repo, 1)
+    return sim, p
+
+
+def test_5xx_on_edit_after_the_stop_restores_and_resumes(sim_factory, tmp_path):
+    sim, p = _failing_apply(sim_factory, tmp_path, {"kind": "http_error", "route": EDIT, "status": 503, "pipeline": PID})
     assert p["outcome"] == "restored"
     assert "503" in p["error"]
     states = {s["step"]: s["state"] for s in p["timeline"]}
     assert states["apply.edit"] == "failed" and states["restore.plan"] == "done"
     assert states["restore.wait_status(Running)"] == "done" and states["finish.provenance"] == "skipped"
     assert status(sim.api_url, PID) == "Running"
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
-    assert not any(t.startswith("gftune:lock=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert not any(t.startswith("gftune:lock=") for t in live(sim.api_url, PID)["metadata"]["tags"] or [])
     assert "the update failed and the previous configuration was restored" in p["next_move"]
 
 
@@ -49,24 +54,19 @@ def test_transient_5xx_is_retried_with_backoff(sim_factory, tmp_path):
     assert doc["pipelines"][0]["outcome"] == "verified"
     assert doc["pipelines"][0]["verdict"]["label"] == "healthy, not verified by metrics"
     assert "retrying (1/5)" in proc.stderr
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000
     assert status(sim.api_url, PID) == "Running"
 
 
 def test_failed_on_resume_is_reported_and_restored(sim_factory, tmp_path):
-    sim, repo = _setup(sim_factory, tmp_path, metrics=False)
-    h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
-    sim.add_fault({"kind": "fail_on_resume", "pipeline": PID, "times": 1})
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 1, proc.stderr
-    p = doc["pipelines"][0]
+    sim, p = _failing_apply(sim_factory, tmp_path, {"kind": "fail_on_resume", "pipeline": PID, "times": 1})
     assert p["outcome"] == "restored"
     assert "went Failed instead of Running" in p["error"]
     steps = {s["step"]: s for s in p["timeline"]}
     assert steps["apply.wait_status(Running)"]["state"] == "failed"
     assert steps["restore.edit"]["state"] == "done" and steps["restore.stop"]["observed"] == "Failed"
     assert status(sim.api_url, PID) == "Running"
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.sent(sim, "POST", "/edit") == 2
 
 
@@ -74,30 +74,23 @@ def test_a_resources_restore_echoes_what_the_server_rewrote(sim_factory, tmp_pat
     """PUT /resources turns the stored default maxBytes "0" into "-1" (reference §3.5): putting the
     captured "0" back would be refused as an immutable change and leave the failed change in place."""
     sim, repo = _setup(sim_factory, tmp_path, metrics=False)
-    before = h.live(sim.api_url, PID, "/resources")["pipeline_resources"]
+    before = live(sim.api_url, PID, "/resources")["pipeline_resources"]
     assert before["nats"]["stream"]["maxBytes"] == "0"
     h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
     sim.add_fault({"kind": "fail_on_resume", "pipeline": PID, "times": 1})
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 1, proc.stderr
-    p = doc["pipelines"][0]
+    _, p = h.auto_apply(repo, 1)
     assert p["outcome"] == "restored", p.get("error")
     steps = {s["step"]: s for s in p["timeline"]}
     assert steps["restore.put_resources"]["state"] == "done"
     assert status(sim.api_url, PID) == "Running"
-    after = h.live(sim.api_url, PID, "/resources")["pipeline_resources"]
+    after = live(sim.api_url, PID, "/resources")["pipeline_resources"]
     assert after["sink"]["replicas"] == before["sink"]["replicas"]
     assert after["nats"]["stream"]["maxBytes"] == "-1"  # the server's rewrite, echoed back unchanged
     assert h.sent(sim, "PUT", "/resources") == 2
 
 
 def test_when_the_restore_fails_too_the_pipeline_is_still_resumed(sim_factory, tmp_path):
-    sim, repo = _setup(sim_factory, tmp_path, metrics=False)
-    h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
-    sim.add_fault({"kind": "fail_on_resume", "pipeline": PID, "times": 2})
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 1, proc.stderr
-    p = doc["pipelines"][0]
+    sim, p = _failing_apply(sim_factory, tmp_path, {"kind": "fail_on_resume", "pipeline": PID, "times": 2})
     assert p["outcome"] == "failed"
     phases = [s["phase"] for s in p["timeline"]]
     assert "restore" in phases and "rescue" in phases
@@ -125,12 +118,12 @@ def test_kill_at_any_journal_step_then_resume(sim_factory, tmp_path, point, mome
     assert resumed.returncode == 0, resumed.stderr
     assert doc["pipelines"][0]["outcome"] == "verified"
     assert status(sim.api_url, PID) == "Running"
-    live = h.live(sim.api_url, PID)
-    assert live["sink"]["max_batch_size"] == 2000
-    assert h.live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
+    pipeline = live(sim.api_url, PID)
+    assert pipeline["sink"]["max_batch_size"] == 2000
+    assert live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
     assert h.sent(sim, "POST", "/edit") == 1  # exactly one update, even when killed right after sending it
     assert h.sent(sim, "PUT", "/resources") == 0
-    tags = live["metadata"]["tags"]
+    tags = pipeline["metadata"]["tags"]
     assert not any(t.startswith("gftune:lock=") for t in tags)
     assert f"gftune:commit={h.git(repo, 'rev-parse', 'HEAD').strip()}" in tags
     assert json.loads(runs[0].read_text())["state"] == "finished"

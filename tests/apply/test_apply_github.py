@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support import apply as h
-from tests.support.github_standin import GitHubStandIn
 
 PID = "orders-healthy"
 REPO = "acme/pipelines"
-
-
-@pytest.fixture
-def standin():
-    server = GitHubStandIn().start()
-    yield server
-    server.stop()
 
 
 def test_apply_report_is_one_comment_updated_in_place(sim_factory, standin, tmp_path):

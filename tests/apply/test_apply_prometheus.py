@@ -12,7 +12,7 @@ import pytest
 
 from gftune.apply import report
 from tests.support import apply as h
-from tests.support.api import status
+from tests.support.api import live, status
 from tests.support.metrics_gate import MetricsGate
 
 pytestmark = pytest.mark.prometheus
@@ -56,7 +56,7 @@ def test_tuning_change_from_a_policy_is_verified_as_improved(sim_factory, promet
     assert len(p["chart"]["t"]) >= 5 and max(p["chart"]["sink"]) > 6000
     markdown = report.render_markdown(doc)
     assert "xychart-beta" in markdown and "| **ingestor backpressure** (symptom) | 1 | 0 |" in markdown
-    assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] >= 2
+    assert live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] >= 2
     assert status(sim.api_url, pid) == "Running"
 
 
@@ -67,16 +67,14 @@ def test_bad_change_is_judged_regressed_and_reverted(sim_factory, prometheus_fac
     repo = h.adopt(tmp_path / "repo", sim.api_url, pid, h.config_yaml(sim.api_url, prometheus=prometheus.url))
     _wait_for_data(prometheus, pid, 4)
     h.change_pipeline(repo, pid, {"resources.sink.replicas": 1, "sink.max_batch_size": 100}, "cut the sink")
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 4, proc.stderr
-    p = doc["pipelines"][0]
+    _, p = h.auto_apply(repo, 4)
     assert p["outcome"] == "reverted"
     failed = {c["name"] for c in p["verdict"]["checks"] if c["outcome"] == "fail"}
     assert "sink_rate" in failed
     assert p["revert_verdict"]["outcome"] == "pass"
     assert status(sim.api_url, pid) == "Running"
-    assert h.live(sim.api_url, pid)["sink"]["max_batch_size"] == 1000
-    assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] == 2
+    assert live(sim.api_url, pid)["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] == 2
 
 
 def test_data_gap_during_the_window_is_inconclusive_and_the_change_kept(sim_factory, prometheus_factory, tmp_path):
@@ -114,7 +112,7 @@ def test_data_gap_during_the_window_is_inconclusive_and_the_change_kept(sim_fact
         assert p["outcome"] == "inconclusive"
         assert any("observation window" in r or "unknown" in r for r in p["verdict"]["reasons"]), p["verdict"]
         assert "investigate" in p["next_move"]
-        assert h.live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3  # kept
+        assert live(sim.api_url, pid, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3  # kept
         assert status(sim.api_url, pid) == "Running"
     finally:
         gate.stop()

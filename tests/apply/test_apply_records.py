@@ -8,15 +8,14 @@ import json
 import time
 
 from tests.support import apply as h
+from tests.support.api import live
 from tests.support.apply import HEALTHY as PID
 
 
 def test_a_clean_stop_loses_nothing_and_says_so(setup):
     _, repo = setup
     h.change_pipeline(repo, PID, {"resources.sink.replicas": 3}, "more sink replicas")
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 0, proc.stderr
-    p = doc["pipelines"][0]
+    _, p = h.auto_apply(repo, 0)
     assert p["outcome"] == "verified"
     [stop] = p["records"]["stops"]
     assert stop["dlq_before"] == stop["dlq_after"] and p["records"]["lost"] == 0
@@ -36,6 +35,6 @@ def test_records_swept_by_a_forced_stop_make_the_run_applied_with_losses(setup):
     [stop] = p["records"]["stops"]
     swept = stop["dlq_after"] - stop["dlq_before"]
     assert swept > 100 and p["records"]["lost"] == swept
-    assert h.live(sim.api_url, PID, "/dlq/state")["total_messages"] == stop["dlq_after"]
+    assert live(sim.api_url, PID, "/dlq/state")["total_messages"] == stop["dlq_after"]
     assert p["records"]["lines"][0].startswith(f"around apply.stop: DLQ {stop['dlq_before']} → ")
     assert any(n.startswith("records lost from the pipeline: around apply.stop") for n in p["notes"])

@@ -10,7 +10,7 @@ import httpx
 import yaml
 
 from tests.support import apply as h
-from tests.support.api import status, wait_status
+from tests.support.api import edit_by_hand, live, status
 from tests.support.apply import HEALTHY as PID
 
 
@@ -28,9 +28,9 @@ def test_config_change_is_applied_verified_and_recorded(setup):
                          "apply.put_resources", "apply.wait_status(Running)"]
     assert all(s["state"] == "done" for s in p["timeline"])
     assert status(sim.api_url, PID) == "Running"
-    assert h.live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
+    assert live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
     head = h.git(repo, "rev-parse", "HEAD").strip()
-    live_tags = h.live(sim.api_url, PID)["metadata"]["tags"]
+    live_tags = live(sim.api_url, PID)["metadata"]["tags"]
     assert live_tags[:2] == ["gftune:managed", f"gftune:commit={head}"]
     # the kept change, verified now, motivated by no policy (a git change): what the cooldowns read
     assert len(live_tags) == 3 and live_tags[2].startswith("gftune:applied=@")
@@ -55,17 +55,15 @@ def test_regression_is_reverted_and_the_old_config_runs(setup):
     (repo / "policies" / "tiny-batches.yaml").write_text(yaml.safe_dump(TINY_BATCHES, sort_keys=False))
     h.commit(repo, "policy")
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 100}, "tiny batches, as the policy proposes")
-    proc, doc = h.apply_json(repo, "--auto-approve")
-    assert proc.returncode == 4, proc.stderr
-    p = doc["pipelines"][0]
+    _, p = h.auto_apply(repo, 4)
     assert p["policies"] == ["tiny-batches"]
     assert p["outcome"] == "reverted" and p["verdict"]["outcome"] == "fail"
     assert any("sink_rate got worse" in r for r in p["verdict"]["reasons"])
     assert p["revert_verdict"]["outcome"] == "pass"
     assert status(sim.api_url, PID) == "Running"
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert h.sent(sim, "POST", "/edit") == 2  # the change, then the revert
-    tags = h.live(sim.api_url, PID)["metadata"]["tags"] or []
+    tags = live(sim.api_url, PID)["metadata"]["tags"] or []
     assert not any(t.startswith("gftune:commit=") for t in tags)
     # anti-flapping: the revert is recorded on the pipeline, and the policy backs off
     assert [t for t in tags if t.startswith("gftune:reverted=tiny-batches@")], tags
@@ -82,29 +80,20 @@ def test_regression_is_reverted_and_the_old_config_runs(setup):
 def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     sim, repo = setup
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 2000}, "bigger batches")
-    plan_file = tmp_path / "plan.json"
-    planned = h.gftune("plan", "--repo", str(repo), "--out", str(plan_file))
-    assert planned.returncode == 2, planned.stderr
+    plan_file = h.save_plan(repo, tmp_path / "plan.json")
     # someone edits the pipeline by hand after the plan was made
-    api = f"{sim.api_url}/api/v1/pipeline/{PID}"
-    httpx.post(f"{api}/stop").raise_for_status()
-    wait_status(sim.api_url, PID, "Stopped")
-    doc = h.live(sim.api_url, PID)
-    doc["sink"]["max_delay_time"] = "3s"
-    httpx.post(f"{api}/edit", json=doc).raise_for_status()
-    wait_status(sim.api_url, PID, "Running")
+    edit_by_hand(sim.api_url, PID, {"sink.max_delay_time": "3s"})
     edits = h.sent(sim, "POST", "/edit")
     proc, report = h.apply_json(repo, str(plan_file))
     assert proc.returncode == 1
     assert report is None
     assert "stale plan refused" in proc.stderr and "live configuration changed" in proc.stderr
     assert h.sent(sim, "POST", "/edit") == edits
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert status(sim.api_url, PID) == "Running"
     # a plan whose inputs changed since is refused too (here gftune.yaml); a later commit that leaves
     # every file the plan read as it was (a merge, a docs change) does not make it stale
-    fresh = tmp_path / "fresh.json"
-    assert h.gftune("plan", "--repo", str(repo), "--out", str(fresh)).returncode == 2
+    fresh = h.save_plan(repo, tmp_path / "fresh.json")
     config = (repo / "gftune.yaml").read_text()
     (repo / "gftune.yaml").write_text(config + "# a comment\n")
     h.commit(repo, "touch gftune.yaml")
@@ -114,7 +103,7 @@ def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     h.commit(repo, "back as it was")
     proc, report = h.apply_json(repo, str(fresh))
     assert proc.returncode == 0, proc.stderr
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000
 
 
 def test_two_concurrent_applies_one_proceeds_one_fails_closed(setup):
@@ -137,7 +126,7 @@ def test_two_concurrent_applies_one_proceeds_one_fails_closed(setup):
     winner = "bob" if loser == "alice" else "alice"
     assert f"locked by {winner}@7" in results[loser].stdout + results[loser].stderr
     assert status(sim.api_url, PID) == "Running"
-    assert not any(t.startswith("gftune:lock=") for t in h.live(sim.api_url, PID)["metadata"]["tags"] or [])
+    assert not any(t.startswith("gftune:lock=") for t in live(sim.api_url, PID)["metadata"]["tags"] or [])
 
 
 def test_unlock_refuses_a_foreign_lock_without_force(setup):
@@ -154,5 +143,5 @@ def test_unlock_refuses_a_foreign_lock_without_force(setup):
     assert refused.returncode == 1 and "carol@ci" in refused.stderr and "--force" in refused.stderr
     forced = h.gftune("unlock", PID, "--repo", str(repo), "--force")
     assert forced.returncode == 0 and "removed the lock of carol@ci" in forced.stdout
-    assert h.live(sim.api_url, PID)["metadata"]["tags"] == ["team:x"]
+    assert live(sim.api_url, PID)["metadata"]["tags"] == ["team:x"]
     assert h.gftune("unlock", PID, "--repo", str(repo)).stdout.strip() == f"{PID}: not locked"

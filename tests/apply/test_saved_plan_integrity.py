@@ -11,7 +11,7 @@ import pytest
 from gftune.plan import integrity
 from gftune.plan.model import Plan
 from tests.support import apply as h
-from tests.support.api import status
+from tests.support.api import live, status
 from tests.support.apply import HEALTHY as PID
 
 
@@ -19,10 +19,7 @@ from tests.support.apply import HEALTHY as PID
 def planned(setup, tmp_path):
     sim, repo = setup
     h.change_pipeline(repo, PID, {"sink.max_batch_size": 1500}, "bigger batches")
-    plan_file = tmp_path / "plan.json"
-    made = h.gftune("plan", "--repo", str(repo), "--out", str(plan_file))
-    assert made.returncode == 2, made.stderr
-    return sim, repo, plan_file
+    return sim, repo, h.save_plan(repo, tmp_path / "plan.json")
 
 
 def tamper(plan_file, *, reseal: bool) -> None:
@@ -44,7 +41,7 @@ def assert_refused(sim, repo, plan_file, reason: str) -> None:
     assert proc.returncode == 1 and report is None, proc.stdout + proc.stderr
     assert "plan refused, nothing was changed:" in proc.stderr and reason in proc.stderr, proc.stderr
     assert h.sent(sim, "POST", "/edit") == edits
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 1000
     assert status(sim.api_url, PID) == "Running"
 
 
@@ -80,4 +77,4 @@ def test_the_untouched_plan_is_applied(planned):
     proc, report = h.apply_json(repo, str(plan_file))
     assert proc.returncode == 0, proc.stderr
     assert report["pipelines"][0]["outcome"] == "verified"
-    assert h.live(sim.api_url, PID)["sink"]["max_batch_size"] == 1500
+    assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 1500

@@ -1,5 +1,6 @@
 """A small GitHub Actions runner for the end-to-end test: it reads the shipped workflow and action
 files and runs them the way GitHub does, so the test fails when a workflow drifts from what it tests.
+(One module over ~500 lines on purpose: the expressions, steps and jobs of a run share one context.)
 
 * ``run:`` steps run as written: bash as ``bash --noprofile --norc -eo pipefail``, ``shell: python``
   with the Python on PATH; ``${{ }}`` expressions are substituted first; ``env:`` of the workflow, job

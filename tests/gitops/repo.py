@@ -5,6 +5,8 @@
   values :data:`SECRETS` that scenario gives them.
 * :func:`make_origin` — a bare git repository (the "GitHub" remote) holding ``gftune.yaml`` and
   those pipeline files verbatim, and a developer clone of it.
+* :func:`actions_runner`, :func:`open_pull_request`, :func:`run_plan_workflow` — the shipped workflows
+  run on that repository, as GitHub would run them for a pull request.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.gitops.actions import ActionsRunner, JobResult
+from tests.support.github_standin import GitHubStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 # the values scenarios/demo.yaml fills the files' ${env:...} references with
@@ -23,6 +29,8 @@ PASSWORD = "gftune-demo-clickhouse-pw"
 SECRETS = {"CLICKHOUSE_PASSWORD": PASSWORD, "CLICKHOUSE_USER": "gftune-demo-clickhouse-user",
            "KAFKA_USERNAME": "gftune-demo-kafka-user", "KAFKA_PASSWORD": "gftune-demo-kafka-pw"}
 PIPELINES = ("join-demo-pipeline", "otlp-traces", "ran-5g-telemetry")
+REPOSITORY = "acme/pipelines"  # the repository's name on the GitHub stand-in
+WORKFLOWS = ROOT / ".github" / "workflows"
 
 
 def scenario(pipelines: tuple[str, ...] = PIPELINES) -> dict[str, Any]:
@@ -130,3 +138,29 @@ def pull_request_event(number: int, head: str, branch: str, base: str, action: s
     return {"action": action, "number": number,
             "pull_request": {"number": number, "head": {"sha": head, "ref": branch},
                              "base": {"sha": base, "ref": "main"}, "state": "open"}}
+
+
+def actions_runner(standin: GitHubStandIn, origin: Path, scratch: Path, vars: dict[str, str],
+                   secrets: dict[str, str] | None = None) -> ActionsRunner:
+    """A runner of the shipped workflows on ``origin`` (the test's gftune on PATH; :data:`SECRETS` by
+    default, as the repository's secrets)."""
+    return ActionsRunner(standin=standin, repository=REPOSITORY, origin=origin, action_dir=ROOT,
+                         tools=Path(sys.executable).parent, scratch=scratch, vars=vars,
+                         secrets=dict(SECRETS if secrets is None else secrets))
+
+
+def open_pull_request(dev: Path, standin: GitHubStandIn, number: int, branch: str) -> tuple[str, str]:
+    """Push ``branch`` as pull request ``number`` (:func:`push_pull_request`) and open it on the
+    stand-in. Returns (head sha, merge sha)."""
+    head, merge = push_pull_request(dev, number, branch)
+    standin.open_pull(REPOSITORY, number, head_sha=head, head_ref=branch)
+    return head, merge
+
+
+def run_plan_workflow(runner: ActionsRunner, number: int, branch: str, base: str, head: str, merge: str,
+                      action: str = "opened") -> dict[str, JobResult]:
+    """plan.yml for a ``pull_request`` event of pull request ``number`` (on its test merge), by job."""
+    jobs = runner.run(WORKFLOWS / "plan.yml", event_name="pull_request",
+                      event=pull_request_event(number, head, branch, base, action), sha=merge,
+                      ref=f"refs/pull/{number}/merge")
+    return {j.job: j for j in jobs}

@@ -5,53 +5,37 @@ from no pull request applies nothing."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-
-import httpx
-import pytest
 
 from tests.gitops import repo as r
-from tests.gitops.actions import ActionsRunner
-from tests.support.api import wait_status
-from tests.support.github_standin import GitHubStandIn
+from tests.support.api import edit_by_hand, live
 
-REPO = "acme/pipelines"
-WORKFLOWS = r.ROOT / ".github" / "workflows"
+REPO = r.REPOSITORY
+WORKFLOWS = r.WORKFLOWS
 
 
-@pytest.fixture
-def standin():
-    server = GitHubStandIn().start()
-    yield server
-    server.stop()
+def _reviewed_pull_request(standin, tmp_path, api: str, number: int):
+    """A repository of three example pipelines, a pull request ``number`` (branch ``bigger``) that sets
+    otlp-traces' batch size to 2,500, and its plan.yml run: (dev clone, runner)."""
+    origin, dev = r.make_origin(tmp_path, r.config(api, None, settle="2s", window="4s"))
+    r.allow_any_sha(origin)
+    runner = r.actions_runner(standin, origin, tmp_path / "runner", {"GFTUNE_API": api})
+    main = r.git(dev, "rev-parse", "main")
+    r.git(dev, "checkout", "-q", "-b", "bigger")
+    r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
+    r.commit(dev, "otlp-traces: 2,500")
+    head, merge = r.open_pull_request(dev, standin, number, "bigger")
+    plan = r.run_plan_workflow(runner, number, "bigger", main, head, merge)["plan"]
+    assert plan.status == "success", plan.log()
+    return dev, runner
 
 
 def test_a_stale_reviewed_plan_is_refused_replanned_and_applied_on_rerun(sim_factory, standin, tmp_path):
     sim = sim_factory(r.scenario(), time_scale=20)
     api = sim.api_url
-    origin, dev = r.make_origin(tmp_path, r.config(api, None, settle="2s", window="4s"))
-    r.allow_any_sha(origin)
-    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
-                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
-                           vars={"GFTUNE_API": api}, secrets=dict(r.SECRETS))
-    main = r.git(dev, "rev-parse", "main")
-    r.git(dev, "checkout", "-q", "-b", "bigger")
-    r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
-    r.commit(dev, "otlp-traces: 2,500")
-    head, merge = r.push_pull_request(dev, 7, "bigger")
-    standin.open_pull(REPO, 7, head_sha=head, head_ref="bigger")
-    [plan] = runner.run(WORKFLOWS / "plan.yml", event_name="pull_request",
-                        event=r.pull_request_event(7, head, "bigger", main, "opened"), sha=merge, ref="refs/pull/7/merge")
-    assert plan.status == "success", plan.log()
+    dev, runner = _reviewed_pull_request(standin, tmp_path, api, 7)
 
     # after the review, someone changes the same pipeline through the API
-    doc = httpx.get(f"{api}/api/v1/pipeline/otlp-traces", timeout=10).json()
-    doc["sink"]["max_delay_time"] = "7s"
-    httpx.post(f"{api}/api/v1/pipeline/otlp-traces/stop", timeout=10).raise_for_status()
-    wait_status(api, "otlp-traces", "Stopped")
-    httpx.post(f"{api}/api/v1/pipeline/otlp-traces/edit", json=doc, timeout=10).raise_for_status()
-    wait_status(api, "otlp-traces", "Running")
+    edit_by_hand(api, "otlp-traces", {"sink.max_delay_time": "7s"})
 
     before, after = r.merge_pull_request(dev, "bigger")
     standin.merge(REPO, after, 7)
@@ -61,7 +45,7 @@ def test_a_stale_reviewed_plan_is_refused_replanned_and_applied_on_rerun(sim_fac
     refused = jobs["merged"]
     assert refused.status == "failure"
     assert refused.step("apply the plan reviewed").exit_code == 1
-    assert httpx.get(f"{api}/api/v1/pipeline/otlp-traces", timeout=10).json()["sink"]["max_batch_size"] == 1000
+    assert live(api, "otlp-traces")["sink"]["max_batch_size"] == 1000
     [comment] = [c for c in standin.comments_on(REPO, 7) if c.user == standin.user]
     report = comment.body.split("Earlier in this pull request")[0]
     assert "the reviewed plan is stale, nothing was applied" in report
@@ -73,8 +57,8 @@ def test_a_stale_reviewed_plan_is_refused_replanned_and_applied_on_rerun(sim_fac
     rerun = {j.job: j for j in runner.run(WORKFLOWS / "apply.yml", **push)}["merged"]
     assert rerun.status == "success", rerun.log()
     assert f"run {refused.run_id} (artifact gftune-replan)" in rerun.log()
-    live = httpx.get(f"{api}/api/v1/pipeline/otlp-traces", timeout=10).json()
-    assert live["sink"]["max_batch_size"] == 2500 and live["sink"]["max_delay_time"] != "7s"
+    sink = live(api, "otlp-traces")["sink"]
+    assert sink["max_batch_size"] == 2500 and sink["max_delay_time"] != "7s"
     [comment] = [c for c in standin.comments_on(REPO, 7) if c.user == standin.user]
     assert "gftune apply: 1 verified" in comment.body.split("Earlier in this pull request")[0]
     assert json.loads(_first(replan.data))["pipelines"][0]["pipeline_id"] == "otlp-traces"
@@ -84,9 +68,7 @@ def test_a_push_from_no_pull_request_applies_nothing(sim_factory, standin, tmp_p
     sim = sim_factory(r.scenario(), time_scale=20)
     origin, dev = r.make_origin(tmp_path, r.config(sim.api_url, None))
     r.allow_any_sha(origin)
-    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
-                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
-                           vars={"GFTUNE_API": sim.api_url}, secrets=dict(r.SECRETS))
+    runner = r.actions_runner(standin, origin, tmp_path / "runner", {"GFTUNE_API": sim.api_url})
     before = r.git(dev, "rev-parse", "HEAD")
     r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
     after = r.commit(dev, "straight to main")
@@ -96,7 +78,7 @@ def test_a_push_from_no_pull_request_applies_nothing(sim_factory, standin, tmp_p
                                          sha=after, ref="refs/heads/main")}
     step = jobs["merged"].step("apply the plan reviewed")
     assert step.exit_code == 1 and "came from no pull request, so no plan was reviewed" in step.stderr
-    assert httpx.get(f"{sim.api_url}/api/v1/pipeline/otlp-traces", timeout=10).json()["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, "otlp-traces")["sink"]["max_batch_size"] == 1000
 
 
 def _first(data: bytes) -> bytes:
@@ -111,20 +93,7 @@ def test_a_workflow_without_the_permission_it_needs_fails_as_on_github(sim_facto
     """Each job's GITHUB_TOKEN has exactly the workflow's `permissions:`: without `actions: read` the
     reviewed plan cannot be downloaded, and the job says which token lacks what."""
     sim = sim_factory(r.scenario(), time_scale=20)
-    origin, dev = r.make_origin(tmp_path, r.config(sim.api_url, None, settle="2s", window="4s"))
-    r.allow_any_sha(origin)
-    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
-                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
-                           vars={"GFTUNE_API": sim.api_url}, secrets=dict(r.SECRETS))
-    main = r.git(dev, "rev-parse", "main")
-    r.git(dev, "checkout", "-q", "-b", "bigger")
-    r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
-    r.commit(dev, "otlp-traces: 2,500")
-    head, merge = r.push_pull_request(dev, 3, "bigger")
-    standin.open_pull(REPO, 3, head_sha=head, head_ref="bigger")
-    [plan] = runner.run(WORKFLOWS / "plan.yml", event_name="pull_request",
-                        event=r.pull_request_event(3, head, "bigger", main, "opened"), sha=merge, ref="refs/pull/3/merge")
-    assert plan.status == "success", plan.log()
+    dev, runner = _reviewed_pull_request(standin, tmp_path, sim.api_url, 3)
     crippled = tmp_path / "apply.yml"
     text = (WORKFLOWS / "apply.yml").read_text()
     assert "  actions: read" in text
@@ -136,4 +105,4 @@ def test_a_workflow_without_the_permission_it_needs_fails_as_on_github(sim_facto
     step = jobs["merged"].step("apply the plan reviewed")
     assert step.exit_code == 1
     assert "Resource not accessible by integration" in step.stderr and "GH_TOKEN lacks a permission" in step.stderr
-    assert httpx.get(f"{sim.api_url}/api/v1/pipeline/otlp-traces", timeout=10).json()["sink"]["max_batch_size"] == 1000
+    assert live(sim.api_url, "otlp-traces")["sink"]["max_batch_size"] == 1000

@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 
-import httpx
 import pytest
 
 from gftune.gitrepo import GitError, changed_files
 from gftune.plan.changes import ChangedFile, select_changed
 from tests.gitops import repo as r
+from tests.support.api import edit_by_hand, live, stop_by_hand
 
 
 def test_selection_from_changed_files():
@@ -72,19 +72,13 @@ def test_plan_changed_since_plans_only_the_branch(sim_factory, tmp_path):
     sim = sim_factory(r.scenario(), time_scale=20)
     _, dev = r.make_origin(tmp_path, r.config(sim.api_url, None))
     env = {**__import__("os").environ, **r.SECRETS}
-    # an edit made through the API to another pipeline: not this branch's business
-    live = httpx.get(f"{sim.api_url}/api/v1/pipeline/ran-5g-telemetry", timeout=10).json()
     assert _gftune("plan", "--repo", str(dev), env=env).returncode == 0  # git = live to begin with
     r.git(dev, "checkout", "-q", "-b", "bigger-batches")
     r.edit(dev, "otlp-traces", {"sink.max_batch_size": 20000})
     (dev / "pipelines" / "join-demo-pipeline.yaml").unlink()
     r.commit(dev, "otlp: bigger batches; retire the join demo")
-    edited = dict(live, sink={**live["sink"], "max_batch_size": 777})
-    assert httpx.post(f"{sim.api_url}/api/v1/pipeline/ran-5g-telemetry/stop", timeout=10).status_code < 300
-    from tests.support.api import wait_status
-
-    wait_status(sim.api_url, "ran-5g-telemetry", "Stopped")
-    assert httpx.post(f"{sim.api_url}/api/v1/pipeline/ran-5g-telemetry/edit", json=edited, timeout=10).status_code < 300
+    # an edit made through the API to another pipeline: not this branch's business
+    edit_by_hand(sim.api_url, "ran-5g-telemetry", {"sink.max_batch_size": 777})
 
     proc = _gftune("plan", "--repo", str(dev), "--changed-since", "main", "--format", "json", env=env)
     assert proc.returncode == 2, proc.stderr
@@ -110,7 +104,7 @@ def test_drift_and_apply_changed_since_look_only_at_the_branch(sim_factory, tmp_
     r.git(dev, "checkout", "-q", "-b", "batches")
     r.edit(dev, "otlp-traces", {"sink.max_batch_size": 2500})
     r.commit(dev, "otlp-traces: 2,500")
-    assert httpx.post(f"{sim.api_url}/api/v1/pipeline/join-demo-pipeline/stop", timeout=10).status_code < 300
+    stop_by_hand(sim.api_url, "join-demo-pipeline")
     proc = _gftune("drift", "--repo", str(dev), "--changed-since", "main", "--format", "json", env=env)
     report = json.loads(proc.stdout)
     assert proc.returncode == 2 and [e["pipeline_id"] for e in report["pipelines"]] == ["otlp-traces"]
@@ -121,7 +115,6 @@ def test_drift_and_apply_changed_since_look_only_at_the_branch(sim_factory, tmp_
                       env=env)
     assert applied.returncode == 0, applied.stderr
     assert [p["pipeline_id"] for p in json.loads(applied.stdout)["pipelines"]] == ["otlp-traces"]
-    assert httpx.get(f"{sim.api_url}/api/v1/pipeline/join-demo-pipeline/health", timeout=10).json()[
-        "overall_status"] == "Stopped"  # left alone
+    assert live(sim.api_url, "join-demo-pipeline", "/health")["overall_status"] == "Stopped"  # left alone
     usage = _gftune("apply", "--repo", str(dev), str(tmp_path / "plan.json"), "--changed-since", "main", env=env)
     assert usage.returncode != 0 and "goes with --auto-approve" in usage.stderr and "Traceback" not in usage.stderr

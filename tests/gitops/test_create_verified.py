@@ -15,16 +15,19 @@ from tests.gitops import repo as r
 pytestmark = pytest.mark.prometheus
 
 
-def _add_pipeline(dev, new_id: str, source: str = "otlp-traces") -> None:
+def _create(dev, new_id: str, source: str = "otlp-traces") -> dict:
+    """A branch that adds pipeline ``new_id`` (a copy of ``source``), applied with `gftune apply
+    --auto-approve --changed-since main`, which must exit 0: the new pipeline's report."""
+    r.git(dev, "checkout", "-q", "-b", f"add-{new_id}")
     text = (dev / "pipelines" / f"{source}.yaml").read_text().replace(source, new_id)
     (dev / "pipelines" / f"{new_id}.yaml").write_text(text)
-
-
-def _apply(dev, env):
+    r.commit(dev, f"{new_id}: a new pipeline")
     proc = subprocess.run([sys.executable, "-m", "gftune", "apply", "--repo", str(dev), "--auto-approve",
-                           "--changed-since", "main", "--format", "json"], capture_output=True, text=True, env=env,
-                          timeout=600)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None)
+                           "--changed-since", "main", "--format", "json"], capture_output=True, text=True,
+                          env={**os.environ, **r.SECRETS}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    [p] = json.loads(proc.stdout)["pipelines"]
+    return p
 
 
 def test_a_new_pipeline_ends_verified_with_records_flowing(sim_factory, prometheus_factory, tmp_path):
@@ -33,12 +36,7 @@ def test_a_new_pipeline_ends_verified_with_records_flowing(sim_factory, promethe
     prometheus = prometheus_factory(sim)
     _, dev = r.make_origin(tmp_path, r.config(sim.api_url, prometheus.url, time_scale=scale, settle="20s",
                                               window="60s"))
-    r.git(dev, "checkout", "-q", "-b", "add-traces-eu")
-    _add_pipeline(dev, "otlp-traces-eu")
-    r.commit(dev, "a second traces pipeline")
-    proc, doc = _apply(dev, {**os.environ, **r.SECRETS})
-    assert proc.returncode == 0, proc.stderr
-    [p] = doc["pipelines"]
+    p = _create(dev, "otlp-traces-eu")
     assert (p["pipeline_id"], p["kind"], p["outcome"]) == ("otlp-traces-eu", "create", "verified"), p
     assert p["verdict"]["label"] == "created: Running, records flowing", p["verdict"]
     checks = {c["name"]: c for c in p["verdict"]["checks"]}
@@ -50,12 +48,7 @@ def test_a_new_pipeline_ends_verified_with_records_flowing(sim_factory, promethe
 def test_a_new_pipeline_without_metrics_is_healthy_not_verified_by_metrics(sim_factory, tmp_path):
     sim = sim_factory(r.scenario(), time_scale=20)
     _, dev = r.make_origin(tmp_path, r.config(sim.api_url, None, settle="2s", window="4s"))
-    r.git(dev, "checkout", "-q", "-b", "add-traces-us")
-    _add_pipeline(dev, "otlp-traces-us")
-    r.commit(dev, "a third traces pipeline")
-    proc, doc = _apply(dev, {**os.environ, **r.SECRETS})
-    assert proc.returncode == 0, proc.stderr
-    [p] = doc["pipelines"]
+    p = _create(dev, "otlp-traces-us")
     assert p["outcome"] == "verified" and p["verdict"]["label"] == "healthy, not verified by metrics"
 
 

@@ -9,15 +9,11 @@ import subprocess
 import sys
 from fractions import Fraction
 
-import httpx
-import pytest
-
 from gftune.desired.drift_rules import DriftRules, Tolerance, pattern_regex, rule_problems
 from tests.gitops import repo as r
-from tests.support.api import wait_status
-from tests.support.github_standin import GitHubStandIn
+from tests.support.api import edit_by_hand, live, stop_by_hand
 
-REPO = "acme/pipelines"
+REPO = r.REPOSITORY
 
 
 def test_patterns_cover_what_is_below_them():
@@ -61,34 +57,6 @@ def _gftune(*args, env):
                           timeout=600)
 
 
-def _stop(api: str, pid: str) -> None:
-    assert httpx.post(f"{api}/api/v1/pipeline/{pid}/stop", timeout=10).status_code < 300
-    wait_status(api, pid, "Stopped")
-
-
-def _api_edit(api: str, pid: str, path: tuple[str, ...], new, *, metadata: bool = True) -> None:
-    """What someone does through the API or UI: stop, POST /edit (without ``metadata``, the tags are
-    wiped, gftune's included), and it runs again."""
-    doc = httpx.get(f"{api}/api/v1/pipeline/{pid}", timeout=10).json()
-    node = doc
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = new
-    if not metadata:
-        doc.pop("metadata", None)
-    _stop(api, pid)
-    answer = httpx.post(f"{api}/api/v1/pipeline/{pid}/edit", json=doc, timeout=10)
-    assert answer.status_code < 300, answer.text
-    wait_status(api, pid, "Running")
-
-
-@pytest.fixture
-def standin():
-    server = GitHubStandIn().start()
-    yield server
-    server.stop()
-
-
 def test_drift_status_tolerance_attribution_reconcile_and_the_issue(sim_factory, standin, tmp_path):
     sim = sim_factory(r.scenario(), time_scale=20)
     api = sim.api_url
@@ -108,9 +76,9 @@ def test_drift_status_tolerance_attribution_reconcile_and_the_issue(sim_factory,
     code, report, _ = drift("--github-issue")
     assert code == 0 and report["in_sync"] and standin.issues_in(REPO) == []
 
-    batch = httpx.get(f"{api}/api/v1/pipeline/otlp-traces", timeout=10).json()["sink"]["max_batch_size"]
-    _api_edit(api, "otlp-traces", ("sink", "max_batch_size"), int(batch * 1.05))  # inside its 10% band
-    _stop(api, "join-demo-pipeline")  # an operator stops a pipeline
+    batch = live(api, "otlp-traces")["sink"]["max_batch_size"]
+    edit_by_hand(api, "otlp-traces", {"sink.max_batch_size": int(batch * 1.05)})  # inside its 10% band
+    stop_by_hand(api, "join-demo-pipeline")  # an operator stops a pipeline
     r.edit(dev, "ran-5g-telemetry", {"sink.max_batch_size": 4321})  # git ahead of live, never applied
     r.commit(dev, "5g: bigger batches (not applied yet)")
 
@@ -130,7 +98,7 @@ def test_drift_status_tolerance_attribution_reconcile_and_the_issue(sim_factory,
     assert "issue: opened" in err
 
     # the API edit now leaves the band: drift, attributed though the edit wiped every gftune tag
-    _api_edit(api, "otlp-traces", ("sink", "max_batch_size"), batch * 3, metadata=False)
+    edit_by_hand(api, "otlp-traces", {"sink.max_batch_size": batch * 3}, metadata=False)
     code, report, err = drift("--github-issue")
     entries = {e["pipeline_id"]: e for e in report["pipelines"]}
     fields = {f["path"]: f for f in entries["otlp-traces"]["fields"]}
@@ -145,14 +113,13 @@ def test_drift_status_tolerance_attribution_reconcile_and_the_issue(sim_factory,
     assert code == 0, err
     assert report["in_sync"] and report["reconciled"]["pipelines"] == [
         "join-demo-pipeline", "otlp-traces", "ran-5g-telemetry"]
-    assert httpx.get(f"{api}/api/v1/pipeline/join-demo-pipeline/health", timeout=10).json()["overall_status"] == \
-        "Running"
-    assert httpx.get(f"{api}/api/v1/pipeline/ran-5g-telemetry", timeout=10).json()["sink"]["max_batch_size"] == 4321
+    assert live(api, "join-demo-pipeline", "/health")["overall_status"] == "Running"
+    assert live(api, "ran-5g-telemetry")["sink"]["max_batch_size"] == 4321
     [issue] = standin.issues_in(REPO)
     assert issue.state == "closed" and issue.state_reason == "completed"
     assert "Back in sync" in standin.comments_on(REPO, issue.number)[-1].body
     code, report, _ = drift()
     assert code == 0
-    tags = httpx.get(f"{api}/api/v1/pipeline/otlp-traces", timeout=10).json()["metadata"]["tags"]
+    tags = live(api, "otlp-traces")["metadata"]["tags"]
     assert "gftune:managed" in tags and f"gftune:commit={r.git(dev, 'rev-parse', 'HEAD')}" in tags
     assert all(r.PASSWORD not in b and standin.token not in b for b in standin.bodies_sent())

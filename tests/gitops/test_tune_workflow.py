@@ -4,28 +4,18 @@ called out as starting no workflow, a GitHub App token is not."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.gitops import repo as r
-from tests.gitops.actions import ActionsRunner
-from tests.support.github_standin import GitHubStandIn, jwt_keypair
+from tests.support.github_standin import jwt_keypair
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
-REPO = "acme/pipelines"
+REPO = r.REPOSITORY
 PIPE = "deduplication-demo-pipeline"  # its sink is too slow for its topic (scenarios/demo.yaml)
 SCALE = 30
-
-
-@pytest.fixture
-def standin():
-    server = GitHubStandIn().start()
-    yield server
-    server.stop()
 
 
 def test_tune_workflow_opens_then_updates_one_pull_request(sim_factory, prometheus_factory, standin, tmp_path):
@@ -37,11 +27,9 @@ def test_tune_workflow_opens_then_updates_one_pull_request(sim_factory, promethe
     standin.register_git_remote(REPO, origin)
     private, public = jwt_keypair()
     standin.register_app(4242, public, "gftune-tuner")
-    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
-                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
-                           vars={"GFTUNE_API": sim.api_url, "GFTUNE_PROMETHEUS": prometheus.url},
-                           secrets=dict(r.SECRETS))
-    workflow = r.ROOT / ".github" / "workflows" / "tune.yml"
+    runner = r.actions_runner(standin, origin, tmp_path / "runner",
+                              {"GFTUNE_API": sim.api_url, "GFTUNE_PROMETHEUS": prometheus.url})
+    workflow = r.WORKFLOWS / "tune.yml"
     prometheus.wait_for_series(f'glassflow_gfm_clickhouse_records_written_total{{pipeline_id="{PIPE}"}}')
     time.sleep(330 / SCALE)  # the policy's 5m rate window and 2m `for:`
     main = r.git(dev, "rev-parse", "main")

@@ -20,49 +20,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
-from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.gitops import repo as r
-from tests.gitops.actions import ActionsRunner
-from tests.support.api import wait_status
+from tests.support.api import edit_by_hand, live, stop_by_hand
 from tests.support.github_standin import GitHubStandIn
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
-REPO = "acme/pipelines"
-WORKFLOWS = r.ROOT / ".github" / "workflows"
+REPO = r.REPOSITORY
+WORKFLOWS = r.WORKFLOWS
 SCALE = 20
 # three of this repository's example pipelines: two read Kafka, one is fed over OTLP
 E2E = ("fraud-detection-logins-tested", "join-demo-pipeline", "otlp-traces")
-
-
-@pytest.fixture
-def standin():
-    server = GitHubStandIn().start()
-    yield server
-    server.stop()
-
-
-def _live(api: str, pid: str, route: str = "") -> dict:
-    return httpx.get(f"{api}/api/v1/pipeline/{pid}{route}", timeout=10).json()
-
-
-def _api_edit(api: str, pid: str, field: tuple[str, str], new, *, metadata: bool = True) -> None:
-    """An edit through the API (or UI): stop, POST /edit, and the pipeline runs again. Without
-    ``metadata`` in the body the server drops the pipeline's tags, gftune's included."""
-    doc = _live(api, pid)
-    doc[field[0]][field[1]] = new
-    if not metadata:
-        doc.pop("metadata", None)
-    assert httpx.post(f"{api}/api/v1/pipeline/{pid}/stop", timeout=10).status_code < 300
-    wait_status(api, pid, "Stopped")
-    answer = httpx.post(f"{api}/api/v1/pipeline/{pid}/edit", json=doc, timeout=10)
-    assert answer.status_code < 300, answer.text
-    wait_status(api, pid, "Running")
 
 
 def _ours(standin: GitHubStandIn, number: int) -> list:
@@ -77,10 +48,9 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
                                                    window="60s"), pipelines=E2E)
     r.allow_any_sha(origin)
     standin.register_git_remote(REPO, origin)
-    runner = ActionsRunner(standin=standin, repository=REPO, origin=origin, action_dir=r.ROOT,
-                           tools=Path(sys.executable).parent, scratch=tmp_path / "runner",
-                           vars={"GFTUNE_API": api, "GFTUNE_PROMETHEUS": prometheus.url},
-                           secrets={**r.SECRETS, "UNRELATED_SECRET": "not-for-gftune-0042"})
+    runner = r.actions_runner(standin, origin, tmp_path / "runner",
+                              {"GFTUNE_API": api, "GFTUNE_PROMETHEUS": prometheus.url},
+                              secrets={**r.SECRETS, "UNRELATED_SECRET": "not-for-gftune-0042"})
 
     def run(workflow: str, **kwargs):
         jobs = runner.run(WORKFLOWS / workflow, **kwargs)
@@ -91,18 +61,14 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
     assert 'spec="${GFTUNE_INSTALL:-$GITHUB_ACTION_PATH}"' in action
 
     # -- 1. a pull request that changes one of three pipelines --------------------------------------
-    batch = _live(api, "join-demo-pipeline")["sink"]["max_batch_size"]
-    _api_edit(api, "join-demo-pipeline", ("sink", "max_batch_size"), batch + 500)  # someone's edit via the API
+    batch = live(api, "join-demo-pipeline")["sink"]["max_batch_size"]
+    edit_by_hand(api, "join-demo-pipeline", {"sink.max_batch_size": batch + 500})  # someone's edit via the API
     main = r.git(dev, "rev-parse", "main")
     r.git(dev, "checkout", "-q", "-b", "bigger-batches")
     r.edit(dev, "fraud-detection-logins-tested", {"sink.max_batch_size": 2000})
     r.commit(dev, "fraud detection: batches of 2,000")
-    head, merge = r.push_pull_request(dev, 1, "bigger-batches")
-    standin.open_pull(REPO, 1, head_sha=head, head_ref="bigger-batches")
-    jobs = run("plan.yml", event_name="pull_request", event=r.pull_request_event(1, head, "bigger-batches", main,
-                                                                                "opened"),
-               sha=merge, ref="refs/pull/1/merge")
-    plan_job = jobs["plan"]
+    head, merge = r.open_pull_request(dev, standin, 1, "bigger-batches")
+    plan_job = r.run_plan_workflow(runner, 1, "bigger-batches", main, head, merge)["plan"]
     assert plan_job.status == "success", plan_job.log()
     assert plan_job.step("plan what this pull request changed").exit_code == 0
     assert "secrets exported for the pipeline files: CLICKHOUSE_PASSWORD" in plan_job.log()
@@ -119,8 +85,7 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
     r.commit(dev, "fraud detection: batches of 3,000")
     head, merge = r.push_pull_request(dev, 1, "bigger-batches")
     standin.update_pull_head(REPO, 1, head)
-    jobs = run("plan.yml", event_name="pull_request", event=r.pull_request_event(1, head, "bigger-batches", main),
-               sha=merge, ref="refs/pull/1/merge")
+    jobs = r.run_plan_workflow(runner, 1, "bigger-batches", main, head, merge, action="synchronize")
     assert jobs["plan"].status == "success", jobs["plan"].log()
     [updated] = _ours(standin, 1)
     assert updated.id == comment.id and "Earlier in this pull request (1 superseded report)" in updated.body
@@ -135,8 +100,8 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
     merged = jobs["merged"]
     assert merged.status == "success", merged.log()
     assert "reviewed plan: plan.yml run" in merged.log()
-    assert _live(api, "fraud-detection-logins-tested")["sink"]["max_batch_size"] == 3000
-    assert _live(api, "join-demo-pipeline")["sink"]["max_batch_size"] == batch + 500  # not this PR's business
+    assert live(api, "fraud-detection-logins-tested")["sink"]["max_batch_size"] == 3000
+    assert live(api, "join-demo-pipeline")["sink"]["max_batch_size"] == batch + 500  # not this PR's business
     [report] = _ours(standin, 1)
     assert report.id == comment.id and "gftune apply: 1 verified" in report.body
     assert "Earlier in this pull request (2 superseded reports)" in report.body
@@ -148,10 +113,8 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
     text += "  drift:\n    tolerance:\n      sink.max_batch_size: 10%\n"  # its batch size may wander 10%
     (dev / "pipelines" / "otlp-traces-eu.yaml").write_text(text)
     r.commit(dev, "otlp-traces-eu: the EU traces")
-    head, merge = r.push_pull_request(dev, 2, "traces-eu")
-    standin.open_pull(REPO, 2, head_sha=head, head_ref="traces-eu")
-    jobs = run("plan.yml", event_name="pull_request", event=r.pull_request_event(2, head, "traces-eu", main, "opened"),
-               sha=merge, ref="refs/pull/2/merge")
+    head, merge = r.open_pull_request(dev, standin, 2, "traces-eu")
+    jobs = r.run_plan_workflow(runner, 2, "traces-eu", main, head, merge)
     assert jobs["plan"].status == "success", jobs["plan"].log()
     assert "to create" in _ours(standin, 2)[0].body
     comment_event = {"action": "created", "issue": {"number": 2, "pull_request": {"url": "u"}},
@@ -161,7 +124,7 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
     assert jobs["comment"].status == "success", jobs["comment"].log()
     [created] = _ours(standin, 2)
     assert "gftune apply: 1 verified" in created.body and "created: Running, records flowing" in created.body
-    assert _live(api, "otlp-traces-eu", "/health")["overall_status"] == "Running"
+    assert live(api, "otlp-traces-eu", "/health")["overall_status"] == "Running"
     before, after = r.merge_pull_request(dev, "traces-eu")
     standin.merge(REPO, after, 2)
     jobs = run("apply.yml", event_name="push", event={"ref": "refs/heads/main", "before": before, "after": after},
@@ -170,11 +133,10 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
     assert "nothing left to apply" in _ours(standin, 2)[0].body
 
     # -- 4. nightly drift ---------------------------------------------------------------------------
-    _api_edit(api, "fraud-detection-logins-tested", ("sink", "max_batch_size"), 5000, metadata=False)  # no tags
-    eu_batch = _live(api, "otlp-traces-eu")["sink"]["max_batch_size"]
-    _api_edit(api, "otlp-traces-eu", ("sink", "max_batch_size"), int(eu_batch * 1.05))  # inside its band
-    assert httpx.post(f"{api}/api/v1/pipeline/otlp-traces/stop", timeout=10).status_code < 300
-    wait_status(api, "otlp-traces", "Stopped")  # an operator stops it
+    edit_by_hand(api, "fraud-detection-logins-tested", {"sink.max_batch_size": 5000}, metadata=False)  # no tags
+    eu_batch = live(api, "otlp-traces-eu")["sink"]["max_batch_size"]
+    edit_by_hand(api, "otlp-traces-eu", {"sink.max_batch_size": int(eu_batch * 1.05)})  # inside its band
+    stop_by_hand(api, "otlp-traces")  # an operator stops it
     main = r.git(dev, "rev-parse", "main")
     nightly = {"event_name": "schedule", "event": {"schedule": "17 3 * * *"}, "sha": main, "ref": "refs/heads/main"}
     drift = run("drift.yml", **nightly)["drift"]
@@ -200,9 +162,9 @@ def test_the_workflows_end_to_end(sim_factory, prometheus_factory, standin, tmp_
                 "ref": "refs/heads/main", "inputs": {"reconcile": True}}
     reconciled = run("drift.yml", **dispatch)["drift"]
     assert reconciled.status == "success", reconciled.log()
-    assert _live(api, "otlp-traces", "/health")["overall_status"] == "Running"
-    assert _live(api, "fraud-detection-logins-tested")["sink"]["max_batch_size"] == 3000
-    assert _live(api, "join-demo-pipeline")["sink"]["max_batch_size"] == batch
+    assert live(api, "otlp-traces", "/health")["overall_status"] == "Running"
+    assert live(api, "fraud-detection-logins-tested")["sink"]["max_batch_size"] == 3000
+    assert live(api, "join-demo-pipeline")["sink"]["max_batch_size"] == batch
     [issue] = standin.issues_in(REPO)
     assert issue.state == "closed"
     again = run("drift.yml", **nightly)["drift"]

@@ -27,6 +27,12 @@ def by_id(plan):
     return {p["pipeline_id"]: p for p in plan["pipelines"]}
 
 
+def planned(repo, api_url, pipeline_id):
+    """``gftune plan --format json``: its exit code, the plan and ``pipeline_id``'s entry."""
+    code, plan = plan_json(repo, api_url)
+    return code, plan, by_id(plan)[pipeline_id]
+
+
 def test_every_example_pipeline_plans_no_changes_after_creation(deployed, repo):
     assert len(EXAMPLES) == 5
     result = gftune("plan", "--repo", repo.path, "--api", deployed.api_url)
@@ -50,8 +56,7 @@ def test_replica_change_is_one_stop_put_running_cycle_and_converges(deployed, re
     assert result.exit_code == 2
     assert "resources.sources[users].replicas: 2 → 3" in result.stdout
     assert "stop → wait Stopped → PUT /resources → wait Running" in result.stdout
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["deduplication-demo-pipeline"]
+    code, plan, entry = planned(repo, deployed.api_url, "deduplication-demo-pipeline")
     assert (code, entry["action"], entry["kind"]) == (2, "update", "resources")
     assert lifecycle(entry) == ["stop", "wait Stopped", "put_resources", "wait Running"]
     assert entry["downtime_s"] > 0
@@ -69,8 +74,7 @@ def test_config_and_resources_change_is_one_edit(deployed, repo):
         spec["resources"]["sink"]["replicas"] = 2
 
     repo.edit("deduplication-demo-pipeline", change)
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["deduplication-demo-pipeline"]
+    code, plan, entry = planned(repo, deployed.api_url, "deduplication-demo-pipeline")
     assert (code, entry["kind"]) == (2, "both")
     assert lifecycle(entry) == ["stop", "wait Stopped", "edit", "wait Running"]
     sent = apply_plan(plan, deployed.api_url, repo)
@@ -103,8 +107,7 @@ def test_immutable_max_age_is_blocked_and_the_pipeline_untouched(deployed, repo)
     assert result.exit_code == 3
     assert "immutable: resources.nats.stream.maxAge is immutable" in result.stdout
     assert "recreate" in result.stdout
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["deduplication-demo-pipeline"]
+    code, _, entry = planned(repo, deployed.api_url, "deduplication-demo-pipeline")
     assert (code, entry["action"], entry["lifecycle"]) == (3, "blocked", [])
     after = (client.get("deduplication-demo-pipeline"), client.get_resources("deduplication-demo-pipeline"),
              client.status("deduplication-demo-pipeline"))
@@ -113,13 +116,11 @@ def test_immutable_max_age_is_blocked_and_the_pipeline_untouched(deployed, repo)
 
 def test_join_config_change_restores_join_resources(deployed, repo):
     repo.edit("join-demo-pipeline", lambda s: s["resources"]["join"]["limits"].update(memory="2Gi"))
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["join-demo-pipeline"]
+    code, plan, entry = planned(repo, deployed.api_url, "join-demo-pipeline")
     assert (code, entry["kind"]) == (2, "resources")
     apply_plan(plan, deployed.api_url, repo)
     repo.edit("join-demo-pipeline", lambda s: s["sink"].update(max_batch_size=3000))
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["join-demo-pipeline"]
+    code, plan, entry = planned(repo, deployed.api_url, "join-demo-pipeline")
     assert entry["kind"] == "config" and "join_restore" in entry["payload"]
     sent = [a for _, a in apply_plan(plan, deployed.api_url, repo)]
     assert sent.count("put_resources") == 1  # the edit reset join to the server default: restored
@@ -133,8 +134,7 @@ def test_stopped_pipeline_is_updated_and_left_stopped(deployed, repo):
     client.stop("ran-5g-telemetry")
     wait_status(deployed.api_url, "ran-5g-telemetry", "Stopped")
     repo.edit("ran-5g-telemetry", lambda s: s["resources"]["sink"].update(replicas=2))
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["ran-5g-telemetry"]
+    code, plan, entry = planned(repo, deployed.api_url, "ran-5g-telemetry")
     assert code == 2
     assert lifecycle(entry) == ["put_resources", "wait Running", "stop", "wait Stopped"]
     assert entry["downtime_s"] == 0
@@ -145,8 +145,7 @@ def test_stopped_pipeline_is_updated_and_left_stopped(deployed, repo):
 
 def test_tag_change_needs_no_restart(deployed, repo):
     repo.edit("otlp-traces", lambda s: s["metadata"].update(tags=["observability", "otlp", "tier-1"]))
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["otlp-traces"]
+    code, plan, entry = planned(repo, deployed.api_url, "otlp-traces")
     assert (code, lifecycle(entry), entry["downtime_s"]) == (2, ["patch_metadata"], 0)
     apply_plan(plan, deployed.api_url, repo)
     tags = api(deployed.api_url).get("otlp-traces")["metadata"]["tags"]
@@ -232,8 +231,7 @@ def test_transitional_status_is_blocked(deployed, repo):
     deployed.add_fault({"kind": "stuck_transition", "operation": "stop", "pipeline": "otlp-traces"})
     api(deployed.api_url).stop("otlp-traces")
     repo.edit("otlp-traces", lambda s: s["resources"]["sink"].update(replicas=2))
-    code, plan = plan_json(repo, deployed.api_url)
-    entry = by_id(plan)["otlp-traces"]
+    code, _, entry = planned(repo, deployed.api_url, "otlp-traces")
     assert (code, entry["action"]) == (3, "blocked")
     assert entry["blocked"][0]["code"] == "transitional" and "Stopping" in entry["blocked"][0]["message"]
 

@@ -85,10 +85,25 @@ class World:
         return next(iter(self.store.rows))
 
     def counters(self, pid: str) -> dict:
-        row = self.store.row(pid)
-        out = {f"{k}{labels}": v for (k, labels), v in row.model.counters.items()}
-        out.update({f"{k}{labels}_sum": h.total for (k, labels), h in row.model.histograms.items()})
-        out.update({f"{k}{labels}_count": sum(h.counts) for (k, labels), h in row.model.histograms.items()})
+        """Every counter and histogram sum/count the pipeline's running pods have recorded, summed over
+        the pods, keyed ``<instrument without gfm_ and _total><labels without pipeline_id>``."""
+        out: dict[str, float] = {}
+        for meter in self.store.row(pid).model._meters():
+            for (instrument, labels), value in meter.counters.items():
+                key = f"{_short(instrument.name)}{_without_pid(instrument, labels)}"
+                out[key] = out.get(key, 0.0) + value
+            for (instrument, labels), hist in meter.histograms.items():
+                key = f"{_short(instrument.name)}{_without_pid(instrument, labels)}"
+                out[key + "_sum"] = out.get(key + "_sum", 0.0) + hist.total
+                out[key + "_count"] = out.get(key + "_count", 0.0) + hist.count
+        return out
+
+    def gauges(self, pid: str) -> dict:
+        """The last value of every gauge per pod: ``{(short name, labels without pipeline_id, pod): value}``."""
+        out = {}
+        for meter in self.store.row(pid).model._meters():
+            for (instrument, labels), value in meter.gauges.items():
+                out[(_short(instrument.name), _without_pid(instrument, labels), meter.resource.instance)] = value
         return out
 
     def rates(self, pid: str, seconds: float = 60) -> dict:
@@ -100,8 +115,17 @@ class World:
     def read_rate(self, pid: str, seconds: float = 60) -> float:
         return self.rates(pid, seconds).get("kafka_records_read('ingestor',)", 0.0)
 
-    def gauges(self, pid: str) -> dict:
-        return self.store.row(pid).model.gauges()
+    def backpressure(self, pid: str, component: str = "ingestor") -> float | None:
+        """The highest ``backpressure_active`` gauge of the pipeline's running pods of ``component``
+        (``component_backpressure_active{component}``); None while no episode was ever recorded."""
+        values = [v for (name, labels, _pod), v in self.gauges(pid).items()
+                  if name == "component_backpressure_active" and labels == (component,)]
+        return max(values) if values else None
+
+    def depth_ratio(self, pid: str) -> float | None:
+        """The highest sampled ``stream_depth_ratio`` of the pipeline; None before the first sample."""
+        values = [v for (name, _labels, _pod), v in self.gauges(pid).items() if name == "stream_depth_ratio"]
+        return max(values) if values else None
 
     def status(self, pid: str) -> str:
         return self.store.health(pid)["overall_status"]
@@ -139,3 +163,11 @@ class World:
         change(doc)
         self.store.edit(pid, doc)
         self.wait_for(pid, "Running")
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("gfm_").removesuffix("_total")
+
+
+def _without_pid(instrument, labels: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(v for k, v in zip(instrument.labels, labels, strict=True) if k != "pipeline_id")

@@ -6,9 +6,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gftune.glassflow import instruments as ins
+from gftune.glassflow.topology import consumer_group
 from gftune.sim import Simulator
 from gftune.sim.clock import ManualClock
-from gftune.sim.model import consumer_group
 
 
 def _scrape(sim) -> dict[str, list]:
@@ -43,48 +44,58 @@ def manual(request):
 
 
 def test_counters_are_divided_by_the_time_scale_and_gauges_are_not(manual):
-    sim, clock = manual(["backpressure-sink-bound"], time_scale=10)
-    clock.advance(100)
+    sim, clock = manual(["backpressure-sink-bound"], time_scale=10, naming="documented")
+    clock.advance(100)  # pods push at 10, 20, ..., 100 s: the scrape shows the values of t = 100
     samples = _scrape(sim)
-    row = sim.store.row("orders-backpressure")
-    read = row.model.counters[("kafka_records_read", ("ingestor",))]
-    assert _one(samples, "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-backpressure",
-                component="ingestor") == pytest.approx(read / 10)
-    batches = row.model.histograms[("sink_batch_size_records", ())]
-    assert _one(samples, "glassflow_gfm_sink_batch_size_records_count",
-                pipeline_id="orders-backpressure") == pytest.approx(sum(batches.counts) / 10)
-    assert _one(samples, "glassflow_gfm_stream_depth_ratio", pipeline_id="orders-backpressure") == pytest.approx(0.9)
-    assert _one(samples, "glassflow_gfm_stream_depth", pipeline_id="orders-backpressure") == pytest.approx(7200)
-    assert _one(samples, "glassflow_gfm_ingestor_backpressure_active", pipeline_id="orders-backpressure") == 1
+    pid = "orders-backpressure"
+    model = sim.store.row(pid).model
+    for replica in model.sources[0].pods:
+        pod = replica.meter.resource.instance
+        read = replica.meter.counter(ins.KAFKA_RECORDS_READ, ("ingestor", pid))
+        assert read > 0
+        assert _one(samples, "glassflow_gfm_kafka_records_read_total", pipeline_id=pid, instance=pod) == \
+            pytest.approx(read / 10)
+        # the stream is full (DiscardNew at maxMsgs 8000): the ratio is 1 and each ingestor is in backpressure
+        assert _one(samples, "glassflow_gfm_stream_depth_ratio", pipeline_id=pid, instance=pod) == pytest.approx(1.0)
+        assert _one(samples, "glassflow_gfm_stream_depth", pipeline_id=pid, instance=pod) == pytest.approx(8000)
+        assert _one(samples, "glassflow_gfm_ingestor_backpressure_active", pipeline_id=pid, instance=pod) == 1
+    sink = model.sinks[0].meter
+    batches = sink.histograms[(ins.SINK_BATCH_SIZE_RECORDS, (pid,))]
+    assert _one(samples, "glassflow_gfm_sink_batch_size_records_count", pipeline_id=pid, instance="sink-0") == \
+        pytest.approx(batches.count / 10)
 
 
 def test_documented_names_labels_and_buckets(manual):
-    sim, clock = manual(["dedup-storage", "retry-exhaustion"])
+    sim, clock = manual(["dedup-storage", "retry-exhaustion"], naming="documented")
     clock.advance(60)
     samples = _scrape(sim)
     dedup = "orders-dedup-storage"
     for component, stage in [("ingestor", "batch"), ("dedup_filter", "lookup"), ("dedup_write", "commit"),
                              ("sink", "per_message"), ("sink", "schema_mapping"), ("sink", "total_preparation")]:
         les = [s.labels["le"] for s in samples["glassflow_gfm_processing_duration_seconds_bucket"]
-               if s.labels["pipeline_id"] == dedup and s.labels["component"] == component and s.labels["stage"] == stage]
+               if s.labels["pipeline_id"] == dedup and s.labels["component"] == component and s.labels["stage"] == stage
+               and s.labels["instance"].endswith("-0")]
         assert les == ["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
                        "60", "120", "+Inf"], (component, stage)
     assert [s.labels["le"] for s in samples["glassflow_gfm_sink_batch_size_records_bucket"]
-            if s.labels["pipeline_id"] == dedup] == ["1", "10", "100", "1000", "10000", "100000", "+Inf"]
+            if s.labels["pipeline_id"] == dedup and s.labels["instance"] == "sink-0"] == \
+        ["1", "10", "100", "1000", "10000", "100000", "+Inf"]
     assert [s.labels["le"] for s in samples["glassflow_gfm_sink_batch_size_bytes_bucket"]
-            if s.labels["pipeline_id"] == dedup] == ["1024", "10240", "102400", "1048576", "10485760", "104857600",
-                                                     "+Inf"]
+            if s.labels["pipeline_id"] == dedup and s.labels["instance"] == "sink-0"] == \
+        ["1024", "10240", "102400", "1048576", "10485760", "104857600", "+Inf"]
     assert _one(samples, "glassflow_gfm_processor_messages_total", pipeline_id=dedup, component="dedup",
                 status="success") > 0
     assert _one(samples, "glassflow_gfm_bytes_processed_total", pipeline_id=dedup, component="sink",
-                direction="out") > 0
-    exhausted = "orders-exhaustion"
-    assert _one(samples, "glassflow_gfm_sink_retries_total", pipeline_id=exhausted, outcome="exhausted") > 0
+                direction="out", instance="sink-0") > 0
+    exhausted = "orders-exhaustion"  # TOO_MANY_PARTS is "unknown": the batch goes to the DLQ, never retried
+    assert _one(samples, "glassflow_gfm_sink_retries_total", pipeline_id=exhausted, outcome="exhausted",
+                instance="sink-0") > 0
     assert _one(samples, "glassflow_gfm_dlq_records_written_total", pipeline_id=exhausted, component="sink",
-                reason="retry_exhausted") > 0
+                reason="sink_rejection_TOO_MANY_PARTS", instance="sink-0") > 0
     assert _one(samples, "glassflow_gfm_sink_errors_by_classification_total", pipeline_id=exhausted,
-                classification="retryable", error_name="NETWORK_ERROR") > 0
-    assert _one(samples, "glassflow_gfm_sink_nack_messages_total", pipeline_id=exhausted) > 0
+                classification="unknown", error_name="TOO_MANY_PARTS", instance="sink-0") > 0
+    assert not [s for s in samples.get("glassflow_gfm_sink_nack_messages_total", [])
+                if s.labels["pipeline_id"] == exhausted]
     # what kafka_exporter would show next to GlassFlow
     lags = [s for s in samples["kafka_consumergroup_lag"] if s.labels["consumergroup"] == consumer_group(exhausted)]
     assert sorted(s.labels["partition"] for s in lags) == ["0", "1", "2", "3"]
@@ -92,29 +103,35 @@ def test_documented_names_labels_and_buckets(manual):
 
 
 def test_collector_naming_mode_and_namespace(manual):
-    sim, clock = manual(["backpressure-sink-bound"], naming="collector", namespace="etl")
+    sim, clock = manual(["backpressure-sink-bound"], namespace="etl")  # the collector's names are the default
     clock.advance(100)
     samples = _scrape(sim)
     pid = "orders-backpressure"
-    assert _one(samples, "etl_gfm_ingestor_backpressure_active_ratio", pipeline_id=pid) == 1
-    assert _one(samples, "etl_gfm_component_backpressure_active_ratio", pipeline_id=pid, component="ingestor") == 1
-    assert _one(samples, "etl_gfm_stream_depth_ratio", pipeline_id=pid) == pytest.approx(7200)  # the absolute depth
-    assert _one(samples, "etl_gfm_stream_depth_ratio_per_second", pipeline_id=pid) == pytest.approx(0.9)
+    for pod in ("ingestor-0-0", "ingestor-0-1"):
+        assert _one(samples, "etl_gfm_ingestor_backpressure_active_ratio", pipeline_id=pid, instance=pod) == 1
+        assert _one(samples, "etl_gfm_component_backpressure_active_ratio", pipeline_id=pid, component="ingestor",
+                    instance=pod) == 1
+        # the absolute depth under the ratio's name, the ratio with a per-second suffix
+        assert _one(samples, "etl_gfm_stream_depth_ratio", pipeline_id=pid, instance=pod) == pytest.approx(8000)
+        assert _one(samples, "etl_gfm_stream_depth_ratio_per_second", pipeline_id=pid, instance=pod) == \
+            pytest.approx(1.0)
     assert "etl_gfm_kafka_records_read_total" in samples
     assert not any(name.startswith("glassflow_") for name in samples)
     assert "etl_gfm_stream_depth" not in samples
 
 
 def test_api_request_metrics_use_route_templates(manual):
-    sim, _clock = manual(["healthy"])
+    sim, _clock = manual(["healthy"], naming="documented")
     httpx.get(sim.api_url + "/api/v1/pipeline/orders-healthy")
     httpx.get(sim.api_url + "/api/v1/pipeline/orders-healthy/health")
     httpx.get(sim.api_url + "/api/v1/pipeline/missing-one/health")
     httpx.get(sim.api_url + "/definitely/not/a/route")
     httpx.get(sim.api_url + "/_sim/clock")
     samples = _scrape(sim)
-    counts = {(s.labels["method"], s.labels["path"], s.labels["status"]): s.value
-              for s in samples["glassflow_gfm_http_server_request_count_total"]}
+    series = samples["glassflow_gfm_http_server_request_count_total"]
+    assert {s.labels["job"] for s in series} == {"glassflow/glassflow-api"}  # and no instance: the API sets none
+    assert not [s for s in series if "instance" in s.labels]
+    counts = {(s.labels["method"], s.labels["path"], s.labels["status"]): s.value for s in series}
     assert counts == {("GET", "/api/v1/pipeline/{id}", "200"): 0.1,  # 1 request / time scale 10
                       ("GET", "/api/v1/pipeline/{id}/health", "200"): 0.1,
                       ("GET", "/api/v1/pipeline/{id}/health", "404"): 0.1,
@@ -122,15 +139,26 @@ def test_api_request_metrics_use_route_templates(manual):
     assert "glassflow_gfm_http_server_request_duration_seconds_bucket" in samples
 
 
-def test_a_stopped_pipeline_keeps_its_counters(manual):
-    sim, clock = manual(["healthy"])
+def test_a_stopped_pipelines_series_linger_until_the_collector_expires_them(manual):
+    """Stopping deletes the pods: their last pushed values stay on the collector for its 5-minute
+    metric_expiration, then the series are gone; a resumed pipeline's new pods count from zero."""
+    sim, clock = manual(["healthy"], naming="documented")
+    pid = "orders-healthy"
     clock.advance(30)
-    sim.store.operate("orders-healthy", "stop")
+    sim.store.operate(pid, "stop")
     clock.advance(10)
-    before = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-healthy")
+    before = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id=pid, instance="ingestor-0-0")
     clock.advance(60)
-    after = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id="orders-healthy")
-    assert after == before > 0
+    assert _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id=pid,
+                instance="ingestor-0-0") == before > 0
+    clock.advance(300)
+    assert not [s for s in _scrape(sim).get("glassflow_gfm_kafka_records_read_total", [])
+                if s.labels["pipeline_id"] == pid]
+    sim.store.operate(pid, "resume")
+    clock.advance(40)  # Running after 10 s, the first push 10 s later
+    again = _one(_scrape(sim), "glassflow_gfm_kafka_records_read_total", pipeline_id=pid, instance="ingestor-0-0")
+    read_since_resume = sim.truth(pid)["records"]["read"] - 2 * before * 10  # two replicas read alike
+    assert 0 < again * 10 <= read_since_resume / 2 + 1e-6
 
 
 def test_kafka_exporter_series_are_unambiguous_with_every_scenario_loaded(manual):

@@ -12,8 +12,8 @@ import pytest
 
 from gftune.desired import paths
 from gftune.sim import truth as truth_module
+from gftune.sim.capacity import sink_workers
 from gftune.sim.errors import ApiError
-from gftune.sim.model import sink_workers
 from tests.sim.helpers import World, orders_doc
 
 
@@ -58,13 +58,13 @@ def test_backpressure_sink_bound_fixed_by_sink_replicas_or_cpu():
         world = World("backpressure-sink-bound")
         pid = world.pid()
         world.run(120)
-        assert world.gauges(pid)["ingestor_backpressure_active"] == 1
+        assert world.backpressure(pid) == 1
         world.put_resources(pid, change)
         lag_after_restart = world.truth(pid)["records"]["kafka_lag"]
         world.run(60)
         assert world.truth(pid)["records"]["kafka_lag"] < lag_after_restart  # catching up
         world.run(600)
-        assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+        assert world.backpressure(pid) == 0
         assert world.read_rate(pid) == pytest.approx(8000, rel=0.03)
 
 
@@ -73,7 +73,7 @@ def test_backpressure_sink_bound_not_fixed_by_more_ingestors():
     pid = world.pid()
     world.put_resources(pid, lambda r: r["ingestor"]["base"].update(replicas=4))
     world.run(300)
-    assert world.gauges(pid)["ingestor_backpressure_active"] == 1
+    assert world.backpressure(pid) == 1
     assert world.read_rate(pid) == pytest.approx(4950, rel=0.01)
 
 
@@ -88,7 +88,7 @@ def test_sink_batch_bound_fixed_by_bigger_batches_or_replicas(fix):
     else:
         world.put_resources(pid, _set("sink.replicas", 4))
     world.run(1200)  # drain the backlog built up meanwhile
-    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert world.backpressure(pid) == 0
     assert world.rates(pid)["clickhouse_records_written('sink',)"] == pytest.approx(5000, rel=0.03)
 
 
@@ -123,25 +123,36 @@ def test_sink_retries_fixed_by_replicas_but_retries_remain():
     world.put_resources(pid, _set("sink.replicas", 2))
     world.run(900)
     rates = world.rates(pid)
-    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert world.backpressure(pid) == 0
     assert rates["clickhouse_records_written('sink',)"] == pytest.approx(4000, rel=0.03)
-    assert rates["sink_retries('retry',)"] == pytest.approx(4 / 3, rel=0.05)  # 4 batches/s x 1/3 retries each
+    # a quarter of the flushes fail and are NAKed: 4000 / 0.75 rows flushed, a quarter of them retried
+    assert rates["sink_retries('retry',)"] == pytest.approx(4000 / 3, rel=0.05)  # rows, not attempts
+    assert rates["sink_nack_messages()"] == rates["sink_retries('retry',)"]
+    assert rates["processor_messages('sink', 'retry')"] == rates["sink_retries('retry',)"]
+    assert rates["sink_errors_by_classification('retryable', 'NETWORK_ERROR')"] == pytest.approx(
+        rates["sink_batch_size_records()_count"] / 4, rel=0.05)  # +1 per failed flush
     assert rates.get("sink_retries('exhausted',)", 0) == 0
 
 
 def test_retry_exhaustion_is_not_a_sizing_problem():
-    world = World("retry-exhaustion")
+    world = World("retry-exhaustion")  # 13% of the INSERTs fail with TOO_MANY_PARTS: "unknown", to the DLQ
     pid = world.pid()
 
-    def exhausted_per_batch() -> float:
+    def exhausted_per_flush() -> float:
         rates = world.rates(pid, 600)
+        assert rates["dlq_records_written('sink', 'sink_rejection_TOO_MANY_PARTS')"] == \
+            pytest.approx(rates["sink_retries('exhausted',)"])
+        assert rates["sink_errors_by_classification('unknown', 'TOO_MANY_PARTS')"] == pytest.approx(
+            rates["sink_batch_size_records()_count"] * 0.13, rel=1e-6)
+        assert "sink_retries('retry',)" not in rates and "sink_nack_messages()" not in rates  # never retried
         return rates["sink_retries('exhausted',)"] / rates["sink_batch_size_records()_count"]
 
-    before = exhausted_per_batch()
+    before = exhausted_per_flush()
     world.put_resources(pid, _set("sink.replicas", 6))
     world.run(300)
-    assert before == pytest.approx(0.6 ** 4, rel=0.1)
-    assert exhausted_per_batch() == pytest.approx(before, rel=0.1)
+    assert before == pytest.approx(0.13 * 1000, rel=0.02)  # rows of the failed flushes
+    assert exhausted_per_flush() == pytest.approx(0.13 * world.rates(pid, 60)["sink_batch_size_records()_sum"] /
+                                                  world.rates(pid, 60)["sink_batch_size_records()_count"], rel=0.1)
 
 
 def test_dedup_storage_fills_then_a_shorter_window_fixes_it():
@@ -151,10 +162,14 @@ def test_dedup_storage_fills_then_a_shorter_window_fixes_it():
     row = world.store.row(pid)
     assert row.model.dedup_fill() > 0.99
     rates = world.rates(pid)
-    assert rates["dlq_records_written('dedup', 'dedup_overflow')"] > 1000
+    # a full store holds new keys back (nothing is dropped, and dedup_overflow means filter/transform failures)
+    assert "dlq_records_written('dedup', 'dedup_overflow')" not in rates
+    assert world.backpressure(pid) == 1  # the ingestor_out stream fills behind the stalled dedup pod
+    assert world.backpressure(pid, "dedup") is None  # its own output has room
     # lookups take longer per record as the store fills: 1 + 6 x fill^2 times an empty store's
     empty_store_lookup = row.model.transform_record_cost(0.0)[1]["dedup_lookup"]
-    per_record = rates["processing_duration_seconds('dedup_filter', 'lookup')_sum"] / rates["kafka_records_read('ingestor',)"]
+    per_record = rates["processing_duration_seconds('dedup_filter', 'lookup')_sum"] / \
+        rates["processor_messages('dedup', 'success')"]
     assert per_record == pytest.approx(7 * empty_store_lookup, rel=0.02)
     with pytest.raises(ApiError) as refused:  # storage is immutable
         world.edit(pid, _set("resources.transform[orders].storage.size", "4Gi"))
@@ -164,9 +179,7 @@ def test_dedup_storage_fills_then_a_shorter_window_fixes_it():
     world.run(15)
     world.run(900)
     assert world.store.row(pid).model.dedup_fill() < 0.8
-    rates = world.rates(pid)
-    assert rates.get("dlq_records_written('dedup', 'dedup_overflow')", 0) == 0
-    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert world.backpressure(pid) == 0
 
 
 def _edited(world, pid, change):
@@ -195,7 +208,7 @@ def test_applying_the_truths_minimum_configuration_leaves_every_stage_below_the_
     world.run(1800)
     truth = world.truth(pid)
     assert max(truth["utilisation"].values()) <= 0.85 + 1e-9, truth["utilisation"]
-    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert world.backpressure(pid) in (None, 0)
     assert truth["min_config"]["changes"] == {}  # already minimal
     assert truth["details"]["insert_rate"] <= truth["details"]["insert_budget"]
 
@@ -239,22 +252,19 @@ def test_a_batch_too_big_for_the_sink_memory_is_an_oom_and_the_pipeline_fails():
     assert sum(records["stream_depth"].values()) > 10_000 and records["lost"] == 0
 
 
-def test_discard_old_loses_data_when_only_bytes_limit_the_stream():
-    world = World("backpressure-sink-bound")
-    pid = world.pid()
-    world.stop(pid)
-    with pytest.raises(ApiError):  # maxMsgs and maxBytes are immutable ...
-        world.put_resources(pid, lambda r: r["nats"]["stream"].update(maxMsgs=-1, maxBytes="4Mi"))
-    world.store.operate(pid, "resume")
-    world.run(15)
-    world2 = World({"pipelines": [{"spec": orders_doc("orders-loss", resources={
+def test_a_full_stream_refuses_publishes_and_loses_nothing():
+    """DiscardNew: a stream at maxBytes (or maxMsgs) refuses what would pass it; the producer holds
+    back (backpressure) and nothing already stored is dropped."""
+    world = World({"pipelines": [{"spec": orders_doc("orders-bytes", resources={
         "nats": {"stream": {"maxMsgs": -1, "maxBytes": "4Mi"}}, "sink": {"replicas": 1}}),
         "model": {"source": {"profile": {"kind": "constant", "rate": 8000}},
                   "sink": {"prepare_per_row": 1.5e-4, "insert_overhead": 0.05}}}]})
-    world2.run(300)
-    truth = world2.truth("orders-loss")
-    assert world2.gauges("orders-loss")["ingestor_backpressure_active"] == 0  # no msgs ratio to hold back on
-    assert truth["records"]["lost"] > 100_000  # DiscardOld dropped the oldest messages
+    world.run(300)
+    truth = world.truth("orders-bytes")
+    assert world.backpressure("orders-bytes") == 1  # refused by bytes: episodes without a depth ratio
+    assert world.depth_ratio("orders-bytes") is None  # no ratio without maxMsgs
+    assert truth["records"]["lost"] == 0
+    assert sum(truth["records"]["stream_depth"].values()) == pytest.approx(4 * 2**20 / 512)
 
 
 def test_terminate_purges_the_streams_and_removes_the_dlq_until_resume():
@@ -336,11 +346,19 @@ def test_a_transition_slower_than_the_reconcile_timeout_fails():
     assert world.status(pid) == "Failed"
 
 
-def test_the_first_batches_after_a_start_are_full_sized():
-    world = World({"pipelines": [{"spec": orders_doc("orders-start"), "running": False}]})
-    world.run(30)
-    hist = world.store.row("orders-start").model.histograms[("sink_batch_size_records", ())]
-    assert hist.counts[0] == 0  # no one-record batches while the arrival estimate warms up
+def test_an_idle_sink_flushes_on_the_ticker_what_arrived_since_the_last_tick():
+    doc = orders_doc("orders-slow", patch={"sink": {"max_batch_size": 1000, "max_delay_time": "10s"}})
+    world = World({"pipelines": [{"spec": doc, "model": {"source": {"profile": {"kind": "constant", "rate": 20}}}}]})
+    rates = world.rates("orders-slow", 300)
+    assert rates["sink_batch_size_records()_count"] == pytest.approx(0.1, rel=0.05)  # one flush per 10 s
+    assert rates["sink_batch_size_records()_sum"] / rates["sink_batch_size_records()_count"] == \
+        pytest.approx(200, rel=0.05)  # 20/s x 10 s
+    # preparation is what is timed, per flush: p x rows / workers, and per message the same / rows
+    prepare = rates["processing_duration_seconds('sink', 'total_preparation')_sum"] / \
+        rates["processing_duration_seconds('sink', 'total_preparation')_count"]
+    assert prepare == pytest.approx(1e-5 * 200, rel=0.05)
+    assert rates["processing_duration_seconds('sink', 'per_message')_sum"] / \
+        rates["processing_duration_seconds('sink', 'per_message')_count"] == pytest.approx(prepare / 200, rel=0.05)
 
 
 @pytest.mark.parametrize(("profile", "samples"), [
@@ -358,7 +376,7 @@ def test_rate_profiles(profile, samples):
         assert profiles.rate_at(profile, t) == pytest.approx(rate), t
 
 
-@pytest.mark.parametrize(("delay", "mean_batch"), [("100ms", 229), ("5s", 10000)])
+@pytest.mark.parametrize(("delay", "mean_batch"), [("100ms", 205), ("2s", 4000), ("10s", 10000)])
 def test_the_flush_delay_sets_the_batch_when_the_sink_keeps_up(delay, mean_batch):
     doc = orders_doc("orders-delay", patch={"sink": {"max_batch_size": 10000, "max_delay_time": delay}},
                      resources={"nats": {"stream": {"maxMsgs": 200000}}})
@@ -366,19 +384,23 @@ def test_the_flush_delay_sets_the_batch_when_the_sink_keeps_up(delay, mean_batch
     rates = world.rates("orders-delay", 300)
     mean = rates["sink_batch_size_records()_sum"] / rates["sink_batch_size_records()_count"]
     assert mean == pytest.approx(mean_batch, rel=0.02)
-    assert world.truth("orders-delay")["details"]["insert_rate"] == pytest.approx(2000 / mean_batch, rel=0.02)
+    assert world.truth("orders-delay")["details"]["sink_effective_batch"] == pytest.approx(mean_batch, rel=0.02)
 
 
 def test_stream_loss_scenario_loses_data_silently():
-    world = World("stream-loss")
+    world = World("stream-loss")  # maxAge 1m, no message limit, a sink slower than the input
     pid = world.pid()
-    world.run(120)
-    lost_before = world.truth(pid)["records"]["lost"]
+    world.run(600)  # the backlog's oldest messages reach 1 minute after ~340 s
+    lost_before = world.truth(pid)["records"]["expired"]
     rates = world.rates(pid, 60)
-    lost_rate = (world.truth(pid)["records"]["lost"] - lost_before) / 60
+    lost_rate = (world.truth(pid)["records"]["expired"] - lost_before) / 60
     assert lost_rate == pytest.approx(1050, rel=0.1)
-    assert rates.get("dlq_records_written('sink', 'retry_exhausted')", 0) == 0
-    assert world.gauges(pid)["ingestor_backpressure_active"] == 0
+    assert rates["kafka_records_read('ingestor',)"] == pytest.approx(6000, rel=0.03)
+    assert rates["clickhouse_records_written('sink',)"] == pytest.approx(4950, rel=0.03)
+    assert not [k for k in rates if k.startswith("dlq_records_written")]  # no metric says so
+    assert world.backpressure(pid) is None and world.depth_ratio(pid) is None
+    depth = world.truth(pid)["records"]["stream_depth"]
+    assert sum(depth.values()) == pytest.approx(6000 * 60, rel=0.05)  # one minute of input
 
 
 def test_memory_bound_sink_fits_5000_but_not_30000():
@@ -400,5 +422,15 @@ def test_spike_is_absorbed_without_backpressure():
     assert depth_in_spike > 100_000
     world.run(170)
     assert sum(world.truth(pid)["records"]["stream_depth"].values()) < 20_000
-    row = world.store.row(pid)
-    assert row.model.counters.get(("ingestor_backpressure_events", ()), 0) == 0
+    assert world.backpressure(pid) is None  # no episode ever: the series do not exist
+
+
+def test_a_partition_change_restarts_no_pod():
+    """A Kafka-side change (PATCH /_sim/model) reaches running pods: their counters go on."""
+    world = World("partition-capped-ingestor")
+    pid = world.pid()
+    world.run(60)
+    before = world.counters(pid)["kafka_records_read('ingestor',)"]
+    world.store.patch_model(pid, {"sources": {"orders": {"partitions": 4}}})
+    world.run(10)
+    assert world.counters(pid)["kafka_records_read('ingestor',)"] > before

@@ -56,12 +56,15 @@ def scraped(request):
 
 
 def _seed_queries(pid: str) -> dict[str, str]:
+    """The seed's questions in the collector's names (the default): every replica is a series of its
+    own, so rates are summed and gauges maximised over the pods; a backpressure series exists only once
+    an episode happened (``or vector(0)``)."""
     sel = f'{{pipeline_id="{pid}"}}'
     return {
-        "read_rate": f"rate({NS}_gfm_kafka_records_read_total{sel}[{WINDOW}])",
-        "sink_rate": f"rate({NS}_gfm_clickhouse_records_written_total{sel}[{WINDOW}])",
-        "backpressure": f"{NS}_gfm_ingestor_backpressure_active{sel}",
-        "stream_depth_ratio": f"{NS}_gfm_stream_depth_ratio{sel}",
+        "read_rate": f"sum(rate({NS}_gfm_kafka_records_read_total{sel}[{WINDOW}]))",
+        "sink_rate": f"sum(rate({NS}_gfm_clickhouse_records_written_total{sel}[{WINDOW}]))",
+        "backpressure": f"max({NS}_gfm_ingestor_backpressure_active_ratio{sel}) or vector(0)",
+        "stream_depth_ratio": f"max({NS}_gfm_stream_depth_ratio_per_second{sel})",
         "sink_batch_p95": f"histogram_quantile(0.95, sum by (le) (rate({NS}_gfm_sink_batch_size_records_bucket{sel}[{WINDOW}])))",
         "retries": f"sum by (outcome) (rate({NS}_gfm_sink_retries_total{sel}[{WINDOW}]))",
     }
@@ -105,7 +108,7 @@ def test_lag_growth_reads_from_the_kafka_exporter_series(scraped):
     assert group, "the pipeline is scraped"
     partitions = scraped.query(f'kafka_topic_partitions{{topic="{pid}"}}')  # each scenario pipeline has its topic
     assert [float(p["value"][1]) for p in partitions] == [truth["partitions"]]
-    from gftune.sim.model import consumer_group
+    from gftune.glassflow.topology import consumer_group
 
     lag = f'sum(kafka_consumergroup_lag{{consumergroup="{consumer_group(pid)}"}})'
     assert len(scraped.query(f'kafka_consumergroup_lag{{consumergroup="{consumer_group(pid)}"}}')) == truth["partitions"]

@@ -121,10 +121,6 @@ def run_plan_and_apply(repo: Path, **ctx_kw: Any) -> ApplyResult:
     return asyncio.run(plan_and_apply(repo, **ctx_kw))
 
 
-def live(api_url: str, pipeline_id: str, route: str = "") -> dict[str, Any]:
-    return httpx.get(f"{api_url}/api/v1/pipeline/{pipeline_id}{route}", timeout=10).json()
-
-
 def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
     """Requests the simulator served, from its own gfm_http_server_request_count_total metric
     (divided by the time scale, like every counter it exposes; see :func:`sent`)."""
@@ -149,6 +145,22 @@ def apply_json(repo: Path, *args: str, env: dict[str, str] | None = None) -> tup
     """``gftune apply --format json`` in a child process: the process and the report (None if none)."""
     proc = gftune("apply", "--repo", str(repo), "--format", "json", *args, env=env)
     return proc, (json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None)
+
+
+def save_plan(repo: Path, plan_file: Path) -> Path:
+    """``gftune plan --out plan_file`` of a repository that has changes to plan (exit 2)."""
+    made = gftune("plan", "--repo", str(repo), "--out", str(plan_file))
+    assert made.returncode == 2, made.stderr
+    return plan_file
+
+
+def auto_apply(repo: Path, exit_code: int) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``gftune apply --auto-approve --format json``, which must exit ``exit_code``: the process and the
+    report's first pipeline."""
+    proc, doc = apply_json(repo, "--auto-approve")
+    assert proc.returncode == exit_code, proc.stderr
+    assert doc is not None, proc.stderr
+    return proc, doc["pipelines"][0]
 
 
 def gftune(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

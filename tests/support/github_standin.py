@@ -1,5 +1,8 @@
 """A local stand-in for the GitHub API gftune uses: a real HTTP server on loopback.
 
+(One module over ~500 lines on purpose: one server whose endpoints share one state, the repositories,
+tokens, permissions and rate-limit budgets; split by endpoint, each part would reach into the others'.)
+
 It answers like GitHub's REST API (docs.github.com/rest, API version 2022-11-28) for the endpoints
 gftune calls, with GitHub's response shapes, status codes and headers:
 
