@@ -52,7 +52,7 @@ Json = dict[str, Any]
 SCENARIOS: dict[str, Json] = {
     "step-up-x2": {"horizon": 2400, "kind": "fix"},
     "step-up-x5": {"horizon": 2400, "kind": "fix"},
-    "step-down-half": {"horizon": 4200, "kind": "shrink"},
+    "step-down-half": {"horizon": 3600, "kind": "shrink"},
     "slow-ramp": {"horizon": 4800, "kind": "ramp"},
     # missing scrapes: one in twenty fails (a fault on the metrics endpoint, added at run time because it would
     # fail the scrapes of every other scenario loaded into the same simulator)
