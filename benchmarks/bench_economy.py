@@ -349,6 +349,28 @@ def targets_markdown(results: list[Json], scenarios: list[str]) -> str:
     return _table(["target (issue 13, Prometheus mode)", "these runs", ""], "lll", rows)
 
 
+def before_after_markdown(before: list[Json], after: list[Json], scenarios: list[str]) -> str:
+    """gftune's medians per scenario in two results files (the same benchmark before and after a change)."""
+    old, new = summary(before), summary(after)
+    rows = []
+    for scenario in scenarios:
+        a, b = old.get(f"{scenario}/gftune"), new.get(f"{scenario}/gftune")
+        if a is None or b is None:
+            continue
+
+        def pair(key: str, spec: str, a: Json = a, b: Json = b) -> str:
+            return f"{_fmt(a[key], spec)} → {_fmt(b[key], spec)}"
+
+        rows.append([scenario, f"{a['runs']} → {b['runs']}", pair("final_ratio_median", ".2f"),
+                     f"{a['keeps_up']}/{a['runs']} → {b['keeps_up']}/{b['runs']}",
+                     pair("cost_integral_ratio", ".2f"), pair("peak_backlog_s", ",.0f"),
+                     f"{a['mitigated']}/{a['episodes']} → {b['mitigated']}/{b['episodes']}",
+                     pair("to_live", ".0f"), pair("change_sets", "g"), f"{a['reversals_max']} → {b['reversals_max']}"])
+    return _table(["scenario", "runs", "final cost ÷ min (median)", "keeps up at end", "∫cost ÷ ∫min (median)",
+                   "peak backlog, s of input", "overloads mitigated", "established → live, s (median)",
+                   "change-sets (median)", "reversals (worst)"], "lrrrrrrrrr", rows)
+
+
 def chart(results: list[Json], scenarios: list[str], methods: list[str], path: Path, title: str) -> None:
     """Cost and backlog over time per scenario (one seed: the scenario's own), one line per method."""
     import matplotlib
@@ -410,6 +432,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write every result here")
     parser.add_argument("--from-json", type=Path, default=None, help="only render the tables/chart of a results file")
     parser.add_argument("--chart", type=Path, default=None, help="write the cost/backlog chart (PNG) here")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="with --markdown: also gftune's before -> after table against this results file")
     parser.add_argument("--title", default="gftune and the baselines", help="the chart's title")
     parser.add_argument("--worker", nargs=3, metavar=("SCENARIO", "SEED", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -479,6 +503,9 @@ def main() -> None:
         print(winners_markdown(results, scenarios, methods))
         print()
         print(targets_markdown(results, scenarios))
+        if args.before:
+            print()
+            print(before_after_markdown(json.loads(args.before.read_text()), results, scenarios))
     else:
         for r in results:
             print(json.dumps({k: v for k, v in r.items() if k not in ("series", "detail")}, default=str))
