@@ -12,7 +12,7 @@ and scale down only after one. Scale-downs and the policy's own last change keep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gftune.desired.config import Config
 from gftune.formatting import duration
@@ -61,14 +61,19 @@ def revert_backoff(policy: Policy, facts: PipelineFacts, now: datetime, settings
                   "active after a revert; no change proposed")
 
 
+# apply's last step after writing ``gftune:applied=`` (releasing its lock: a metadata update) moves
+# the pipeline's updated_at a few seconds later, and the tag's time is in whole seconds
+APPLIED_SLACK_S = 30.0
+
+
 def verified_change_by_others(policy: Policy, facts: PipelineFacts) -> str | None:
     """Why the cooldown may let a scale-up through (None: it may not): the pipeline's last change was
-    one apply kept after watching it (``gftune:applied=`` no older than the last change), and this
-    policy did not motivate it."""
+    one apply kept after watching it (``gftune:applied=`` no older than the last change, within
+    ``APPLIED_SLACK_S``), and this policy did not motivate it."""
     if facts.applied is None or facts.last_change is None:
         return None
     at, policies = facts.applied
-    if at < facts.last_change or policy.name in policies:
+    if at + timedelta(seconds=APPLIED_SLACK_S) < facts.last_change or policy.name in policies:
         return None
     by = ", ".join(sorted(policies)) or "a git change"
     return f"the last change ({by}) was verified by apply at {at.isoformat(timespec='seconds')}"

@@ -25,7 +25,7 @@ def facts(**kw) -> PipelineFacts:
 
 
 VIEW = FixtureView({"sink_input_ratio": 0.5})
-CHANGED = VIEW.at - timedelta(minutes=7)  # within the 15m cooldown
+CHANGED = VIEW.at - timedelta(minutes=12)  # within the 15m cooldown
 UP = parse_policy(policy("ingestor-up", [{"add": "resources.sources[*].replicas", "value": 1}]))
 DOWN = parse_policy(policy("ingestor-down", [{"add": "resources.sources[*].replicas", "value": -1}]))
 
@@ -34,6 +34,9 @@ def test_a_scale_up_goes_ahead_after_another_policys_verified_change():
     verified = tags.last_applied(tags.with_applied(["gftune:managed"], ["sink-fix"], CHANGED + timedelta(minutes=6)))
     result = evaluate(UP, facts(last_change=CHANGED, applied=verified), VIEW)
     assert result.proposal is not None
+    # apply releases its lock (a metadata update) seconds after writing the tag: still that change
+    unlocked = evaluate(UP, facts(last_change=verified[0] + timedelta(seconds=3), applied=verified), VIEW)
+    assert unlocked.proposal is not None
     assert any("cooldown 15m not applied: the last change (sink-fix) was verified by apply" in n
                for n in result.proposal.notes)
 
@@ -45,7 +48,7 @@ def test_a_scale_down_its_own_change_or_an_unverified_change_keep_the_cooldown()
     own = evaluate(UP, facts(last_change=CHANGED, applied=(verified[0], frozenset({"ingestor-up"}))), VIEW)
     assert own.proposal is None and "cooldown 15m active" in own.notes[0]
     # a change after the one gftune verified (by hand, or not yet verified): nothing is known about it
-    later = evaluate(UP, facts(last_change=verified[0] + timedelta(seconds=30), applied=verified), VIEW)
+    later = evaluate(UP, facts(last_change=verified[0] + timedelta(minutes=2), applied=verified), VIEW)
     assert later.proposal is None and "cooldown 15m active" in later.notes[0]
     assert evaluate(UP, facts(last_change=CHANGED), VIEW).proposal is None  # no gftune:applied tag
 
