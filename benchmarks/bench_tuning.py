@@ -3,8 +3,11 @@
 The loop under test is what a user runs, as child processes, against an in-process
 ``gftune.sim.Simulator`` (one scenario, one pipeline, a high time scale): in a temporary git
 repository holding the adopted pipeline, the built-in ``policies/`` and a ``gftune.yaml`` pointing
-at the simulator (direct scrape of its ``/metrics``, ``time_scale`` equal to the simulator's),
-repeat
+at the simulator (``time_scale`` equal to the simulator's), in one of two metric modes
+(``--metrics``): the **direct scrape** of its ``/metrics`` (two scrapes a window apart), or a real
+**Prometheus** (Debian's ``prometheus``, ``benchmarks/harness.py``) scraping it with
+``honor_labels`` false, so that the collector's ``job``/``instance`` arrive as
+``exported_job``/``exported_instance``, as behind a default Prometheus. Then repeat
 
     gftune plan --format json
       -> proposals?  gftune tune --write --format json   (a branch; merged into main as a PR would be)
@@ -28,7 +31,8 @@ capacity ``scale_to_fit`` said it would have vs the true one; the predicted sink
 Usage::
 
     .venv/bin/python benchmarks/bench_tuning.py [--scenarios a,b] [--seeds 3] [--time-scale 60]
-                                               [--parallel 5] [--markdown] [--json results.json]
+                                               [--metrics scrape,prometheus] [--parallel 5]
+                                               [--markdown] [--json results.json]
 
 Each (scenario, seed) runs in a worker process of its own (``--worker``), ``--parallel`` at a time.
 """
@@ -71,13 +75,19 @@ SCENARIOS: dict[str, Json] = {
     "healthy": {"expect": "nothing"},
     "memory-bound-sink": {"expect": "fix"},
     "stream-loss": {"expect": "fix"},
+    "sink-replicas-batch": {"expect": "fix"},  # 3 ingestors -> 2 sinks: shares 2/3 + 1/3
+    "dedup-sink-bound": {"expect": "fix"},  # only the dedup pod's backpressure shows the sink's backlog
+    "join-sink-bound": {"expect": "fix"},  # the join records nothing: the ingestors' backpressure shows it
     "spike": {"expect": "nothing", "min_sim_s": 900},  # the burst is at 300-360 s; watch it drain
     "diurnal": {"expect": "day", "period_s": 3600},
-    "overprovisioned": {"expect": "shrink"},  # no symptom: slack given back in bounded steps
+    # no symptom: slack given back in bounded steps, once 30 minutes of it are on record (Prometheus)
+    "overprovisioned": {"expect": "shrink", "min_sim_s": 2400},
 }
 DEFAULT_ORDER = list(SCENARIOS)
 EXTRA_SEEDS = (101, 202, 303, 404)  # seed index 0 is the scenario's own seed
 MAX_REPLICAS = 10  # gftune's default guard (no tuning.constraints in the adopted files)
+METRIC_MODES = ("scrape", "prometheus")
+PLAN_PERIOD_S = 300.0  # sim s between plans with Prometheus: the example gftune.yaml's 5-minute metrics window
 CPU_CEILING = 8.0
 
 
@@ -89,6 +99,7 @@ from benchmarks.harness import GIT_ID, Judge  # noqa: E402
 from benchmarks.harness import adopt as _adopt  # noqa: E402
 from benchmarks.harness import git as _git  # noqa: E402
 from benchmarks.harness import live_config as _live_config  # noqa: E402
+from benchmarks.tuning_tables import anchors_markdown, fmt, markdown, summary_markdown  # noqa: E402
 
 
 def _number(path: str, value: Any) -> float | None:
@@ -102,16 +113,26 @@ _SINK_CAPACITY = re.compile(r"sink: \d+ replica\(s\) x .*? -> \d+ replica\(s\)(?
 
 
 def run_one(scenario: str, seed: int | None, time_scale: float, quiet_needed: int, max_steps: int,
-            days: float, wall_budget: float, log: Any) -> Json:
+            days: float, wall_budget: float, log: Any, metrics: str = "scrape") -> Json:
+    from benchmarks import harness
     from gftune.sim import Simulator
 
     spec = SCENARIOS.get(scenario, {"expect": "fix"})
-    sim = Simulator(scenarios=[scenario], time_scale=time_scale, seed=seed).start()
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-tuning-{scenario}-"))
+    # With Prometheus the scenario's clock starts at its first scrape, so it sees the scenario from t = 0.
+    clock = harness.held_clock(time_scale) if metrics == "prometheus" else None
+    sim = Simulator(scenarios=[scenario], time_scale=time_scale, seed=seed, clock=clock).start()
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-tuning-{scenario}-{metrics}-"))
     repo = tmp / "repo"
     started = time.monotonic()
+    prometheus = None
     try:
+        if metrics == "prometheus":
+            prometheus = harness.start_prometheus(sim, tmp / "prometheus", time_scale)
+            harness.wait_for_first_scrape(prometheus, len(harness.scrape_targets(sim)))
+            clock.release()
         pipeline_id, live0, secret_env = _adopt(sim, repo)
+        if prometheus is not None:
+            harness.use_prometheus(repo, prometheus.url)
         source_ids = [s["source_id"] for s in live0.get("sources", [])]
         env = {**os.environ, **secret_env, **GIT_ID, "NO_COLOR": "1"}
         for name in ("GFTUNE_API", "GFTUNE_PROMETHEUS", "GFTUNE_SCRAPE", "GFTUNE_TIME_SCALE",
@@ -150,6 +171,12 @@ def run_one(scenario: str, seed: int | None, time_scale: float, quiet_needed: in
             if time.monotonic() - started > wall_budget:
                 stop_reason = "wall-clock budget"
                 break
+            if prometheus is not None:
+                # Plans paced one metrics window apart, as the direct scrape paces itself (each of its
+                # plans reads two scrapes a window apart): Prometheus answers at once, and three quiet
+                # plans seconds apart would say nothing. The first waits for a window of history.
+                last = plans[-1]["t0"] if plans else 0.0
+                harness.scaled_sleep(sim, last + PLAN_PERIOD_S - sim.clock.now())
             code, plan, t0, t1 = gftune("plan", "--format", "json")
             entry = (plan or {}).get("pipelines", [{}])
             entry = next((p for p in entry if p.get("pipeline_id") == pipeline_id), {})
@@ -225,9 +252,12 @@ def run_one(scenario: str, seed: int | None, time_scale: float, quiet_needed: in
             })
         final = judge.stop()
         config_end = _live_config(sim, pipeline_id, source_ids)
-        return summarize(scenario, spec, sim.seed, time_scale, stop_reason, plans, steps, configs, config_end,
-                         judge, final, quiet_since, time.monotonic() - started, str(tmp))
+        result = summarize(scenario, spec, sim.seed, time_scale, stop_reason, plans, steps, configs, config_end,
+                           judge, final, quiet_since, time.monotonic() - started, str(tmp))
+        return {**result, "metrics": metrics}
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         sim.stop()
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -347,8 +377,9 @@ def summarize(scenario: str, spec: Json, seed: int, time_scale: float, stop_reas
 
 # --- the driver ----------------------------------------------------------------------------------------
 
-def _worker_cmd(args: argparse.Namespace, scenario: str, seed: int | None, out: Path) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", scenario, "--time-scale", str(args.time_scale),
+def _worker_cmd(args: argparse.Namespace, scenario: str, seed: int | None, metrics: str, out: Path) -> list[str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", scenario, "--metrics", metrics,
+           "--time-scale", str(args.time_scale),
            "--quiet", str(args.quiet), "--max-steps", str(args.max_steps), "--days", str(args.days),
            "--wall-budget", str(args.wall_budget), "--out", str(out)]
     if seed is not None:
@@ -356,151 +387,13 @@ def _worker_cmd(args: argparse.Namespace, scenario: str, seed: int | None, out: 
     return cmd
 
 
-def _median(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def _fmt(value: Any, spec: str = ".2f", none: str = "–") -> str:
-    if value is None:
-        return none
-    return format(value, spec)
-
-
-def _short(path: str) -> str:
-    path = re.sub(r"resources\.sources\[[^]]+\]\.", "ingestor.", path)
-    path = re.sub(r"transforms\[dedup:[^]]+\]\.config\.", "dedup.", path)
-    return path.replace("resources.", "").replace("limits.", "")
-
-
-def _changes_text(result: Json) -> str:
-    parts = [f"{_short(p)} {a}→{b}" for p, (a, b) in result["changed"].items()]
-    return ", ".join(parts) or "none"
-
-
-def _outcome_ok(result: Json) -> bool:
-    expect = result["expect"]
-    if expect == "fix":
-        return (result["converged"] and result["steps"] >= 1 and result["drained"] and result["keeps_up"]
-                and not result["guard_crossings"] and result["lost"] < 0.5)
-    if expect == "escalate":
-        return result["converged"] and result["steps"] == 0 and bool(result["escalations"])
-    if expect == "nothing":
-        return result["converged"] and result["steps"] == 0 and not result["escalations"]
-    if expect == "shrink":  # a fix whose symptom is the bill: cheaper at the end, nothing given up
-        return (result["converged"] and result["steps"] >= 1 and result["cost_final"] < result["cost_start"]
-                and result["drained"] and result["keeps_up"] and not result["guard_crossings"]
-                and result["lost"] < 0.5 and result["oscillations"] == 0)
-    return True
-
-
-def _table(header: list[str], align: str, rows: list[list[str]]) -> str:
-    """A Markdown table; ``align`` has one character per column: ``l`` or ``r``."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _median_worst(values: list[Any], spec: str = ".2f", worst: Any = max) -> str:
-    known = [v for v in values if v is not None]
-    if not known:
-        return "–"
-    text = f"{_fmt(_median(known), spec)} / {_fmt(worst(known), spec)}"
-    return text if len(known) == len(values) else f"{text} ({len(known)}/{len(values)} runs)"
-
-
-def markdown(results: list[Json]) -> str:
-    """One row per run."""
-    rows = []
-    for r in results:
-        if r["expect"] == "day":
-            conv = f"{r['restarts_per_day']:.2f} restarts/day"
-        elif r["converged"]:
-            conv = f"{r['t_converged']:.0f} s"
-        else:
-            conv = r["stop_reason"]
-        preds = "; ".join(f"{p['capacity_error']:+.0%}" for p in r["predictions"] if "capacity_error" in p) or "–"
-        rows.append([
-            r["scenario"], str(r["seed"]), str(r["steps"]), conv, str(r["restarts"]),
-            ", ".join(r["verdicts"]) or "–", ", ".join(r["escalations"]) or "–", _changes_text(r),
-            f"{_fmt(r['overprovisioning_start'])} → {_fmt(r['overprovisioning'])}"
-            + ("" if r["oracle_feasible"] else " (infeasible)"),
-            _fmt(r["cost_integral_ratio"]), f"{r['lost']:,.0f}",
-            f"{r['peak_backlog']:,.0f} ({r['peak_backlog_s']:,.0f} s)", preds])
-    return _table(["scenario", "seed", "steps", "converged at (sim)", "restarts", "verdicts", "escalations",
-                   "final change vs start", "cost / oracle min (start → final)", "∫cost / ∫oracle", "lost",
-                   "peak backlog (s of input)", "sink capacity: predicted vs true"], "lrrrrllllrrrl", rows)
-
-
-def summary_markdown(results: list[Json]) -> str:
-    """One row per scenario: medians and the worst run."""
-    by: dict[str, list[Json]] = {}
-    for r in results:
-        by.setdefault(r["scenario"], []).append(r)
-    rows = []
-    for name, rs in by.items():
-        day = rs[0]["expect"] == "day"
-        rows.append([
-            name, rs[0]["expect"], "–" if day else f"{sum(1 for r in rs if _outcome_ok(r))}/{len(rs)}",
-            _median_worst([r["steps"] for r in rs], "g"),
-            "–" if day else _median_worst([r["t_converged"] for r in rs], ".0f"),
-            _median_worst([r["restarts_per_day"] if day else r["restarts"] for r in rs], ".2f" if day else "g")
-            + (" per day" if day else ""),
-            _fmt(_median([r["overprovisioning_start"] for r in rs])),
-            _median_worst([r["overprovisioning"] for r in rs]),
-            _median_worst([r["cost_integral_ratio"] for r in rs]),
-            f"{max(r['lost'] for r in rs):,.0f}", _median_worst([r["peak_backlog_s"] for r in rs], ",.0f"),
-            str(max(r["oscillations"] for r in rs))])
-    return _table(["scenario", "expected", "as expected", "steps", "converged at, sim s", "restarts",
-                   "cost / oracle min at start", "cost / oracle min, final", "∫cost / ∫oracle", "lost (worst)",
-                   "peak backlog, s of input", "reversals (worst)"], "llrrrrrrrrrr", rows)
-
-
-def anchors_markdown(results: list[Json]) -> str:
-    """gftune's aggregate figures next to the anchors of anchors-tuning.md §1 and §12."""
-    fixes = [r for r in results if r["expect"] == "fix"]
-    steps = [r["steps"] for r in fixes if r["converged"]]
-    single = sum(1 for r in fixes if r["converged"] and r["steps"] == 1)
-    over = sorted(r["overprovisioning"] for r in fixes if r["converged"] and r["overprovisioning"])
-    p95 = over[max(0, math.ceil(0.95 * len(over)) - 1)] if over else None
-    lost_runs = sum(1 for r in results if r["lost"] > 0.5)
-    spike = [r for r in results if r["scenario"] == "spike"]
-    day = [r for r in results if r["expect"] == "day"]
-    cap = [p["capacity_error"] for r in results for p in r["predictions"] if "capacity_error" in p]
-    cap_text = [f"{e:+.0%}" for e in cap]
-    rate = [p["rate_ratio"] for r in results for p in r["predictions"] if "rate_ratio" in p]
-    rows = [
-        ["steps to converge (fix scenarios)", "≤3, mean 1.56", "6", "worst case 3 (FLIP-271)", "≤2, mean ≤1.25",
-         f"mean {_fmt(statistics.mean(steps) if steps else None)}, max {max(steps) if steps else '–'} "
-         f"({len(steps)}/{len(fixes)} runs converged within the step limit)"],
-        ["single-step fixes", "53% (19/36)", "0%", "–", "≥80%",
-         f"{single}/{len(fixes)} ({single / len(fixes):.0%})" if fixes else "–"],
-        ["final over-provisioning (cost / C_min)", "1.00", "1.73", "≈1.6 by design", "≤1.10 (p95)",
-         f"median {_fmt(_median(over))}, p95 {_fmt(p95)} (converged fix runs)"],
-        ["records lost", "–", "–", "–", "0 in 100% of runs", f"{lost_runs}/{len(results)} runs lost records"],
-        ["reversals on the 60 s spike", "–", "–", "–", "0",
-         f"{sum(r['oscillations'] for r in spike)} reversals, {sum(r['steps'] for r in spike)} changes "
-         f"in {len(spike)} run(s)" if spike else "not run"],
-        ["sink capacity predicted by scale_to_fit vs true", "–", "–", "<10% of expected gain = ineffective",
-         "within ±10% for ≥90% of changes",
-         f"{sum(1 for e in cap if abs(e) <= 0.1)}/{len(cap)} within ±10% (errors {', '.join(sorted(set(cap_text)))})"
-         if cap else "no scale_to_fit change"],
-        ["predicted sink rate (≥ the input) vs measured after the change", "–", "–", "–", "–",
-         f"held in {sum(1 for x in rate if x >= 0.9)}/{len(rate)} changes (measured / predicted "
-         f"{min(rate):.2f}–{max(rate):.2f})" if rate else "–"],
-        ["restarts per simulated day (diurnal)", "–", "–", ">20 (FLINK-36018)", "≤8 at ∫cost ≤1.2× oracle",
-         f"{_median_worst([r['restarts_per_day'] for r in day])} at ∫cost "
-         f"{_median_worst([r['cost_integral_ratio'] for r in day])}× oracle" if day else "not run"],
-    ]
-    return _table(["metric", "DS2", "Dhalion", "Flink autoscaler", "gftune target", "gftune (this run)"],
-                  "llllll", rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default=",".join(DEFAULT_ORDER), help="comma-separated scenario names")
     parser.add_argument("--seeds", type=int, default=3, help="runs per scenario: its own seed, then 101, 202, ...")
     parser.add_argument("--time-scale", type=float, default=60.0)
+    parser.add_argument("--metrics", default=",".join(METRIC_MODES),
+                        help="metric modes, comma-separated: scrape (direct /metrics) and/or prometheus")
     parser.add_argument("--parallel", type=int, default=5, help="worker processes at a time")
     parser.add_argument("--quiet", type=int, default=3, help="consecutive plans without proposals = converged")
     parser.add_argument("--max-steps", type=int, default=6, help="applied change-sets before giving up")
@@ -516,7 +409,7 @@ def main() -> None:
 
     if args.worker:
         result = run_one(args.worker, args.seed, args.time_scale, args.quiet, args.max_steps, args.days,
-                         args.wall_budget, sys.stderr)
+                         args.wall_budget, sys.stderr, args.metrics)
         text = json.dumps(result, default=str)
         if args.out:
             args.out.write_text(text, encoding="utf-8")
@@ -525,29 +418,33 @@ def main() -> None:
         return
 
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    modes = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in METRIC_MODES]
+    if unknown:
+        parser.error(f"--metrics: {', '.join(unknown)} (use {', '.join(METRIC_MODES)})")
     seeds: list[int | None] = [None, *EXTRA_SEEDS][:max(1, args.seeds)]
     # slowest first (diurnal runs for --days; the batch-bound sinks took the most steps), so the pool's tail is short
     slow = ["diurnal", "sink-batch-bound", "memory-bound-sink", "sink-retries"]
     ordered = [s for s in slow if s in scenarios] + [s for s in scenarios if s not in slow]
-    tasks = [(s, seed) for s in ordered for seed in seeds]
+    tasks = [(s, seed, mode) for s in ordered for mode in modes for seed in seeds]
     outdir = Path(tempfile.mkdtemp(prefix="bench-tuning-"))
     started = time.monotonic()
     print(f"{len(tasks)} run(s), {args.parallel} at a time, time scale {args.time_scale:g}; logs in {outdir}",
           file=sys.stderr, flush=True)
 
-    def one(task: tuple[str, int | None]) -> Json | None:
-        scenario, seed = task
-        name = f"{scenario}-{seed if seed is not None else 'own'}"
+    def one(task: tuple[str, int | None, str]) -> Json | None:
+        scenario, seed, mode = task
+        name = f"{scenario}-{seed if seed is not None else 'own'}-{mode}"
         out, logfile = outdir / f"{name}.json", outdir / f"{name}.log"
         with logfile.open("w") as log:
-            proc = subprocess.run(_worker_cmd(args, scenario, seed, out), stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.run(_worker_cmd(args, scenario, seed, mode, out), stdout=log, stderr=subprocess.STDOUT,
                                   cwd=ROOT)
         if proc.returncode != 0 or not out.exists():
             print(f"  {name}: worker failed (exit {proc.returncode}); see {logfile}", file=sys.stderr, flush=True)
             return None
         result = json.loads(out.read_text())
         print(f"  {name}: {result['stop_reason']}, {result['steps']} step(s), verdicts {result['verdicts']}, "
-              f"escalations {result['escalations']}, cost/min {_fmt(result['overprovisioning'])}, "
+              f"escalations {result['escalations']}, cost/min {fmt(result['overprovisioning'])}, "
               f"lost {result['lost']:,.0f}, {result['wall_s']:.0f} s wall "
               f"[{time.monotonic() - started:.0f} s]", file=sys.stderr, flush=True)
         return result
@@ -555,21 +452,26 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         results = [r for r in pool.map(one, tasks) if r is not None]
     order = {s: i for i, s in enumerate(scenarios)}
-    results.sort(key=lambda r: (order.get(r["scenario"], 99), r["seed"]))
+    results.sort(key=lambda r: (r.get("metrics", ""), order.get(r["scenario"], 99), r["seed"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     wall = time.monotonic() - started
     print(f"done in {wall:.0f} s on {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
           file=sys.stderr)
-    print(summary_markdown(results) if args.markdown else "")
-    if args.markdown:
-        print()
-        print(anchors_markdown(results))
-        print()
-        print(markdown(results))
-    else:
-        for r in results:
-            print(json.dumps({k: v for k, v in r.items() if k not in ("step_details", "plan_details")}, default=str))
+    for mode in modes:
+        ran = [r for r in results if r.get("metrics") == mode]
+        if args.markdown:
+            print(f"### Metrics by {'direct scrape' if mode == 'scrape' else 'Prometheus'}\n")
+            print(summary_markdown(ran))
+            print()
+            print(anchors_markdown(ran))
+            print()
+            print(markdown(ran))
+            print()
+        else:
+            for r in ran:
+                print(json.dumps({k: v for k, v in r.items() if k not in ("step_details", "plan_details")},
+                                 default=str))
     sys.exit(0 if len(results) == len(tasks) else 1)
 
 

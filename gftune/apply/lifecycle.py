@@ -26,8 +26,8 @@ Json = dict[str, Any]
 
 # Signals read before and after every verified change (the report's table and verify's guards).
 REPORT_SIGNALS = ("source_rate", "sink_rate", "sink_source_ratio", "stream_depth_ratio", "ingestor_backpressure",
-                  "sink_batch_p95", "sink_retry_rate", "sink_exhausted_rate", "sink_terminal_error_rate", "dlq_rate",
-                  "consumer_lag", "consumer_lag_growth")
+                  "backpressure_share", "sink_batch_p95", "sink_retry_rate", "sink_exhausted_rate",
+                  "sink_terminal_error_rate", "dlq_rate", "consumer_lag", "consumer_lag_growth")
 # A restarted pipeline first drains what queued in Kafka while it was stopped (and any older
 # backlog): while the lag shrinks, a missed expectation is judged again after another window,
 # at most this many times.

@@ -37,7 +37,8 @@ TABLE_SIGNALS = ("source_rate", "sink_rate", "sink_source_ratio", "stream_depth_
 LABELS = {
     "source_rate": "source rate", "sink_rate": "sink rate", "sink_source_ratio": "sink/source ratio",
     "stream_depth_ratio": "stream depth ratio", "ingestor_backpressure": "ingestor backpressure",
-    "sink_batch_p95": "sink batch p95", "sink_retry_rate": "sink retries", "sink_exhausted_rate": "exhausted retries",
+    "sink_batch_p95": "sink batch p95", "sink_retry_rate": "sink rows retried",
+    "sink_exhausted_rate": "sink rows rejected", "backpressure_share": "time in backpressure",
     "dlq_rate": "DLQ writes", "consumer_lag": "Kafka lag", "consumer_lag_growth": "Kafka lag growth",
 }
 OUTCOME_ICON = {"verified": "✅", "applied with losses": "⚠️", "inconclusive": "⚠️", "reverted": "↩️",

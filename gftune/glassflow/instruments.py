@@ -36,7 +36,7 @@ OPERATOR_METER = "glassflow-operator"
 _UNIT_WORDS = {"s": "seconds", "By": "bytes", "ms": "milliseconds"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per instrument: identity is equality, and hashing is cheap
 class Instrument:
     name: str  # the OTel instrument name, e.g. gfm_kafka_records_read_total
     kind: str  # counter | gauge | histogram
@@ -45,9 +45,6 @@ class Instrument:
     help: str
     buckets: tuple[float, ...] = ()
     meter: str = COMPONENT_METER
-
-    def __hash__(self) -> int:  # the name is unique; hashing every field made each recording slow
-        return hash(self.name)
 
     def exposed(self, namespace: str = "glassflow", naming: str = DEFAULT_NAMING) -> str:
         """The family name on the collector's ``/metrics`` (histograms add ``_bucket/_sum/_count``)."""

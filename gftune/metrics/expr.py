@@ -134,10 +134,16 @@ class Selector:
     metric: str
     matchers: tuple[Matcher, ...] = ()
     suffix: str = ""  # "_bucket", "_sum", "_count" of a histogram
-    external: bool = False  # not under <namespace>_gfm_
+    external: bool = False  # not under <namespace>_gfm_ (e.g. kafka_exporter's kafka_consumergroup_lag)
+    # Re-exposed by the chart's OTel collector under "<namespace>_" but not a gfm metric: the NATS
+    # exporter's jetstream_* series (the collector scrapes prometheus-nats-exporter and prefixes them).
+    collected: bool = False
 
     def name(self, naming: Naming) -> str:
-        base = self.metric if self.external else naming.metric(self.metric)
+        if self.collected:
+            base = f"{naming.namespace}_{self.metric}" if naming.namespace else self.metric
+        else:
+            base = self.metric if self.external else naming.metric(self.metric)
         return base + self.suffix
 
     def promql(self, naming: Naming) -> str:
@@ -145,7 +151,7 @@ class Selector:
         return f"{self.name(naming)}{{{inner}}}" if inner else self.name(naming)
 
     def with_suffix(self, suffix: str) -> Selector:
-        return Selector(self.metric, self.matchers, suffix, self.external)
+        return Selector(self.metric, self.matchers, suffix, self.external, self.collected)
 
 
 def _group(vector: Vector, by: tuple[str, ...], agg: Callable[[list[float]], float]) -> Vector:
@@ -245,6 +251,47 @@ class Aggregate(Expr):
 
     def gauges(self) -> list[Selector]:
         return [self.selector]
+
+
+@dataclass(frozen=True)
+class Over(Expr):
+    """``op by (by) (expr)``: an aggregation over an expression's series, e.g. the busiest replica
+    (``max (sum by (instance) (rate(...)))``) or the deepest stream (``max by (stream) (gauge)``)."""
+
+    op: str
+    expr: Expr
+    by: tuple[str, ...] = ()
+
+    def promql(self, naming: Naming, window_s: float) -> str:
+        return f"{self.op}{_by(self.by)} ({self.expr.promql(naming, window_s)})"
+
+    def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
+        values = {labels: value for labels, value in self.expr.local(pair, naming, at).items()
+                  if not math.isnan(value)}
+        return _group(values, self.by, _AGGREGATES[self.op]) if values else {}
+
+    def gauges(self) -> list[Selector]:
+        return self.expr.gauges()
+
+
+@dataclass(frozen=True)
+class Either(Expr):
+    """``(left) or (right)``: the left side where it has series, else the right one. Used where a
+    missing series means zero *because another series proves the component reports*: GlassFlow's
+    backpressure gauge does not exist before the first episode, so on a pipeline whose stream depth
+    is reported, ``active or (depth * 0)`` is 0, not unknown."""
+
+    left: Expr
+    right: Expr
+
+    def promql(self, naming: Naming, window_s: float) -> str:
+        return f"({self.left.promql(naming, window_s)}) or ({self.right.promql(naming, window_s)})"
+
+    def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
+        return self.left.local(pair, naming, at) or self.right.local(pair, naming, at)
+
+    def gauges(self) -> list[Selector]:
+        return [*self.left.gauges(), *self.right.gauges()]
 
 
 @dataclass(frozen=True)
@@ -371,10 +418,10 @@ class Raw(Expr):
 
 def selectors(expr: Expr) -> Iterable[Selector]:
     """Every selector an expression reads (for documentation and tests)."""
-    if isinstance(expr, BinOp):
+    if isinstance(expr, BinOp | Either):
         yield from selectors(expr.left)
         yield from selectors(expr.right)
-    elif isinstance(expr, OrZero):
+    elif isinstance(expr, OrZero | Over | ClampMax):
         yield from selectors(expr.expr)
     elif isinstance(expr, Rate | Quantile | Aggregate | Deriv):
         yield expr.selector

@@ -96,6 +96,12 @@ def detect(names: Iterable[str], *, namespace: str = DEFAULT_NAMESPACE, mode: st
         return Naming(chosen, mode, "; ".join(details))
     documented = any(m in present for m in _MARKERS[DOCUMENTED])
     collector = any(m in present for m in _MARKERS[COLLECTOR])
+    if not documented and not collector and "stream_depth_ratio" in present:
+        # The backpressure gauges do not exist before the first episode, and the ratio gauge not
+        # without MaxMsgs; the depth count always comes with any sampled stream. It is
+        # "stream_depth" in the documented style, so a "stream_depth_ratio" without it is the
+        # collector's name for the count.
+        collector = True
     if collector and not documented:
         chosen_mode = COLLECTOR
         details.append("naming collector (detected: gauges carry _ratio/_per_second suffixes)")

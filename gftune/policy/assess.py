@@ -16,12 +16,10 @@ from typing import Protocol
 
 from gftune.plan.assessment import NO_BACKLOG, Assessment, Figure
 from gftune.plan.evidence import FieldChange
-from gftune.policy import sizing
+from gftune.policy import saturation, sizing
 from gftune.policy.signals import SignalReading
 
 RATE = "records/s"
-# A stage busy this share of the time is saturated: what it processes is what it can process.
-SATURATED = 0.9
 
 
 class Readings(Protocol):
@@ -114,8 +112,8 @@ def from_sizing(inp: sizing.SizingInput, result: sizing.SizingResult, changes: S
         arriving_figure = Figure(arriving, RATE, "Kafka input (read + lag growth) x upstream selectivity")
     else:
         stage = next((stage_of_path(c.path) for c in changes), None)
-        capacity = Figure.unknown("no stage's capacity is established: no busy time, and no backlog saturates a "
-                                  "stage", RATE)
+        capacity = Figure.unknown("no stage's capacity is established: no backlog saturates a stage, and no "
+                                  "busy time bounds one", RATE)
         arriving_figure = Figure(inp.source_rate, RATE, "Kafka input (read + lag growth)")
     predicted, limited_by, missing = math.inf, None, []
     for (state, decision, _), selectivity in zip(rows, _selectivities(inp), strict=True):
@@ -162,21 +160,23 @@ def capped(inp: sizing.SizingInput, result: sizing.SizingResult, view: Readings)
 def _saturated_capacity(stage: str | None, view: Readings) -> Figure:
     """A stage's capacity is observable only while it is saturated: then what it processes is what it can."""
     if stage == "sink":
-        busy, rate = _value(view, "sink_utilization"), _value(view, "sink_rate")
-        if busy is not None and busy >= SATURATED and rate is not None:
-            return Figure(rate, RATE, f"observed while busy {busy:.0%} of the time")
-    elif stage == "ingestor":
+        found = saturation.sink_saturation(view, "", batch=None, sink_replicas=1)
+        if not found.saturated:
+            return Figure.unknown(f"the sink is not seen saturated ({found.evidence}), so its rate shows its input, "
+                                  "not what it can do", RATE)
+        capacity = _value(view, "sink_capacity")
+        if capacity is None:
+            return Figure.unknown(f"the sink is saturated ({found.evidence}) but its per-replica write rates were "
+                                  "not read", RATE)
+        return Figure(capacity, RATE, f"observed while saturated: {found.evidence}")
+    if stage == "ingestor":
         growth, backpressure, rate = (_value(view, "consumer_lag_growth"), _value(view, "ingestor_backpressure"),
                                       _value(view, "source_rate"))
         if growth is not None and growth > 0 and backpressure is not None and backpressure < 1 and rate is not None:
             return Figure(rate, RATE, "observed while Kafka lag grows without backpressure")
-        busy = _value(view, "ingestor_utilization")
-        if busy is not None and busy >= SATURATED and rate is not None:
-            return Figure(rate, RATE, f"observed while busy {busy:.0%} of the time")
-    elif stage == "transform":
-        busy, rate = _value(view, "transform_utilization"), _value(view, "transform_rate")
-        if busy is not None and busy >= SATURATED and rate is not None:
-            return Figure(rate, RATE, f"observed while busy {busy:.0%} of the time")
+        if growth is None:
+            return Figure.unknown("whether the ingestor keeps up with its topic needs the Kafka lag (kafka_exporter)",
+                                  RATE)
     if stage is None:
         return Figure.unknown("the change is not tied to one stage", RATE)
     return Figure.unknown(f"the {stage} is not seen saturated, so its rate shows its input, not what it can do",
@@ -218,6 +218,6 @@ def blocked(changes_blocked: Sequence[tuple[str, str]], view: Readings) -> Asses
 
 
 def out_of_scope(view: Readings) -> Assessment:
-    """An escalating policy's symptom (terminal errors, exhausted retries): not about capacity."""
+    """An escalating policy's symptom (permanent errors, rows rejected after INSERT errors): not about capacity."""
     return Assessment(stage=None, backlog=backlog(view), blocked_by="not a capacity problem: no replica, batch or "
                       "CPU change addresses it")

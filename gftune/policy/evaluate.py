@@ -52,7 +52,8 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
                         settings: Config, evaluation: Evaluation) -> tuple[bool | None, list[Evidence]]:
     if condition.any_of:
         results = [_evaluate_condition(c, policy, view, resolver, settings, evaluation) for c in condition.any_of]
-        evidence = [e for met, ev in results if met for e in ev] or [e for _, ev in results for e in ev]
+        # the first alternative that holds is the evidence (a reviewer reads one reason, not every one)
+        evidence = next((ev for met, ev in results if met), None) or [e for _, ev in results for e in ev]
         if any(met for met, _ in results):
             return True, evidence
         return (None if any(met is None for met, _ in results) else False), evidence
@@ -120,6 +121,12 @@ def _verify_spec(policy: Policy, settings: Config, view: MetricsView, resolver: 
     for rule in policy.expect:
         reading = view.reading(rule.signal)
         baseline = reading.value if reading.known else None
+        if not reading.known and rule.value != "prediction":
+            # Not every shape reports every signal (no depth ratio without MaxMsgs, no dedup pod, no
+            # exporter): an expectation the pipeline cannot show would only make the verdict
+            # inconclusive.
+            notes.append(f"verify: {rule.signal} is not reported for this pipeline ({reading.status}); not checked")
+            continue
         if rule.value == "prediction":
             value = prediction.get(rule.signal)
             how = "prediction"
@@ -165,7 +172,7 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     evaluation.matched = True
     for name in policy.extra_evidence:
         reading = view.reading(name)
-        if reading.known:
+        if reading.known and not any(e.signal == name for e in evidence):
             detail = ", ".join(f"{k or '-'}: {fmt(v, reading.unit)}" for k, v in sorted(reading.breakdown.items()))
             evidence.append(Evidence(policy.name, name, reading.query, duration(settings.metrics_window),
                                      reading.value, f"context{' (' + detail + ')' if detail else ''}", reading.unit,

@@ -16,8 +16,9 @@ from gftune.desired.config import Config
 from gftune.formatting import duration
 from gftune.formatting import number as fmt
 from gftune.glassflow import resources as res
+from gftune.glassflow import topology
 from gftune.plan.evidence import SIZING_INPUT, Evidence, FieldChange
-from gftune.policy import guards, sizing
+from gftune.policy import guards, saturation, sink_model, sizing
 from gftune.policy.actions import expand_path
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import ALL_STAGES, Action, Policy
@@ -31,6 +32,34 @@ def _stage_present(stage: str, doc: Mapping[str, Any]) -> bool:
     if stage == "transform":
         return res.has_transform_component(dict(doc))
     return True
+
+
+def _sink_producer(facts: PipelineFacts) -> tuple[str, int, str]:
+    """The kind of node publishing to the sink's streams (ingestor, dedup, join), its replicas, and
+    the sizing stage whose replica count that is ("" when the sizing does not change it)."""
+    doc = dict(facts.doc)
+    doc.setdefault("pipeline_id", facts.pipeline_id)
+    graph = topology.topology(doc)
+    inputs = graph.inputs("sink")
+    if not inputs:
+        return "ingestor", 1, ""
+    node = graph.node(inputs[0].producer)
+    stage = {"ingestor": "ingestor", "dedup": "transform"}.get(node.kind, "")
+    return node.kind, node.replicas, stage
+
+
+def _replicas(view: MetricsView) -> tuple[sink_model.SinkReplica, ...]:
+    """Per-pod sink readings (breakdowns by replica), for the pods that flushed."""
+    def by_pod(name: str) -> dict[str, float]:
+        reading = view.reading(name)
+        return dict(reading.breakdown) if reading.known else {}
+
+    flushes, rows = by_pod("sink_replica_flush_rate"), by_pod("sink_replica_rows")
+    written, prepare = by_pod("sink_replica_written"), by_pod("sink_replica_prepare_busy")
+    mapping = by_pod("sink_replica_mapping_busy")
+    return tuple(sink_model.SinkReplica(pod, flushes[pod], rows[pod], written.get(pod), prepare.get(pod),
+                                        mapping.get(pod))
+                 for pod in sorted(flushes) if pod in rows and flushes[pod] > 0)
 
 
 def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config,
@@ -63,38 +92,63 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
         partitions = int(measured.value) if measured.known and measured.value else None
     stages: list[sizing.StageState] = []
     selectivity = read("transform_selectivity", "share of records the transform passes on")
+    backpressure = max((v for v in (read("ingestor_backpressure", "ingestor backpressure (0/1)"),
+                                    read("backpressure_share", "share of time the ingestors spent in backpressure"))
+                        if v is not None), default=None)
+    dedup_backpressure = view.reading("dedup_backpressure")
     for stage in ALL_STAGES:
         if not _stage_present(stage, facts.doc):
             continue
         replicas = ctx.replicas(stage) or 1
-        frozen = None
+        frozen, busy, saturated, why = None, None, False, ""
         if stage == "transform" and res.dedup_enabled(facts.doc) and facts.exists:
             frozen = "transform replicas are frozen while dedup is on"
+        if stage == "ingestor":
+            if backpressure is None:
+                why = "whether it is in backpressure is unknown"
+            elif backpressure > 0:
+                why = "it is in backpressure, and its batch time counts the waits"
+            else:
+                busy = read("ingestor_busy", "busy replica-seconds per second of the ingestors (no backpressure)")
+                saturated = growth is not None and growth > 0
+        elif stage == "transform":
+            if dedup_backpressure.known and dedup_backpressure.value == 0:
+                busy = read("transform_busy", "stage seconds per second of the dedup pods (no backpressure)")
+            else:
+                why = "its backpressure is unknown or on: its output, not its work, limits it"
         stages.append(sizing.StageState(
             stage=stage, replicas=replicas,
             processed_rate=read({"ingestor": "source_rate", "transform": "transform_rate", "sink": "sink_rate"}[stage],
                                 f"records the {stage} processed"),
-            busy_rate=read(f"{stage}_busy", f"busy replica-seconds per second of the {stage}"),
-            selectivity=(selectivity if selectivity is not None and stage == "transform" else 1.0),
-            cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen))
+            busy_rate=busy, selectivity=(selectivity if selectivity is not None and stage == "transform" else 1.0),
+            cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen, saturated=saturated,
+            unknown_why=why or ("no busy time, and not seen saturated (Kafka lag growing without backpressure; "
+                                "needs kafka_exporter)" if stage == "ingestor" else "")))
     cpu = guards.to_number(guards.CPU, ctx.field("resources.sink.limits.cpu"))
-    prepare = view.reading("sink_prepare_busy")
     batch = ctx.field("sink.max_batch_size")
     max_msgs = ctx.field("resources.nats.stream.maxMsgs")
     row_bytes = view.reading("sink_row_bytes")
+    producer, producer_replicas, producer_stage = _sink_producer(facts)
+    found = saturation.sink_saturation(view, producer, batch=float(batch) if isinstance(batch, int) else None,
+                                       sink_replicas=ctx.replicas("sink") or 1)
+    if found.saturated:
+        for name, why in (("sink_batch_fill", "flush size / max_batch_size (saturation evidence)"),
+                          ("sink_replica_flush_rate", "flushes per second of each sink replica: cycle T = 1/F"),
+                          ("sink_replica_prepare_busy", "preparation seconds per second of each sink replica"),
+                          ("sink_replica_written", "rows each sink replica inserted per second")):
+            read(name, why)
     options = action.options
     return sizing.SizingInput(
         source_rate=input_rate, stages=tuple(stages), backlog=backlog,
-        sink=sizing.SinkState(cpu=cpu, prepare_rate=prepare.value if prepare.known else None,
-                              batch=batch if isinstance(batch, int) else None,
-                              may_change_cpu=bool(options.get("cpu", True)),
-                              may_change_batch=bool(options.get("batch", True)),
-                              batch_mean=read("sink_batch_mean", "rows per insert: splits the sink's busy time "
-                                                                 "into a per-insert and a per-row cost"),
-                              max_msgs=max_msgs if isinstance(max_msgs, int) else None,
-                              row_bytes=row_bytes.value if row_bytes.known else None,
-                              memory_ceiling=guards.to_number(guards.MEMORY, constraints.get("memory_ceiling"))
-                              if constraints.get("memory_ceiling") is not None else None),
+        sink=sink_model.SinkState(cpu=cpu, batch=batch if isinstance(batch, int) else None,
+                                  may_change_cpu=bool(options.get("cpu", True)),
+                                  may_change_batch=bool(options.get("batch", True)),
+                                  max_msgs=max_msgs if isinstance(max_msgs, int) else None,
+                                  row_bytes=row_bytes.value if row_bytes.known else None,
+                                  memory_ceiling=guards.to_number(guards.MEMORY, constraints.get("memory_ceiling"))
+                                  if constraints.get("memory_ceiling") is not None else None,
+                                  saturated=found.saturated, evidence=found.evidence, replicas=_replicas(view),
+                                  producer_replicas=producer_replicas, producer=producer_stage),
         target_utilization=float(options.get("target_utilization", 0.75)),
         catch_up_s=float(options.get("catch_up", 1800.0)),
         insert_budget=float(options.get("insert_budget", 10.0)),
@@ -137,6 +191,9 @@ def scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settin
     if inp is None:
         notes.append(f"scale_to_fit: {why}")
         return [], {}, ""
+    if not view.reading("consumer_lag_growth").known:
+        notes.append("scale_to_fit: the arrival is not established without the Kafka lag (kafka_exporter): sized for "
+                     "the read rate, which under backpressure is only what the pipeline drains (a lower bound)")
     result = sizing.size(inp)
     if sized is not None:
         sized.append(Sized(inp, result, action.stages))

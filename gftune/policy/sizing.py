@@ -2,9 +2,11 @@
 
 Pure arithmetic on measured rates, no I/O.
 
-1. **True processing rate per replica** (DS2): ``records processed / busy replica-seconds``. Busy
-   time comes from ``processing_duration_seconds`` sums. Without busy time, a stage working off a
-   backlog is saturated, so its observed rate is its capacity (Flink's "observed TPR").
+1. **Capacity per replica**, only where the metrics establish it. Ingestor: records per busy
+   second, busy time being ``{ingestor,batch}``'s per-record times x records per batch (valid
+   without backpressure, which it counts as busy), or, saturated (Kafka lag growing without
+   backpressure), its read rate. Dedup pod: records per stage second (an upper bound). Sink: see 4.
+   Where a capacity is not established the stage is left as it is and the result says why.
 2. **Target input** (Flink's ``getTargetProcessingCapacity``): the source's true input rate (read
    rate + Kafka lag growth), divided by the target utilisation, plus the backlog to drain within
    the catch-up time, plus the input that piles up during the restart::
@@ -25,26 +27,29 @@ Pure arithmetic on measured rates, no I/O.
 3. **Replicas** per stage: ``ceil(target_i / true rate per replica)``, capped by partitions
    (ingestor), fixed for join and for a dedup transform, within ``max_replicas``. A stage that
    needs more than a cap allows is reported (``capped``), so the caller can escalate.
-4. **Sink**: one batch costs a replica ``a + (b + p x w_now / w) x B`` seconds: a fixed cost per
-   insert ``a`` (the round trip, the new part, and with retries their backoff), a per-row insert
-   cost ``b``, and the per-row preparation ``p`` (``schema_mapping``) that its ``w = ceil(cpu) - 2``
-   workers (min 1) share; inserts stay sequential. Busy time per row measured at small batches is
-   mostly ``a / B``: taking it as constant under-estimates the capacity at full or larger batches
-   by up to half (an over-sized sink forms small batches). So the sink's capacity is predicted at
-   the batch it will actually form when loaded: ``max_batch_size``, or less when its stream
-   (``maxMsgs``, immutable) cannot hold the batch twice below the backpressure threshold.
-   ``a`` and ``b`` are fitted from one reading (busy time, preparation time, rows/s and the mean
-   batch): the preparation share is measured, the insert time per batch ``I`` is, but one reading
-   cannot split ``I`` into ``a + b x B``, so ``b`` is an assumed ClickHouse per-row insert cost
-   (``insert_row_s``, capped at ``I / B``) and ``a = I - b x B``. Because ``b`` is small next to
-   ``a`` and ``p``, a wrong ``b`` moves the prediction little. Without the mean batch the per-row
-   time is taken as constant (the old estimate: a lower bound at larger batches), and the
-   estimator says so. Batch, replicas and CPU are chosen together for the least total CPU that
-   carries the target, the smallest batch among equals: when ``a`` dominates, a larger batch (no
-   extra pods) comes before replicas, within the memory guard (``memory_ceiling``) and the stream
-   (two fetches of ``batch x workers`` in ``maxMsgs``). Insert count is throughput / batch size
-   whatever the replicas, so when the sized sink would insert more often than ``insert_budget``
-   per second, ``max_batch_size`` grows with it (ClickHouse: bigger batches first).
+4. **Sink**: its capacity is observable only while a backlog keeps it saturated (the caller decides
+   that from backpressure, stream depth and full flushes: :mod:`gftune.policy.saturation`). Then a
+   saturated replica k flushes at F_k: its cycle is ``T = 1/F_k``, of which ``T_prep``
+   (``total_preparation``) is preparing and ``T - T_prep`` inserting and acking — GlassFlow
+   measures no INSERT time, the cycle is what gives it. One flush of B rows costs
+   ``a + (b + r + m x w_now / w) x B`` seconds: per-row preparation ``r`` outside the worker
+   pool, the mapping ``m`` its ``w = GOMAXPROCS - 2`` workers share, and the insert ``a + b x B``.
+   One saturated window at one batch cannot split the insert into ``a`` and ``b``: ``b`` is an
+   assumed ClickHouse per-row cost (``insert_row_s``, capped at the measured insert per row) and
+   ``a`` the rest. Because ``b`` is small next to ``a`` and ``r``, a wrong ``b`` moves the
+   prediction little. The capacity of r replicas is a replica's net rows/s (rows inserted per row
+   flushed: redeliveries cost a flush, not an insert) over the largest stream share r replicas
+   get behind their producer (``glassflow.topology.stream_shares``: 3 ingestors -> 2 sinks is
+   2/3 + 1/3, so the busier stream saturates first). It is predicted at the batch the sink forms
+   when loaded: ``max_batch_size``, or less when its stream (``maxMsgs``, immutable) cannot hold
+   that batch twice. Not saturated, a sink's capacity is **not established**: it flushes what
+   arrives, and only ``busy >= F x T_prep`` is known; the sink is then left as it is.
+   Batch, replicas and CPU are chosen together for the least total CPU that carries the target, the
+   smallest batch among equals: when ``a`` dominates, a larger batch (no extra pods) comes before
+   replicas, within the memory guard (``memory_ceiling``) and the stream (two fetches of
+   ``batch x workers`` in ``maxMsgs``). Insert count is throughput / batch size whatever the
+   replicas, so when the sized sink would insert more often than ``insert_budget`` per second,
+   ``max_batch_size`` grows with it (ClickHouse: bigger batches first).
 5. **Anti-flapping**: nothing changes while every stage's utilisation is inside the hysteresis band
    and there is no backlog; no scale-down while a backlog exists; a scale-down keeps at least
    ``1 - max_scale_down`` of the replicas.
@@ -57,16 +62,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from gftune.policy import guards
+from gftune.policy import sink_model
+from gftune.policy.sink_model import MAX_BATCH, SinkModel, SinkState, batch_ceiling, fill_limit, fit_sink_model
 
 STAGES = ("ingestor", "transform", "sink")
-MAX_BATCH = 100_000  # ClickHouse's recommended range tops out here
-# Assumed per-row ClickHouse insert time (~500k narrow rows/s into one insert): one reading cannot
-# separate it from the per-insert cost, and it is small next to that and the preparation.
-INSERT_ROW_S = 2e-6
-# Producers stop publishing at this share of maxMsgs (the backpressure threshold), so a sink
-# replica's batch only fills when its stream holds it (and the next one) below it.
-STREAM_THRESHOLD = 0.9
 
 
 @dataclass(frozen=True)
@@ -74,24 +73,12 @@ class StageState:
     stage: str
     replicas: int
     processed_rate: float | None  # records/s the stage takes in
-    busy_rate: float | None  # busy replica-seconds per second
+    busy_rate: float | None  # busy replica-seconds per second, where the metrics give it (else None)
     selectivity: float = 1.0  # records out / records in
     cap_replicas: int | None = None  # replicas beyond this idle (ingestor: partitions)
     frozen: str | None = None  # why the replica count cannot change (join, dedup transform)
-
-
-@dataclass(frozen=True)
-class SinkState:
-    cpu: float | None  # limits.cpu in cores
-    prepare_rate: float | None = None  # schema_mapping busy seconds per second (parallel part)
-    batch: int | None = None  # sink.max_batch_size
-    may_change_cpu: bool = True
-    may_change_batch: bool = True
-    batch_mean: float | None = None  # rows per insert over the window (sink_batch_mean)
-    max_msgs: int | None = None  # the stream's maxMsgs (immutable; <= 0: unlimited)
-    row_bytes: float | None = None  # mean record size in sink batches (memory guard)
-    memory_ceiling: float | None = None  # bytes a sink pod may be given (tuning.constraints)
-    insert_row_s: float = INSERT_ROW_S
+    saturated: bool = False  # established working at capacity: what it processes is what it can
+    unknown_why: str = ""  # why its capacity is not established, for the notes
 
 
 @dataclass(frozen=True)
@@ -164,20 +151,18 @@ def target_capacity(input_rate: float, backlog: float, *, utilization: float, ca
     return input_rate / utilization + backlog / catch_up_s + input_rate * restart_s / catch_up_s
 
 
-def sink_workers(cpu: float | None) -> int:
-    """``GOMAXPROCS - 2`` (min 1); GOMAXPROCS follows the CPU limit rounded up."""
-    if cpu is None:
-        return 1
-    return max(1, math.ceil(cpu - 1e-9) - 2)
+sink_workers = sink_model.sink_workers
 
 
-def true_rate(stage: StageState, saturated: bool) -> tuple[float | None, str]:
-    """Per-replica capacity of a stage and how it was estimated."""
-    if stage.processed_rate is not None and stage.busy_rate is not None and stage.busy_rate > 1e-12:
-        return stage.processed_rate / stage.busy_rate, "busy time"
-    if saturated and stage.processed_rate is not None and stage.processed_rate > 0:
+def true_rate(stage: StageState) -> tuple[float | None, str]:
+    """Per-replica capacity of a stage and how it was estimated (None: not established). Seen
+    saturated, what it processes is what it can: that beats busy time, which for the ingestor is
+    an approximation (a mean of per-batch averages)."""
+    if stage.saturated and stage.processed_rate is not None and stage.processed_rate > 0:
         effective = min(stage.replicas, stage.cap_replicas or stage.replicas)
         return stage.processed_rate / max(1, effective), "observed (saturated)"
+    if stage.processed_rate is not None and stage.busy_rate is not None and stage.busy_rate > 1e-12:
+        return stage.processed_rate / stage.busy_rate, "busy time"
     return None, ""
 
 
@@ -209,6 +194,7 @@ def size(inp: SizingInput) -> SizingResult:
     selectivity = 1.0
     bottleneck = math.inf  # the most source records/s every stage can carry after the change
     delivered: float | None = None  # the most the upstream stage can deliver after the change
+    decided: dict[str, int] = {}  # replicas per stage after the change (the sink's shares follow its producer's)
     for stage in inp.stages:
         steady = inp.source_rate * selectivity
         target = target_total * selectivity
@@ -221,15 +207,17 @@ def size(inp: SizingInput) -> SizingResult:
                          f"drains, not {target:,.0f}/s, so the stream in between does not fill again")
             target = delivered
         if stage.stage == "sink" and inp.sink is not None:
-            decision = _size_sink(stage, inp, steady, target, backlog_present, notes)
+            producer = decided.get(inp.sink.producer) if inp.sink.producer else None
+            decision = _size_sink(stage, inp, steady, target, backlog_present, notes, producer)
         else:
             decision = _size_stage(stage, inp, steady, target, backlog_present, notes)
         decisions.append(decision)
+        decided[stage.stage] = decision.replicas_to
         if decision.capacity_after is not None and selectivity > 0:
             bottleneck = min(bottleneck, decision.capacity_after / selectivity)
-        # Only a capacity measured from busy time bounds the next stage: an observed rate under
-        # backpressure is what the downstream let through, not what this stage can deliver.
-        if decision.capacity_after is not None and decision.estimator.startswith("busy time"):
+        # A capacity established (busy time, or seen saturated without backpressure) bounds the next
+        # stage; one not established bounds nothing.
+        if decision.capacity_after is not None and decision.estimator:
             delivered = decision.capacity_after * (stage.selectivity if stage.stage != "sink" else 1.0)
         else:
             delivered = None
@@ -256,11 +244,12 @@ def _new_replicas(current: int, needed: int, utilization: float | None, inp: Siz
 
 def _size_stage(stage: StageState, inp: SizingInput, steady: float, target: float, saturated: bool,
                 notes: list[str]) -> StageDecision:
-    rate, estimator = true_rate(stage, saturated)
+    rate, estimator = true_rate(stage)
     if rate is None or rate <= 0:
-        notes.append(f"{stage.stage}: no busy time and no backlog to estimate its capacity; left as is")
+        why = stage.unknown_why or "no busy time, and not seen saturated"
+        notes.append(f"{stage.stage}: capacity not established ({why}); left as is")
         return StageDecision(stage.stage, stage.replicas, stage.replicas, None, None, None, target, None,
-                             reason="capacity unknown")
+                             reason=f"capacity not established: {why}")
     cap = stage.cap_replicas
     effective = min(stage.replicas, cap) if cap else stage.replicas
     capacity_now = rate * effective
@@ -285,67 +274,6 @@ def _size_stage(stage: StageState, inp: SizingInput, steady: float, target: floa
                          utilization, reason=reason, estimator=estimator, needed=wanted, capped=capped)
 
 
-@dataclass(frozen=True)
-class SinkModel:
-    """A sink replica's seconds per batch: ``fixed + (insert_row + prepare_row x w_now / w) x B``."""
-
-    fixed: float  # per insert, whatever its size (round trip, part, retries' backoff)
-    insert_row: float  # sequential seconds per row inserted
-    prepare_row: float  # seconds per row preparing, at the current workers
-    workers_now: int
-    fitted: bool  # False: the mean batch is unknown and the per-row time is taken as constant
-
-    def per_replica(self, batch: float, cpu: float | None) -> float:
-        seconds = self.fixed + (self.insert_row + self.prepare_row * self.workers_now / sink_workers(cpu)) * batch
-        return batch / seconds if seconds > 0 else math.inf
-
-    def describe(self) -> str:
-        if not self.fitted:
-            return "busy time, mean batch unknown: per-record time taken as constant (a lower bound at larger batches)"
-        return (f"busy time, {self.fixed:.3g} s per insert + {(self.insert_row + self.prepare_row) * 1e6:.3g} us "
-                f"per row (assumed {self.insert_row * 1e6:.3g} us of it inserting)")
-
-
-def fit_sink_model(stage: StageState, sink: SinkState) -> SinkModel | None:
-    """Split the sink's busy time into a per-insert and a per-row part (see the module docstring).
-
-    None when busy time or rows/s are unknown (no model; the caller falls back to DS2's rate)."""
-    rows, busy = stage.processed_rate, stage.busy_rate
-    if rows is None or busy is None or rows <= 0 or busy <= 0:
-        return None
-    prepare_row = min(sink.prepare_rate or 0.0, busy) / rows
-    insert_per_row = busy / rows - prepare_row  # sequential seconds per row at the measured batch
-    workers = sink_workers(sink.cpu)
-    if sink.batch_mean is None or sink.batch_mean < 1:
-        return SinkModel(0.0, insert_per_row, prepare_row, workers, fitted=False)
-    insert_row = min(max(sink.insert_row_s, 0.0), insert_per_row)
-    fixed = (insert_per_row - insert_row) * sink.batch_mean
-    return SinkModel(fixed, insert_row, prepare_row, workers, fitted=True)
-
-
-def fill_limit(max_msgs: int | None) -> float:
-    """The largest batch a sink replica can fill: its stream (GlassFlow creates one per sink
-    replica, each of ``maxMsgs``) holds the batch being built and the one being inserted below
-    the backpressure threshold. (The simulator shares one stream between the replicas, so there
-    several replicas fill less: a simulator deviation the tuner is not bent to.)"""
-    if not max_msgs or max_msgs <= 0:
-        return math.inf
-    return max(1.0, STREAM_THRESHOLD * max_msgs / 2)
-
-
-def batch_ceiling(sink: SinkState, cpu: float | None) -> int:
-    """The largest ``max_batch_size`` the guards let through at ``cpu``: two fetches of
-    batch x workers in maxMsgs, and the batches within ``memory_ceiling``."""
-    workers = sink_workers(cpu)
-    ceiling = MAX_BATCH
-    if sink.max_msgs and sink.max_msgs > 0:
-        ceiling = min(ceiling, sink.max_msgs // (2 * workers))
-    if sink.memory_ceiling:
-        ceiling = min(ceiling, guards.largest_fitting_batch(sink.memory_ceiling, workers,
-                                                            sink.row_bytes or guards.DEFAULT_ROW_BYTES))
-    return max(1, ceiling)
-
-
 def _batch_candidates(current: int, ceiling: int) -> list[int]:
     """The current batch and the readable ones (1, 2, 5 x 10^k) above it, up to ``ceiling``."""
     out = [current]
@@ -357,25 +285,29 @@ def _batch_candidates(current: int, ceiling: int) -> list[int]:
 
 
 def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float, saturated: bool,
-               notes: list[str]) -> StageDecision:
+               notes: list[str], producer_replicas: int | None = None) -> StageDecision:
     sink = inp.sink
     assert sink is not None
-    model = fit_sink_model(stage, sink)
+    model, why = fit_sink_model(sink)
     if model is None:
-        decision = _size_stage(stage, inp, steady, target, saturated, notes)
-        return StageDecision(**{**decision.__dict__, "cpu_from": sink.cpu, "cpu_to": sink.cpu,
-                                "batch_from": sink.batch, "batch_to": sink.batch})
-    # The batch a loaded replica forms: max_batch_size (not the mean, which is small while the sink
-    # is over-sized), within what the stream lets fill; unknown, the measured mean.
-    full = float(sink.batch or sink.batch_mean or 1.0)
+        bound = max((r.prepare_busy or 0.0 for r in sink.replicas), default=None)
+        floor = f"; known: busiest replica busy >= F x T_prep = {bound:.0%}" if bound is not None else ""
+        notes.append(f"sink: capacity not established ({why}): without a backlog it flushes what arrives{floor}; "
+                     "left as is")
+        return StageDecision("sink", stage.replicas, stage.replicas, None, None, None, target, None,
+                             cpu_from=sink.cpu, cpu_to=sink.cpu, batch_from=sink.batch, batch_to=sink.batch,
+                             reason=f"capacity not established: {why}")
+    # The batch a loaded replica forms: max_batch_size (within what its stream lets fill).
+    full = float(sink.batch or model.batch_measured)
 
-    def capacity(replicas: int, cpu: float | None, batch: float) -> float:
-        return replicas * model.per_replica(min(batch, fill_limit(sink.max_msgs)), cpu)
+    def cap(replicas: int, cpu: float | None, batch: float) -> float:
+        return sink_model.capacity(model, sink, replicas, cpu, batch, producer_replicas)
 
-    capacity_now = capacity(stage.replicas, sink.cpu, full)
-    rate_now = capacity_now / stage.replicas
+    capacity_now = cap(stage.replicas, sink.cpu, full)
+    rate_now = model.per_replica(min(full, fill_limit(sink.max_msgs)), sink.cpu)
     utilization = steady / capacity_now if capacity_now > 0 else None
-    needed_now = _replicas_for(target, rate_now)
+    needed_now = next((r for r in range(1, inp.max_replicas + 1) if cap(r, sink.cpu, full) >= target - 1e-9),
+                      inp.max_replicas + 1)
     replicas, reason = _new_replicas(stage.replicas, needed_now, utilization, inp, saturated)
     cpu, batch = sink.cpu, sink.batch
     capped = ""
@@ -384,17 +316,17 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
         # through whole workers, so the candidates are the current limit and whole cores from 4 up;
         # a batch costs no pod, so among equal costs the smallest batch that does it wins.
         cpus: list[float | None] = [sink.cpu]
-        if sink.may_change_cpu and model.prepare_row > 0:
+        if sink.may_change_cpu and model.mapping_row > 0:
             cpus += [float(c) for c in range(4, int(inp.cpu_ceiling) + 1) if sink.cpu is None or c > sink.cpu]
         best: tuple[tuple[float, int, int, int], int, float | None, int | None] | None = None
         for candidate in cpus:
             batches: list[int | None] = [sink.batch]
-            if sink.batch and sink.may_change_batch and model.fitted:
+            if sink.batch and sink.may_change_batch:
                 batches = list(_batch_candidates(sink.batch, batch_ceiling(sink, candidate)))
             for option in batches:
                 rows = float(option or full)
                 count = next((r for r in range(stage.replicas, inp.max_replicas + 1)
-                              if capacity(r, candidate, rows) >= target - 1e-9), None)
+                              if cap(r, candidate, rows) >= target - 1e-9), None)
                 if count is None:
                     continue
                 key = (round(count * max(candidate or 1.0, 1.0), 9), count, int(rows), int(candidate != sink.cpu))
@@ -409,26 +341,43 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
         else:
             _, replicas, cpu, batch = best
             if batch != sink.batch:
-                notes.append(f"sink: {_fixed_share(model, full, sink.cpu):.0%} of a batch's time is the per-insert "
-                             f"cost: max_batch_size {sink.batch} -> {batch} before more replicas")
-    capacity_after = capacity(replicas, cpu, float(batch or full))
+                notes.append(f"sink: {sink_model.fixed_share(model, full, sink.cpu):.0%} of a flush's time is the "
+                             f"per-flush cost: max_batch_size {sink.batch} -> {batch} before more replicas")
+    capacity_after = cap(replicas, cpu, float(batch or full))
     if batch and sink.may_change_batch and inp.insert_budget and (replicas > stage.replicas or cpu != sink.cpu):
         filled = min(float(batch), fill_limit(sink.max_msgs))
         inserts = capacity_after / filled
         if inserts > inp.insert_budget:
-            wanted = min(MAX_BATCH, max(batch, nice_batch(capacity_after / inp.insert_budget)))
-            notes.append(f"sink: {capacity_after:,.0f}/s in batches of {filled:.0f} would be {inserts:.0f} inserts/s, "
-                         f"above the insert budget of {inp.insert_budget:g}/s; max_batch_size {batch} -> {wanted}")
-            if wanted > fill_limit(sink.max_msgs):
-                notes.append(f"sink: the stream's maxMsgs {sink.max_msgs} lets a replica fill batches of "
-                             f"{fill_limit(sink.max_msgs):.0f} at most; the insert rate stays above budget")
-            batch = wanted
-            capacity_after = capacity(replicas, cpu, float(batch))
+            # within the guards (stream and memory): an insert rate above budget is better than an OOM
+            wanted = max(batch, min(batch_ceiling(sink, cpu), nice_batch(capacity_after / inp.insert_budget)))
+            above = (f"sink: {capacity_after:,.0f}/s in batches of {filled:.0f} would be {inserts:.0f} inserts/s, "
+                     f"above the insert budget of {inp.insert_budget:g}/s")
+            if wanted > batch:
+                notes.append(f"{above}; max_batch_size {batch} -> {wanted}")
+                batch = wanted
+                capacity_after = cap(replicas, cpu, float(batch))
+            else:
+                notes.append(f"{above}; the stream (maxMsgs {sink.max_msgs}) and memory guards allow no larger batch")
     return StageDecision("sink", stage.replicas, replicas, rate_now, capacity_now, capacity_after, target,
                          utilization, cpu_from=sink.cpu, cpu_to=cpu, batch_from=sink.batch, batch_to=batch,
                          reason=reason, estimator=model.describe(), needed=needed_now, capped=capped)
 
 
-def _fixed_share(model: SinkModel, batch: float, cpu: float | None) -> float:
-    per_replica = model.per_replica(batch, cpu)
-    return model.fixed * per_replica / batch if per_replica > 0 and math.isfinite(per_replica) else 0.0
+__all__ = [
+    "MAX_BATCH",
+    "STAGES",
+    "SinkModel",
+    "SinkState",
+    "SizingInput",
+    "SizingResult",
+    "StageDecision",
+    "StageState",
+    "batch_ceiling",
+    "fill_limit",
+    "fit_sink_model",
+    "nice_batch",
+    "sink_workers",
+    "size",
+    "target_capacity",
+    "true_rate",
+]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gftune.glassflow import defaults
 from gftune.glassflow import resources as res
 from gftune.glassflow.durations import api_duration
 
@@ -66,15 +67,15 @@ def _transforms(doc: Json) -> list[Json]:
     out = []
     for t in dedups:
         config = dict(t.get("config") or {})
-        config["time_window"] = api_duration(config.get("time_window", "0s"))
+        config["time_window"] = api_duration(config.get("time_window", defaults.UNUSED_TIME_WINDOW))
         out.append({"type": "dedup", "source_id": t.get("source_id"), "config": config})
     for t in filters:
         config = dict(t.get("config") or {})
-        config["time_window"] = api_duration(config.get("time_window", "0s"))
+        config["time_window"] = api_duration(config.get("time_window", defaults.UNUSED_TIME_WINDOW))
         out.append({"type": "filter", "source_id": first_source, "config": config})
     for t in stateless:
         config = dict(t.get("config") or {})
-        config["time_window"] = api_duration(config.get("time_window", "0s"))
+        config["time_window"] = api_duration(config.get("time_window", defaults.UNUSED_TIME_WINDOW))
         out.append({"type": "stateless", "source_id": t.get("source_id"), "config": config})
     return out
 
@@ -87,9 +88,9 @@ def normalized(doc: Json, internal_resources: Json, *, name: str, tags: list[str
         s = copy.deepcopy(source)
         s["type"] = str(s.get("type", "")).strip().lower()
         if s["type"] == "kafka":
-            s.setdefault("schema_version", "1")
-            s["schema_version"] = s["schema_version"] or "1"
-            offset = str(s.get("consumer_group_initial_offset") or "earliest").strip().lower()
+            s.setdefault("schema_version", defaults.SCHEMA_VERSION)
+            s["schema_version"] = s["schema_version"] or defaults.SCHEMA_VERSION
+            offset = str(s.get("consumer_group_initial_offset") or defaults.INITIAL_OFFSET).strip().lower()
             s["consumer_group_initial_offset"] = offset
         sources.append(_ordered(s, _SOURCE))
     out["sources"] = sources
@@ -98,14 +99,14 @@ def normalized(doc: Json, internal_resources: Json, *, name: str, tags: list[str
         out["transforms"] = transforms
     if isinstance(doc.get("join"), dict):
         join = copy.deepcopy(doc["join"])
-        join["type"] = "temporal"
+        join["type"] = defaults.JOIN_TYPE
         for side in ("left_source", "right_source"):
             if isinstance(join.get(side), dict) and "time_window" in join[side]:
                 join[side]["time_window"] = api_duration(join[side]["time_window"])
         out["join"] = _ordered(join, _JOIN)
     sink = copy.deepcopy(doc.get("sink") or {})
-    sink["type"] = "clickhouse"
-    sink["max_delay_time"] = api_duration(sink.get("max_delay_time", "0s"), zero_as="1m0s")
+    sink["type"] = defaults.SINK_TYPE
+    sink["max_delay_time"] = api_duration(sink.get("max_delay_time", "0s"), zero_as=defaults.ZERO_MAX_DELAY)
     out["sink"] = _ordered(sink, _SINK)
     out["metadata"] = {"tags": list(tags) if tags is not None else None}
     out["resources"] = res.internal_to_v3(internal_resources, doc)

@@ -30,6 +30,7 @@ from gftune.sim import pods, profiles
 from gftune.sim.backpressure import Episodes
 from gftune.sim.capacity import Capacities, retryable, sink_workers
 from gftune.sim.params import DEFAULT_PARAMS, deep_merge, source_params
+from gftune.sim.receiver import Receiver
 from gftune.sim.sink import SinkReplica
 from gftune.sim.stages import (
     DedupReplica,
@@ -84,7 +85,8 @@ class PipelineModel(Capacities):
     """Fluid state, pods and their meters of one pipeline, in sim time."""
 
     def __init__(self, pipeline_id: str, doc: Json, resources: Json, params: Json | None, *,
-                 seed: int = 0, t0: float = 0.0, dt: float = 1.0, collector: Collector | None = None) -> None:
+                 seed: int = 0, t0: float = 0.0, dt: float = 1.0, collector: Collector | None = None,
+                 receiver: Receiver | None = None) -> None:
         self.pipeline_id = pipeline_id
         self.params = deep_merge(DEFAULT_PARAMS, params)
         self.dt = dt
@@ -92,6 +94,7 @@ class PipelineModel(Capacities):
         digest = hashlib.sha256(f"{seed}:{pipeline_id}".encode()).digest()
         self.rng = random.Random(int.from_bytes(digest[:8], "big"))
         self.collector = collector if collector is not None else Collector()
+        self.receiver = receiver  # the shared OTLP receiver process (OTLP sources only)
         self.dlq = DlqSink(pipeline_id)
         self.purged = 0.0  # records removed with the streams by terminate
         self.swept = 0.0  # records the operator's stop-time sweep moved to the DLQ
@@ -199,6 +202,7 @@ class PipelineModel(Capacities):
             state = old.get(sid) or SourceState(sid, topic, sparams, int(sparams["partitions"]),
                                                 float(sparams["record_bytes"]))
             state.params, state.topic = sparams, topic
+            state.signal = str(source.get("type") or "kafka")
             state.partitions = max(1, int(sparams["partitions"]))
             state.record_bytes = float(sparams["record_bytes"])
             node = nodes.get(sid)
@@ -352,6 +356,8 @@ class PipelineModel(Capacities):
                     ratio = float(self.params["join"]["output_ratio"])
                     run_join(inputs, self._outputs("join"), self.join_capacity(), ratio, t, h)
         if mode == "run":
+            for stream in self.streams.values():
+                stream.before_publish = stream.depth
             for source in self.sources:
                 self._step_ingestor(source, t, h)
         for stream in self.streams.values():
@@ -397,10 +403,14 @@ class PipelineModel(Capacities):
         if not self.kafka:  # the OTLP receiver publishes what the streams take
             replica = source.pods[0]
             moved = min([replica.lag] + [s.room() / share for s, share in outputs if share > 0])
+            arrived = replica.arriving * dt / self.dt
             replica.lag -= moved
             for stream, share in outputs:
                 stream.publish(t, moved * share)
             self.totals["read"] += moved
+            if self.receiver is not None and self.pods_up:
+                self.receiver.record(self.pipeline_id, source.signal, t, arrived, moved, source.record_bytes,
+                                     float(source.params.get("records_per_request") or 1.0), replica.lag)
             return
         ip = self.params["ingestor"]
         step = IngestorStep(self.pipeline_id, self.ingestor_replica_rate(source), float(ip["batch_records"]),

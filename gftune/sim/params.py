@@ -13,7 +13,8 @@ DEFAULT_PARAMS: Json = {
         "noise": 0.0,  # relative standard deviation of the per-step arrival rate
         "partitions": 4,
         "record_bytes": 512,
-        "parse_error_fraction": 0.0,  # records the ingestor sends to the DLQ (schema_mismatch)
+        "parse_error_fraction": 0.0,  # records the ingestor sends to the DLQ (parse_error)
+        "records_per_request": 500,  # OTLP sources: records per request to the receiver
     },
     "sources": {},  # per source_id overrides of "source"
     "ingestor": {"per_replica_rate": 20000.0, "cpu_need": 1.0, "batch_records": 1000},

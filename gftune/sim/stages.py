@@ -63,6 +63,7 @@ class SourceState:
     partitions: int
     record_bytes: float
     node: str = "ingestor"  # the topology node that reads it (ingestor, ingestor_left, otlp)
+    signal: str = "kafka"  # the source type: kafka, otlp.logs, otlp.metrics, otlp.traces
     arrived: float = 0.0  # records produced to the topic since the model started
     rate_now: float = 0.0  # noise-free arrival rate at the last step
     replicas: int = 1
@@ -95,9 +96,10 @@ class IngestorReplica:
                 if not stream.sampled:
                     continue
                 labels = (stream.name, pipeline_id)
-                self.meter.set(ins.STREAM_DEPTH, labels, float(round(stream.depth)))
+                depth = stream.sampled_depth
+                self.meter.set(ins.STREAM_DEPTH, labels, float(round(depth)))
                 if math.isfinite(stream.max_msgs) and stream.max_msgs > 0:
-                    self.meter.set(ins.STREAM_DEPTH_RATIO, labels, stream.depth / stream.max_msgs)
+                    self.meter.set(ins.STREAM_DEPTH_RATIO, labels, depth / stream.max_msgs)
 
 
 def assign_partitions(partitions: int, replicas: int) -> list[int]:

@@ -25,8 +25,10 @@ from gftune.sim.faults import Fault, FaultSet
 from gftune.sim.model import PipelineModel
 from gftune.sim.operator import Delays, Operator
 from gftune.sim.params import DEFAULT_PARAMS, deep_merge
+from gftune.sim.receiver import RESOURCE as RECEIVER_RESOURCE
+from gftune.sim.receiver import Receiver
 from gftune.sim.rows import Row
-from gftune.sim.telemetry import Collector
+from gftune.sim.telemetry import Collector, Meter
 
 Json = dict[str, Any]
 _ID_RE = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -51,6 +53,7 @@ class Store:
         self.rows: dict[str, Row] = {}
         self.lock = threading.RLock()
         self.collector = Collector()  # the chart's OTel collector (operator series; see telemetry)
+        self.receiver = Receiver(Meter(RECEIVER_RESOURCE, clock.now()))  # the shared OTLP receiver process
         self.operator = Operator(clock, self.delays, self.faults, dt, lambda pid: self.rows.pop(pid, None),
                                  self.collector)
 
@@ -77,7 +80,7 @@ class Store:
         params = self.model_params.get(pipeline_id, self.default_model)
         start = now - (now % self.dt)
         return PipelineModel(pipeline_id, doc, resources, params, seed=self.seed, t0=start, dt=self.dt,
-                             collector=self.collector)
+                             collector=self.collector, receiver=self.receiver)
 
     @staticmethod
     def _check_schema(body: Any) -> Json:
@@ -352,6 +355,7 @@ class Store:
         with self.lock:
             now = self.advance_all()
             self.operator.push_metrics(now)
+            self.collector.push_due(self.receiver.meter, now)
             self.collector.expire(now)
             return list(self.rows.values())
 

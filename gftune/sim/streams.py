@@ -43,17 +43,30 @@ class JetStream:
     _publishing: float = 0.0
     _refused: bool = False
     refused: bool = False  # the last step refused a publish: the stream was full
+    before_publish: float = 0.0  # the depth once its consumer had its turn, before the producer's
+    # running totals of the three queues (summing them on every look was most of the model's time)
+    _n_ready: float = 0.0
+    _n_delayed: float = 0.0
+    _n_stuck: float = 0.0
 
     # --- size -------------------------------------------------------------------------------------
 
     @property
     def depth(self) -> float:
         """JetStream ``State.Msgs``: everything stored, delivered or not."""
-        return self.ready_count + sum(d[2] for d in self.delayed) + sum(s[1] for s in self.stuck)
+        return self._n_ready + self._n_delayed + self._n_stuck
 
     @property
     def ready_count(self) -> float:
-        return sum(c[1] for c in self.ready)
+        return self._n_ready
+
+    @property
+    def sampled_depth(self) -> float:
+        """What the depth sampler reads at the end of a step. A full stream is full whenever it is
+        looked at. Otherwise its consumer takes messages as they arrive, so the moment after its turn
+        (the unflushed buffer and any real backlog) stands for a continuous stream better than the
+        moment after the producer published a whole step at once."""
+        return self.depth if self.refused else min(self.depth, self.before_publish)
 
     def limit(self) -> float:
         """Messages the stream may hold: MaxMsgs, or MaxBytes in messages of the stream's record size."""
@@ -77,6 +90,7 @@ class JetStream:
                 self.ready[-1][1] += accepted
             else:
                 self.ready.append([t, accepted])
+            self._n_ready += accepted
         # refused, or filled to the limit by a producer that asked only for the room left (it holds back)
         self._refused = self._refused or accepted < messages - 1e-6 or self.room() <= 1e-6
         return max(0.0, accepted)
@@ -93,6 +107,7 @@ class JetStream:
             else:
                 head[1] -= left
                 left = 0.0
+        self._n_ready = max(0.0, self._n_ready - (messages - max(0.0, left))) if self.ready else 0.0
         return oldest
 
     def nak(self, t: float, messages: float, delay: float, stuck: float = 0.0) -> None:
@@ -101,8 +116,13 @@ class JetStream:
         published = self.remove(messages)
         if messages - stuck > 1e-6:
             self.delayed.append([t + delay, published, messages - stuck])
+            self._n_delayed += messages - stuck
         if stuck > 1e-6:  # below that, a rounding of MaxDeliver's share, not a message
-            self.stuck.append([published, stuck])
+            if self.stuck and self.stuck[-1][0] > published - _grain(self.max_age):
+                self.stuck[-1][1] += stuck
+            else:
+                self.stuck.append([published, stuck])
+            self._n_stuck += stuck
 
     def end_step(self) -> None:
         """The step's publishes become what the consumer sees arriving during the next one. A stream
@@ -119,26 +139,34 @@ class JetStream:
             self.delayed = [d for d in self.delayed if d[0] > t + _EPS]
             for _, published, messages in sorted(due, key=lambda d: d[1], reverse=True):
                 self.ready.appendleft([published, messages])
+                self._n_ready += messages
+                self._n_delayed -= messages
+            if not self.delayed:
+                self._n_delayed = 0.0
 
     def expire(self, t: float) -> float:
         """MaxAge: remove what was published before ``t - max_age``; returns how much."""
         if math.isinf(self.max_age):
             return 0.0
         horizon = t - self.max_age
-        gone = 0.0
+        gone = {"ready": 0.0, "stuck": 0.0, "delayed": 0.0}
         while self.ready and self.ready[0][0] < horizon:
-            gone += self.ready.popleft()[1]
+            gone["ready"] += self.ready.popleft()[1]
         while self.stuck and self.stuck[0][0] < horizon:
-            gone += self.stuck.popleft()[1]
+            gone["stuck"] += self.stuck.popleft()[1]
         keep = []
         for d in self.delayed:
             if d[1] < horizon:
-                gone += d[2]
+                gone["delayed"] += d[2]
             else:
                 keep.append(d)
         self.delayed = keep
-        self.expired += gone
-        return gone
+        self._n_ready = max(0.0, self._n_ready - gone["ready"]) if self.ready else 0.0
+        self._n_stuck = max(0.0, self._n_stuck - gone["stuck"]) if self.stuck else 0.0
+        self._n_delayed = max(0.0, self._n_delayed - gone["delayed"]) if self.delayed else 0.0
+        total = sum(gone.values())
+        self.expired += total
+        return total
 
     def redeliver_all(self) -> None:
         """The consumer is gone: NAK delays no longer matter, what it held is ready for the next one."""
@@ -150,6 +178,7 @@ class JetStream:
         self.ready.clear()
         self.delayed.clear()
         self.stuck.clear()
+        self._n_ready = self._n_delayed = self._n_stuck = 0.0
         return held
 
 

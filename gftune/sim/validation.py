@@ -27,14 +27,15 @@ def v3_schema() -> Json:
     return json.loads(resources.files("gftune").joinpath("schemas/glassflow-v3.schema.json").read_text())
 
 
-def _schema_for(definition: str) -> Json:
+def schema_for(definition: str) -> Json:
+    """The strict v3 schema of one `$defs` entry (``pipeline``, ``rename_body``, ...) as a document of its own."""
     root = v3_schema()
     return {"$schema": root["$schema"], "$ref": f"#/$defs/{definition}", "$defs": root["$defs"]}
 
 
 @cache
 def _validator(definition: str) -> jsonschema.protocols.Validator:
-    schema = _schema_for(definition)
+    schema = schema_for(definition)
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
 

@@ -41,8 +41,9 @@ def test_tuning_change_from_a_policy_is_verified_as_improved(sim_factory, promet
     assert p["outcome"] == "verified" and p["verdict"]["label"] == "improved", p["verdict"]
     assert p["policies"] == ["stream-backpressure"]
     expectations = {c["name"]: c for c in p["verdict"]["checks"] if c["kind"] == "expectation"}
-    assert expectations["ingestor_backpressure"]["outcome"] == "pass"
-    assert expectations["ingestor_backpressure"]["before"] == 1.0
+    # the share of time the ingestors spent in backpressure: most of it before, none after
+    assert expectations["backpressure_share"]["outcome"] == "pass"
+    assert expectations["backpressure_share"]["before"] > 0.5
     assert expectations["stream_depth_ratio"]["outcome"] == "pass"
     signals = {s["name"]: s for s in p["signals"]}
     assert signals["ingestor_backpressure"]["symptom"]

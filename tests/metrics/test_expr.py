@@ -63,7 +63,7 @@ def test_promql_rendering():
 def test_local_rates_quantiles_and_gauges(snapshot):
     readings = read_with(snapshot, SignalContext("p1", {"sink": {"max_batch_size": 1000}}),
                          ["source_rate", "sink_rate", "sink_source_ratio", "ingestor_backpressure",
-                          "sink_batch_mean", "sink_batch_p50", "sink_batch_fill", "dlq_rate", "sink_insert_rate"])
+                          "sink_batch_mean", "sink_batch_p50", "sink_batch_fill", "dlq_rate", "sink_flush_rate"])
     assert readings["source_rate"].value == pytest.approx(200.0)
     assert readings["sink_rate"].value == pytest.approx(100.0)
     assert readings["sink_source_ratio"].value == pytest.approx(0.5)
@@ -72,7 +72,7 @@ def test_local_rates_quantiles_and_gauges(snapshot):
     # 20 new batches: 10 in (100, 1000], 10 above 1000 -> median at the 1000 bound
     assert readings["sink_batch_p50"].value == pytest.approx(1000.0)
     assert readings["sink_batch_fill"].value == pytest.approx(1.0)
-    assert readings["sink_insert_rate"].value == pytest.approx(2.0)
+    assert readings["sink_flush_rate"].value == pytest.approx(2.0)
     # no DLQ series at all: unknown, never zero
     assert readings["dlq_rate"].value is None and readings["dlq_rate"].status == "unknown"
     assert "computed locally from two scrapes" in readings["source_rate"].query

@@ -55,7 +55,7 @@ def test_policy_proposal_not_in_git_then_adopted(batch_bound):
     # The why first, the evidence on demand: a verdict naming the bottleneck, a table of readings
     # against their thresholds; the queries only with --verbose (and always in JSON, above).
     assert "The sink is the bottleneck at" in text and "Cost: 1 restart" in text
-    assert "sink_input_ratio" in text and "< 0.9 for 2m" in text
+    assert "sink_batch_fill" in text and ">= 0.9 for 2m" in text
     assert "query:" not in text
     verbose = gftune("plan", "--repo", batch_bound, "--verbose").stdout
     assert all(f"evidence: {e['signal']} = " in verbose for e in proposal["evidence"])

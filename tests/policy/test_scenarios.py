@@ -23,8 +23,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "healthy": {},
     "backpressure-sink-bound": {
         "policy": "stream-backpressure", "paths": ["resources.sink.replicas"],
-        "evidence": {"ingestor_backpressure": "backpressure", "stream_depth_ratio": "stream_depth_ratio",
-                     "sink_rate": "sink_rate", "consumer_lag_growth": "lag_growth"}},
+        "absent": ["resources.sources[orders].replicas"],  # in backpressure: its capacity is not established
+        "evidence": {"ingestor_backpressure": "backpressure", "sink_rate": "sink_rate",
+                     "consumer_lag_growth": "lag_growth", "backpressure_share": None, "sink_batch_fill": None,
+                     "sink_replica_flush_rate": None, "stream_depth": None}},
     "partition-capped-ingestor": {
         "escalation": "partition-capped-ingestor", "next_step": "partitions",
         "evidence": {"consumer_lag_growth": "lag_growth", "source_rate": "read_rate"}},
@@ -34,31 +36,34 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "evidence": {"consumer_lag_growth": "lag_growth", "source_rate": "read_rate"}},
     "sink-batch-bound": {
         "policy": "sink-batch-bound", "paths": ["sink.max_batch_size"],
-        "evidence": {"sink_batch_mean": None, "sink_input_ratio": None}},
+        "evidence": {"sink_batch_mean": None, "sink_batch_fill": None, "sink_insert_share": None,
+                     "sink_cycle_seconds": None}},
     "sink-retries": {
-        "policy": "sink-retries", "paths": ["resources.sink.replicas"],
+        "policy": "sink-retries", "paths": ["resources.sink.replicas"], "absent": ["sink.max_batch_size"],
         "evidence": {"sink_retry_rate": "retry_rate", "sink_rate": "sink_rate"}},
     "retry-exhaustion": {
-        "escalation": "retry-exhaustion", "next_step": "root cause",
+        "escalation": "retry-exhaustion", "next_step": "error_name",
         "evidence": {"sink_exhausted_rate": "exhausted_rate", "dlq_rate": "dlq_rate"}},
     "dedup-storage": {
         "policy": "dedup-storage", "paths": ["transforms[dedup:orders].config.time_window"],
         "absent": ["resources.transform[orders].storage.size", "resources.transform[orders].replicas"],
-        "evidence": {"dedup_overflow_rate": None, "dedup_duration_mean": None}},
+        "evidence": {"dedup_duration_mean": None}},
     "terminal-errors": {
         "escalation": "terminal-errors", "next_step": "mapping",
-        "evidence": {"sink_terminal_error_rate": "permanent_error_rate"}},
+        "evidence": {"sink_terminal_error_rate": None}},
+    # maxMsgs -1 and maxAge 1m: no ratio, no backpressure; the stream holding many batches shows it
     "stream-loss": {
         "policy": "sink-cpu-bound", "paths": ["resources.sink.replicas"],
         "values": {"resources.sink.replicas": 2},
-        "absent": ["resources.nats.stream.maxMsgs", "resources.nats.stream.maxBytes"],
+        "absent": ["resources.nats.stream.maxMsgs", "resources.nats.stream.maxBytes", "resources.nats.stream.maxAge"],
         "evidence": {"sink_rate": "sink_rate", "source_rate": "read_rate", "ingestor_backpressure": "backpressure",
-                     "sink_utilization": None, "sink_insert_share": None, "sink_input_ratio": None}},
-    # no symptom: every stage ~11% busy for 30 minutes; a bounded step halves both (4 -> 2)
+                     "stream_depth_batches": None, "sink_insert_share": None, "sink_batch_fill": None}},
+    # no symptom: the ingestors ~11% busy for 30 minutes; a bounded step halves them (4 -> 2). The
+    # sink's slack is not observable (no INSERT time): it stays.
     "overprovisioned": {
-        "policy": "overprovisioned", "paths": ["resources.sources[orders].replicas", "resources.sink.replicas"],
-        "values": {"resources.sources[orders].replicas": 2, "resources.sink.replicas": 2},
-        "evidence": {"ingestor_utilization": "ingestor_utilization", "sink_utilization": "sink_utilization",
+        "policy": "overprovisioned", "paths": ["resources.sources[orders].replicas"],
+        "values": {"resources.sources[orders].replicas": 2}, "absent": ["resources.sink.replicas"],
+        "evidence": {"ingestor_utilization": "ingestor_utilization", "backpressure_share": None,
                      "error_rate": None, "consumer_lag": None}},
 }
 # Two scrapes a window apart cannot show that a condition held for 30 minutes: in direct-scrape mode
@@ -154,9 +159,11 @@ def test_plan_proposes_the_seed_tunable(symptom_servers: SymptomServers, mode: s
 def test_the_evidence_names_its_source(symptom_servers: SymptomServers, mode: str) -> None:
     _, plan = plan_for(symptom_servers, mode)
     entry = pipeline(plan, scenario_truth("backpressure-sink-bound")["pipeline_id"])
-    evidence = entry["proposals"][0]["evidence"][0]
+    evidence = {e["signal"]: e for e in entry["proposals"][0]["evidence"]}["ingestor_backpressure"]
     if mode == "prometheus":
-        assert evidence["query"].startswith("max (glassflow_gfm_ingestor_backpressure_active{pipeline_id=")
+        # absent before the first episode: 0 where the ingestors report stream depth
+        assert evidence["query"].startswith("(max (glassflow_gfm_ingestor_backpressure_active{pipeline_id=")
+        assert "or ((max (glassflow_gfm_stream_depth{" in evidence["query"]
         assert plan["metrics"]["source"].startswith("Prometheus at ")
     else:
         assert "computed locally from two scrapes" in evidence["query"]
@@ -172,8 +179,9 @@ def test_collector_naming_and_namespace_are_detected(collector_servers: SymptomS
         check_scenario(plan, scenario, mode)
     entry = pipeline(plan, scenario_truth("backpressure-sink-bound")["pipeline_id"])
     queries = {e["signal"]: e["query"] for e in entry["proposals"][0]["evidence"]}
-    assert "acme_gfm_stream_depth_ratio_per_second" in queries["stream_depth_ratio"]
     assert "acme_gfm_ingestor_backpressure_active_ratio" in queries["ingestor_backpressure"]
+    # the collector's name for the depth *count* is ..._stream_depth_ratio, told apart by detection
+    assert "acme_gfm_stream_depth_ratio{" in queries["ingestor_backpressure"]
 
 
 @pytest.mark.prometheus
@@ -188,10 +196,13 @@ def test_local_computation_matches_prometheus(symptom_servers: SymptomServers) -
         pytest.skip("the prometheus binary is not installed")
     wait_warm(symptom_servers.started)
     names = ["source_rate", "sink_rate", "kafka_input_rate", "sink_batch_mean", "sink_batch_p50", "sink_batch_p95",
-             "ingestor_busy", "sink_busy", "stream_depth_ratio", "sink_retry_rate", "consumer_lag_growth"]
+             "ingestor_busy", "sink_prepare_busy", "sink_cycle_seconds", "backpressure_share", "ingestor_backpressure",
+             "stream_depth", "stream_depth_ratio", "sink_retry_rate", "consumer_lag_growth", "sink_replica_written"]
     from gftune.desired.config import Config
     config = Config(api_url=symptom_servers.sim.api_url)
-    for scenario in ("backpressure-sink-bound", "sink-retries"):
+    # steady scenarios (sink-retries comes in 5-second NAK waves: the two reads a moment apart differ);
+    # overprovisioned has four sink pods
+    for scenario in ("backpressure-sink-bound", "overprovisioned"):
         pipeline_id = scenario_truth(scenario)["pipeline_id"]
         live = read_live_sync(config, [pipeline_id])[pipeline_id]
         window = 300 / 60
@@ -203,4 +214,9 @@ def test_local_computation_matches_prometheus(symptom_servers: SymptomServers) -
             a, b = scraped[name], queried[name]
             assert a.status == b.status, (scenario, name, a, b)
             if a.value is not None:
-                assert a.value == pytest.approx(b.value, rel=0.1, abs=0.05), (scenario, name, a.value, b.value)
+                # the two reads are a moment apart, and a backpressured ingestor reads in waves
+                assert a.value == pytest.approx(b.value, rel=0.25, abs=0.05), (scenario, name, a.value, b.value)
+            # per pod: instance by direct scrape, exported_instance behind Prometheus (honor_labels false)
+            assert set(a.breakdown) == set(b.breakdown), (scenario, name, a.breakdown, b.breakdown)
+        pods = {"backpressure-sink-bound": {"sink-0"}, "overprovisioned": {f"sink-{k}" for k in range(4)}}[scenario]
+        assert set(scraped["sink_replica_written"].breakdown) == pods, scraped["sink_replica_written"]

@@ -70,16 +70,17 @@ def test_the_verdict_names_the_bottleneck_the_effect_and_the_cost(policy, name, 
 
 EXACT = {
     ("stream-backpressure", "sink-bound backpressure scales the sink in one step"): [
-        "The sink is the bottleneck at 162% of capacity: 4,950/s for 8,000/s arriving; 7,200 records queued.",
-        "With sink replicas 1 → 3 and sink.max_batch_size 1,000 → 2,000: 12,000/s predicted "
-        "(then the ingestor limits it), backlog drained in ~2 min.",
-        # 2 more sink pods of the test pipeline's 1000m / 500Mi requests
-        "Cost: 1 restart (~60 s of downtime); +2 sink pods; requests +2 CPU, +1,000 MiB.",
+        "The sink is the bottleneck at 162% of capacity: 4,950/s for 8,000/s arriving; 8,000 records queued.",
+        # the ingestor is in backpressure: its capacity is not established, so it limits nothing here
+        "With sink replicas 1 → 2 and sink.max_batch_size 1,000 → 2,000: 11,299/s predicted, backlog drained in "
+        "~2 min.",
+        # 1 more sink pod of the test pipeline's 1000m / 500Mi requests
+        "Cost: 1 restart (~60 s of downtime); +1 sink pod; requests +1 CPU, +500 MiB.",
     ],
     ("sink-batch-bound", "the seed's example batch-bound sink (5,200/s against 14,800/s)"): [
         "The sink is the bottleneck at 285% of capacity: 5,200/s for 14,800/s arriving.",
         "predicted capacity not established (no capacity model for this change); "
-        "apply verifies sink rate 5,200/s -> >=14,060/s",
+        "apply verifies backpressure share 0.9 -> <=0",
         "Cost: 1 restart (~60 s of downtime); no resource change.",
     ],
     ("underprovisioned-ingestor", "a 250m ingestor gets a full core and more memory"): [
@@ -92,14 +93,15 @@ EXACT = {
         "6,000/s for 8,000/s arriving",
         "no replica change can help (the topic has 2 partitions). Next: increase the Kafka topic's partitions",
     ],
-    ("dedup-storage", "a slow, overflowing dedup store gets a shorter window"): [
+    ("dedup-storage", "a slow dedup store gets a shorter window"): [
         "The transform's capacity is not established (",
-        "the trigger: dedup_overflow_rate 1,200/s (> 0.001 for 1m)",
+        "the trigger: dedup_duration_mean 0.111 s (>= 0.08 for 2m)",
         "With transforms[dedup:orders].config.time_window 1h → 19m: predicted capacity not established",
     ],
     ("terminal-errors", "permanent sink errors escalate"): [
-        "Not a capacity problem: ClickHouse rejects rows permanently",
-        "(sink_terminal_error_rate 148/s (> 0.001 for 1m)). No change is proposed. Next: Fix the configuration",
+        "Not a capacity problem: ClickHouse rejects batches permanently",
+        "(sink_terminal_error_rate 0.15 batches/s (> 0.001 for 1m)). No change is proposed. Next: Fix the "
+        "configuration",
     ],
 }
 

@@ -128,3 +128,24 @@ def test_a_slow_nats_server_is_backpressure_without_a_full_stream():
     assert world.backpressure(pid) == 1
     assert rates["ingestor_backpressure_events()"] == pytest.approx(4, rel=0.05)  # one per 1000-record batch
     assert world.depth_ratio(pid) < 0.5  # the streams have room: NATS is slow, not full
+
+
+def test_the_otlp_receiver_reports_a_full_stream_once_and_never_a_stop():
+    from pathlib import Path
+
+    from gftune.sim.receiver import COMPONENT
+
+    root = Path(__file__).resolve().parents[2]
+    world = World({"pipelines": [{
+        "file": str(root / "pipelines" / "otlp-traces.yaml"),
+        "patch": {"sink": {"connection_params": {"password": "pw"}}},
+        "model": {"sources": {"traces": {"profile": {"kind": "constant", "rate": 8000}}},
+                  "sink": {"prepare_per_row": 1.5e-4, "insert_overhead": 0.05}}}]})
+    world.run(400)
+    meter = world.store.receiver.meter
+    labels = (COMPONENT, "")  # the receiver never sets its pipeline id
+    assert meter.gauges[(ins.COMPONENT_BACKPRESSURE_ACTIVE, labels)] == 1.0
+    assert meter.counter(ins.COMPONENT_BACKPRESSURE_EVENTS, labels) == 2  # at 5 s and 5 minutes later
+    ok = meter.counter(ins.RECEIVER_REQUEST_COUNT, ("otlp.traces", "otlp-traces", "http", "ok"))
+    errors = meter.counter(ins.RECEIVER_REQUEST_COUNT, ("otlp.traces", "otlp-traces", "http", "error"))
+    assert ok > 0 and errors > 0  # the refused writes answer the client with an error

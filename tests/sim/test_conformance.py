@@ -45,6 +45,7 @@ def _v(*values: str) -> frozenset[str]:
 
 
 PID = re.compile(r"^[a-z][a-z0-9-]*$")
+OTLP = _v("otlp.logs", "otlp.metrics", "otlp.traces")
 STREAM_BEHIND_INGESTOR = re.compile(r"^gfm-[0-9a-f]{8}-ingestor(_left|_right)?-out_\d+$")
 COMPONENT_PODS = frozenset({"ingestor", "dedup", "sink"})
 
@@ -59,15 +60,16 @@ TABLE = [
         must_see={"stage": _v("batch", "schema_mapping", "total_preparation", "per_message", "filter", "lookup",
                               "commit", "transform")}),
     Row("gfm_processor_messages_total", "gfm_processor_messages_total", "counter",
-        {"component": _v("filter", "dedup", "transform", "sink"),
-         "status": _v("success", "filtered", "error", "duplicate", "schema_error", "retry"), "pipeline_id": PID},
-        _v("dedup", "sink"),
-        must_see={"component": _v("filter", "dedup", "transform", "sink"),
-                  "status": _v("success", "filtered", "duplicate", "retry", "error")}),
+        {"component": _v("filter", "dedup", "transform", "sink", *OTLP),
+         "status": _v("success", "filtered", "error", "duplicate", "schema_error", "retry", "out"), "pipeline_id": PID},
+        _v("dedup", "sink", "receiver"),
+        must_see={"component": _v("filter", "dedup", "transform", "sink", "otlp.metrics", "otlp.traces"),
+                  "status": _v("success", "filtered", "duplicate", "retry", "error", "out")}),
     Row("gfm_bytes_processed_total", "gfm_bytes_processed_total", "counter",
-        {"component": _v("ingestor", "filter", "dedup", "transform", "sink"), "direction": _v("in", "out"),
-         "pipeline_id": PID}, _v("ingestor", "dedup", "sink"),
-        must_see={"component": _v("ingestor", "filter", "dedup", "transform", "sink"), "direction": _v("in", "out")}),
+        {"component": _v("ingestor", "filter", "dedup", "transform", "sink", *OTLP), "direction": _v("in", "out"),
+         "pipeline_id": PID}, _v("ingestor", "dedup", "sink", "receiver"),
+        must_see={"component": _v("ingestor", "filter", "dedup", "transform", "sink", "otlp.metrics"),
+                  "direction": _v("in", "out")}),
     Row("gfm_clickhouse_records_written_total", "gfm_clickhouse_records_written_total", "counter",
         {"component": _v("sink"), "pipeline_id": PID}, _v("sink")),
     Row("gfm_sink_batch_size_records", "gfm_sink_batch_size_records", "histogram", {"pipeline_id": PID},
@@ -94,10 +96,10 @@ TABLE = [
     Row("gfm_ingestor_backpressure_duration_seconds", "gfm_ingestor_backpressure_duration_seconds", "histogram",
         {"pipeline_id": PID}, _v("ingestor")),
     Row("gfm_component_backpressure_active", "gfm_component_backpressure_active_ratio", "gauge",
-        {"component": _v("ingestor", "dedup"), "pipeline_id": PID}, _v("ingestor", "dedup"),
+        {"component": _v("ingestor", "dedup", "oltp-receiver"), "pipeline_id": PID}, _v("ingestor", "dedup", "receiver"),
         must_see={"component": _v("ingestor", "dedup")}),
     Row("gfm_component_backpressure_events_total", "gfm_component_backpressure_events_total", "counter",
-        {"component": _v("ingestor", "dedup"), "pipeline_id": PID}, _v("ingestor", "dedup"),
+        {"component": _v("ingestor", "dedup", "oltp-receiver"), "pipeline_id": PID}, _v("ingestor", "dedup", "receiver"),
         must_see={"component": _v("ingestor", "dedup")}),
     Row("gfm_component_backpressure_duration_seconds", "gfm_component_backpressure_duration_seconds", "histogram",
         {"component": _v("ingestor", "dedup"), "pipeline_id": PID}, _v("ingestor", "dedup"),
@@ -110,13 +112,12 @@ TABLE = [
         {"method": ANY, "path": ANY, "status": re.compile(r"^\d{3}$")}, _v("api")),
     Row("gfm_http_server_request_duration_seconds", "gfm_http_server_request_duration_seconds", "histogram",
         {"method": ANY, "path": ANY, "status": re.compile(r"^\d{3}$")}, _v("api")),
-    # the OTLP receiver's request metrics: GlassFlow's, but the simulator has no receiver process
     Row("gfm_receiver_request_count_total", "gfm_receiver_request_count_total", "counter",
-        {"component": _v("otlp.logs", "otlp.metrics", "otlp.traces"), "pipeline_id": PID,
-         "transport": _v("http", "grpc"), "status": _v("ok", "error")}, _v("receiver"), expected=False),
+        {"component": OTLP, "pipeline_id": PID, "transport": _v("http", "grpc"), "status": _v("ok", "error")},
+        _v("receiver"), must_see={"component": _v("otlp.metrics", "otlp.traces"), "status": _v("ok")}),
     Row("gfm_receiver_request_duration_seconds", "gfm_receiver_request_duration_seconds", "histogram",
-        {"component": _v("otlp.logs", "otlp.metrics", "otlp.traces"), "pipeline_id": PID,
-         "transport": _v("http", "grpc"), "status": _v("ok", "error")}, _v("receiver"), expected=False),
+        {"component": OTLP, "pipeline_id": PID, "transport": _v("http", "grpc"), "status": _v("ok", "error")},
+        _v("receiver")),
     Row("gfm_operator_reconcile_operations_total", "gfm_operator_reconcile_operations_total", "counter",
         {"operation": _v("create", "stop", "resume", "edit", "terminate", "delete"),
          "status": _v("success", "failure", "timeout"), "pipeline_id": PID}, _v("operator")),
@@ -149,6 +150,9 @@ def _pod_kind(labels: dict[str, str]) -> str:
     job = labels.get("job", "")
     if job == "glassflow/glassflow-operator":
         return "operator"
+    if job == "glassflow":  # the OTLP receiver: the default service name, no instance id
+        assert "instance" not in labels, labels
+        return "receiver"
     if job.startswith("pipeline-") and "/" in job:
         service = job.rsplit("/", 1)[1]
         assert POD[service].match(labels.get("instance", "")), labels  # every replica its own series
@@ -214,6 +218,10 @@ def test_every_exposed_family_is_glassflows_with_its_type_labels_values_and_pod(
             pod = _pod_kind(labels)
             assert pod in row.pods, (name, labels)
             own = {k: v for k, v in labels.items() if k not in ("job", "instance")}
+            if own.get("component") == "oltp-receiver":  # the receiver never sets its pipeline id: empty
+                own.setdefault("pipeline_id", "")
+                assert own["pipeline_id"] == "", labels
+                own["pipeline_id"] = "receiver"
             assert set(own) == set(row.labels), (name, sorted(own), sorted(row.labels))
             for key, value in own.items():
                 assert _allowed(row.labels[key], value), (name, key, value)
@@ -234,7 +242,7 @@ def test_every_row_the_shapes_trigger_is_there(scrape):
     # target_info per process that pushed
     targets = exposed[f"{NS}_target_info"][1]
     assert {s.labels["job"].rsplit("/", 1)[-1] for s in targets} >= {"ingestor", "dedup", "sink", "glassflow-operator",
-                                                                       "glassflow-api"}
+                                                                       "glassflow-api", "glassflow"}
 
 
 def test_the_old_meanings_are_gone(scrape):

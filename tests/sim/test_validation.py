@@ -26,7 +26,7 @@ def test_values_print_like_go_percent_v():
 
 
 def _schema_validator():
-    schema = validation._schema_for("pipeline")
+    schema = validation.schema_for("pipeline")
     return jsonschema.validators.validator_for(schema)(schema)
 
 
