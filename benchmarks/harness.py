@@ -234,26 +234,59 @@ class GftuneLoop:
     judge: Judge
     log: TextIO
     label: str = ""
+    reuse_plan: bool = True
+    in_process: bool = False
     plans: list[Json] = field(default_factory=list)
     steps: list[Json] = field(default_factory=list)
 
     def command(self, *args: str) -> tuple[int, Json | None, float, float]:
         t0 = self.sim.clock.now()
-        proc = subprocess.run([sys.executable, "-m", "gftune", *args, "--repo", str(self.repo)], env=self.env,
-                              capture_output=True, text=True, timeout=max(120.0, 7200.0 / self.sim.time_scale))
+        argv = [*args, "--repo", str(self.repo)]
+        code, stdout, stderr = self._in_process(argv) if self.in_process else self._child(argv)
         t1 = self.sim.clock.now()
-        self.log.write(f"[{self.label}] t={t0:7.0f}..{t1:7.0f} gftune {args[0]} exit {proc.returncode}\n")
-        if proc.stderr.strip():
-            self.log.write("    " + proc.stderr.strip().replace("\n", "\n    ")[-3000:] + "\n")
+        self.log.write(f"[{self.label}] t={t0:7.0f}..{t1:7.0f} gftune {args[0]} exit {code}\n")
+        if stderr.strip():
+            self.log.write("    " + stderr.strip().replace("\n", "\n    ")[-3000:] + "\n")
         self.log.flush()
-        data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None
-        return proc.returncode, data, t0, t1
+        data = json.loads(stdout) if stdout.strip().startswith("{") else None
+        return code, data, t0, t1
+
+    def _child(self, argv: list[str]) -> tuple[int, str, str]:
+        proc = subprocess.run([sys.executable, "-m", "gftune", *argv], env=self.env, capture_output=True, text=True,
+                              timeout=max(120.0, 7200.0 / self.sim.time_scale))
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def _in_process(self, argv: list[str]) -> tuple[int, str, str]:
+        """The same CLI, run by click's runner in this process. A new interpreter costs ~1 s of CPU
+        importing gftune before a plan starts; at a time scale of 20 to 40 that is 20 to 40 simulated
+        seconds a real deployment never pays, and the CPU the runs beside it need."""
+        from click.testing import CliRunner
+
+        from gftune.cli import cli
+
+        # the loop's environment as a change of this process's: CliRunner sets it for the command only
+        delta: dict[str, str | None] = {k: v for k, v in self.env.items() if os.environ.get(k) != v}
+        delta.update({k: None for k in os.environ if k not in self.env})
+        result = CliRunner().invoke(cli, argv, env=delta, catch_exceptions=True)
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            import traceback
+
+            stderr += "".join(traceback.format_exception(result.exception))
+        return result.exit_code, result.stdout, stderr
 
     def iterate(self) -> str:
         """One plan and, when it proposes, tune and apply. Returns what happened: ``plan error``,
         ``cooling`` (a policy held back by its cooldown: not a quiet window), ``quiet``,
-        ``tune found nothing`` or ``applied``."""
-        code, plan, t0, t1 = self.command("plan", "--format", "json")
+        ``tune found nothing`` or ``applied``.
+
+        With ``reuse_plan`` (the default) tune writes the saved plan's proposals (``tune --plan``)
+        instead of evaluating the policies again: the plan's reading of the metrics serves both, as
+        in a nightly workflow that plans, reviews and writes the same proposals."""
+        saved = self.repo / ".gftune" / "bench-plan.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        out = ("--out", str(saved)) if self.reuse_plan else ()
+        code, plan, t0, t1 = self.command("plan", "--format", "json", *out)
         entries = (plan or {}).get("pipelines", [{}])
         entry = next((p for p in entries if p.get("pipeline_id") == self.pipeline_id), {})
         proposals = entry.get("proposals", [])
@@ -261,7 +294,7 @@ class GftuneLoop:
                         "proposals": [{"policy": p["policy"], "changes": p["changes"]} for p in proposals],
                         "escalations": [{"policy": e["policy"], "reason": e["reason"]}
                                         for e in entry.get("escalations", [])],
-                        "notes": entry.get("notes", [])}
+                        "notes": [*entry.get("notes", []), *entry.get("policy_notes", [])]}
         self.plans.append(record)
         if code == 1:
             return "plan error"
@@ -269,7 +302,8 @@ class GftuneLoop:
             cooling = any("cooldown" in n and "active" in n for n in record["notes"])
             return "cooling" if cooling else "quiet"
         branch = f"gftune/bench-step-{len(self.steps) + 1}"
-        tcode, tuned, tt0, _ = self.command("tune", "--write", "--format", "json", "--branch", branch)
+        reviewed = ("--plan", str(saved)) if self.reuse_plan and saved.exists() else ()
+        tcode, tuned, tt0, _ = self.command("tune", "--write", "--format", "json", "--branch", branch, *reviewed)
         git(self.repo, "checkout", "-q", "main")
         if tcode != 2 or not (tuned or {}).get("written"):
             record["tune_found_nothing"] = True

@@ -81,6 +81,38 @@ def field_reversals(samples: Sequence[Json], to_number: Callable[[str, Any], flo
     return sum(reversals(values) for values in series.values())
 
 
+MAX_REPLICAS = 10  # gftune's default guard (tuning.constraints.max_replicas), the baselines' cap too
+MAX_CPU = 8.0  # cores: the sizing's cpu_ceiling
+
+
+def guard_crossings(samples: Sequence[Json], to_number: Callable[[str, Any], float | None]) -> list[str]:
+    """The guard bounds any sample's live configuration or state crossed, each named once: ingestor
+    replicas beyond the topic's partitions (idle replicas), replicas beyond ``MAX_REPLICAS``, a CPU
+    limit beyond ``MAX_CPU``, the sink's memory beyond its limit (an OOM), a Failed pipeline."""
+    crossed: dict[str, None] = {}
+    for sample in samples:
+        partitions = sample.get("partitions") or {}  # source id -> the topic's partitions
+        for path, value in (sample.get("config") or {}).items():
+            number = to_number(path, value)
+            if number is None:
+                continue
+            if path.endswith(".replicas"):
+                if number > MAX_REPLICAS:
+                    crossed[f"{path} > {MAX_REPLICAS}"] = None
+                prefix = "resources.sources["
+                cap = partitions.get(path[len(prefix):].split("]")[0]) if path.startswith(prefix) else None
+                if isinstance(cap, int | float) and number > cap:
+                    crossed[f"{path} > {cap:g} partitions"] = None
+            elif path.endswith("limits.cpu") and number > MAX_CPU:
+                crossed[f"{path} > {MAX_CPU:g} cores"] = None
+        memory, limit = sample.get("sink_memory"), sample.get("sink_memory_limit")
+        if memory is not None and limit and memory > limit:
+            crossed["sink memory > its limit"] = None
+        if sample.get("status") == "Failed":
+            crossed["pipeline Failed"] = None
+    return list(crossed)
+
+
 def restarts(samples: Sequence[Json]) -> int:
     return sum(1 for a, b in itertools.pairwise(samples) if a["status"] == "Running" and b["status"] != "Running")
 
@@ -203,6 +235,7 @@ def verdict(samples: Sequence[Json], to_number: Callable[[str, Any], float | Non
         "drained_at_end": backlog(last) <= DRAIN_S * max(float(last["input"]), 1.0),
         "change_sets": len(config_changes(samples)), "restarts": restarts(samples),
         "reversals": field_reversals(samples, to_number),
+        "guards_crossed": guard_crossings(samples, to_number),
         "lost": float(last["lost"]),
         "episodes": episodes, "slack": slack,
         "slack_end_s": slack[-1]["seconds"] if slack and slack[-1]["end"] is None else 0.0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from gftune.apply.context import ApplyContext, Json, StepFailed, is_transient
 from gftune.apply.lifecycle import (
@@ -20,6 +20,7 @@ from gftune.apply.lifecycle import (
     Observation,
     config_matches,
     decide,
+    motivating_proposals,
     resources_match,
     running_timeout,
     with_live_immutables,
@@ -220,12 +221,19 @@ class Actuation:
         step.detail = ", ".join(tags.reverted_tag(p, at) for p in policies)
 
     async def provenance(self, run: PipelineRun, step: Step, commit: str | None) -> None:
+        """The commit now live, and which policies motivated the kept change, as of now: it has been
+        watched for its settle and window, so the metrics from here on are the new configuration's
+        (``gftune:applied=``, read by the policies' cooldown)."""
         pid = run.pipeline_id
+        policies = [proposal["policy"] for proposal, _ in motivating_proposals(run.entry)]
+        at = datetime.fromtimestamp(self.ctx.clock(), UTC)
 
         async def patch() -> list[str]:
             written = tags.provenance_tags(tags.tags_of(await self.ctx.client.get(pid)), commit)
+            written = tags.with_applied(written, policies, at)
             await self.ctx.client.patch_metadata(pid, written)
             return written
 
         await self.ctx.retrying("record provenance", patch)
-        step.detail = f"gftune:commit={commit[:12]}" if commit else "no git commit to record"
+        step.detail = (f"gftune:commit={commit[:12]}" if commit else "no git commit to record") + \
+            f"; {tags.applied_tag(policies, at)}"

@@ -21,6 +21,9 @@ COMMIT_TAG_PREFIX = "gftune:commit="  # provenance: the git commit of the last a
 # anti-flapping: apply reverted a change this policy proposed, at this time (one per policy, latest wins)
 REVERTED_TAG_PREFIX = "gftune:reverted="
 LOCK_TAG_PREFIX = "gftune:lock="  # gftune:lock=<owner>|<run_id>|<expiry> (gftune.apply.lock)
+# the last change apply kept: the policies whose proposals motivated it, and when apply finished watching
+# it (settle and window); one tag, replaced by every kept change
+APPLIED_TAG_PREFIX = "gftune:applied="
 
 
 def is_gftune_tag(tag: Any) -> bool:
@@ -102,3 +105,28 @@ def with_live_gftune_tags(doc: Json, live_doc: Json | None) -> Json:
 def provenance_tags(tags: Sequence[str], commit: str | None) -> list[str]:
     kept = [t for t in tags if not t.startswith(COMMIT_TAG_PREFIX) and t != MANAGED_TAG]
     return [*kept, MANAGED_TAG, *([COMMIT_TAG_PREFIX + commit] if commit else [])]
+
+
+def applied_tag(policies: Iterable[str], at: datetime) -> str:
+    names = ",".join(sorted(set(policies)))
+    return f"{APPLIED_TAG_PREFIX}{names}@{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def last_applied(tags: Iterable[str]) -> tuple[datetime, frozenset[str]] | None:
+    """When apply last kept a change and the policies that motivated it (``gftune:applied=``), or None.
+    With several such tags (not written by gftune), the latest wins; unreadable ones are ignored."""
+    found: tuple[datetime, frozenset[str]] | None = None
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.startswith(APPLIED_TAG_PREFIX):
+            continue
+        names, _, when = tag[len(APPLIED_TAG_PREFIX):].rpartition("@")
+        moment = parse_timestamp(when)
+        if moment is not None and (found is None or moment > found[0]):
+            found = (moment, frozenset(n for n in names.split(",") if n))
+    return found
+
+
+def with_applied(tags: Sequence[str], policies: Iterable[str], at: datetime) -> list[str]:
+    """``tags`` with the kept change recorded (replacing the previous record)."""
+    kept = [t for t in tags if not t.startswith(APPLIED_TAG_PREFIX)]
+    return [*kept, applied_tag(policies, at)]

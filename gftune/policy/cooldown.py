@@ -1,13 +1,23 @@
 """When a policy must not propose even though its conditions hold: within its cooldown after the
 pipeline's last change, and for a few cooldowns after apply reverted a change it proposed.
+
+A cooldown keeps a policy from acting on metrics the last change has not settled yet, and from
+undoing it. When that change was gftune's own, motivated by *other* policies, and apply kept it after
+watching it for its settle and window, the metrics already show the new configuration: a bottleneck
+it uncovered (the ingestor once the sink keeps up) is acted on at once if the fix only adds capacity
+(:func:`scale_up_allowed`), as the HPA and the Flink autoscaler scale up without a stabilisation wait
+and scale down only after one. Scale-downs and the policy's own last change keep the whole cooldown.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from gftune.desired.config import Config
 from gftune.formatting import duration
+from gftune.plan.evidence import FieldChange
+from gftune.policy import guards
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import DEFAULT_COOLDOWN_S, Policy
 
@@ -49,3 +59,33 @@ def revert_backoff(policy: Policy, facts: PipelineFacts, now: datetime, settings
     return True, (f"{policy.name}: its change was reverted at {when.isoformat(timespec='seconds')} (regressed); "
                   f"backing off until {until}: cooldown {REVERT_BACKOFF_COOLDOWNS} x {duration(period)} "
                   "active after a revert; no change proposed")
+
+
+# apply's last step after writing ``gftune:applied=`` (releasing its lock: a metadata update) moves
+# the pipeline's updated_at a few seconds later, and the tag's time is in whole seconds
+APPLIED_SLACK_S = 30.0
+
+
+def verified_change_by_others(policy: Policy, facts: PipelineFacts) -> str | None:
+    """Why the cooldown may let a scale-up through (None: it may not): the pipeline's last change was
+    one apply kept after watching it (``gftune:applied=`` no older than the last change, within
+    ``APPLIED_SLACK_S``), and this policy did not motivate it."""
+    if facts.applied is None or facts.last_change is None:
+        return None
+    at, policies = facts.applied
+    if at + timedelta(seconds=APPLIED_SLACK_S) < facts.last_change or policy.name in policies:
+        return None
+    by = ", ".join(sorted(policies)) or "a git change"
+    return f"the last change ({by}) was verified by apply at {at.isoformat(timespec='seconds')}"
+
+
+def scale_up_allowed(changes: Sequence[FieldChange]) -> bool:
+    """Every change adds capacity: a number (replicas, CPU, memory, batch) that only grows."""
+    if not changes:
+        return False
+    for change in changes:
+        kind = guards.field_kind(change.path, change.new)
+        old, new = guards.to_number(kind, change.old), guards.to_number(kind, change.new)
+        if old is None or new is None or new <= old:
+            return False
+    return True

@@ -24,7 +24,7 @@ from gftune.plan.assessment import Assessment
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.policy import assess, guards
 from gftune.policy.actions import expand_path, field_changes
-from gftune.policy.cooldown import cooldown, revert_backoff
+from gftune.policy.cooldown import cooldown, revert_backoff, scale_up_allowed, verified_change_by_others
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.fit import Sized, scale_to_fit
 from gftune.policy.language import OPS, Condition, Policy
@@ -187,10 +187,12 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         evaluation.notes.append(str(note))
         return evaluation
     cooling, note = cooldown(policy, facts, now, settings)
-    if note:
-        evaluation.notes.append(note)
-    if cooling:
+    waiver = verified_change_by_others(policy, facts) if cooling else None
+    if cooling and waiver is None:
+        evaluation.notes.append(str(note))
         return evaluation
+    if note and not cooling:
+        evaluation.notes.append(note)
     notes: list[str] = []
     changes: list[FieldChange] = []
     prediction: dict[str, float] = {}
@@ -215,6 +217,12 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     guarded = guards.apply_guards(changes, guard_ctx)
     guarded.blocked = sizing_blocked + guarded.blocked
     notes += guarded.notes
+    if cooling:
+        if not scale_up_allowed(guarded.changes):
+            evaluation.notes.append(f"{note}; {waiver}, but this change is not only a scale-up")
+            return evaluation
+        notes.append(f"cooldown {duration(policy.cooldown_s)} not applied: {waiver}, and this change only adds "
+                     "capacity")
     if not guarded.changes:
         if guarded.blocked:
             reasons = "; ".join(f"{b.path}: {b.reason}" for b in guarded.blocked)

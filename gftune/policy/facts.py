@@ -27,6 +27,9 @@ class PipelineFacts:
     last_change: datetime | None = None
     # policy -> when apply last reverted a change it proposed (``gftune:reverted=`` tags)
     reverted: Mapping[str, datetime] = field(default_factory=dict)
+    # the last change apply kept: when it finished watching it, and the policies that motivated it
+    # (``gftune:applied=``); None when gftune recorded none
+    applied: tuple[datetime, frozenset[str]] | None = None
 
 
 
@@ -54,4 +57,5 @@ def facts_for(pipeline: Any, live: Any) -> PipelineFacts:
         immutable=tuple(getattr(live, "immutable", ()) or ()) if exists else (),
         status=getattr(live, "status", None) if exists else None,
         last_change=_last_change(health) if exists else None,
-        reverted=tags.reverted_policies(tags.tags_of(live.pipeline)) if exists else {})
+        reverted=tags.reverted_policies(tags.tags_of(live.pipeline)) if exists else {},
+        applied=tags.last_applied(tags.tags_of(live.pipeline)) if exists else None)

@@ -30,7 +30,10 @@ def test_config_change_is_applied_verified_and_recorded(setup):
     assert status(sim.api_url, PID) == "Running"
     assert live(sim.api_url, PID, "/resources")["pipeline_resources"]["sink"]["replicas"] == 3
     head = h.git(repo, "rev-parse", "HEAD").strip()
-    assert live(sim.api_url, PID)["metadata"]["tags"] == ["gftune:managed", f"gftune:commit={head}"]
+    live_tags = live(sim.api_url, PID)["metadata"]["tags"]
+    assert live_tags[:2] == ["gftune:managed", f"gftune:commit={head}"]
+    # the kept change, verified now, motivated by no policy (a git change): what the cooldowns read
+    assert len(live_tags) == 3 and live_tags[2].startswith("gftune:applied=@")
     journal = json.loads((repo / ".gftune" / "runs" / f"{doc['run_id']}.json").read_text())
     assert journal["state"] == "finished" and journal["exit_code"] == 0
     assert h.SIM_PASSWORD not in json.dumps(journal) and h.SIM_PASSWORD not in proc.stdout + proc.stderr

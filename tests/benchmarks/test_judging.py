@@ -66,3 +66,16 @@ def test_reversals_and_slack():
     v = judging.verdict(samples, number)
     assert v["reversals"] == 1 and v["change_sets"] == 2
     assert v["slack"] == [{"start": 0.0, "end": None, "seconds": 595.0}] and v["slack_end_s"] == 595.0
+
+
+def test_guard_crossings_are_named_once_each():
+    samples = run([(100, "Running", 0.5, 1.0, 1.0, 0.0), (200, "Failed", 0.5, 1.0, 1.0, 0.0)],
+                  config_at={0.0: {"resources.sink.replicas": 2, "resources.sources[orders].replicas": 4},
+                             50.0: {"resources.sink.replicas": 11, "resources.sources[orders].replicas": 9}})
+    for sample in samples:
+        sample.update(partitions={"orders": 8}, sink_memory=1.0, sink_memory_limit=2.0)
+    assert judging.guard_crossings(samples[:10], number) == []  # 4 <= 8 partitions, 2 <= 10 replicas
+    assert judging.guard_crossings(samples, number) == [
+        "resources.sink.replicas > 10", "resources.sources[orders].replicas > 8 partitions", "pipeline Failed"]
+    samples[-1]["sink_memory"] = 3.0
+    assert "sink memory > its limit" in judging.verdict(samples, number)["guards_crossed"]
