@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 
+import httpx
 import pytest
 
 from tests.support.repos import ROOT, gftune
@@ -29,7 +31,18 @@ def demo(sim_factory, repo, monkeypatch):
     for name, value in DEMO_SECRETS.items():
         monkeypatch.setenv(name, value)
     repo.commit("the demo repository")
+    wait_for_first_flushes(sim.metrics_url)
     return repo
+
+
+def wait_for_first_flushes(metrics_url: str, timeout: float = 60.0) -> None:
+    """A pod's series exist only once recorded and pushed (every 10 s), so a plan taken the moment the
+    simulator starts finds no sink flush to judge the sink by (as on a freshly started cluster). The
+    demo command gets there while it builds its repository; this test waits for the first flushes."""
+    deadline = time.monotonic() + timeout
+    while "sink_batch_size_records_count{" not in httpx.get(metrics_url, timeout=10).text:
+        assert time.monotonic() < deadline, "the demo's sink recorded no flush within a minute"
+        time.sleep(0.5)
 
 
 def visible(markdown: str) -> str:
