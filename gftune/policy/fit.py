@@ -18,7 +18,7 @@ from gftune.formatting import number as fmt
 from gftune.glassflow import resources as res
 from gftune.glassflow import topology
 from gftune.plan.evidence import SIZING_INPUT, Evidence, FieldChange
-from gftune.policy import guards, saturation, sink_model, sizing
+from gftune.policy import guards, history, saturation, sink_model, sizing
 from gftune.policy.actions import expand_path
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import ALL_STAGES, Action, Policy
@@ -62,6 +62,35 @@ def _replicas(view: MetricsView) -> tuple[sink_model.SinkReplica, ...]:
                  for pod in sorted(flushes) if pod in rows and flushes[pod] > 0)
 
 
+def _past_ingestor_rate(view: MetricsView, facts: PipelineFacts, settings: Config, evidence: list[Evidence],
+                        policy: Policy) -> tuple[float | None, str]:
+    """The ingestor's capacity per replica measured earlier without backpressure (Prometheus history,
+    :mod:`gftune.policy.history`): over the last hour, at most since the pipeline's last change (which
+    may have changed the ingestor). (rate, how it was measured), or (None, why not)."""
+    lookback = history.HISTORY_S
+    if facts.last_change is not None:
+        since = (view.at - facts.last_change).total_seconds() * settings.time_scale
+        lookback = min(lookback, max(0.0, since))
+    if lookback < history.MIN_CLEAN_S:
+        return None, (f"the pipeline changed {duration(lookback)} ago: too little history since to measure it "
+                      "without backpressure")
+    rate = view.recent("ingestor_clean_rate", lookback)
+    if not rate.known:
+        return None, f"no capacity measured without backpressure in the last {duration(lookback)} ({rate.detail})"
+    count = view.recent("ingestor_clean_samples", lookback)
+    clean_s = (count.value or 0.0) * history.STEP_S if count.known else 0.0
+    if clean_s < history.MIN_CLEAN_S:
+        return None, (f"only {duration(clean_s)} without backpressure in the last {duration(lookback)} (at least "
+                      f"{duration(history.MIN_CLEAN_S)} needed)")
+    how = (f"busy time without backpressure: median of {count.value:.0f} samples, {duration(clean_s)} of the last "
+           f"{duration(lookback)}")
+    if not any(e.signal == "ingestor_clean_rate" for e in evidence):
+        evidence.append(Evidence(policy.name, "ingestor_clean_rate", rate.query, duration(lookback), rate.value,
+                                 f"{SIZING_INPUT}: ingestor capacity per replica, {how}", rate.unit,
+                                 view.at.isoformat()))
+    return rate.value, how
+
+
 def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config,
                   evidence: list[Evidence], policy: Policy) -> tuple[sizing.SizingInput | None, str]:
     ctx = SignalContext(facts.pipeline_id, facts.doc)
@@ -101,6 +130,7 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
             continue
         replicas = ctx.replicas(stage) or 1
         frozen, busy, saturated, why = None, None, False, ""
+        past: tuple[float | None, str] = (None, "")
         if stage == "transform" and res.dedup_enabled(facts.doc) and facts.exists:
             frozen = "transform replicas are frozen while dedup is on"
         if stage == "ingestor":
@@ -108,6 +138,11 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                 why = "whether it is in backpressure is unknown"
             elif backpressure > 0:
                 why = "it is in backpressure, and its batch time counts the waits"
+                rate, how = _past_ingestor_rate(view, facts, settings, evidence, policy)
+                if rate is None:
+                    why += f"; {how}"
+                else:
+                    past = (rate, how)
             else:
                 busy = read("ingestor_busy", "busy replica-seconds per second of the ingestors (no backpressure)")
                 saturated = growth is not None and growth > 0
@@ -122,6 +157,7 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                                 f"records the {stage} processed"),
             busy_rate=busy, selectivity=(selectivity if selectivity is not None and stage == "transform" else 1.0),
             cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen, saturated=saturated,
+            past_rate=past[0], past_how=past[1],
             unknown_why=why or ("no busy time, and not seen saturated (Kafka lag growing without backpressure; "
                                 "needs kafka_exporter)" if stage == "ingestor" else "")))
     cpu = guards.to_number(guards.CPU, ctx.field("resources.sink.limits.cpu"))

@@ -20,6 +20,7 @@ class SignalContext:
     pipeline_id: str
     doc: dict[str, Any] | None = None  # the v3 document in effect (live GET body, else git)
     time_scale: float = 1.0  # a simulator's clock speed: gauge slopes per wall second are this x too big
+    lookback_s: float = 3600.0  # model seconds of history a history reading (gftune.policy.history) covers
 
     def field(self, path: str) -> Any:
         return paths.get(self.doc, path) if self.doc is not None else None

@@ -79,6 +79,10 @@ class StageState:
     frozen: str | None = None  # why the replica count cannot change (join, dedup transform)
     saturated: bool = False  # established working at capacity: what it processes is what it can
     unknown_why: str = ""  # why its capacity is not established, for the notes
+    # per-replica capacity measured earlier, while the stage was not blocked (gftune.policy.history),
+    # used when the current readings establish none, and how it was measured
+    past_rate: float | None = None
+    past_how: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ def true_rate(stage: StageState) -> tuple[float | None, str]:
         return stage.processed_rate / max(1, effective), "observed (saturated)"
     if stage.processed_rate is not None and stage.busy_rate is not None and stage.busy_rate > 1e-12:
         return stage.processed_rate / stage.busy_rate, "busy time"
+    if stage.past_rate is not None and stage.past_rate > 0:
+        return stage.past_rate, stage.past_how or "busy time, earlier"
     return None, ""
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gftune.metrics.expr import Raw
 from gftune.metrics.snapshots import OK, UNKNOWN, Snapshot
+from gftune.policy.history import HISTORY
 from gftune.policy.language import OPS, Condition
 from gftune.policy.signals import SIGNALS, SignalContext, SignalReading, reading_from, signal_expr
 
@@ -36,6 +37,10 @@ class MetricsView(Protocol):
     def reading(self, name: str) -> SignalReading: ...
 
     def promql(self, text: str) -> SignalReading: ...
+
+    def recent(self, name: str, lookback_s: float) -> SignalReading:
+        """A history reading (:mod:`gftune.policy.history`) over the last ``lookback_s`` model seconds."""
+        ...
 
     def held(self, condition: Condition, threshold: float) -> Held: ...
 
@@ -66,6 +71,15 @@ class SnapshotView:
                 self._cache[name] = reading_from(name, definition.unit, self.snapshot.instant(expr),
                                                  self.snapshot.window_s, self.at, definition.breakdown)
         return self._cache[name]
+
+    def recent(self, name: str, lookback_s: float) -> SignalReading:
+        key = f"recent:{name}:{lookback_s:g}"
+        if key not in self._cache:
+            definition = HISTORY[name]
+            expr = definition.build(replace(self.ctx, lookback_s=lookback_s))
+            assert expr is not None
+            self._cache[key] = reading_from(name, definition.unit, self.snapshot.instant(expr), lookback_s, self.at)
+        return self._cache[key]
 
     def promql(self, text: str) -> SignalReading:
         key = f"promql:{text}"
@@ -106,6 +120,7 @@ class FixtureView:
         self.signals = dict(signals)
         self.series = {k: [(float(t), float(v)) for t, v in pts] for k, pts in (series or {}).items()}
         self.promql_values = dict(promql or {})
+        self.lookbacks: dict[str, float] = {}
         self.at = at or datetime(2026, 1, 1, tzinfo=UTC)
 
     def _reading(self, name: str, value: Any, unit: str) -> SignalReading:
@@ -125,6 +140,11 @@ class FixtureView:
 
     def promql(self, text: str) -> SignalReading:
         return self._reading("promql", self.promql_values.get(text), "")
+
+    def recent(self, name: str, lookback_s: float) -> SignalReading:
+        """A history reading from the fixture's ``signals`` (the lookback asked for is recorded)."""
+        self.lookbacks[name] = lookback_s
+        return self._reading(name, self.signals.get(name), HISTORY[name].unit if name in HISTORY else "")
 
     def held(self, condition: Condition, threshold: float) -> Held:
         name = condition.signal or ""
