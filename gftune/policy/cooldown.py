@@ -66,14 +66,26 @@ def revert_backoff(policy: Policy, facts: PipelineFacts, now: datetime, settings
 APPLIED_SLACK_S = 30.0
 
 
-def verified_change_by_others(policy: Policy, facts: PipelineFacts) -> str | None:
-    """Why the cooldown may let a scale-up through (None: it may not): the pipeline's last change was
-    one apply kept after watching it (``gftune:applied=`` no older than the last change, within
-    ``APPLIED_SLACK_S``), and this policy did not motivate it."""
+def last_verified_change(facts: PipelineFacts) -> tuple[datetime, frozenset[str]] | None:
+    """The pipeline's last change when it is one apply kept after watching it (``gftune:applied=`` no
+    older than the last change, within ``APPLIED_SLACK_S``): when apply finished watching it, and the
+    policies that motivated it. None for a change made by hand, or after the tag."""
     if facts.applied is None or facts.last_change is None:
         return None
-    at, policies = facts.applied
-    if at + timedelta(seconds=APPLIED_SLACK_S) < facts.last_change or policy.name in policies:
+    at, _ = facts.applied
+    if at + timedelta(seconds=APPLIED_SLACK_S) < facts.last_change:
+        return None
+    return facts.applied
+
+
+def verified_change_by_others(policy: Policy, facts: PipelineFacts) -> str | None:
+    """Why the cooldown may let a scale-up through (None: it may not): the pipeline's last change was
+    one apply kept after watching it, and this policy did not motivate it."""
+    verified = last_verified_change(facts)
+    if verified is None:
+        return None
+    at, policies = verified
+    if policy.name in policies:
         return None
     by = ", ".join(sorted(policies)) or "a git change"
     return f"the last change ({by}) was verified by apply at {at.isoformat(timespec='seconds')}"

@@ -24,7 +24,13 @@ from gftune.plan.assessment import Assessment
 from gftune.plan.evidence import Escalation, Evidence, Expectation, FieldChange, Proposal, VerifySpec
 from gftune.policy import assess, guards
 from gftune.policy.actions import expand_path, field_changes
-from gftune.policy.cooldown import cooldown, revert_backoff, scale_up_allowed, verified_change_by_others
+from gftune.policy.cooldown import (
+    cooldown,
+    last_verified_change,
+    revert_backoff,
+    scale_up_allowed,
+    verified_change_by_others,
+)
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.fit import Sized, scale_to_fit
 from gftune.policy.language import OPS, Condition, Policy
@@ -59,6 +65,8 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
         return (None if any(met is None for met, _ in results) else False), evidence
     if condition.field is not None:
         return _evaluate_field(condition, policy, view, resolver, evaluation)
+    if condition.applied_by:
+        return _evaluate_applied(condition, policy, view, resolver.facts, settings)
     threshold, threshold_text = resolver.number(condition.value)
     name = condition.signal or "promql"
     reading = view.promql(condition.promql) if condition.promql is not None else view.reading(name)
@@ -113,6 +121,24 @@ def _evaluate_field(condition: Condition, policy: Policy, view: MetricsView, res
         evaluation.unknown.append(f"field:{field_path} (no value in the pipeline, or threshold unknown)")
         return None, evidence
     return all(OPS[condition.op](n, threshold) for _, n in known), evidence
+
+
+def _evaluate_applied(condition: Condition, policy: Policy, view: MetricsView, facts: PipelineFacts,
+                      settings: Config) -> tuple[bool, list[Evidence]]:
+    """The last change was one apply kept for one of ``applied_by`` (``gftune:applied``), watched to its
+    end no longer than ``within`` ago. A pipeline's tags are always known: never unknown."""
+    verified = last_verified_change(facts)
+    wanted = ", ".join(condition.applied_by)
+    threshold = f"by one of {wanted}, within {duration(condition.within_s)}"
+    if verified is None:
+        return False, [Evidence(policy.name, "applied_by", "the pipeline's gftune:applied tag", "", None,
+                                f"{threshold}: the last change is not one apply kept", "", view.at.isoformat())]
+    at, policies = verified
+    age = (view.at - at).total_seconds() * settings.time_scale
+    by = ", ".join(sorted(policies)) or "a git change"
+    met = bool(policies & set(condition.applied_by)) and age <= condition.within_s
+    return met, [Evidence(policy.name, "applied_by", f"gftune:applied={by}@{at.isoformat(timespec='seconds')}",
+                          "", age, f"{threshold} (age of the kept change)", "s", view.at.isoformat())]
 
 
 def _verify_spec(policy: Policy, settings: Config, view: MetricsView, resolver: Resolver,

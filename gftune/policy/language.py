@@ -67,9 +67,14 @@ class Condition:
     for_text: str = ""
     any_of: tuple[Condition, ...] = ()
     where: tuple[str | int, ...] = ()
+    # the last change, one apply kept for one of these policies, finished watching within within_s
+    applied_by: tuple[str, ...] = ()
+    within_s: float = 0.0
 
     @property
     def label(self) -> str:
+        if self.applied_by:
+            return "applied_by"
         if self.any_of:
             return "any(" + ", ".join(c.label for c in self.any_of) + ")"
         if self.field:
@@ -159,6 +164,8 @@ def _condition(raw: Any, where: tuple[str | int, ...]) -> Condition:
         if not isinstance(options, list) or not options:
             raise PolicyError("any: needs a list of conditions", (*where, "any"))
         return Condition(any_of=tuple(_condition(c, (*where, "any", i)) for i, c in enumerate(options)), where=where)
+    if "applied_by" in item:
+        return _applied_condition(item, where)
     signal, promql, field_path = item.get("signal"), item.get("promql"), item.get("field")
     if sum(x is not None for x in (signal, promql, field_path)) != 1:
         raise PolicyError("a condition needs exactly one of signal:, promql: or field:", where)
@@ -189,6 +196,21 @@ def _condition(raw: Any, where: tuple[str | int, ...]) -> Condition:
     for_s = parse_seconds(for_raw, (*where, "for")) if for_raw is not None else 0.0
     return Condition(op=op, value=value, signal=signal, promql=promql, field=field_path, for_s=for_s,
                      for_text=str(for_raw) if for_raw is not None else "", where=where)
+
+
+def _applied_condition(item: Mapping[str, Any], where: tuple[str | int, ...]) -> Condition:
+    """``{applied_by: [policy, ...], within: 2h}``: the last change was made for one of those policies and
+    kept by apply (``gftune:applied``), which finished watching it no longer than ``within`` ago."""
+    names = item["applied_by"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise PolicyError("applied_by: needs a list of policy names", (*where, "applied_by"))
+    extra = sorted(set(item) - {"applied_by", "within"})
+    if extra:
+        raise PolicyError(f"unknown key(s) {', '.join(extra)} in an applied_by condition", where)
+    if "within" not in item:
+        raise PolicyError("an applied_by condition needs within: (how recent the change must be)", where)
+    return Condition(applied_by=tuple(names), within_s=parse_seconds(item["within"], (*where, "within")),
+                     for_text=str(item["within"]), where=where)
 
 
 def _action(raw: Any, where: tuple[str | int, ...]) -> Action:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from gftune.desired.config import Config
 from gftune.glassflow import resources as res
+from gftune.glassflow.durations import parse_duration
 from gftune.policy.evaluate import Evaluation, evaluate
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import Policy
@@ -103,11 +105,25 @@ def _check_expectation(expect: Mapping[str, Any], evaluation: Evaluation) -> lis
 def fixture_evaluation(policy: Policy, test: Mapping[str, Any]) -> tuple[dict[str, Any], Evaluation]:
     """The test pipeline document of one of a policy's ``tests:`` and the policy's evaluation on its fixture."""
     doc = _merge(TEST_PIPELINE, test.get("pipeline") or {})
+    view = FixtureView(test.get("signals") or {}, test.get("series"), promql=test.get("promql"))
+    last_change, applied = _applied(test.get("applied"), view.at)
     facts = PipelineFacts(pipeline_id=str(doc.get("pipeline_id")), doc=doc,
                           labels=dict(test.get("labels") or {}), constraints=dict(test.get("constraints") or {}),
-                          exists=bool(test.get("exists", True)), immutable=tuple(res.immutable_paths(doc)))
-    view = FixtureView(test.get("signals") or {}, test.get("series"), promql=test.get("promql"))
+                          exists=bool(test.get("exists", True)), immutable=tuple(res.immutable_paths(doc)),
+                          last_change=last_change, applied=applied)
     return doc, evaluate(policy, facts, view, Config())
+
+
+def _applied(raw: Any, now: datetime) -> tuple[datetime | None, tuple[datetime, frozenset[str]] | None]:
+    """``applied: {by: [policy, ...], ago: 15m}``: the pipeline's last change was made for those policies
+    and kept by apply, which finished watching it ``ago`` before the fixture's moment (the change itself
+    ``changed`` before that, default 6m: a 1m settle and a 5m window)."""
+    if not isinstance(raw, Mapping):
+        return None, None
+    ago = parse_duration(str(raw.get("ago", "0s"))) / 1e9
+    watched = parse_duration(str(raw.get("changed", "6m"))) / 1e9
+    at = now - timedelta(seconds=ago)
+    return at - timedelta(seconds=watched), (at, frozenset(str(p) for p in raw.get("by") or ()))
 
 
 def run_policy_tests(policy: Policy) -> list[TestResult]:
