@@ -13,6 +13,7 @@ from typing import Any
 
 from gftune.apply import losses, verify
 from gftune.apply.lifecycle import (
+    IMPROVED,
     MAX_CATCH_UP_WINDOWS,
     insert_before_finish,
     motivating_proposals,
@@ -69,6 +70,12 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
     if verdict.outcome == verify.PASS:
         run.outcome = losses.outcome_with_losses("verified", run.records)
         return [] if run.outcome == "verified" else _losses_message(run)
+    if verdict.outcome == verify.NEXT_BOTTLENECK:
+        # Kept, and provenance tags it ``gftune:applied=``: the next stage's policies may scale it up
+        # at once instead of waiting out this change's cooldown (docs/policies.md).
+        run.outcome = losses.outcome_with_losses(IMPROVED, run.records)
+        said = [f"kept: {verdict.label}: {verdict.reasons[0]}"]
+        return said if run.outcome == IMPROVED else [*said, *_losses_message(run)]
     if verdict.outcome == verify.INCONCLUSIVE:
         run.outcome = "inconclusive"
         return []

@@ -38,12 +38,15 @@ TOUCHING = frozenset({"stop", "edit", "put_resources", "delete", "resume"})
 API_ACTIONS = frozenset({"stop", "wait_status", "edit", "put_resources", "create", "delete", "wait_gone", "rename",
                          "patch_metadata", "resume"})
 
+# A kept change that moved its signal well toward the target while the next stage became the limit
+# (gftune.apply.verify.NEXT_BOTTLENECK): verified as an improvement, so a success.
+IMPROVED = "improved"
 # outcome -> exit code (design.md §3); the worst outcome of a run wins, in this order.
 OUTCOME_EXIT = {"failed": exitcodes.ERROR, "restored": exitcodes.ERROR, "refused": exitcodes.ERROR,
                 "reverted": exitcodes.VERIFY_FAILED, "inconclusive": exitcodes.INCONCLUSIVE,
                 # the change runs, but records went to the DLQ during a stop: never a plain success
                 "applied with losses": exitcodes.INCONCLUSIVE,
-                "blocked": exitcodes.BLOCKED, "verified": exitcodes.OK, "applied": exitcodes.OK,
+                "blocked": exitcodes.BLOCKED, "verified": exitcodes.OK, IMPROVED: exitcodes.OK, "applied": exitcodes.OK,
                 "unchanged": exitcodes.OK}
 EXIT_ORDER = (exitcodes.ERROR, exitcodes.VERIFY_FAILED, exitcodes.INCONCLUSIVE, exitcodes.BLOCKED, exitcodes.OK)
 

@@ -50,7 +50,7 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def outcome_with_losses(outcome: str | None, records: Sequence[Mapping[str, Any]]) -> str | None:
-    """A change that lost records is at best "applied with losses", never "verified" or "applied"."""
-    if outcome in ("verified", "applied") and losses(records) > 0:
+    """A change that lost records is at best "applied with losses", never "verified", "improved" or "applied"."""
+    if outcome in ("verified", "improved", "applied") and losses(records) > 0:
         return WITH_LOSSES
     return outcome

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from gftune.apply import verify
 from gftune.apply.context import ApplyContext, Json
 from gftune.apply.lifecycle import REPORT_SIGNALS, motivating_proposals
 from gftune.apply.state import PipelineRun, Step
@@ -43,7 +44,8 @@ class Observer:
         expected = [e["signal"] for e in (judge.params.get("expect", ()) if judge else ())]
         evidence = [e.get("signal") for p, _ in motivating_proposals(run.entry)
                     for e in p.get("evidence", ())]
-        names = [*expected, *(n for n in evidence if n in signals.SIGNALS), *REPORT_SIGNALS]
+        names = [*expected, *(n for n in evidence if n in signals.SIGNALS), *REPORT_SIGNALS,
+                 *verify.SATURATION_SIGNALS]
         return [n for n in dict.fromkeys(names) if n in signals.SIGNALS]
 
     async def snapshot_readings(self, run: PipelineRun, live: Any, window: float,

@@ -41,7 +41,7 @@ LABELS = {
     "sink_exhausted_rate": "sink rows rejected", "backpressure_share": "time in backpressure",
     "dlq_rate": "DLQ writes", "consumer_lag": "Kafka lag", "consumer_lag_growth": "Kafka lag growth",
 }
-OUTCOME_ICON = {"verified": "✅", "applied with losses": "⚠️", "inconclusive": "⚠️", "reverted": "↩️",
+OUTCOME_ICON = {"verified": "✅", "improved": "⏭️", "applied with losses": "⚠️", "inconclusive": "⚠️", "reverted": "↩️",
                 "restored": "🛑", "failed": "❌", "refused": "⛔", "unchanged": "➖", "blocked": "⛔", "pending": "⏳"}
 
 
@@ -129,6 +129,9 @@ def _value(reading: Mapping[str, Any] | None) -> float | None:
 def _next_move(run: Any) -> str:
     return {
         "verified": "accept",
+        "improved": f"keep it: it helped, and {(run.verdict or {}).get('bottleneck') or 'the next stage'} limits now; "
+                    "the change is tagged verified (`gftune:applied=`), so that stage's policies may scale it up at "
+                    "once: run `gftune plan`",
         losses.WITH_LOSSES: "the change runs, but records went to the DLQ during the stop: inspect the DLQ "
                              "(GET /api/v1/pipeline/{id}/dlq/consume) and replay or accept them",
         "reverted": "reverted to the previous configuration: try a different tunable",
@@ -342,9 +345,8 @@ def _headline(report: Mapping[str, Any]) -> str:
     if not outcomes:
         return "nothing to apply"
     parts = []
-    for outcome in ("verified", losses.WITH_LOSSES, "reverted", "inconclusive", "restored", "failed", "refused",
-                    "blocked", "unchanged",
-                    "pending"):
+    for outcome in ("verified", "improved", losses.WITH_LOSSES, "reverted", "inconclusive", "restored", "failed",
+                    "refused", "blocked", "unchanged", "pending"):
         n = outcomes.count(outcome)
         if n:
             parts.append(f"{n} {outcome}")

@@ -73,7 +73,8 @@ class PipelineRun:
     revert_after: dict[str, Any] = field(default_factory=dict)  # readings after a revert
     verdict: dict[str, Any] | None = None
     revert_verdict: dict[str, Any] | None = None
-    outcome: str | None = None  # verified | inconclusive | reverted | restored | failed | refused | unchanged
+    outcome: str | None = None  # verified | improved | inconclusive | reverted | restored | failed | refused
+    # | unchanged
     error: str | None = None
     lock: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)

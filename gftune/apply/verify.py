@@ -43,6 +43,25 @@ lag: :data:`BACKLOG_SIGNALS`) that misses passes as "catching up" when both
 
 Its reason gives the drain rate and, with the lag known, an estimate of the time left. A backlog
 that does not drain stays a failure (or inconclusive, as above).
+
+**The next bottleneck.** A change that lifts one stage lets more records through to the next, which
+may then be the limit: an ingestor raised to a core reads ~4,950/s instead of ~3,000/s, the one sink
+replica behind it writes no more than that, its stream fills and the ingestor backpressures. The
+expectation "read rate >= 95% of the input" misses, and the sink/source ratio and backpressure got
+"worse", because the sink limits now, not because the change did not help. Such a change is
+:data:`NEXT_BOTTLENECK` ("improved; the next bottleneck is the sink"), kept, when all of:
+
+1. Running, with no data gap;
+2. every expectation that missed moved toward its target by clearly more than the noise band
+   (:data:`CLEARLY` bands), none regressed or stayed put, and none is unknown;
+3. no guard got worse but those the downstream limit explains (backpressure, the time in it and the
+   sink/source ratio: the stream in front of the sink fills), and those are not unknown; the sink
+   rate is not lower; no rejected rows, permanent errors or DLQ writes appeared;
+4. the sink is saturated after the change (:func:`gftune.policy.saturation.sink_saturation`: full
+   flushes and a backlog in front of it) and was not before: the limit moved to it.
+
+Anything else keeps its verdict: a change that did not move its signal, or made anything else
+worse, still fails and is reverted.
 """
 
 from __future__ import annotations
@@ -53,10 +72,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from gftune.plan.evidence import Expectation
+from gftune.policy import saturation
 
 PASS = "pass"
 FAIL = "fail"
 INCONCLUSIVE = "inconclusive"
+# Kept: the change moved its signal well toward the target and the limit moved downstream (see the module).
+NEXT_BOTTLENECK = "next_bottleneck"
 
 # The signals the guards read (names from gftune.policy.signals' library; tests check they exist there).
 SINK_RATE = "sink_rate"
@@ -115,6 +137,16 @@ GUARDS: tuple[Guard, ...] = (
 # How a backlog expectation judged as catching up starts its reason (and the verdict's note).
 CATCHING_UP = "catching up"
 
+# A missed expectation "clearly" moved toward its target when it moved by more than this many noise
+# bands (t·max(|before|, |after|)): one band is what noise alone may do.
+CLEARLY = 2.0
+# Guards a limit further down explains: once the sink limits, the stream in front of it fills (the
+# ingestors read more than it writes until it is full) and the ingestors backpressure.
+DOWNSTREAM_LIMIT_GUARDS = frozenset({BACKPRESSURE, BACKPRESSURE_SHARE, SINK_SOURCE_RATIO})
+# What shows whether the sink is saturated (gftune.policy.saturation), read before and after a change.
+SATURATION_SIGNALS = ("sink_batch_fill", STREAM_DEPTH_RATIO, "stream_depth_batches", BACKPRESSURE,
+                      BACKPRESSURE_SHARE, "dedup_backpressure", "dedup_backpressure_share", "nats_sink_pending")
+
 # A rate this small (events/s) counts as "none": counters scraped at a time scale are fractional.
 _ABSENT_EPS = 1e-6
 
@@ -147,6 +179,7 @@ class Verdict:
     tolerance: float = 0.1
     notes: tuple[str, ...] = field(default_factory=tuple)
     created: bool = False  # a new pipeline, judged by what it shows (judge_created), not before/after
+    bottleneck: str = ""  # NEXT_BOTTLENECK: the stage that limits now ("the sink")
 
     @property
     def label(self) -> str:
@@ -156,20 +189,23 @@ class Verdict:
             flowing = any(c.name == SINK_RATE and c.outcome == PASS and (c.after or 0) > _ABSENT_EPS
                           for c in self.checks)
             return "created: Running, records flowing" if flowing else "created: Running, no records arrived yet"
+        if self.outcome == NEXT_BOTTLENECK:
+            return f"improved; the next bottleneck is {self.bottleneck or 'downstream'}"
         return {PASS: "improved" if any(c.kind == "expectation" for c in self.checks) else "healthy, not worse",
                 FAIL: "regressed", INCONCLUSIVE: "inconclusive"}[self.outcome]
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "label": self.label, "checks": [c.to_dict() for c in self.checks],
                 "reasons": list(self.reasons), "verified_by_metrics": self.verified_by_metrics,
-                "tolerance": self.tolerance, "notes": list(self.notes), "created": self.created}
+                "tolerance": self.tolerance, "notes": list(self.notes), "created": self.created,
+                "bottleneck": self.bottleneck}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
         return cls(outcome=data["outcome"], checks=tuple(Check.from_dict(c) for c in data.get("checks", ())),
                    reasons=tuple(data.get("reasons", ())), verified_by_metrics=data.get("verified_by_metrics", True),
                    tolerance=data.get("tolerance", 0.1), notes=tuple(data.get("notes", ())),
-                   created=bool(data.get("created", False)))
+                   created=bool(data.get("created", False)), bottleneck=data.get("bottleneck", ""))
 
 
 def known(reading: Reading | None) -> float | None:
@@ -319,7 +355,14 @@ def judge(*, status: str, before: Mapping[str, Reading], after: Mapping[str, Rea
         expected = [_caught_up(c, draining) if _backlog_miss(c) else c for c in expected]
         notes = (f"{CATCHING_UP}: {draining}; {', '.join(caught)} not at target yet, judged as catching up",)
     checks += [*expected, *judged.values()]
-    return _verdict(checks, tolerance, notes=notes)
+    verdict = _verdict(checks, tolerance, notes=notes)
+    if verdict.outcome == PASS or not running or gaps:
+        return verdict
+    found = next_bottleneck(expected, judged, before, after, tolerance)
+    if found is None:
+        return verdict
+    return Verdict(NEXT_BOTTLENECK, verdict.checks, (found,), tolerance=tolerance, notes=(*notes, found),
+                   bottleneck="the sink")
 
 
 def judge_created(*, status: str, after: Mapping[str, Reading], metrics: bool = True,
@@ -364,6 +407,62 @@ def judge_created(*, status: str, after: Mapping[str, Reading], metrics: bool = 
             checks.append(Check("guard", guard.signal, guard.label, FAIL, f"{guard.signal} {_fmt(value)}",
                                 after=value))
     return _verdict(checks, 0.0, created=True, notes=tuple(f"new pipeline: {gap}" for gap in gaps))
+
+
+class _Known:
+    """A reading as :mod:`gftune.policy.saturation` asks for it: its value when usable."""
+
+    def __init__(self, value: float | None) -> None:
+        self.value = value
+        self.known = value is not None
+
+
+class _Readings:
+    def __init__(self, readings: Mapping[str, Reading]) -> None:
+        self._readings = readings
+
+    def reading(self, name: str) -> Any:
+        return _Known(known(self._readings.get(name)))
+
+
+def sink_saturation(readings: Mapping[str, Reading]) -> saturation.Saturation:
+    """Whether the sink flushes back to back behind a backlog, from one side's readings (any shape
+    of pipeline: the stream behind an ingestor or the join, or a dedup pod's backpressure)."""
+    return saturation.sink_saturation(_Readings(readings), "", batch=None, sink_replicas=1)
+
+
+def _clearly_toward(check: Check, tolerance: float) -> bool:
+    """The missed expectation's signal moved toward its target by more than CLEARLY noise bands."""
+    if check.before is None or check.after is None or not check.target:
+        return False
+    op = check.target.split(" ")[0]
+    return _toward(op, check.before, check.after) and moved(check.before, check.after, CLEARLY * tolerance)
+
+
+def next_bottleneck(expected: Sequence[Check], guards: Mapping[str, Check], before: Mapping[str, Reading],
+                    after: Mapping[str, Reading], tolerance: float) -> str | None:
+    """Why the change improved and the sink limits now (None: it does not show), with the numbers.
+
+    Every missed expectation moved clearly toward its target; no guard got worse or is unknown but
+    backpressure and the sink/source ratio, which a sink that limits explains; the sink rate is
+    measured and not lower; the sink is saturated now and was not before (the module's
+    "The next bottleneck")."""
+    missed = [c for c in expected if c.outcome != PASS]
+    if not missed or not all(_clearly_toward(c, tolerance) for c in missed):
+        return None
+    sink = guards.get(SINK_RATE)
+    if sink is None or sink.outcome != PASS:
+        return None
+    for check in guards.values():
+        explained = check.name in DOWNSTREAM_LIMIT_GUARDS and check.before is not None and check.after is not None
+        if check.outcome != PASS and not explained:
+            return None
+    now, then = sink_saturation(after), sink_saturation(before)
+    if not now.saturated or then.saturated:
+        return None
+    moves = "; ".join(f"{c.name} {_fmt(c.before)} → {_fmt(c.after)} (expected {c.target})" for c in missed)
+    return (f"{moves}; the sink writes {_fmt(sink.before)} → {_fmt(sink.after)}/s and is saturated now "
+            f"({now.evidence}), it was not before ({then.evidence})")
 
 
 def _backlog_miss(check: Check) -> bool:
@@ -430,6 +529,8 @@ def next_move(verdict: Verdict, *, reverted: bool | None = None) -> str:
     """What the team should do next, in the seed report's words."""
     if verdict.outcome == PASS:
         return "accept"
+    if verdict.outcome == NEXT_BOTTLENECK:
+        return f"keep: it helped and {verdict.bottleneck or 'the next stage'} limits now; its policies may act at once"
     if verdict.outcome == FAIL:
         if reverted is False:
             return "revert failed: restore the previous configuration by hand"

@@ -239,3 +239,129 @@ def test_backlog_draining_when_the_kafka_lag_shrinks_beyond_noise():
     assert draining(consumer_lag_growth=3000, source_rate=18000) is None  # falling behind, not catching up
     assert verify.backlog_draining({}, {"consumer_lag_growth": R(None, "unknown")}, 0.1) is None
     assert verify.backlog_draining({}, {}, 0.1) is None
+
+
+# The benchmark's step-up-x5 after its step: 10000/s into a 500m ingestor that reads ~3,000/s and one
+# sink replica that writes ~4,950/s at most. underprovisioned-ingestor raises the ingestor to a core:
+# it reads what the sink takes, the sink's stream fills and the ingestor backpressures.
+READ_95 = Expectation("source_rate", ">=", 9500, "source_rate >= kafka_input_rate * 0.95")
+LAG_FLAT = Expectation("consumer_lag_growth", "<=", 0)
+THROTTLED = {"source_rate": 3000, "sink_rate": 3000, "sink_source_ratio": 1.0, verify.BACKPRESSURE: 0.0,
+             verify.BACKPRESSURE_SHARE: 0.0, "sink_batch_fill": 0.95, verify.STREAM_DEPTH_RATIO: 0.125,
+             "consumer_lag_growth": 7000}
+SINK_LIMITS = {"source_rate": 4950, "sink_rate": 4950, "sink_source_ratio": 1.0, verify.BACKPRESSURE: 1.0,
+               verify.BACKPRESSURE_SHARE: 1.0, "sink_batch_fill": 1.0, verify.STREAM_DEPTH_RATIO: 1.0,
+               "consumer_lag_growth": 5050}
+
+
+def test_improved_while_the_sink_became_the_limit_is_the_next_bottleneck():
+    v = _judge(THROTTLED, SINK_LIMITS, [READ_95, LAG_FLAT])
+    assert v.outcome == verify.NEXT_BOTTLENECK, v.reasons
+    assert v.label == "improved; the next bottleneck is the sink" and v.bottleneck == "the sink"
+    reason = v.reasons[0]
+    assert "source_rate 3,000 → 4,950 (expected >= 9,500)" in reason
+    assert "consumer_lag_growth 7,000 → 5,050 (expected <= 0)" in reason
+    assert "the sink writes 3,000 → 4,950/s and is saturated now" in reason
+    assert "stream is 100% full" in reason and "it was not before" in reason
+    assert reason in v.notes
+    # the expectations did miss: the checks say so, the verdict says why that is kept
+    assert {c.name: c.outcome for c in v.checks if c.kind == "expectation"} == {
+        "source_rate": verify.INCONCLUSIVE, "consumer_lag_growth": verify.INCONCLUSIVE}
+    assert verify.next_move(v).startswith("keep")
+    assert verify.Verdict.from_dict(v.to_dict()) == v and v.to_dict()["label"] == v.label
+
+
+def test_the_stream_filling_in_front_of_the_sink_explains_a_lower_sink_source_ratio():
+    # read faster than written while the stream fills: the ratio guard alone would fail the change
+    after = {**SINK_LIMITS, "source_rate": 5600, "sink_source_ratio": 0.88, "consumer_lag_growth": 4400}
+    v = _judge({**THROTTLED, "sink_source_ratio": 1.0}, after, [READ_95, LAG_FLAT])
+    assert v.outcome == verify.NEXT_BOTTLENECK, v.reasons
+    unsaturated = {**after, verify.STREAM_DEPTH_RATIO: 0.3, verify.BACKPRESSURE: 0.0, verify.BACKPRESSURE_SHARE: 0.0}
+    assert _judge(THROTTLED, unsaturated, [READ_95, LAG_FLAT]).outcome == verify.FAIL
+
+
+@pytest.mark.parametrize("why, before, after", [
+    ("the sink is not saturated after", THROTTLED,
+     {**SINK_LIMITS, verify.STREAM_DEPTH_RATIO: 0.4, verify.BACKPRESSURE: 0.0, verify.BACKPRESSURE_SHARE: 0.0}),
+    ("the sink flushes partial batches", THROTTLED, {**SINK_LIMITS, "sink_batch_fill": 0.5}),
+    ("the sink was saturated before too: the limit did not move",
+     {**THROTTLED, verify.STREAM_DEPTH_RATIO: 0.9, verify.BACKPRESSURE: 1.0, verify.BACKPRESSURE_SHARE: 1.0},
+     SINK_LIMITS),
+    ("the sink's flush size is unknown after", THROTTLED, {**SINK_LIMITS, "sink_batch_fill": None}),
+    ("the read rate moved toward the target, but not clearly beyond the noise", THROTTLED,
+     {**SINK_LIMITS, "source_rate": 3500, "sink_rate": 3500, "consumer_lag_growth": 6000}),
+])
+def test_a_partial_effect_without_a_moved_limit_stays_inconclusive(why, before, after):
+    after = {k: R(None, "unknown") if v is None else v for k, v in after.items()}
+    v = _judge(before, after, [READ_95, LAG_FLAT])
+    assert v.outcome == verify.INCONCLUSIVE, (why, v.reasons)
+
+
+@pytest.mark.parametrize("why, after", [
+    ("an expectation did not move", {**SINK_LIMITS, "consumer_lag_growth": 7000}),
+    ("an expectation regressed", {**SINK_LIMITS, "consumer_lag_growth": 9000}),
+    ("the sink rate fell", {**SINK_LIMITS, "sink_rate": 2000, "source_rate": 4950}),
+    ("DLQ writes appeared", {**SINK_LIMITS, verify.DLQ_RATE: 12.0}),
+    ("rejected rows appeared", {**SINK_LIMITS, verify.EXHAUSTED_RETRIES: 3.0}),
+])
+def test_a_change_that_did_not_help_or_made_anything_worse_still_fails(why, after):
+    before = {**THROTTLED, verify.DLQ_RATE: 0.0, verify.EXHAUSTED_RETRIES: 0.0}
+    after = {verify.DLQ_RATE: 0.0, verify.EXHAUSTED_RETRIES: 0.0, **after}
+    v = _judge(before, after, [READ_95, LAG_FLAT])
+    assert v.outcome == verify.FAIL, (why, v.reasons)
+
+
+def test_not_running_or_a_data_gap_is_never_the_next_bottleneck():
+    assert _judge(THROTTLED, SINK_LIMITS, [READ_95, LAG_FLAT], status="Failed").outcome == verify.FAIL
+    v = _judge(THROTTLED, SINK_LIMITS, [READ_95, LAG_FLAT], gaps=["source_rate: 3 missing scrapes"])
+    assert v.outcome == verify.INCONCLUSIVE
+
+
+def test_saturation_signals_exist_in_the_signal_library():
+    from gftune.policy.signals import SIGNALS
+
+    assert set(verify.SATURATION_SIGNALS) <= set(SIGNALS)
+
+
+def _judged_run(after: dict[str, float]):
+    """A run of underprovisioned-ingestor's change at its judge step, judged by gftune.apply.judging."""
+    from datetime import UTC, datetime
+
+    from gftune.apply import judging
+    from gftune.apply.state import PipelineRun, Step
+    from gftune.desired.config import Config
+    from gftune.plan.evidence import VerifySpec
+    from gftune.policy.signal_types import SignalReading
+
+    def readings(values):
+        at = datetime(2026, 12, 2, tzinfo=UTC)
+        return {k: SignalReading(k, v, "", "", 300.0, at, "ok").to_dict() for k, v in values.items()}
+
+    proposal = {"policy": "underprovisioned-ingestor", "changes": []}
+    run = PipelineRun("orders", "update", {"changes": [{"path": "resources.sources[orders].limits.cpu", "old": "500m",
+                                                        "new": "1", "proposal": proposal}]})
+    judge = Step("verify", "judge", VerifySpec((READ_95, LAG_FLAT)).to_dict())
+    run.steps = [judge, Step("finish", "provenance"), Step("finish", "unlock")]
+    run.baseline, run.after = readings(THROTTLED), readings(after)
+    said = judging.judge(run, judge, "Running", config=Config(), metrics=True, now=1_764_633_600.0)
+    return run, said
+
+
+def test_the_next_bottleneck_is_kept_and_tagged_like_a_verified_change():
+    from gftune import exitcodes
+    from gftune.apply import lifecycle
+
+    run, said = _judged_run(SINK_LIMITS)
+    assert run.outcome == "improved" and lifecycle.exit_code([run.outcome]) == exitcodes.OK
+    assert [(s.phase, s.action, s.state) for s in run.steps[1:]] == [("finish", "provenance", "pending"),
+                                                                      ("finish", "unlock", "pending")]
+    assert said[0].startswith("kept: improved; the next bottleneck is the sink: source_rate 3,000 → 4,950")
+    assert run.verdict["bottleneck"] == "the sink"
+
+
+def test_a_change_that_did_not_move_its_signal_is_still_reverted_and_backed_off():
+    run, said = _judged_run({**SINK_LIMITS, "consumer_lag_growth": 7000})
+    assert run.outcome is None and said[0].startswith("verification failed")
+    assert [(s.phase, s.action, s.state) for s in run.steps[1:]] == [
+        ("revert", "plan", "pending"), ("finish", "provenance", "skipped"), ("finish", "record_revert", "pending"),
+        ("finish", "unlock", "pending")]
