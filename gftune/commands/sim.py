@@ -31,9 +31,15 @@ EMPTY_HINT = ("No pipelines yet: the simulator is empty until a scenario loads s
 @click.option("--seed", type=int, default=None, help="Noise seed (default: the scenario's).")
 @click.option("--nats-exporter", is_flag=True,
               help="Also expose the chart's NATS exporter JetStream series (jetstream_*), as its collector does.")
+@click.option("--clickhouse-metrics", is_flag=True,
+              help="Also serve the ClickHouse server's own Prometheus endpoint (ClickHouseProfileEvents_*) on "
+                   "--clickhouse-port, as ClickHouse's <prometheus> config does.")
+@click.option("--clickhouse-port", default=9363, show_default=True, type=int,
+              help="Port of the ClickHouse server's /metrics (with --clickhouse-metrics).")
 @click.option("--list-scenarios", is_flag=True, help="List the known scenarios and exit.")
 def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...], time_scale: float, naming: str,
-            namespace: str, seed: int | None, nats_exporter: bool, list_scenarios: bool) -> None:
+            namespace: str, seed: int | None, nats_exporter: bool, clickhouse_metrics: bool, clickhouse_port: int,
+            list_scenarios: bool) -> None:
     if list_scenarios:
         from gftune.sim import scenarios as scenario_files
 
@@ -44,15 +50,16 @@ def command(host: str, port: int, metrics_port: int, scenarios: tuple[str, ...],
         return
     try:
         simulator = Simulator(scenarios=list(scenarios), time_scale=time_scale, naming=naming, namespace=namespace,
-                              seed=seed, nats_exporter=nats_exporter)
-        simulator.start(host=host, port=port, metrics_port=metrics_port)
+                              seed=seed, nats_exporter=nats_exporter, clickhouse_metrics=clickhouse_metrics)
+        simulator.start(host=host, port=port, metrics_port=metrics_port, clickhouse_port=clickhouse_port)
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}: {exc.strerror or exc}") from None
     store = simulator.store
     assert store is not None
-    click.echo(f"GlassFlow API simulator: {simulator.api_url} (metrics: {simulator.metrics_url})")
+    click.echo(f"GlassFlow API simulator: {simulator.api_url} (metrics: {simulator.metrics_url})"
+               + (f"; ClickHouse metrics: {simulator.clickhouse_url}" if simulator.clickhouse_url else ""))
     click.echo(f"time scale {time_scale:g}x, naming {naming}, {len(store.rows)} pipeline(s) preloaded"
                + (f" from {', '.join(scenarios)}" if scenarios else ""))
     if not store.rows:

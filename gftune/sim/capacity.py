@@ -94,6 +94,7 @@ class Capacities:
 
     def sink_config(self, workers: int | None = None, batch: float | None = None) -> SinkConfig:
         sp, ch = self.params["sink"], self.params["clickhouse"]
+        server = getattr(self, "clickhouse", None)  # the ClickHouse server's ProfileEvents, where there is one
         err = float(ch["error_rate"])
         fail = {str(ch["error_name"]): err} if err > 0 else {}
         if self._budget_fail > 0:
@@ -102,7 +103,8 @@ class Capacities:
         return SinkConfig(self.pipeline_id, self.batch if batch is None else batch, self.delay,
                           workers or self.workers, float(sp["prepare_per_row"]), float(sp["insert_overhead"]),
                           float(sp["insert_per_row"]), self.record_bytes, fail,
-                          float(ch["permanent_error_fraction"]), str(ch["permanent_error_name"]), self.dlq.write)
+                          float(ch["permanent_error_fraction"]), str(ch["permanent_error_name"]), self.dlq.write,
+                          server.inserts if server is not None else None)
 
     def sink_cycle(self, batch: float, fail_prob: float | None = None,
                    workers: int | None = None) -> tuple[float, float]:

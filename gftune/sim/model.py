@@ -29,6 +29,7 @@ from gftune.glassflow.quantities import QuantityError, parse_nats_bytes, parse_q
 from gftune.sim import pods, profiles
 from gftune.sim.backpressure import Episodes
 from gftune.sim.capacity import Capacities, retryable, sink_workers
+from gftune.sim.clickhouse_server import ClickHouseServer
 from gftune.sim.params import DEFAULT_PARAMS, deep_merge, source_params
 from gftune.sim.receiver import Receiver
 from gftune.sim.sink import SinkReplica
@@ -86,8 +87,9 @@ class PipelineModel(Capacities):
 
     def __init__(self, pipeline_id: str, doc: Json, resources: Json, params: Json | None, *,
                  seed: int = 0, t0: float = 0.0, dt: float = 1.0, collector: Collector | None = None,
-                 receiver: Receiver | None = None) -> None:
+                 receiver: Receiver | None = None, clickhouse: ClickHouseServer | None = None) -> None:
         self.pipeline_id = pipeline_id
+        self.clickhouse = clickhouse  # the server the sink inserts into (its ProfileEvents)
         self.params = deep_merge(DEFAULT_PARAMS, params)
         self.dt = dt
         self.t = t0  # start of the next step

@@ -388,3 +388,29 @@ class MetricsApp:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})
+
+
+class ClickHouseMetricsApp:
+    """``GET /metrics`` of the simulated ClickHouse server (its ``<prometheus>`` endpoint, by
+    convention on its own port 9363): the text the store's
+    :class:`~gftune.sim.clickhouse_server.ClickHouseServer` writes, counters without ``_total`` as
+    ClickHouse writes them."""
+
+    def __init__(self, store: Store, time_scale: float = 1.0) -> None:
+        self.store = store
+        self.time_scale = time_scale
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            status, body = 404, b"404 Not Found\n"
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, body = 405, b""
+        else:
+            await asyncio.to_thread(self.store.rows_snapshot)  # the models run up to now, as for /metrics
+            status, body = 200, self.store.clickhouse.exposition(self.time_scale).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; version=0.0.4; charset=UTF-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body if scope["method"] != "HEAD" else b""})

@@ -24,7 +24,7 @@ from gftune.sim.faults import FaultSet
 from gftune.sim.metrics import NAMING_MODES, HttpStats, SimCollector
 from gftune.sim.operator import Delays
 from gftune.sim.params import kafka_topics
-from gftune.sim.server import ApiApp, MetricsApp
+from gftune.sim.server import ApiApp, ClickHouseMetricsApp, MetricsApp
 from gftune.sim.store import Store
 
 Json = dict[str, Any]
@@ -41,7 +41,7 @@ class Simulator:
     def __init__(self, scenarios: list[str | os.PathLike[str] | Json] | None = None, time_scale: float = 1.0,
                  naming: str = DEFAULT_NAMING, namespace: str = "glassflow", seed: int | None = None,
                  delays: Json | None = None, *, dt: float = 1.0, clock: Clock | None = None,
-                 nats_exporter: bool = False) -> None:
+                 nats_exporter: bool = False, clickhouse_metrics: bool = False) -> None:
         if naming not in NAMING_MODES:
             raise ValueError(f"naming must be one of {', '.join(NAMING_MODES)}, got {naming!r}")
         self.scenarios = [scenario_files.load(s) for s in scenarios or []]
@@ -49,6 +49,8 @@ class Simulator:
         self.naming = naming
         self.namespace = namespace
         self.nats_exporter = nats_exporter  # also expose the chart's NATS exporter series (jetstream_*)
+        # also serve the ClickHouse server's own Prometheus endpoint (ClickHouseProfileEvents_*), on its own port
+        self.clickhouse_metrics = clickhouse_metrics
         self.dt = dt
         self._clock = clock
         self.seed = seed if seed is not None else next((s.seed for s in self.scenarios if s.seed is not None), 0)
@@ -91,6 +93,8 @@ class Simulator:
         self.host = "127.0.0.1"
         self.port = 0
         self.metrics_port = 0
+        self.clickhouse_port = 0
+        self.clickhouse_url = ""  # the ClickHouse server's /metrics, when clickhouse_metrics
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -113,8 +117,10 @@ class Simulator:
                 self.store.add_fault(fault)
         return self.store
 
-    def start(self, host: str = "127.0.0.1", port: int = 0, metrics_port: int = 0) -> Simulator:
-        """Start both servers; returns once both accept connections."""
+    def start(self, host: str = "127.0.0.1", port: int = 0, metrics_port: int = 0,
+              clickhouse_port: int = 0) -> Simulator:
+        """Start the servers (API, metrics, and with ``clickhouse_metrics`` ClickHouse's /metrics);
+        returns once all accept connections."""
         if self._thread is not None:
             raise RuntimeError("simulator already started")
         store = self.build()
@@ -129,7 +135,12 @@ class Simulator:
         collector = SimCollector(store, self.http_stats, namespace=self.namespace, naming=self.naming,
                                  time_scale=self.time_scale, nats_exporter=self.nats_exporter)
         api = ApiApp(store, self.http_stats, self.truth)
-        apps = [(api, api_sock), (MetricsApp(collector, store.faults), metrics_sock)]
+        apps: list[tuple[Any, socket.socket]] = [(api, api_sock), (MetricsApp(collector, store.faults), metrics_sock)]
+        if self.clickhouse_metrics:
+            clickhouse_sock = _bind(host, clickhouse_port)
+            self.clickhouse_port = clickhouse_sock.getsockname()[1]
+            self.clickhouse_url = f"http://{url_host}:{self.clickhouse_port}/metrics"
+            apps.append((ClickHouseMetricsApp(store, self.time_scale), clickhouse_sock))
         self._servers = [uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                                        http="h11", loop="asyncio", timeout_keep_alive=30))
                          for app, _ in apps]

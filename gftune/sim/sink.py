@@ -52,6 +52,8 @@ class SinkConfig:
     permanent_rows: float  # fraction of rows whose Append fails (DLQ one by one)
     permanent_name: str
     dlq: Callable[[Meter | None, str, str, float], None]  # (writer's meter, component, reason, records)
+    # the ClickHouse server's ProfileEvents: (INSERTs, failed, rows written, bytes per row, server seconds)
+    clickhouse: Callable[[float, float, float, float, float], None] | None = None
 
     def prepare(self, messages: float) -> float:
         return self.prepare_per_row * messages / self.workers
@@ -198,6 +200,8 @@ class SinkReplica:
                 self.stream.remove(lost_rows)
                 cfg.dlq(meter, "sink", sink_errors.dlq_reason(name), lost_rows)
         ok = rows * count * max(0.0, 1.0 - failed)
+        if cfg.clickhouse is not None:
+            cfg.clickhouse(count, count * min(1.0, failed), ok, rb, count * cfg.send(n))
         self.stream.remove(ok)
         if meter is not None and ok > _EPS:
             meter.add(ins.CLICKHOUSE_RECORDS_WRITTEN, ("sink", pid), ok)

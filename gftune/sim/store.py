@@ -19,6 +19,7 @@ from gftune.glassflow import resources as res
 from gftune.glassflow import rules
 from gftune.glassflow.statuses import DELETABLE, EDITABLE, OPERATION_TARGET, Status, check_transition
 from gftune.sim import documents, profiles, topics, validation
+from gftune.sim.clickhouse_server import ClickHouseServer
 from gftune.sim.clock import Clock
 from gftune.sim.errors import ApiError, huma_error, pipeline_not_found
 from gftune.sim.faults import Fault, FaultSet
@@ -54,6 +55,7 @@ class Store:
         self.lock = threading.RLock()
         self.collector = Collector()  # the chart's OTel collector (operator series; see telemetry)
         self.receiver = Receiver(Meter(RECEIVER_RESOURCE, clock.now()))  # the shared OTLP receiver process
+        self.clickhouse = ClickHouseServer()  # the ClickHouse every sink inserts into (its ProfileEvents)
         self.operator = Operator(clock, self.delays, self.faults, dt, lambda pid: self.rows.pop(pid, None),
                                  self.collector)
 
@@ -80,7 +82,7 @@ class Store:
         params = self.model_params.get(pipeline_id, self.default_model)
         start = now - (now % self.dt)
         return PipelineModel(pipeline_id, doc, resources, params, seed=self.seed, t0=start, dt=self.dt,
-                             collector=self.collector, receiver=self.receiver)
+                             collector=self.collector, receiver=self.receiver, clickhouse=self.clickhouse)
 
     @staticmethod
     def _check_schema(body: Any) -> Json:
