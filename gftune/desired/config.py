@@ -8,7 +8,8 @@ The file (schema: ``gftune schema config``)::
     apiVersion: gftune/v1
     kind: Config
     api: {url: http://localhost:8081, timeout: 10s, concurrency: 16, retries: 3}
-    metrics: {prometheus: URL, scrape: URL, namespace: glassflow, naming: auto, window: 5m}
+    metrics: {prometheus: URL, scrape: URL, namespace: glassflow, naming: auto, window: 5m,
+              clickhouse: {match: {job: clickhouse}, scrape: URL}}   # optional: ClickHouse's own /metrics
     apply: {max_plan_age: 1h, lock_ttl: 30m, stop_timeout: 5m, running_timeout: 15m, restart_estimate: 60s}
     verify: {settle: 1m, window: 5m, tolerance: 0.1}
     github: {api: https://api.github.com, repository: owner/name}
@@ -55,6 +56,10 @@ class Config:
     metric_namespace: str = "glassflow"
     metric_naming: str = "auto"  # auto | documented | collector
     metrics_window: float = 300.0
+    # The ClickHouse server's own Prometheus endpoint (optional): the labels of its series in Prometheus,
+    # and/or its /metrics URL (scraped in direct-scrape mode). Neither: the ClickHouse signals are unknown.
+    clickhouse_match: tuple[tuple[str, str], ...] | None = None
+    clickhouse_scrape: str | None = None
     time_scale: float = 1.0
     max_plan_age: float = 3600.0
     lock_ttl: float = 1800.0
@@ -161,6 +166,19 @@ def _naming(value: Any) -> str:
     return text
 
 
+def _labels(value: Any) -> tuple[tuple[str, str], ...]:
+    """Label matchers: a mapping in gftune.yaml, ``job=clickhouse,instance=ch:9363`` in the environment."""
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise _Invalid("expected label=value pairs separated by commas")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict) or not all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                                              for v in value.values()):
+        raise _Invalid("expected a mapping of label names to values")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
 def _list(value: Any) -> list[str]:
     items = value.split(os.pathsep) if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
@@ -211,6 +229,8 @@ FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], tuple[str, ...]]]
     "metric_namespace": (("metrics", "namespace"), _text, ()),
     "metric_naming": (("metrics", "naming"), _naming, ()),
     "metrics_window": (("metrics", "window"), _positive_duration, ()),
+    "clickhouse_match": (("metrics", "clickhouse", "match"), _labels, ()),
+    "clickhouse_scrape": (("metrics", "clickhouse", "scrape"), _url, ()),
     "time_scale": (("time_scale",), _time_scale, ()),
     "max_plan_age": (("apply", "max_plan_age"), _positive_duration, ()),
     "lock_ttl": (("apply", "lock_ttl"), _positive_duration, ()),
@@ -227,7 +247,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], Callable[[Any], Any], tuple[str, ...]]]
 }
 _GITHUB_ENV = {"github_repository": "GITHUB_REPOSITORY", "github_api": "GITHUB_API_URL"}
 _SCHEMA_TYPES = {_duration: (str, int, float), _positive_duration: (str, int, float), _url: (str,), _text: (str,),
-                 _naming: (str,),
+                 _naming: (str,), _labels: (dict,),
                  _int: (int,), _positive_int: (int,), _float: (int, float), _time_scale: (int, float),
                  _directories: (list,), _field_paths: (list,)}
 

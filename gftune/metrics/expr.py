@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gftune.metrics import prommath
-from gftune.metrics.naming import Naming
+from gftune.metrics.naming import CLICKHOUSE_EVENTS, CLICKHOUSE_NOT_CONFIGURED, Naming
 
 Labels = tuple[tuple[str, str], ...]
 Vector = dict[Labels, float]
@@ -27,6 +27,10 @@ Matcher = tuple[str, str, str]  # (label, op, value), op in "=", "!=", "=~", "!~
 
 class LocalUnsupported(Exception):
     """The expression cannot be computed from scrapes (raw PromQL needs a Prometheus server)."""
+
+
+class NotConfigured(LocalUnsupported):
+    """The expression reads an optional source that is not configured (the ClickHouse server's metrics)."""
 
 
 def labels_of(mapping: dict[str, str]) -> Labels:
@@ -138,8 +142,15 @@ class Selector:
     # Re-exposed by the chart's OTel collector under "<namespace>_" but not a gfm metric: the NATS
     # exporter's jetstream_* series (the collector scrapes prometheus-nats-exporter and prefixes them).
     collected: bool = False
+    # A ProfileEvents counter of the ClickHouse server (ClickHouseProfileEvents_<metric>), from its own
+    # Prometheus endpoint: only where the user configured it (naming.clickhouse), with its matchers.
+    clickhouse: bool = False
 
     def name(self, naming: Naming) -> str:
+        if self.clickhouse:
+            if naming.clickhouse is None:
+                raise NotConfigured(CLICKHOUSE_NOT_CONFIGURED)
+            return CLICKHOUSE_EVENTS + self.metric + self.suffix
         if self.collected:
             base = f"{naming.namespace}_{self.metric}" if naming.namespace else self.metric
         else:
@@ -147,11 +158,19 @@ class Selector:
         return base + self.suffix
 
     def promql(self, naming: Naming) -> str:
-        inner = ",".join(f"{label}{op}{_quote(value)}" for label, op, value in self.matchers)
-        return f"{self.name(naming)}{{{inner}}}" if inner else self.name(naming)
+        name = self.name(naming)
+        matchers = (*self.matchers, *(naming.clickhouse or ())) if self.clickhouse else self.matchers
+        inner = ",".join(f"{label}{op}{_quote(value)}" for label, op, value in matchers)
+        return f"{name}{{{inner}}}" if inner else name
+
+    def scraped_name(self, naming: Naming) -> str:
+        """The sample name in a direct scrape parsed by prometheus_client: its text parser appends
+        ``_total`` to a counter's samples that lack it, as ClickHouse's do. (A scrape is of one
+        server: the Prometheus matchers do not apply.)"""
+        return self.name(naming) + ("_total" if self.clickhouse else "")
 
     def with_suffix(self, suffix: str) -> Selector:
-        return Selector(self.metric, self.matchers, suffix, self.external, self.collected)
+        return Selector(self.metric, self.matchers, suffix, self.external, self.collected, self.clickhouse)
 
 
 def _group(vector: Vector, by: tuple[str, ...], agg: Callable[[list[float]], float]) -> Vector:
@@ -190,7 +209,7 @@ class Rate(Expr):
         return f"sum{_by(self.by)} (rate({self.selector.promql(naming)}[{format_window(window_s)}]))"
 
     def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
-        rates = _rates(pair, self.selector.name(naming), self.selector.matchers)
+        rates = _rates(pair, self.selector.scraped_name(naming), self.selector.matchers)
         return _group(rates, self.by, sum) if rates else {}
 
 
@@ -328,6 +347,24 @@ class Const(Expr):
         return {(): self.value}
 
 
+@dataclass(frozen=True)
+class Scalar(Expr):
+    """``scalar(expr)``: the value of a one-series result, to combine with every series of another
+    (NaN, so unknown, unless there is exactly one series)."""
+
+    expr: Expr
+
+    def promql(self, naming: Naming, window_s: float) -> str:
+        return f"scalar({self.expr.promql(naming, window_s)})"
+
+    def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
+        values = list(self.expr.local(pair, naming, at).values())
+        return {(): values[0] if len(values) == 1 else math.nan}
+
+    def gauges(self) -> list[Selector]:
+        return self.expr.gauges()
+
+
 _OPS: dict[str, Callable[[float, float], float]] = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
@@ -351,10 +388,10 @@ class BinOp(Expr):
         left = self.left.local(pair, naming, at)
         right = self.right.local(pair, naming, at)
         fn = _OPS[self.op]
-        if isinstance(self.right, Const):
-            return {labels: fn(value, self.right.value) for labels, value in left.items()}
-        if isinstance(self.left, Const):
-            return {labels: fn(self.left.value, value) for labels, value in right.items()}
+        if isinstance(self.right, Const | Scalar):
+            return {labels: fn(value, right[()]) for labels, value in left.items()}
+        if isinstance(self.left, Const | Scalar):
+            return {labels: fn(left[()], value) for labels, value in right.items()}
         return {labels: fn(value, right[labels]) for labels, value in left.items() if labels in right}
 
     def gauges(self) -> list[Selector]:
@@ -421,7 +458,7 @@ def selectors(expr: Expr) -> Iterable[Selector]:
     if isinstance(expr, BinOp | Either):
         yield from selectors(expr.left)
         yield from selectors(expr.right)
-    elif isinstance(expr, OrZero | Over | ClampMax):
+    elif isinstance(expr, OrZero | Over | ClampMax | Scalar):
         yield from selectors(expr.expr)
     elif isinstance(expr, Rate | Quantile | Aggregate | Deriv):
         yield expr.selector

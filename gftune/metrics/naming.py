@@ -41,6 +41,14 @@ _MARKERS = {
 _GFM = re.compile(r"^(?:(?P<ns>[a-zA-Z_:][a-zA-Z0-9_:]*)_)?gfm_(?P<name>[a-zA-Z0-9_:]+)$")
 
 
+# The ClickHouse server's own Prometheus endpoint (``<prometheus>`` in its config) names every
+# ProfileEvent ``ClickHouseProfileEvents_<Event>`` (src/Server/PrometheusMetricsWriter.cpp).
+CLICKHOUSE_EVENTS = "ClickHouseProfileEvents_"
+CLICKHOUSE_NOT_CONFIGURED = ("needs the ClickHouse server's metrics (metrics.clickhouse in gftune.yaml: match "
+                             "labels for Prometheus, or the server's /metrics URL to scrape), which are not "
+                             "configured")
+
+
 @dataclass(frozen=True)
 class Naming:
     """How logical GlassFlow metric names map to the names a source exposes."""
@@ -48,6 +56,9 @@ class Naming:
     namespace: str = DEFAULT_NAMESPACE
     mode: str = DOCUMENTED
     detail: str = ""  # how this was decided, for notes and ``--verbose`` output
+    # Label matchers that pick the ClickHouse server's series out of a Prometheus (e.g. job), or
+    # None when no ClickHouse metrics are configured: the signals built on them are unknown.
+    clickhouse: tuple[tuple[str, str, str], ...] | None = ()
 
     def metric(self, logical: str) -> str:
         """The exposed name of a logical ``gfm`` metric (``kafka_records_read_total`` ->
@@ -65,12 +76,14 @@ def split_name(name: str) -> tuple[str, str] | None:
     return match.group("ns") or "", match.group("name")
 
 
-def detect(names: Iterable[str], *, namespace: str = DEFAULT_NAMESPACE, mode: str = AUTO) -> Naming:
+def detect(names: Iterable[str], *, namespace: str = DEFAULT_NAMESPACE, mode: str = AUTO,
+           clickhouse: tuple[tuple[str, str, str], ...] | None = None) -> Naming:
     """Decide namespace and mode from the metric names a source has.
 
     The configured namespace wins when it has series; if it has none and exactly one other
     namespace has ``gfm`` series, that one is used (and said so). ``mode`` other than ``auto``
-    is taken as given.
+    is taken as given. ``clickhouse``: the matchers of the ClickHouse server's series, or None when
+    they are not configured (the ClickHouse signals are unknown then).
     """
     by_namespace: dict[str, set[str]] = {}
     for name in names:
@@ -93,7 +106,7 @@ def detect(names: Iterable[str], *, namespace: str = DEFAULT_NAMESPACE, mode: st
     present = by_namespace.get(chosen, set())
     if mode in MODES:
         details.append(f"naming {mode} (configured)")
-        return Naming(chosen, mode, "; ".join(details))
+        return Naming(chosen, mode, "; ".join(details), clickhouse)
     documented = any(m in present for m in _MARKERS[DOCUMENTED])
     collector = any(m in present for m in _MARKERS[COLLECTOR])
     if not documented and not collector and "stream_depth_ratio" in present:
@@ -115,4 +128,4 @@ def detect(names: Iterable[str], *, namespace: str = DEFAULT_NAMESPACE, mode: st
         chosen_mode = DOCUMENTED
         if present:
             details.append("naming undetermined (no backpressure or depth gauges yet); assuming documented")
-    return Naming(chosen, chosen_mode, "; ".join(details))
+    return Naming(chosen, chosen_mode, "; ".join(details), clickhouse)

@@ -24,12 +24,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from gftune.metrics import naming as naming_mod
-from gftune.metrics.expr import Expr, LocalUnsupported, Scrape, ScrapePair, Vector, format_window, labels_of
+from gftune.metrics.expr import (
+    Expr,
+    LocalUnsupported,
+    NotConfigured,
+    Scrape,
+    ScrapePair,
+    Vector,
+    format_window,
+    labels_of,
+)
 from gftune.metrics.naming import Naming
 from gftune.metrics.snapshots import (
     ERROR,
@@ -57,10 +67,12 @@ class PrometheusSource:
 
     def __init__(self, url: str, *, namespace: str = naming_mod.DEFAULT_NAMESPACE,
                  naming: str = naming_mod.AUTO, timeout_s: float = 10.0,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None,
+                 clickhouse: tuple[tuple[str, str, str], ...] | None = None) -> None:
         self.url = url.rstrip("/")
         self.namespace = namespace
         self.naming_mode = naming
+        self.clickhouse = clickhouse  # matchers of the ClickHouse server's series (None: not configured)
         self._client = client or httpx.Client(timeout=timeout_s)
         self._naming: Naming | None = None
         self.description = f"Prometheus at {self.url}"
@@ -88,7 +100,8 @@ class PrometheusSource:
         end = now.timestamp()
         data = self._get("/api/v1/label/__name__/values",
                          [("match[]", '{__name__=~".*gfm_.*"}'), ("start", end - 3600), ("end", end)])
-        self._naming = naming_mod.detect(data or [], namespace=self.namespace, mode=self.naming_mode)
+        self._naming = naming_mod.detect(data or [], namespace=self.namespace, mode=self.naming_mode,
+                                         clickhouse=self.clickhouse)
         return self._naming
 
     def snapshot(self, *, window_s: float, now: datetime | None = None,
@@ -150,7 +163,10 @@ class PrometheusSnapshot:
         self.stale_after_s = self.stale_after_s or max(self.window_s, 10.0)
 
     def instant(self, expr: Expr) -> QueryResult:
-        query = expr.promql(self.naming, self.window_s)
+        try:
+            query = expr.promql(self.naming, self.window_s)
+        except NotConfigured as exc:
+            return QueryResult("", {}, UNKNOWN, str(exc))
         try:
             vector = self.source.query(query, self.at)
         except QueryError as exc:
@@ -168,7 +184,10 @@ class PrometheusSnapshot:
         return QueryResult(query, vector, status, detail)
 
     def over(self, expr: Expr, for_s: float) -> RangeResult:
-        query = expr.promql(self.naming, self.window_s)
+        try:
+            query = expr.promql(self.naming, self.window_s)
+        except NotConfigured as exc:
+            return RangeResult("", {}, False, str(exc))
         end = self.at.timestamp()
         start = end - for_s
         step = max(for_s / 20.0, 0.05)
@@ -215,30 +234,45 @@ class ScrapeSource:
     def __init__(self, url: str, *, namespace: str = naming_mod.DEFAULT_NAMESPACE,
                  naming: str = naming_mod.AUTO, timeout_s: float = 10.0,
                  client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, clickhouse_url: str | None = None) -> None:
         self.url = url
         self.namespace = namespace
         self.naming_mode = naming
         self._client = client or httpx.Client(timeout=timeout_s)
         self._sleep = sleep
         self._clock = clock
-        self.description = f"direct scrape of {url}"
+        self.clickhouse_url = clickhouse_url  # the ClickHouse server's own /metrics, scraped alongside
+        self.description = f"direct scrape of {url}" + (f" and {clickhouse_url}" if clickhouse_url else "")
 
     def close(self) -> None:
         self._client.close()
 
     def scrape(self) -> Scrape:
+        scrape = self._scrape(self.url)
+        if self.clickhouse_url:
+            # The ClickHouse server's counters, right after: a failed scrape leaves its signals unknown
+            # (their series missing), never the GlassFlow ones.
+            try:
+                server = self._scrape(self.clickhouse_url)
+            except MetricsError:
+                return scrape
+            for name, samples in server.samples.items():
+                if name.startswith(naming_mod.CLICKHOUSE_EVENTS):
+                    scrape.samples.setdefault(name, []).extend(samples)
+        return scrape
+
+    def _scrape(self, url: str) -> Scrape:
         sent = self._clock()
         try:
-            response = self._client.get(self.url, headers={"Accept": "text/plain;version=0.0.4"})
+            response = self._client.get(url, headers={"Accept": "text/plain;version=0.0.4"})
             response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise MetricsError(f"cannot scrape {self.url}: {exc}") from exc
+            raise MetricsError(f"cannot scrape {url}: {exc}") from exc
         at = (sent + self._clock()) / 2  # the page was rendered somewhere in between
         try:
             return parse_exposition(response.text, at)
         except ValueError as exc:
-            raise MetricsError(f"{self.url} is not Prometheus text exposition: {exc}") from exc
+            raise MetricsError(f"{url} is not Prometheus text exposition: {exc}") from exc
 
     def snapshot(self, *, window_s: float, now: datetime | None = None,
                  progress: Progress | None = None) -> ScrapeSnapshot:
@@ -248,7 +282,8 @@ class ScrapeSource:
         self._sleep(window_s)
         after = self.scrape()
         names = before.names() | after.names()
-        detected = naming_mod.detect(names, namespace=self.namespace, mode=self.naming_mode)
+        detected = naming_mod.detect(names, namespace=self.namespace, mode=self.naming_mode,
+                                     clickhouse=() if self.clickhouse_url else None)
         return ScrapeSnapshot(ScrapePair(before, after), detected,
                               datetime.fromtimestamp(after.at, UTC), after.at - before.at)
 
@@ -266,7 +301,10 @@ class ScrapeSnapshot:
                 f"{self.window_s:.1f}s apart")
 
     def instant(self, expr: Expr) -> QueryResult:
-        query = self._describe(expr)
+        try:
+            query = self._describe(expr)
+        except NotConfigured as exc:
+            return QueryResult("", {}, UNKNOWN, str(exc))
         try:
             vector = expr.local(self.pair, self.naming, "after")
         except LocalUnsupported as exc:
@@ -281,7 +319,10 @@ class ScrapeSnapshot:
         return QueryResult(query, vector, status, detail)
 
     def over(self, expr: Expr, for_s: float) -> RangeResult:
-        query = self._describe(expr)
+        try:
+            query = self._describe(expr)
+        except NotConfigured as exc:
+            return RangeResult("", {}, False, str(exc))
         try:
             after = expr.local(self.pair, self.naming, "after")
             before = expr.local(self.pair, self.naming, "before") if expr.instantaneous() else {}
@@ -320,10 +361,24 @@ def open_source(config: Any) -> MetricSource | None:
     """
     namespace = _config_value(config, "metric_namespace") or naming_mod.DEFAULT_NAMESPACE
     mode = _config_value(config, "metric_naming") or naming_mod.AUTO
+    clickhouse_match = _config_value(config, "clickhouse_match")
+    clickhouse_scrape = _config_value(config, "clickhouse_scrape")
     prometheus = _config_value(config, "prometheus_url")
     if prometheus:
-        return PrometheusSource(prometheus, namespace=namespace, naming=mode)
+        return PrometheusSource(prometheus, namespace=namespace, naming=mode,
+                                clickhouse=clickhouse_matchers(clickhouse_match, clickhouse_scrape))
     scrape = _config_value(config, "scrape_url")
     if scrape:
-        return ScrapeSource(scrape, namespace=namespace, naming=mode)
+        return ScrapeSource(scrape, namespace=namespace, naming=mode, clickhouse_url=clickhouse_scrape)
+    return None
+
+
+def clickhouse_matchers(match: Any, scrape: str | None) -> tuple[tuple[str, str, str], ...] | None:
+    """Which of a Prometheus server's series are the ClickHouse server's: the configured ``match``
+    labels, else the ``instance`` Prometheus gives the configured scrape URL (its ``host:port``, as
+    a default scrape config sets it); None when neither is configured."""
+    if match is not None:
+        return tuple((label, "=", str(value)) for label, value in dict(match).items())
+    if scrape:
+        return (("instance", "=", urlparse(scrape).netloc),)
     return None

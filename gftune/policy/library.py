@@ -35,6 +35,7 @@ from gftune.metrics.expr import (
     Over,
     Quantile,
     Rate,
+    Scalar,
     Selector,
 )
 from gftune.policy.signal_types import SignalContext, SignalDef
@@ -451,3 +452,54 @@ SIGNAL_LIST: list[SignalDef] = [
     _sig("transform_utilization", "ratio", "transform_busy / dedup replicas (a lower bound).",
          _utilization(_transform_busy, "transform"), "stages", needs="transform replicas"),
 ]
+
+
+# --- the ClickHouse server's own metrics (optional: metrics.clickhouse in gftune.yaml) -------------
+#
+# ClickHouse's built-in Prometheus endpoint (<prometheus> in the server config; ClickHouse Cloud has
+# one too) exposes every ProfileEvent as a counter ``ClickHouseProfileEvents_<Event>``
+# (src/Server/PrometheusMetricsWriter.cpp; events in src/Common/ProfileEvents.cpp): ``InsertQuery``
+# +1 per INSERT, ``InsertQueryTimeMicroseconds`` the INSERTs' elapsed time on the server. With them
+# the INSERT GlassFlow does not measure is measured, and a sink that keeps up has a known busy time:
+# preparation (GlassFlow, per replica) + flushes x the mean INSERT time. Caveat: the counters are
+# server-wide, so other writers' INSERTs blend into the mean (clickhouse_insert_share says how
+# much of the server's INSERT traffic the pipeline's flushes are). Not configured, these signals are
+# unknown (gftune.metrics.naming: CLICKHOUSE_NOT_CONFIGURED).
+
+def _clickhouse(event: str) -> Selector:
+    return Selector(event, clickhouse=True)
+
+
+def _clickhouse_inserts(ctx: SignalContext) -> Expr:
+    return Rate(_clickhouse("InsertQuery"))
+
+
+def _clickhouse_insert_seconds(ctx: SignalContext) -> Expr:
+    """The mean server time of one INSERT: InsertQueryTimeMicroseconds per InsertQuery."""
+    return Rate(_clickhouse("InsertQueryTimeMicroseconds")) * 1e-6 / _clickhouse_inserts(ctx)
+
+
+def _sink_replica_busy(ctx: SignalContext) -> Expr:
+    """Per sink replica: preparation seconds per second + flushes per second x the mean INSERT time."""
+    flushes = Rate(_sel(ctx, "sink_batch_size_records", suffix="_count"), by=REPLICA)
+    return Rate(_preparation(ctx, "_sum"), REPLICA) + flushes * Scalar(_clickhouse_insert_seconds(ctx))
+
+
+CLICKHOUSE_SIGNALS: list[SignalDef] = [
+    _sig("clickhouse_insert_rate", "inserts/s", "INSERT queries per second on the ClickHouse server, every writer's "
+         "(ClickHouseProfileEvents_InsertQuery; metrics.clickhouse).", _clickhouse_inserts, "clickhouse"),
+    _sig("clickhouse_insert_seconds", "s", "Mean server time of one INSERT: InsertQueryTimeMicroseconds / "
+         "InsertQuery (server-wide: other writers' INSERTs blend in; metrics.clickhouse).",
+         _clickhouse_insert_seconds, "clickhouse"),
+    _sig("clickhouse_insert_share", "ratio", "sink_flush_rate / clickhouse_insert_rate: the share of the server's "
+         "INSERTs that are this pipeline's flushes (1: the mean INSERT time is the sink's own).",
+         lambda ctx: Rate(_sel(ctx, "sink_batch_size_records", suffix="_count")) / _clickhouse_inserts(ctx),
+         "clickhouse"),
+    _sig("sink_busy", "replica-s/s", "Busy replica-seconds per second of the sink: preparation + flushes x "
+         "clickhouse_insert_seconds, summed over the replicas (metrics.clickhouse). Valid with or without a "
+         "backlog.", lambda ctx: Over("sum", _sink_replica_busy(ctx)), "clickhouse"),
+    _sig("sink_utilization", "ratio", "Busy fraction of the busiest sink replica: its preparation + its flushes x "
+         "clickhouse_insert_seconds (metrics.clickhouse). Valid with or without a backlog.",
+         lambda ctx: Over("max", _sink_replica_busy(ctx)), "clickhouse"),
+]
+SIGNAL_LIST += CLICKHOUSE_SIGNALS

@@ -100,6 +100,7 @@ _GROUP_TITLES = {
     "sink": "Sink: flushes, preparation and cycle", "replicas": "Sink, per replica (the sizing's inputs)",
     "errors": "Errors, retries and the DLQ", "dedup": "Dedup pod",
     "stages": "Ingestor and dedup pod busy time",
+    "clickhouse": "The sink's busy time from the ClickHouse server's own metrics (optional)",
 }
 _EXAMPLE = SignalContext("<id>", {
     "sources": [{"type": "kafka", "source_id": "orders", "topic": "orders"}],
