@@ -151,6 +151,11 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                 busy = read("transform_busy", "stage seconds per second of the dedup pods (no backpressure)")
             else:
                 why = "its backpressure is unknown or on: its output, not its work, limits it"
+        elif stage == "sink" and any(c.signal == "sink_utilization" for c in policy.when):
+            # A policy that established the sink's busy fraction over its duration (the ClickHouse
+            # server's INSERT time + GlassFlow's preparation) may size the sink by it when unsaturated.
+            busy = read("sink_busy", "busy replica-seconds per second of the sink: preparation + flushes x "
+                                     "the ClickHouse server's mean INSERT time")
         stages.append(sizing.StageState(
             stage=stage, replicas=replicas,
             processed_rate=read({"ingestor": "source_rate", "transform": "transform_rate", "sink": "sink_rate"}[stage],

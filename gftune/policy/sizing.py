@@ -295,6 +295,8 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
     sink = inp.sink
     assert sink is not None
     model, why = fit_sink_model(sink)
+    if model is None and stage.busy_rate and stage.processed_rate:
+        return _size_sink_by_busy_time(stage, inp, steady, target, saturated, notes, producer_replicas)
     if model is None:
         bound = max((r.prepare_busy or 0.0 for r in sink.replicas), default=None)
         floor = f"; known: busiest replica busy >= F x T_prep = {bound:.0%}" if bound is not None else ""
@@ -367,6 +369,34 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
     return StageDecision("sink", stage.replicas, replicas, rate_now, capacity_now, capacity_after, target,
                          utilization, cpu_from=sink.cpu, cpu_to=cpu, batch_from=sink.batch, batch_to=batch,
                          reason=reason, estimator=model.describe(), needed=needed_now, capped=capped)
+
+
+def _size_sink_by_busy_time(stage: StageState, inp: SizingInput, steady: float, target: float, saturated: bool,
+                            notes: list[str], producer_replicas: int | None) -> StageDecision:
+    """An unsaturated sink whose busy time is measured (the ClickHouse server's INSERT time +
+    preparation): rows per busy replica-second at the flushes it makes now. Loaded, its flushes
+    fill more and the per-INSERT cost spreads over more rows, so this is a lower bound on its
+    capacity: enough to give replicas back, never to add them (that still needs it saturated)."""
+    sink = inp.sink
+    assert sink is not None and stage.busy_rate and stage.processed_rate
+    per_busy_second = stage.processed_rate / stage.busy_rate
+
+    def cap(replicas: int) -> float:
+        return per_busy_second / max(sink.shares(replicas, producer_replicas))
+
+    capacity_now = cap(stage.replicas)
+    utilization = steady / capacity_now if capacity_now > 0 else None
+    needed = next((r for r in range(1, inp.max_replicas + 1) if cap(r) >= target - 1e-9), inp.max_replicas + 1)
+    replicas, reason = _new_replicas(stage.replicas, needed, utilization, inp, saturated)
+    if replicas > stage.replicas:
+        notes.append(f"sink: busy time says {replicas} replicas, but unsaturated it gives a lower bound on capacity: "
+                     "not a reason to add any; left as is")
+        replicas, reason = stage.replicas, "busy time (unsaturated) never adds replicas"
+    estimator = (f"busy time: {stage.processed_rate:,.0f} rows/s over {stage.busy_rate:.3g} busy replica-s/s "
+                 "(preparation + flushes x ClickHouse INSERT time)")
+    return StageDecision("sink", stage.replicas, replicas, per_busy_second, capacity_now, cap(replicas), target,
+                         utilization, cpu_from=sink.cpu, cpu_to=sink.cpu, batch_from=sink.batch, batch_to=sink.batch,
+                         reason=reason, estimator=estimator, needed=needed)
 
 
 __all__ = [
