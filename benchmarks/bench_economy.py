@@ -8,7 +8,11 @@ scraping it, and one method changing the pipeline until the scenario's horizon (
 * ``gftune``: the loop a user or the nightly workflow runs (``plan --out`` -> ``tune --write --plan``, the
   plan's reading of the metrics serving both, -> merge ->
   ``apply --auto-approve``, a reverted change ``git revert``ed), on a repository whose gftune.yaml
-  reads that Prometheus, at most one plan per ``--gftune-period`` (60 simulated s);
+  reads that Prometheus, at most one plan per ``--gftune-period`` (60 simulated s); with
+  ``--clickhouse-metrics`` the simulator also serves its ClickHouse server's own Prometheus endpoint,
+  that Prometheus scrapes it and gftune.yaml names it (``metrics.clickhouse``): the sink's busy time
+  becomes observable (off by default: ClickHouse's ``<prometheus>`` endpoint is optional, not every
+  user scrapes it);
 * ``manual``, ``hpa``, ``numaflow``, ``oracle``: the baselines of ``benchmarks/baselines`` — the
   first three read the same Prometheus, only the oracle reads the truth.
 
@@ -20,7 +24,7 @@ utilisation, records lost, and the live configuration; ``judging.py`` turns that
 Usage::
 
     .venv/bin/python benchmarks/bench_economy.py [--scenarios a,b] [--methods gftune,hpa] [--seeds 5]
-        [--time-scale 240] [--gftune-time-scale 40] [--parallel 4] [--markdown] [--json out.json]
+        [--time-scale 240] [--gftune-time-scale 40] [--parallel 4] [--clickhouse-metrics] [--markdown] [--json out.json]
         [--chart docs/economy.png] [--from-json out.json]
 """
 
@@ -62,6 +66,9 @@ SCENARIOS: dict[str, Json] = {
     # not in the default run (the budget): step-up-x2 watched long enough for a catch-up surplus to be
     # given back (30 minutes of low utilisation after the backlog is gone)
     "step-up-x2-long": {"file": "step-up-x2", "horizon": 5400, "kind": "fix", "extra": True},
+    # not in the default run: step-down-half watched past overprovisioned's 1h cooldown, so that with
+    # --clickhouse-metrics overprovisioned-sink can give the second sink replica back after the ingestor's
+    "step-down-half-long": {"file": "step-down-half", "horizon": 7200, "kind": "shrink", "extra": True},
 }
 METHODS = ("gftune", "manual", "hpa", "numaflow", "oracle")
 EXTRA_SEEDS = (101, 202, 303, 404)  # seed index 0 is the scenario's own seed
@@ -72,7 +79,7 @@ PASSED = ("improved", "healthy, not worse")  # gftune apply's verdicts that veri
 # --- one run (worker process) ------------------------------------------------------------------------------
 
 def run_one(scenario: str, seed: int | None, method: str, time_scale: float, gftune_period: float,
-            log: Any) -> Json:
+            log: Any, clickhouse_metrics: bool = False) -> Json:
     import httpx
 
     from benchmarks import harness, judging
@@ -84,8 +91,9 @@ def run_one(scenario: str, seed: int | None, method: str, time_scale: float, gft
     spec = SCENARIOS.get(scenario, {"horizon": 3600.0, "kind": "other"})
     horizon = float(spec["horizon"])
     clock = harness.held_clock(time_scale)
+    clickhouse_metrics = clickhouse_metrics and method == "gftune"  # the baselines read no ClickHouse metrics
     sim = Simulator(scenarios=[spec.get("file", scenario)], time_scale=time_scale, seed=seed, clock=clock,
-                    delays=spec.get("delays")).start()
+                    delays=spec.get("delays"), clickhouse_metrics=clickhouse_metrics).start()
     for fault in spec.get("faults", ()):
         sim.add_fault(fault)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-economy-{scenario}-{method}-"))
@@ -110,6 +118,8 @@ def run_one(scenario: str, seed: int | None, method: str, time_scale: float, gft
             repo = tmp / "repo"
             _, _, secret_env = harness.adopt(sim, repo)
             harness.use_prometheus(repo, prometheus.url)
+            if clickhouse_metrics:
+                use_clickhouse_metrics(repo, sim.clickhouse_url)
             env = {**os.environ, **secret_env, **harness.GIT_ID, "NO_COLOR": "1"}
             for name in ("GFTUNE_API", "GFTUNE_PROMETHEUS", "GFTUNE_SCRAPE", "GFTUNE_TIME_SCALE",
                          "GFTUNE_METRIC_NAMESPACE"):
@@ -145,6 +155,7 @@ def run_one(scenario: str, seed: int | None, method: str, time_scale: float, gft
         judge.stop()
         samples = [s for s in judge.samples if s["t"] <= horizon]
         result = {"scenario": scenario, "seed": sim.seed, "method": method, "time_scale": time_scale,
+                  "clickhouse_metrics": clickhouse_metrics,
                   "horizon": horizon, "kind": spec["kind"], "wall_s": round(time.monotonic() - started, 1),
                   **judging.verdict(samples, harness.number, verified_at, horizon),
                   "series": judging.series(samples), "detail": detail}
@@ -155,6 +166,25 @@ def run_one(scenario: str, seed: int | None, method: str, time_scale: float, gft
         sim.stop()
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def use_clickhouse_metrics(repo: Path, url: str) -> None:
+    """gftune.yaml's ``metrics.clickhouse.scrape``: the ClickHouse server's /metrics, which the benchmark's
+    Prometheus scrapes (so its ``host:port`` is the ``instance`` of those series)."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    from benchmarks import harness
+
+    yaml = YAML()
+    path = repo / "gftune.yaml"
+    doc = yaml.load(path.read_text(encoding="utf-8"))
+    doc.setdefault("metrics", {})["clickhouse"] = {"scrape": url}
+    out = StringIO()
+    yaml.dump(doc, out)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    harness.git(repo, "commit", "-q", "-am", "metrics: the ClickHouse server's own /metrics")
 
 
 # --- the table -----------------------------------------------------------------------------------------------
@@ -428,6 +458,9 @@ def main() -> None:
                              "that a high time scale would turn into simulated minutes")
     parser.add_argument("--parallel", type=int, default=4, help="worker processes at a time")
     parser.add_argument("--gftune-period", type=float, default=60.0, help="simulated seconds between gftune plans")
+    parser.add_argument("--clickhouse-metrics", action="store_true",
+                        help="gftune also reads the ClickHouse server's own Prometheus endpoint (metrics.clickhouse), "
+                             "which the simulator serves and Prometheus scrapes; the baselines are unchanged")
     parser.add_argument("--markdown", action="store_true", help="print the tables for docs/benchmarks.md")
     parser.add_argument("--json", type=Path, default=None, help="write every result here")
     parser.add_argument("--from-json", type=Path, default=None, help="only render the tables/chart of a results file")
@@ -443,7 +476,7 @@ def main() -> None:
     if args.worker:
         scenario, seed, method = args.worker
         result = run_one(scenario, None if seed == "own" else int(seed), method, args.time_scale,
-                         args.gftune_period, sys.stderr)
+                         args.gftune_period, sys.stderr, args.clickhouse_metrics)
         args.out.write_text(json.dumps(result, default=str), encoding="utf-8")
         return
 
@@ -462,7 +495,9 @@ def main() -> None:
         outdir = Path(tempfile.mkdtemp(prefix="bench-economy-"))
         started = time.monotonic()
         print(f"{len(tasks)} run(s), {args.parallel} at a time, time scale {args.time_scale:g} "
-              f"(gftune {args.gftune_time_scale:g}); logs in {outdir}", file=sys.stderr, flush=True)
+              f"(gftune {args.gftune_time_scale:g}"
+              + (", reading ClickHouse's own metrics" if args.clickhouse_metrics else "")
+              + f"); logs in {outdir}", file=sys.stderr, flush=True)
 
         def one(task: tuple[str, int | None, str]) -> Json | None:
             scenario, seed, method = task
@@ -471,7 +506,8 @@ def main() -> None:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", scenario,
                    "own" if seed is None else str(seed), method, "--time-scale",
                    str(args.gftune_time_scale if method == "gftune" else args.time_scale),
-                   "--gftune-period", str(args.gftune_period), "--out", str(out)]
+                   "--gftune-period", str(args.gftune_period), "--out", str(out),
+                   *(["--clickhouse-metrics"] if args.clickhouse_metrics else [])]
             with logfile.open("w") as log:
                 proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
             if proc.returncode != 0 or not out.exists():

@@ -175,9 +175,10 @@ def number(path: str, value: Any) -> float | None:
 # --- a real Prometheus ---------------------------------------------------------------------------------
 
 def scrape_targets(sim: Any) -> list[str]:
-    """What a user's Prometheus scrapes: the collector's /metrics, and kafka_exporter's own
-    /metrics where the simulator runs one."""
-    return [sim.metrics_url, *([sim.kafka_exporter_url] if getattr(sim, "kafka_exporter_url", "") else [])]
+    """What a user's Prometheus scrapes: the collector's /metrics, and kafka_exporter's and the
+    ClickHouse server's own /metrics where the simulator serves them."""
+    return [sim.metrics_url, *(url for url in (getattr(sim, "kafka_exporter_url", ""),
+                                               getattr(sim, "clickhouse_url", "")) if url)]
 
 
 def start_prometheus(sim: Any, workdir: Path, time_scale: float) -> Any:
