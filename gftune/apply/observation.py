@@ -45,7 +45,7 @@ class Observer:
         evidence = [e.get("signal") for p, _ in motivating_proposals(run.entry)
                     for e in p.get("evidence", ())]
         names = [*expected, *(n for n in evidence if n in signals.SIGNALS), *REPORT_SIGNALS,
-                 *verify.SATURATION_SIGNALS]
+                 *verify.SATURATION_SIGNALS, verify.INPUT_RATE]
         return [n for n in dict.fromkeys(names) if n in signals.SIGNALS]
 
     async def snapshot_readings(self, run: PipelineRun, live: Any, window: float,

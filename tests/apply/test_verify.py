@@ -365,3 +365,31 @@ def test_a_change_that_did_not_move_its_signal_is_still_reverted_and_backed_off(
     assert [(s.phase, s.action, s.state) for s in run.steps[1:]] == [
         ("revert", "plan", "pending"), ("finish", "provenance", "skipped"), ("finish", "record_revert", "pending"),
         ("finish", "unlock", "pending")]
+
+
+# step-up-x5 planned 2 minutes after its step: the 5-minute baseline began at 2,000/s, so it
+# averages a lag growth (5,005/s) the input has since outgrown; after the change the ingestor reads
+# ~4,955/s of 10,000/s and the lag grows 5,045/s: no better in itself, 2,455/s better at the same input.
+STRADDLING = {**THROTTLED, "source_rate": 2500, "sink_rate": 2500, "consumer_lag_growth": 5005,
+              verify.INPUT_RATE: 7505}
+AT_THE_SINK = {**SINK_LIMITS, "source_rate": 4955, "sink_rate": 4955, "consumer_lag_growth": 5045,
+               verify.INPUT_RATE: 10000}
+
+
+def test_a_lag_growth_that_only_kept_pace_with_a_rising_input_is_judged_net_of_it():
+    v = _judge(STRADDLING, AT_THE_SINK, [READ_95, LAG_FLAT])
+    assert v.outcome == verify.NEXT_BOTTLENECK, v.reasons
+    assert ("consumer_lag_growth 5,005 → 5,045 (expected <= 0) while the input rose 7,505 → 10,000/s: at the same "
+            "input, 7,500 → 5,045") in v.reasons[0]
+    lag = next(c for c in v.checks if c.kind == "expectation" and c.name == "consumer_lag_growth")
+    assert lag.outcome == verify.FAIL  # the check itself says what it saw
+
+
+@pytest.mark.parametrize("why, after", [
+    ("the input held still: the lag growth really did not improve", {**AT_THE_SINK, verify.INPUT_RATE: 7600}),
+    ("the input rose, but the growth rose as much", {**AT_THE_SINK, "consumer_lag_growth": 7000}),
+    ("the input is unknown after", {**AT_THE_SINK, verify.INPUT_RATE: None}),
+])
+def test_a_lag_growth_that_did_not_improve_net_of_the_input_still_fails(why, after):
+    after = {k: R(None, "unknown") if v is None else v for k, v in after.items()}
+    assert _judge(STRADDLING, after, [READ_95, LAG_FLAT]).outcome == verify.FAIL, why
