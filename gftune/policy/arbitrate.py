@@ -16,6 +16,7 @@ from gftune.plan.evidence import Escalation, Proposal
 from gftune.policy.evaluate import evaluate
 from gftune.policy.facts import PipelineFacts
 from gftune.policy.language import OPS, Policy
+from gftune.policy.ridealong import ride_along_wait
 from gftune.policy.views import MetricsView
 
 
@@ -51,8 +52,9 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
     claimed: dict[str, str] = {}
     matched = False
     out_of_scope: str | None = None
-    for policy in selected:
-        evaluation = evaluate(policy, facts, view, settings, now)
+    # every policy first: a scale-down may wait for another that is about to be established (ride_along)
+    evaluations = [evaluate(policy, facts, view, settings, now) for policy in selected]
+    for policy, evaluation in zip(selected, evaluations, strict=True):
         outcome.errors += evaluation.errors
         if evaluation.escalation is not None and policy.escalates and out_of_scope is None:
             out_of_scope = policy.name
@@ -70,6 +72,10 @@ def evaluate_pipeline(policies: Iterable[Policy], facts: PipelineFacts, view: Me
                 outcome.escalations.append(evaluation.escalation)
         proposal = evaluation.proposal
         if proposal is None:
+            continue
+        wait = ride_along_wait(policy, evaluation, evaluations)
+        if wait is not None:
+            outcome.notes.append(wait.note)
             continue
         kept = [c for c in proposal.changes if c.path not in claimed]
         dropped = [c for c in proposal.changes if c.path in claimed]

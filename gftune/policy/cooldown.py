@@ -96,8 +96,7 @@ def scale_up_allowed(changes: Sequence[FieldChange]) -> bool:
     if not changes:
         return False
     for change in changes:
-        kind = guards.field_kind(change.path, change.new)
-        old, new = guards.to_number(kind, change.old), guards.to_number(kind, change.new)
-        if old is None or new is None or new <= old:
+        grows = guards.growth(change)
+        if grows is None or grows <= 0:
             return False
     return True

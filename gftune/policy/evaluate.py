@@ -12,7 +12,7 @@ on an unknown signal is *not met* and is reported ("unknown, not zero"). The alw
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from gftune.desired import paths
@@ -51,7 +51,14 @@ class Evaluation:
     blocked_by_guards: bool = False  # the escalation comes from guards, not from an escalate: policy
     incomplete: bool = False  # a condition could not be evaluated (unknown data): never proposes
     errors: list[str] = field(default_factory=list)  # its own PromQL failed: the policy is broken, not quiet
-
+    # Conditions that hold now but not yet for their whole ``for:``: (signal, model seconds still to go).
+    holding: list[tuple[str, float]] = field(default_factory=list)
+    # Every other condition holds, nothing (cooldown, backoff) keeps it from proposing: it is established
+    # in this many model seconds if what holds now goes on holding. None otherwise.
+    pending_s: float | None = None
+    # For a proposal: how long (model seconds) its ``for:`` conditions have been established, read back
+    # as far as its ``ride_along`` (a scale-down waits at most that long for another change).
+    established_s: float | None = None
 
 
 def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView, resolver: Resolver,
@@ -86,6 +93,9 @@ def _evaluate_condition(condition: Condition, policy: Policy, view: MetricsView,
         if held.met is None and reading.known:
             met = False
             detail = f"held only partly: {held.detail}"
+        if not met and held.held_s is not None and held.held_s < condition.for_s:
+            evaluation.holding.append((name, condition.for_s - held.held_s))
+            detail = f"{detail}; holding for {duration(held.held_s)} of {duration(condition.for_s)}"
     evidence = Evidence(policy=policy.name, signal=name, query=query or (condition.promql or ""), window=window,
                         measured=measured if reading.known else None,
                         threshold=f"{condition.op} {threshold_text}{for_text}", unit=reading.unit,
@@ -181,16 +191,25 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     resolver = Resolver(facts, view)
     evidence: list[Evidence] = []
     results: list[bool | None] = []
+    holding = 0  # conditions that hold now, not yet for their whole ``for:``
     for condition in policy.when:
+        before = len(evaluation.holding)
         met, found = _evaluate_condition(condition, policy, view, resolver, settings, evaluation)
-        results.append(met)
         evidence += found
+        if met is False and len(evaluation.holding) > before:
+            holding += 1  # may be established soon: the rest decides whether the policy is pending
+            continue
+        results.append(met)
         if met is False:
             break  # later conditions cannot change the outcome
     if evaluation.errors:
         return evaluation
-    if not results or not all(r is True for r in results):
-        if any(r is None for r in results) and not any(r is False for r in results):
+    if holding and all(r is True for r in results):
+        if not revert_backoff(policy, facts, now, settings)[0] and not cooldown(policy, facts, now, settings)[0]:
+            evaluation.pending_s = max(left for _, left in evaluation.holding)
+        return evaluation
+    if holding or not results or not all(r is True for r in results):
+        if not holding and any(r is None for r in results) and not any(r is False for r in results):
             evaluation.incomplete = True
             evaluation.notes.append(f"{policy.name}: not evaluated (no data is not zero): "
                                     f"{', '.join(evaluation.unknown)}")
@@ -278,7 +297,26 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     evaluation.proposal = Proposal(facts.pipeline_id, policy.name, tuple(guarded.changes), tuple(evidence),
                                    tuple(predictions), verify, rationale, tuple(notes),
                                    _assessment(sized, guarded.changes, view))
+    if policy.ride_along_s > 0:
+        evaluation.established_s = _established_s(policy, view, resolver)
     return evaluation
+
+
+def _established_s(policy: Policy, view: MetricsView, resolver: Resolver) -> float:
+    """How long every ``for:`` condition of ``policy`` has held past its ``for:``, read back at most
+    ``ride_along`` further (a scale-down's wait for another change is bounded by it)."""
+    established = policy.ride_along_s
+    for condition in policy.when:
+        if condition.for_s <= 0 or condition.any_of or condition.field is not None or condition.applied_by:
+            continue
+        threshold, _ = resolver.number(condition.value)
+        if threshold is None:
+            continue
+        longer = replace(condition, for_s=condition.for_s + policy.ride_along_s)
+        held = view.held(longer, threshold)
+        held_s = held.held_s if held.held_s is not None else condition.for_s
+        established = min(established, max(0.0, held_s - condition.for_s))
+    return established
 
 
 def _assessment(sized: list[Sized], changes: list[FieldChange], view: MetricsView) -> Assessment:

@@ -91,6 +91,16 @@ def to_number(kind: str, value: Any) -> float | None:
         return None
 
 
+def growth(change: FieldChange) -> float | None:
+    """How much a change raises its field's number (negative: lowers it); None when either side is
+    not a number."""
+    kind = field_kind(change.path, change.new)
+    old, new = to_number(kind, change.old), to_number(kind, change.new)
+    if old is None or new is None:
+        return None
+    return new - old
+
+
 def from_number(kind: str, number: float, *, rounding: str = "nearest") -> Any:
     """A number back in the field's own form (``3`` cores -> ``"3"``, 2.5 s -> ``"2.5s"``)."""
     if kind == INT:

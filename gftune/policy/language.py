@@ -116,6 +116,9 @@ class Policy:
     window_s: float | None = None
     tolerance: float | None = None
     cooldown_s: float = DEFAULT_COOLDOWN_S
+    # A proposal that only gives capacity back waits up to this long (model seconds) for another policy
+    # whose conditions are holding to be established, so both land in one restart (ridealong.py).
+    ride_along_s: float = 0.0
     escalate_reason: str | None = None
     escalate_next_step: str | None = None
     extra_evidence: tuple[str, ...] = ()  # signals read and attached to the evidence when the policy matches
@@ -313,6 +316,9 @@ def parse_policy(doc: Any, *, file: str = "") -> Policy:
     if escalate and then:
         raise PolicyError("a policy either escalates (out-of-scope symptom) or proposes changes, not both",
                           ("spec", "escalate"))
+    if escalate and "ride_along" in spec:
+        raise PolicyError("ride_along lets a scale-down wait for another change; a policy that escalates "
+                          "proposes none", ("spec", "ride_along"))
     if not escalate and not then:
         raise PolicyError("spec.then needs at least one action (or use spec.escalate for out-of-scope symptoms)",
                           ("spec", "then"))
@@ -351,6 +357,7 @@ def parse_policy(doc: Any, *, file: str = "") -> Policy:
         window_s=parse_seconds(verify["window"], ("spec", "verify", "window")) if "window" in verify else None,
         tolerance=float(verify["tolerance"]) if "tolerance" in verify else None,
         cooldown_s=parse_seconds(spec["cooldown"], ("spec", "cooldown")) if "cooldown" in spec else DEFAULT_COOLDOWN_S,
+        ride_along_s=parse_seconds(spec["ride_along"], ("spec", "ride_along")) if "ride_along" in spec else 0.0,
         escalate_reason=str(escalate["reason"]) if escalate else None,
         escalate_next_step=str(escalate["next_step"]) if escalate else None,
         extra_evidence=tuple(extra), tests=tuple(tests), file=file)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,6 +27,37 @@ class Held:
     value: float | None  # the latest value
     query: str
     detail: str = ""
+    # how long (model seconds) the condition has held without a break up to now, within what was read;
+    # None when it does not hold now. A condition that holds now, but for less than its ``for:``, is
+    # *holding*: established once held_s reaches ``for:`` (:mod:`gftune.policy.ridealong`).
+    held_s: float | None = None
+
+
+def held_since(series: Iterable[Sequence[tuple[float, float]]], check: Callable[[float], bool]) -> float | None:
+    """The time from which every finite point of every series satisfies ``check``, up to its latest
+    point: the start of the trailing run. None when the latest point of a series does not satisfy it
+    (or there is no point). Pure."""
+    start: float | None = None
+    for points in series:
+        finite = [p for p in points if math.isfinite(p[1])]
+        if not finite or not check(finite[-1][1]):
+            return None
+        run_start = finite[-1][0]
+        for t, v in reversed(finite):
+            if not check(v):
+                break
+            run_start = t
+        start = run_start if start is None else max(start, run_start)
+    return start
+
+
+def _held_s(series: Sequence[Sequence[tuple[float, float]]], check: Callable[[float], bool],
+            scale: float) -> float | None:
+    since = held_since(series, check)
+    if since is None:
+        return None
+    latest = max(points[-1][0] for points in series if points)
+    return (latest - since) * scale
 
 
 class MetricsView(Protocol):
@@ -104,12 +135,13 @@ class SnapshotView:
         if not finite:
             return Held(None, None, result.query, result.detail or "no data over the duration")
         check = OPS[condition.op]
+        held_s = _held_s(list(result.series.values()), lambda v: check(v, threshold), self.time_scale)
         if not all(check(v, threshold) for v in finite):
             return Held(False, value, result.query,
-                        f"not held throughout (range {min(finite):.4g}..{max(finite):.4g})")
+                        f"not held throughout (range {min(finite):.4g}..{max(finite):.4g})", held_s)
         if not result.complete:
-            return Held(False, value, result.query, result.detail or "not held for the whole duration")
-        return Held(True, value, result.query, result.detail)
+            return Held(False, value, result.query, result.detail or "not held for the whole duration", held_s)
+        return Held(True, value, result.query, result.detail, held_s)
 
 
 class FixtureView:
@@ -153,15 +185,18 @@ class FixtureView:
             reading = self.promql(condition.promql) if condition.promql is not None else self.reading(name)
             if not reading.known:
                 return Held(None, None, "fixture", "no data in the fixture")
-            return Held(check(reading.value, threshold), reading.value, "fixture",
-                        "a scalar fixture value counts as constant over the duration")
+            met = check(reading.value, threshold)
+            return Held(met, reading.value, "fixture", "a scalar fixture value counts as constant over the duration",
+                        condition.for_s if met else None)
         points = self.series[name]
         if not points:
             return Held(None, None, "fixture", "empty series")
         span = points[-1][0] - points[0][0]
         value = points[-1][1]
-        if not all(check(v, threshold) for _, v in points):
-            return Held(False, value, "fixture series", "not held throughout the series")
+        held_s = _held_s([points], lambda v: check(v, threshold), 1.0)
+        recent = [(t, v) for t, v in points if t >= points[-1][0] - condition.for_s - 1e-9]  # as query_range reads
+        if not all(check(v, threshold) for _, v in recent):
+            return Held(False, value, "fixture series", "not held throughout the series", held_s)
         if span + 1e-9 < condition.for_s:
-            return Held(False, value, "fixture series", f"series covers {span:g}s of {condition.for_s:g}s")
-        return Held(True, value, "fixture series")
+            return Held(False, value, "fixture series", f"series covers {span:g}s of {condition.for_s:g}s", held_s)
+        return Held(True, value, "fixture series", "", held_s)
