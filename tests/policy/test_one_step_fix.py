@@ -1,12 +1,15 @@
 """The sink's fix sizes the ingestor in the same change-set when Prometheus remembers it running clean
 (issue 13: one-step fixes).
 
-``step-up-x2``: 4000/s -> 8000/s at t = 600 on 1 ingestor (6000/s per replica) + 1 sink replica
+``step-up-x2``, its step moved to t = 900: 4000/s -> 8000/s on 1 ingestor (6000/s per replica) + 1 sink replica
 (~4950/s). After the step the sink saturates and the ingestor backpressures: its batch time counts the
 waits, so its capacity is not established *now*. Before the step it ran without backpressure, and a
 real Prometheus scraping the simulator holds that hour: ``stream-backpressure``'s one proposal sizes
 the sink and the ingestor together, its evidence says where the ingestor's capacity came from, and
 once applied (one restart) both stages keep up, which the simulator's truth (read only here) confirms.
+The step is moved later than the scenario's 600 s so that the history holds the 5 clean minutes the
+sizing needs however long Prometheus takes to start on a loaded machine (its first scrape can come
+5 model minutes after the simulator's clock started).
 The same plan by direct scrape has no past: the ingestor is left as it is and the plan says why.
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from gftune.desired import paths
 from gftune.desired.repo import load_repo
@@ -34,6 +38,18 @@ from tests.support.prometheus import PrometheusServer
 PIPELINE = "orders-step-up-x2"
 INGESTOR = "resources.sources[orders].replicas"
 TRUE_INGESTOR_RATE = 6000.0  # the scenario's per_replica_rate (truth: read by the test only)
+STEP_AT = 900.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def step_up_scenario() -> dict[str, Any]:
+    """``scenarios/step-up-x2.yaml`` with its step at ``STEP_AT``."""
+    doc = yaml.safe_load((ROOT / "scenarios" / "step-up-x2.yaml").read_text())
+    pipeline = doc["pipelines"][0]
+    pipeline["file"] = str(ROOT / "scenarios" / pipeline["file"])
+    pipeline["model"]["sources"]["orders"]["profile"]["at"] = STEP_AT
+    pipeline["truth"]["step_at"] = STEP_AT
+    return doc
 
 
 class Servers:
@@ -68,7 +84,7 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    sim = Simulator(scenarios=["step-up-x2"], time_scale=TIME_SCALE)
+    sim = Simulator(scenarios=[step_up_scenario()], time_scale=TIME_SCALE)
     sim.start()
     prometheus = None
     try:
@@ -95,9 +111,9 @@ def first_proposal(servers: Servers, metrics: dict[str, str], until_model_s: flo
 @pytest.mark.slow
 def test_the_sink_fix_sizes_the_ingestor_from_its_clean_history(servers: Servers) -> None:
     prometheus = {"prometheus_url": servers.prometheus.url}
-    while servers.model_time() < 600 + 120:  # the step, and backpressure established
+    while servers.model_time() < STEP_AT + 120:  # the step, and backpressure established
         time.sleep(0.5)
-    outcome = first_proposal(servers, prometheus, until_model_s=1500)
+    outcome = first_proposal(servers, prometheus, until_model_s=STEP_AT + 900)
     assert [p.policy for p in outcome.proposals] == ["stream-backpressure"], outcome.notes
     proposal = outcome.proposals[0]
     changes = {c.path: c.new for c in proposal.changes}
