@@ -24,9 +24,11 @@ def test_readings_and_changes_on_the_simulator(sim_factory, prometheus_factory):
     pid = "orders-step-up-x2"
     api = PipelineApi(sim.api_url, pid, sim.clock.now, SCALE)
     reader = PromReader(prom.url, pid, "orders-step-up-x2", SCALE)
-    while sim.clock.now() < 150:  # a 60 s window of a Running pipeline (it starts Running at t = 0)
+    # a 180 s window of a Running pipeline (it starts Running at t = 0): 3 wall seconds of 200 ms
+    # scrapes, so that a scrape a loaded machine delays does not move the rate by a sixth
+    while sim.clock.now() < 270:
         time.sleep(0.1)
-    r = reader.readings(sim.clock.now(), 60.0)
+    r = reader.readings(sim.clock.now(), 180.0)
     assert r.read_rate == pytest.approx(4000, rel=0.1)  # per simulated second, at any time scale
     assert r.sink_rate == pytest.approx(4000, rel=0.1)
     assert r.partitions == 8 and r.backpressure == 0.0
