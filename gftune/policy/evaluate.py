@@ -247,7 +247,7 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     for action in policy.then:
         if action.kind == "scale_to_fit":
             found, predicted, rationale = scale_to_fit(action, facts, view, settings, policy, evidence, notes,
-                                                       sizing_blocked, sized)
+                                                       sizing_blocked, sized, earlier=changes)
             prediction.update(predicted)
             if rationale:
                 rationale_parts.append(rationale)

@@ -7,7 +7,7 @@ bounded by the action's own replica limits; what a stage needs but may not get b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +91,29 @@ def _past_ingestor_rate(view: MetricsView, facts: PipelineFacts, settings: Confi
     return rate.value, how
 
 
+# An ingestor is I/O-bound: below one core it is throttled and its rate follows its CPU limit; above
+# one, more CPU does not make it faster (GlassFlow's scaling guide: it scales by replicas).
+INGESTOR_CORE = 1.0
+
+
+def ingestor_cpu_gain(facts: PipelineFacts, earlier: Sequence[FieldChange]) -> float:
+    """How much faster each ingestor replica works once ``earlier`` changes of the same change-set
+    apply: its CPU limit after over before, each counted up to one core (1.0 when they leave it)."""
+    gains = []
+    for change in earlier:
+        if not (change.path.startswith("resources.sources[") and change.path.endswith(".limits.cpu")):
+            continue
+        old = guards.to_number(guards.CPU, paths.get(facts.doc, change.path))
+        new = guards.to_number(guards.CPU, change.new)
+        if old is None or new is None or old <= 0:
+            continue
+        gains.append(min(new, INGESTOR_CORE) / min(old, INGESTOR_CORE))
+    return min(gains) if gains else 1.0
+
+
 def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config,
-                  evidence: list[Evidence], policy: Policy) -> tuple[sizing.SizingInput | None, str]:
+                  evidence: list[Evidence], policy: Policy,
+                  ingestor_gain: float = 1.0) -> tuple[sizing.SizingInput | None, str]:
     ctx = SignalContext(facts.pipeline_id, facts.doc)
     at = view.at.isoformat()
     window = duration(settings.metrics_window)
@@ -162,7 +183,7 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                                 f"records the {stage} processed"),
             busy_rate=busy, selectivity=(selectivity if selectivity is not None and stage == "transform" else 1.0),
             cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen, saturated=saturated,
-            past_rate=past[0], past_how=past[1],
+            past_rate=past[0], past_how=past[1], cpu_gain=ingestor_gain if stage == "ingestor" else 1.0,
             unknown_why=why or ("no busy time, and not seen saturated (Kafka lag growing without backpressure; "
                                 "needs kafka_exporter)" if stage == "ingestor" else "")))
     cpu = guards.to_number(guards.CPU, ctx.field("resources.sink.limits.cpu"))
@@ -227,8 +248,11 @@ class Sized:
 
 def scale_to_fit(action: Action, facts: PipelineFacts, view: MetricsView, settings: Config, policy: Policy,
                  evidence: list[Evidence], notes: list[str], blocked: list[guards.Blocked],
-                 sized: list[Sized] | None = None) -> tuple[list[FieldChange], dict[str, float], str]:
-    inp, why = _sizing_input(action, facts, view, settings, evidence, policy)
+                 sized: list[Sized] | None = None, earlier: Sequence[FieldChange] = ()
+                 ) -> tuple[list[FieldChange], dict[str, float], str]:
+    """Size the action's stages; ``earlier``: the changes the policy's earlier actions make in the same
+    change-set (a CPU limit raised changes what an ingestor replica carries)."""
+    inp, why = _sizing_input(action, facts, view, settings, evidence, policy, ingestor_cpu_gain(facts, earlier))
     if inp is None:
         notes.append(f"scale_to_fit: {why}")
         return [], {}, ""

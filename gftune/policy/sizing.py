@@ -83,6 +83,9 @@ class StageState:
     # used when the current readings establish none, and how it was measured
     past_rate: float | None = None
     past_how: str = ""
+    # The CPU a replica may use after an earlier action of the same change-set, over what it may use
+    # now: a replica throttled below the core it needs (an ingestor) works that much faster after it.
+    cpu_gain: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -250,18 +253,25 @@ def _new_replicas(current: int, needed: int, utilization: float | None, inp: Siz
 
 def _size_stage(stage: StageState, inp: SizingInput, steady: float, target: float, saturated: bool,
                 notes: list[str]) -> StageDecision:
-    rate, estimator = true_rate(stage)
-    if rate is None or rate <= 0:
+    rate_now, estimator = true_rate(stage)
+    if rate_now is None or rate_now <= 0:
         why = stage.unknown_why or "no busy time, and not seen saturated"
         notes.append(f"{stage.stage}: capacity not established ({why}); left as is")
         return StageDecision(stage.stage, stage.replicas, stage.replicas, None, None, None, target, None,
                              reason=f"capacity not established: {why}")
     cap = stage.cap_replicas
     effective = min(stage.replicas, cap) if cap else stage.replicas
-    capacity_now = rate * effective
+    capacity_now = rate_now * effective
     utilization = steady / capacity_now if capacity_now > 0 else None
+    # Sized at the CPU the change-set gives it: the band is judged on the utilisation it will have.
+    rate = rate_now * stage.cpu_gain
+    if stage.cpu_gain != 1.0:
+        estimator += f", x{stage.cpu_gain:.3g} for the CPU limit this change raises"
+        notes.append(f"{stage.stage}: sized at {stage.cpu_gain:.3g}x the rate per replica measured now "
+                     f"({rate_now:,.0f}/s -> {rate:,.0f}/s), for the CPU limit this change raises")
+    utilization_after_cpu = steady / (rate * effective) if rate * effective > 0 else None
     needed = _replicas_for(target, rate)
-    replicas, reason = _new_replicas(stage.replicas, needed, utilization, inp, saturated)
+    replicas, reason = _new_replicas(stage.replicas, needed, utilization_after_cpu, inp, saturated)
     wanted, capped = replicas, ""
     if stage.frozen and replicas != stage.replicas:
         notes.append(f"{stage.stage}: would need {replicas} replicas but {stage.frozen}")
@@ -276,7 +286,7 @@ def _size_stage(stage: StageState, inp: SizingInput, steady: float, target: floa
         replicas = inp.max_replicas
         capped = capped or f"max_replicas {inp.max_replicas}"
     effective_after = min(replicas, cap) if cap else replicas
-    return StageDecision(stage.stage, stage.replicas, replicas, rate, capacity_now, rate * effective_after, target,
+    return StageDecision(stage.stage, stage.replicas, replicas, rate_now, capacity_now, rate * effective_after, target,
                          utilization, reason=reason, estimator=estimator, needed=wanted, capped=capped)
 
 

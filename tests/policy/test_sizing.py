@@ -1,10 +1,17 @@
 """One-step sizing on plain numbers: DS2's worked example, Flink's target, hysteresis, caps."""
 
+import copy
+from dataclasses import replace
+
 import pytest
 
+from gftune.plan.evidence import FieldChange
 from gftune.policy import sink_model, sizing
+from gftune.policy.facts import PipelineFacts
+from gftune.policy.fit import ingestor_cpu_gain
 from gftune.policy.sink_model import SinkReplica
 from gftune.policy.sizing import SinkState, SizingInput, StageState, nice_batch, size, target_capacity
+from gftune.policy.testing import TEST_PIPELINE
 
 
 def test_ds2_worked_example_sizes_both_operators_in_one_step():
@@ -243,3 +250,26 @@ def test_while_a_backlog_drains_a_stage_carries_what_its_upstream_pushes():
                                stages=(StageState("ingestor", 2, 4950.0, None, cap_replicas=2),
                                        StageState("sink", 1, 4950.0, None))))
     assert unknown.decision("sink").target == pytest.approx(unknown.target_rate)
+
+
+def test_a_throttled_ingestor_is_sized_at_the_cpu_the_change_set_gives_it():
+    # 1 replica at 500m reads 3000/s of 10000/s (seen saturated); the same change-set raises it to a core
+    throttled = StageState("ingestor", 1, 3000.0, None, cap_replicas=8, saturated=True)
+    alone = size(SizingInput(source_rate=10000.0, stages=(throttled,)))
+    raised = size(SizingInput(source_rate=10000.0, stages=(replace(throttled, cpu_gain=2.0),)))
+    assert alone.decision("ingestor").replicas_to == 5  # 13,667/s at 3000/s per replica
+    decision = raised.decision("ingestor")
+    assert decision.replicas_to == 3 and decision.capacity_after == pytest.approx(18000.0)
+    assert decision.true_rate == pytest.approx(3000.0), "the rate measured now, as measured"
+    assert "CPU limit" in decision.estimator and any("2x" in n for n in raised.notes)
+
+
+def test_the_cpu_gain_counts_each_limit_up_to_one_core():
+    doc = copy.deepcopy(TEST_PIPELINE)
+    doc["resources"]["sources"][0]["limits"]["cpu"] = "500m"
+    facts = PipelineFacts("p1", doc)
+    path = "resources.sources[orders].limits.cpu"
+    assert ingestor_cpu_gain(facts, [FieldChange(path, "500m", "1")]) == pytest.approx(2.0)
+    assert ingestor_cpu_gain(facts, [FieldChange(path, "500m", "4")]) == pytest.approx(2.0)  # a core at most
+    assert ingestor_cpu_gain(facts, [FieldChange("resources.sink.limits.cpu", "1", "2")]) == 1.0
+    assert ingestor_cpu_gain(facts, []) == 1.0
