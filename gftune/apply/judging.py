@@ -66,6 +66,11 @@ def judge(run: PipelineRun, step: Step, status: str | None, *, config: Config, m
         return [_observe_again(run, step, vplan, f"{verdict.label} while still catching up ({backlog})")]
     if backlog:
         run.notes.append(f"judged while still catching up ({backlog}) after {MAX_CATCH_UP_WINDOWS} extra windows")
+    over = verify.catch_up_over(verdict, readings_of(run.after)) \
+        if verdict.outcome == verify.FAIL and status == Status.RUNNING and not backlog else None
+    if over and extension < MAX_CATCH_UP_WINDOWS and not step.params.get("after_catch_up"):
+        # one window after the catch-up, once: a share that stays above target there is the change's
+        return [_observe_again(run, step, vplan, f"{verdict.label}, but {over}", after_catch_up=True)]
     run.notes += [n for n in verdict.notes if n.startswith(verify.CATCHING_UP) and n not in run.notes]
     if verdict.outcome == verify.PASS:
         run.outcome = losses.outcome_with_losses("verified", run.records)
@@ -91,13 +96,14 @@ def _losses_message(run: PipelineRun) -> list[str]:
     return [f"applied with losses: {int(losses.losses(run.records))} record(s) went to the DLQ during the stop"]
 
 
-def _observe_again(run: PipelineRun, step: Step, vplan: VerifySpec, why: str) -> str:
-    """Insert one more observe + judge window after ``step`` (at most MAX_CATCH_UP_WINDOWS in all)."""
+def _observe_again(run: PipelineRun, step: Step, vplan: VerifySpec, why: str, **flags: Any) -> str:
+    """Insert one more observe + judge window after ``step`` (at most MAX_CATCH_UP_WINDOWS in all);
+    ``flags`` are kept in the judge step's parameters."""
     again = int(step.params.get("extension", 0)) + 1
     step.detail = f"{why}: observing another window ({again}/{MAX_CATCH_UP_WINDOWS})"
     index = run.steps.index(step) + 1
     run.steps[index:index] = [Step("verify", "observe", {"seconds": vplan.window_s, "extension": again}),
-                              Step("verify", "judge", {**step.params, "extension": again})]
+                              Step("verify", "judge", {**step.params, **flags, "extension": again})]
     return step.detail
 
 

@@ -534,6 +534,31 @@ def backlog_draining(before: Mapping[str, Reading], after: Mapping[str, Reading]
     return None
 
 
+# Shares of the observed window's time spent in backpressure: the restart's catch-up at the start of
+# the window counts in them after the backlog is gone.
+WINDOW_SHARES = frozenset({BACKPRESSURE_SHARE, "dedup_backpressure_share"})
+# A Kafka lag under this many seconds of input counts as no backlog (as the sizing's backlog grace).
+CAUGHT_UP_LAG_S = 30.0
+
+
+def catch_up_over(verdict: Verdict, after: Mapping[str, Reading]) -> str | None:
+    """Why a failed verdict should be judged again on the next window (None: it should not): every
+    check that did not pass is a share of the window's time in backpressure, and by the window's end
+    the catch-up that a restart causes is over — no backpressure now, the Kafka lag under
+    ``CAUGHT_UP_LAG_S`` seconds of input. A smaller sink (a scale-down) drains the input that queued
+    during its restart with backpressure for a minute or two; the share over a window that starts
+    there counts it although it is gone."""
+    missed = [c for c in verdict.checks if c.outcome != PASS]
+    if not missed or any(c.name not in WINDOW_SHARES or c.kind not in ("expectation", "guard") for c in missed):
+        return None
+    gauge, lag, rate = known(after.get(BACKPRESSURE)), known(after.get(LAG)), known(after.get(SOURCE_RATE))
+    if gauge is None or gauge > 0 or lag is None or rate is None or lag > CAUGHT_UP_LAG_S * rate:
+        return None
+    names = ", ".join(dict.fromkeys(c.name for c in missed))
+    return (f"the catch-up after the restart is over by the window's end (no backpressure now, Kafka lag "
+            f"{_fmt(lag)} under {CAUGHT_UP_LAG_S:.0f} s of input), but {names} over the window still counts it")
+
+
 def _minutes(seconds: float) -> str:
     minutes = seconds / 60
     if minutes < 1:
