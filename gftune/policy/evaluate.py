@@ -205,7 +205,8 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
     if evaluation.errors:
         return evaluation
     if holding and all(r is True for r in results):
-        if not revert_backoff(policy, facts, now, settings)[0] and not cooldown(policy, facts, now, settings)[0]:
+        if not policy.escalates and not revert_backoff(policy, facts, now, settings)[0] \
+                and not cooldown(policy, facts, now, settings)[0]:
             evaluation.pending_s = max(left for _, left in evaluation.holding)
         return evaluation
     if holding or not results or not all(r is True for r in results):
