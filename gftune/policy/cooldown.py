@@ -91,6 +91,17 @@ def verified_change_by_others(policy: Policy, facts: PipelineFacts) -> str | Non
     return f"the last change ({by}) was verified by apply at {at.isoformat(timespec='seconds')}"
 
 
+def still_draining(lag_growth: float | None) -> str | None:
+    """Why a verified change's waiver does not apply (None: it may): the Kafka lag shrinks, so the
+    change is still draining the backlog it was sized to drain, and a stage saturated meanwhile is
+    that catch-up, not a bottleneck it uncovered (which shows as the lag growing again). Unknown lag
+    leaves the waiver as it is."""
+    if lag_growth is None or lag_growth >= 0:
+        return None
+    return (f"the Kafka lag shrinks ({lag_growth:,.0f} records/s): the verified change is still draining its "
+            "backlog, and a stage saturated meanwhile is that catch-up, not a new bottleneck")
+
+
 def scale_up_allowed(changes: Sequence[FieldChange]) -> bool:
     """Every change adds capacity: a number (replicas, CPU, memory, batch) that only grows."""
     if not changes:

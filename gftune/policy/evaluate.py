@@ -29,6 +29,7 @@ from gftune.policy.cooldown import (
     last_verified_change,
     revert_backoff,
     scale_up_allowed,
+    still_draining,
     verified_change_by_others,
 )
 from gftune.policy.facts import PipelineFacts
@@ -234,8 +235,9 @@ def evaluate(policy: Policy, facts: PipelineFacts, view: MetricsView, settings: 
         return evaluation
     cooling, note = cooldown(policy, facts, now, settings)
     waiver = verified_change_by_others(policy, facts) if cooling else None
-    if cooling and waiver is None:
-        evaluation.notes.append(str(note))
+    draining = still_draining(_measured(view, "consumer_lag_growth")) if waiver else None
+    if cooling and (waiver is None or draining):
+        evaluation.notes.append(str(note) + (f"; {waiver}, but {draining}" if draining else ""))
         return evaluation
     if note and not cooling:
         evaluation.notes.append(note)

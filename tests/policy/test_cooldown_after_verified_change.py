@@ -53,6 +53,20 @@ def test_a_scale_down_its_own_change_or_an_unverified_change_keep_the_cooldown()
     assert evaluate(UP, facts(last_change=CHANGED), VIEW).proposal is None  # no gftune:applied tag
 
 
+def test_while_the_verified_change_still_drains_its_backlog_the_cooldown_stands():
+    # step-up-x2: the sink's fix (1 -> 2 replicas, sized to drain the backlog within 30 minutes) is
+    # verified while the backlog drains; the sink stays saturated meanwhile, which is that catch-up
+    verified = (CHANGED + timedelta(minutes=6), frozenset({"sink-fix"}))
+    draining = evaluate(UP, facts(last_change=CHANGED, applied=verified),
+                        FixtureView({"sink_input_ratio": 0.5, "consumer_lag_growth": -1900}))
+    assert draining.proposal is None
+    assert "cooldown 15m active" in draining.notes[0] and "the Kafka lag shrinks (-1,900 records/s)" in draining.notes[0]
+    # the lag growing again is a bottleneck the change uncovered: the scale-up goes ahead
+    growing = evaluate(UP, facts(last_change=CHANGED, applied=verified),
+                       FixtureView({"sink_input_ratio": 0.5, "consumer_lag_growth": 2000}))
+    assert growing.proposal is not None
+
+
 def test_the_applied_tag_is_one_replaced_record_and_unreadable_ones_are_ignored():
     early, late = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     written = tags.with_applied(["user", tags.applied_tag(["a"], early)], ["c", "b", "b"], late)
