@@ -52,7 +52,9 @@ Pure arithmetic on measured rates, no I/O.
    ``max_batch_size`` grows with it (ClickHouse: bigger batches first).
 5. **Anti-flapping**: nothing changes while every stage's utilisation is inside the hysteresis band
    and there is no backlog; no scale-down while a backlog exists; a scale-down keeps at least
-   ``1 - max_scale_down`` of the replicas.
+   ``1 - max_scale_down`` of the replicas. A catch-up under way (every established stage carries
+   the input alone inside the band, and the slowest drains the backlog within the catch-up time
+   at the current capacity) changes nothing (:func:`catch_up_under_way`).
 
 The result carries the capacity before and after and the prediction the change is verified against.
 """
@@ -60,7 +62,7 @@ The result carries the capacity before and after and the prediction the change i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gftune.policy import sink_model
 from gftune.policy.sink_model import MAX_BATCH, SinkModel, SinkState, batch_ceiling, fill_limit, fit_sink_model
@@ -204,7 +206,9 @@ def size(inp: SizingInput) -> SizingResult:
     bottleneck = math.inf  # the most source records/s every stage can carry after the change
     delivered: float | None = None  # the most the upstream stage can deliver after the change
     decided: dict[str, int] = {}  # replicas per stage after the change (the sink's shares follow its producer's)
+    selectivities: list[float] = []  # each stage's records per source record
     for stage in inp.stages:
+        selectivities.append(selectivity)
         steady = inp.source_rate * selectivity
         target = target_total * selectivity
         if delivered is not None and delivered < target:
@@ -232,8 +236,44 @@ def size(inp: SizingInput) -> SizingResult:
             delivered = None
         if stage.stage != "sink":
             selectivity *= stage.selectivity
+    under_way = catch_up_under_way(inp, decisions, selectivities, backlog) if backlog_present else None
+    if under_way is not None and any(d.changed for d in decisions):
+        notes.append(under_way)
+        decisions = [replace(d, replicas_to=d.replicas_from, cpu_to=d.cpu_from, batch_to=d.batch_from,
+                             capacity_after=d.capacity_now, reason=under_way) for d in decisions]
+        bottleneck = min((d.capacity_now / sel for d, sel in zip(decisions, selectivities, strict=True)
+                          if d.capacity_now is not None and sel > 0), default=math.inf)
     predicted = min(inp.source_rate, bottleneck) * selectivity
     return SizingResult(tuple(decisions), target_total, inp.source_rate, predicted, backlog_present, tuple(notes))
+
+
+def catch_up_under_way(inp: SizingInput, decisions: list[StageDecision], selectivities: list[float],
+                       backlog: float) -> str | None:
+    """Why no stage needs more while a backlog drains (None: it may): every stage whose capacity is
+    established carries the input alone inside the band, and what the slowest of them carries beyond
+    the input drains the backlog within the catch-up time. That is a catch-up under way, the one the
+    last fix was sized for; a change now would cost a restart (and the input during it) to drain a
+    little sooner, and the saturated stage it would answer is that catch-up. A stage whose capacity
+    is not established is left out: it is left as it is either way."""
+    high = inp.band[1]
+    carried = []
+    for decision, selectivity in zip(decisions, selectivities, strict=True):
+        if decision.capacity_now is None or selectivity <= 0:
+            if decision.changed:
+                return None
+            continue
+        if decision.utilization_now is None or decision.utilization_now > high:
+            return None
+        carried.append(decision.capacity_now / selectivity)
+    if not carried:
+        return None
+    surplus = min(carried) - inp.source_rate
+    drain_s = backlog / surplus if surplus > 0 else math.inf
+    if drain_s > inp.catch_up_s:
+        return None
+    return (f"a catch-up under way: the backlog ({backlog:,.0f} records) drains in ~{drain_s / 60:.0f} min at the "
+            f"current capacity ({min(carried):,.0f}/s for {inp.source_rate:,.0f}/s), within the catch-up time of "
+            f"{inp.catch_up_s / 60:.0f} min, and every stage carries the input alone inside the band: no change")
 
 
 def _new_replicas(current: int, needed: int, utilization: float | None, inp: SizingInput,

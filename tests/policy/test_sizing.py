@@ -273,3 +273,25 @@ def test_the_cpu_gain_counts_each_limit_up_to_one_core():
     assert ingestor_cpu_gain(facts, [FieldChange(path, "500m", "4")]) == pytest.approx(2.0)  # a core at most
     assert ingestor_cpu_gain(facts, [FieldChange("resources.sink.limits.cpu", "1", "2")]) == 1.0
     assert ingestor_cpu_gain(facts, []) == 1.0
+
+
+def test_a_catch_up_under_way_is_left_to_drain():
+    # step-up-x2 after the sink's fix: 2 ingestors (6,000/s each), 2 sink replicas (4,950/s each) for
+    # 8,000/s; the 2.1 M records that queued drain at 1,900/s, in ~18 minutes: within the 30-minute
+    # catch-up, and 8,000/s alone is 81% of the sink. The saturated sink is that catch-up.
+    def after_fix(backlog: float, source_rate: float = 8000.0) -> sizing.SizingResult:
+        return size(SizingInput(source_rate=source_rate, backlog=backlog, stages=(
+            StageState("ingestor", 2, 9900.0, 9900.0 / 6000.0, cap_replicas=8), StageState("sink", 2, 9900.0, 2.0))))
+
+    held = after_fix(2_100_000.0)
+    assert not held.changed and any(n.startswith("a catch-up under way") for n in held.notes)
+    assert held.decision("sink").reason.startswith("a catch-up under way")
+    # a backlog the current capacity would not drain within the catch-up time is sized for
+    assert after_fix(4_000_000.0).decision("sink").replicas_to > 2
+    # an input that alone is above the band is sized for, backlog or not
+    assert after_fix(2_100_000.0, source_rate=9000.0).decision("sink").replicas_to > 2
+    # a stage whose capacity is not established is left out, not a reason to act
+    unknown = size(SizingInput(source_rate=8000.0, backlog=2_100_000.0, stages=(
+        StageState("ingestor", 2, 9900.0, None, unknown_why="it is in backpressure"),
+        StageState("sink", 2, 9900.0, 2.0))))
+    assert not unknown.changed
