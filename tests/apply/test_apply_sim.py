@@ -101,6 +101,7 @@ def test_stale_plan_is_refused_and_the_pipeline_untouched(setup, tmp_path):
     assert proc.returncode == 1 and "gftune.yaml changed since the plan was made" in proc.stderr
     (repo / "gftune.yaml").write_text(config)
     h.commit(repo, "back as it was")
+    h.wait_caught_up(sim, PID)  # the hand edit restarted it: its catch-up would be the apply's baseline
     proc, report = h.apply_json(repo, str(fresh))
     assert proc.returncode == 0, proc.stderr
     assert live(sim.api_url, PID)["sink"]["max_batch_size"] == 2000

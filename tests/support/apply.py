@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,21 @@ def request_count(metrics_url: str, method: str, path_fragment: str) -> float:
                     sample.labels.get("method") == method and path_fragment in sample.labels.get("path", ""):
                 total += sample.value
     return total
+
+
+def wait_caught_up(sim: Any, pipeline_id: str, *, queued_at_most: float = 5000.0, window_s: float = 60.0,
+                   timeout: float = 60.0) -> None:
+    """Until what a restart queued is drained from Kafka and from the streams (at most
+    ``queued_at_most`` records left: about a second of the healthy scenario's input, what is in
+    flight), by the simulator's truth (read by the test only), then one more metrics window: a
+    baseline read over a catch-up is not the steady state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = sim.truth(pipeline_id)["records"]
+        if records["kafka_lag"] + sum(records["stream_depth"].values()) <= queued_at_most:
+            break
+        time.sleep(0.2)
+    time.sleep(window_s / sim.time_scale)
 
 
 def sent(sim: Any, method: str, path_fragment: str) -> int:
