@@ -97,8 +97,11 @@ def test_a_baseline_from_before_the_step_up_is_judged_net_of_the_input(sim_facto
     a10dd27: a 5-minute window, the policy ~2 minutes after the step)."""
     sim = sim_factory(_step_up_x5({"kind": "step", "rate": 2000, "to": 10000, "at": 300}), time_scale=SCALE)
     prometheus = prometheus_factory(sim)
-    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, h.config_yaml(sim.api_url, prometheus=prometheus.url,
-                                                                     time_scale=SCALE, settle="60s", window="10m"))
+    config = h.config_yaml(sim.api_url, prometheus=prometheus.url, time_scale=SCALE, settle="60s", window="10m")
+    # The readings' rate window too: apply's baseline is read over it just before the change, so it
+    # begins before the step even when a loaded machine makes the plan come minutes late.
+    config["metrics"]["window"] = "10m"
+    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, config)
     shutil.copy(Path(h.ROOT, "policies", "underprovisioned-ingestor.yaml"), repo / "policies")
     h.commit(repo, "policy")
     prometheus.wait_for_series(f'glassflow_gfm_clickhouse_records_written_total{{pipeline_id="{PID}"}}')
@@ -112,6 +115,8 @@ def test_a_baseline_from_before_the_step_up_is_judged_net_of_the_input(sim_facto
     p = doc["pipelines"][0]
     assert p["outcome"] == "improved", p["verdict"]
     lag = next(c for c in p["verdict"]["checks"] if c["name"] == "consumer_lag_growth" and c["kind"] == "expectation")
-    assert lag["outcome"] == "fail", lag  # not better in itself ...
+    # not better in itself, or not clearly (within two noise bands: how much of the baseline's rate
+    # window was still before the step depends on when the plan came) ...
+    assert lag["outcome"] in ("fail", "inconclusive"), lag
     assert "while the input rose" in p["verdict"]["reasons"][0]  # ... but at the same input
     assert paths.get(live(sim.api_url, PID), "resources.sources[orders].limits.cpu") in ("1", "1000m")
