@@ -200,17 +200,27 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                           ("sink_replica_written", "rows each sink replica inserted per second")):
             read(name, why)
     options = action.options
+    insert_seconds, insert_share = view.reading("clickhouse_insert_seconds"), view.reading("clickhouse_insert_share")
+    sink = sink_model.SinkState(cpu=cpu, batch=batch if isinstance(batch, int) else None,
+                                may_change_cpu=bool(options.get("cpu", True)),
+                                may_change_batch=bool(options.get("batch", True)),
+                                max_msgs=max_msgs if isinstance(max_msgs, int) else None,
+                                row_bytes=row_bytes.value if row_bytes.known else None,
+                                memory_ceiling=guards.to_number(guards.MEMORY, constraints.get("memory_ceiling"))
+                                if constraints.get("memory_ceiling") is not None else None,
+                                saturated=found.saturated, evidence=found.evidence, replicas=_replicas(view),
+                                insert_seconds=insert_seconds.value if insert_seconds.known else None,
+                                insert_share=insert_share.value if insert_share.known else None,
+                                producer_replicas=producer_replicas, producer=producer_stage)
+    if not found.saturated and sink_model.fit_busy_model(sink)[0] is not None:
+        for name, why in (("clickhouse_insert_seconds", "the ClickHouse server's mean INSERT time (busy flush cycle)"),
+                          ("clickhouse_insert_share", "the sink's flushes / the server's INSERTs"),
+                          ("sink_batch_fill", "flush size / max_batch_size (full flushes: a busy cycle at that batch)"),
+                          ("sink_replica_flush_rate", "flushes per second of each sink replica"),
+                          ("sink_replica_prepare_busy", "preparation seconds per second of each sink replica")):
+            read(name, why)
     return sizing.SizingInput(
-        source_rate=input_rate, stages=tuple(stages), backlog=backlog,
-        sink=sink_model.SinkState(cpu=cpu, batch=batch if isinstance(batch, int) else None,
-                                  may_change_cpu=bool(options.get("cpu", True)),
-                                  may_change_batch=bool(options.get("batch", True)),
-                                  max_msgs=max_msgs if isinstance(max_msgs, int) else None,
-                                  row_bytes=row_bytes.value if row_bytes.known else None,
-                                  memory_ceiling=guards.to_number(guards.MEMORY, constraints.get("memory_ceiling"))
-                                  if constraints.get("memory_ceiling") is not None else None,
-                                  saturated=found.saturated, evidence=found.evidence, replicas=_replicas(view),
-                                  producer_replicas=producer_replicas, producer=producer_stage),
+        source_rate=input_rate, stages=tuple(stages), backlog=backlog, sink=sink,
         target_utilization=float(options.get("target_utilization", 0.75)),
         catch_up_s=float(options.get("catch_up", 1800.0)),
         insert_budget=float(options.get("insert_budget", 10.0)),

@@ -7,6 +7,13 @@ keeps a replica flushing back to back, its flush rate F gives the cycle ``T = 1/
 of it that is not preparation, ``T - T_prep``, is the insert (with the acks and the refill). Without
 a backlog the replica idles between flushes, T includes the idle time, and nothing splits it.
 
+Nothing in GlassFlow, that is. With the ClickHouse server's own metrics (optional,
+``metrics.clickhouse``) the insert is measured: ``InsertQueryTimeMicroseconds / InsertQuery`` is the
+server's mean INSERT time. A replica that flushes *full* batches without a backlog (the buffer fills
+before the ticker fires) then has a known busy cycle at that batch, ``T_prep + t_insert``, and the same
+model follows from it: its capacity when loaded, not only a lower bound. Less sure than a saturated
+cycle: the server's time has neither the network round trip nor the NATS acks, which 1/F counts.
+
 Pure arithmetic, no I/O; :mod:`gftune.policy.sizing` chooses batch, replicas and CPU with it.
 """
 
@@ -25,6 +32,9 @@ INSERT_ROW_S = 2e-6
 # A flush this full (mean messages / max_batch_size) is size-triggered: the buffer filled before
 # the ticker fired. Saturated replicas flush full batches back to back.
 FULL_FLUSH = 0.9
+# The ClickHouse server's INSERT counters are server-wide: its mean INSERT time is the sink's own only
+# while the sink's flushes are (nearly) all the server's INSERTs.
+MIN_INSERT_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class SinkState:
     memory_ceiling: float | None = None  # bytes a sink pod may be given (tuning.constraints)
     insert_row_s: float = INSERT_ROW_S
     saturated: bool = False  # a backlog keeps the sink flushing back to back (gftune.policy.saturation)
+    insert_seconds: float | None = None  # the ClickHouse server's mean INSERT time (metrics.clickhouse)
+    insert_share: float | None = None  # the sink's flushes / the server's INSERTs
     evidence: str = ""  # why it is (or is not) taken as saturated
     replicas: tuple[SinkReplica, ...] = ()  # per pod
     producer_replicas: int = 1  # replicas of the node that publishes to the sink's streams
@@ -86,6 +98,9 @@ class SinkModel:
     cycle: float  # T of that pod
     prepare: float  # T_prep of that pod
     batch_measured: float
+    # "saturated": T = 1/F of a replica flushing back to back; "busy": T = T_prep + the ClickHouse
+    # server's mean INSERT time, of a replica flushing full batches without a backlog
+    cycle_from: str = "saturated"
 
     def per_replica(self, batch: float, cpu: float | None) -> float:
         """Net rows/s of one saturated replica at ``batch`` and ``cpu``."""
@@ -95,36 +110,75 @@ class SinkModel:
 
     def describe(self) -> str:
         insert = self.cycle - self.prepare
-        return (f"saturated flush cycle of {self.measured_on}: T = 1/F = {self.cycle:.3g} s for "
-                f"{self.batch_measured:,.0f} rows, preparation {self.prepare:.3g} s, insert + ack "
-                f"{insert:.3g} s -> {self.fixed:.3g} s per flush + "
+        if self.cycle_from == "busy":
+            head = (f"busy flush cycle of {self.measured_on} (full batches, not saturated): T = preparation "
+                    f"{self.prepare:.3g} s + the ClickHouse server's mean INSERT {insert:.3g} s = "
+                    f"{self.cycle:.3g} s for {self.batch_measured:,.0f} rows")
+        else:
+            head = (f"saturated flush cycle of {self.measured_on}: T = 1/F = {self.cycle:.3g} s for "
+                    f"{self.batch_measured:,.0f} rows, preparation {self.prepare:.3g} s, insert + ack {insert:.3g} s")
+        return (f"{head} -> {self.fixed:.3g} s per flush + "
                 f"{(self.insert_row + self.prepare_row + self.mapping_row) * 1e6:.3g} us per row "
                 f"(assumed {self.insert_row * 1e6:.3g} us of it inserting)")
 
 
 def fit_sink_model(sink: SinkState) -> tuple[SinkModel | None, str]:
-    """The model from the saturated replica's cycle, or None and why it is not established."""
+    """The model from the saturated replica's cycle, else from the busy cycle of one flushing full
+    batches (:func:`fit_busy_model`); or None and why neither is established."""
     if not sink.saturated:
-        return None, f"not saturated ({sink.evidence or 'no backlog evidence'})"
-    full = [r for r in sink.replicas if r.flush_rate > 0 and r.prepare_busy is not None
-            and (not sink.batch or r.batch >= FULL_FLUSH * sink.batch)]
+        model, why = fit_busy_model(sink)
+        if model is None:
+            return None, f"not saturated ({sink.evidence or 'no backlog evidence'}); {why}"
+        return model, ""
+    full = _full_flushers(sink)
     if not full:
         return None, "no replica flushes full batches with its preparation time known"
     # The busiest stream saturates first; of the full flushers, the one writing most is saturated
     # (an unsaturated one writes what arrives, less).
-    pod = max(full, key=lambda r: r.written if r.written is not None else r.rows)
-    cycle = 1.0 / pod.flush_rate
+    pod = _writing_most(full)
+    return _model(sink, pod, cycle=1.0 / pod.flush_rate, cycle_from="saturated"), ""
+
+
+def fit_busy_model(sink: SinkState) -> tuple[SinkModel | None, str]:
+    """The model of a sink that keeps up, from the busy cycle of the replica writing most among those
+    flushing full batches: its preparation per flush + the ClickHouse server's mean INSERT time. (None,
+    why) without the server's metrics, with other writers in them, or with partial flushes (the
+    per-INSERT cost spread over fewer rows than a loaded replica's: only a lower bound)."""
+    if sink.insert_seconds is None or sink.insert_seconds <= 0:
+        return None, "no INSERT time measured (the ClickHouse server's metrics are optional: metrics.clickhouse)"
+    if sink.insert_share is None or sink.insert_share < MIN_INSERT_SHARE:
+        share = "unknown" if sink.insert_share is None else f"{sink.insert_share:.0%}"
+        return None, (f"the sink's flushes are {share} of the ClickHouse server's INSERTs (at least "
+                      f"{MIN_INSERT_SHARE:.0%} needed for its mean INSERT time to be the sink's)")
+    full = _full_flushers(sink)
+    if not full:
+        return None, "no replica flushes full batches with its preparation time known (its busy time is a lower bound)"
+    pod = _writing_most(full)
+    prepare = float(pod.prepare_busy or 0.0) / pod.flush_rate
+    return _model(sink, pod, cycle=prepare + sink.insert_seconds, cycle_from="busy"), ""
+
+
+def _full_flushers(sink: SinkState) -> list[SinkReplica]:
+    return [r for r in sink.replicas if r.flush_rate > 0 and r.prepare_busy is not None
+            and (not sink.batch or r.batch >= FULL_FLUSH * sink.batch)]
+
+
+def _writing_most(replicas: list[SinkReplica]) -> SinkReplica:
+    return max(replicas, key=lambda r: r.written if r.written is not None else r.rows)
+
+
+def _model(sink: SinkState, pod: SinkReplica, *, cycle: float, cycle_from: str) -> SinkModel:
+    """Split one replica's flush cycle at its batch into the per-flush and per-row costs."""
     prepare = min(float(pod.prepare_busy or 0.0) / pod.flush_rate, cycle)
     mapping = min(float(pod.mapping_busy or 0.0) / pod.flush_rate, prepare)
     batch = pod.batch
     insert = cycle - prepare
     insert_row = min(max(sink.insert_row_s, 0.0), insert / batch)
     net = min(1.0, pod.written / pod.rows) if pod.written is not None and pod.rows > 0 else 1.0
-    model = SinkModel(fixed=insert - insert_row * batch, insert_row=insert_row,
-                      prepare_row=(prepare - mapping) / batch, mapping_row=mapping / batch,
-                      workers_now=sink_workers(sink.cpu), net=net, measured_on=pod.pod or "the sink",
-                      cycle=cycle, prepare=prepare, batch_measured=batch)
-    return model, ""
+    return SinkModel(fixed=insert - insert_row * batch, insert_row=insert_row,
+                     prepare_row=(prepare - mapping) / batch, mapping_row=mapping / batch,
+                     workers_now=sink_workers(sink.cpu), net=net, measured_on=pod.pod or "the sink",
+                     cycle=cycle, prepare=prepare, batch_measured=batch, cycle_from=cycle_from)
 
 
 def capacity(model: SinkModel, sink: SinkState, replicas: int, cpu: float | None, batch: float,

@@ -42,8 +42,12 @@ Pure arithmetic on measured rates, no I/O.
    get behind their producer (``glassflow.topology.stream_shares``: 3 ingestors -> 2 sinks is
    2/3 + 1/3, so the busier stream saturates first). It is predicted at the batch the sink forms
    when loaded: ``max_batch_size``, or less when its stream (``maxMsgs``, immutable) cannot hold
-   that batch twice. Not saturated, a sink's capacity is **not established**: it flushes what
-   arrives, and only ``busy >= F x T_prep`` is known; the sink is then left as it is.
+   that batch twice. Not saturated, a sink flushes what arrives and GlassFlow alone establishes
+   no capacity (only ``busy >= F x T_prep``): the sink is left as it is. With the ClickHouse
+   server's metrics, a replica flushing *full* batches has a busy cycle ``T_prep + t_insert`` (the
+   server's mean INSERT time) and the same model follows from it (:func:`fit_busy_model`): enough
+   to size the sink up with the stage in front of it in one change-set; a scale-down from it waits
+   for a policy that established the busy fraction over its ``for:`` (overprovisioned-sink).
    Batch, replicas and CPU are chosen together for the least total CPU that carries the target, the
    smallest batch among equals: when ``a`` dominates, a larger batch (no extra pods) comes before
    replicas, within the memory guard (``memory_ceiling``) and the stream (two fetches of
@@ -65,7 +69,15 @@ import math
 from dataclasses import dataclass, field, replace
 
 from gftune.policy import sink_model
-from gftune.policy.sink_model import MAX_BATCH, SinkModel, SinkState, batch_ceiling, fill_limit, fit_sink_model
+from gftune.policy.sink_model import (
+    MAX_BATCH,
+    SinkModel,
+    SinkState,
+    batch_ceiling,
+    fill_limit,
+    fit_busy_model,
+    fit_sink_model,
+)
 
 STAGES = ("ingestor", "transform", "sink")
 
@@ -345,7 +357,8 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
     sink = inp.sink
     assert sink is not None
     model, why = fit_sink_model(sink)
-    if model is None and stage.busy_rate and stage.processed_rate:
+    if (model is None or model.cycle_from == "busy") and stage.busy_rate and stage.processed_rate:
+        # a policy that established the sink's busy fraction over its for: (a scale-down)
         return _size_sink_by_busy_time(stage, inp, steady, target, saturated, notes, producer_replicas)
     if model is None:
         bound = max((r.prepare_busy or 0.0 for r in sink.replicas), default=None)
@@ -367,6 +380,11 @@ def _size_sink(stage: StageState, inp: SizingInput, steady: float, target: float
     needed_now = next((r for r in range(1, inp.max_replicas + 1) if cap(r, sink.cpu, full) >= target - 1e-9),
                       inp.max_replicas + 1)
     replicas, reason = _new_replicas(stage.replicas, needed_now, utilization, inp, saturated)
+    if model.cycle_from == "busy" and replicas < stage.replicas:
+        # one window's busy time: a scale-down wants it established for long (overprovisioned-sink)
+        notes.append(f"sink: its busy cycle says {replicas} replica(s), but read over one window: a scale-down "
+                     "needs the busy fraction established for long (overprovisioned-sink); left as is")
+        replicas, reason = stage.replicas, "a busy cycle read over one window never gives replicas back"
     cpu, batch = sink.cpu, sink.batch
     capped = ""
     if replicas > stage.replicas:
@@ -460,6 +478,7 @@ __all__ = [
     "StageState",
     "batch_ceiling",
     "fill_limit",
+    "fit_busy_model",
     "fit_sink_model",
     "nice_batch",
     "sink_workers",

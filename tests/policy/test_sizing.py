@@ -295,3 +295,65 @@ def test_a_catch_up_under_way_is_left_to_drain():
         StageState("ingestor", 2, 9900.0, None, unknown_why="it is in backpressure"),
         StageState("sink", 2, 9900.0, 2.0))))
     assert not unknown.changed
+
+
+# A sink that keeps up shows no capacity in GlassFlow's metrics; with the ClickHouse server's (its mean
+# INSERT time), a replica flushing full batches has a busy cycle: T_prep + t_insert per flush.
+
+def _busy_sink(arrival: float, batch: float = 1000, *, share: float | None = 1.0, insert: bool = True,
+               replicas: int = 1) -> SinkState:
+    per_replica = arrival / replicas
+    flushing = tuple(_replica(f"sink-{k}", batch=batch, arrival=per_replica, **SINK_BOUND) for k in range(replicas))
+    insert_s = SINK_BOUND["a"] + SINK_BOUND["b"] * batch
+    return SinkState(cpu=1.0, batch=1000, saturated=False, evidence="it keeps up", replicas=flushing,
+                     insert_seconds=insert_s if insert else None, insert_share=share, producer_replicas=1,
+                     producer="ingestor")
+
+
+def test_a_sink_flushing_full_batches_is_modelled_from_its_busy_cycle():
+    saturated, _ = sizing.fit_sink_model(SinkState(cpu=1.0, batch=1000, saturated=True,
+                                                   replicas=(_replica("sink-0", batch=1000, **SINK_BOUND),)))
+    busy, why = sizing.fit_sink_model(_busy_sink(3000.0))
+    assert busy is not None and not why and busy.cycle_from == "busy" and saturated is not None
+    for batch, cpu in ((1000, 1.0), (2000, 1.0), (5000, 6.0)):
+        assert busy.per_replica(batch, cpu) == pytest.approx(saturated.per_replica(batch, cpu), rel=1e-6)
+    assert "ClickHouse server's mean INSERT" in busy.describe()
+    # partial flushes (the ticker fires first): the per-INSERT cost over fewer rows, a lower bound only
+    model, why = sizing.fit_sink_model(_busy_sink(3000.0, batch=300))
+    assert model is None and "full batches" in why and "it keeps up" in why
+    # no INSERT time (the server's metrics are optional), or other writers' INSERTs in its mean
+    model, why = sizing.fit_sink_model(_busy_sink(3000.0, insert=False))
+    assert model is None and "metrics.clickhouse" in why
+    model, why = sizing.fit_sink_model(_busy_sink(3000.0, share=0.5))
+    assert model is None and "50% of the ClickHouse server's INSERTs" in why
+
+
+def test_the_sink_is_sized_with_the_throttled_ingestor_in_one_change_set():
+    # step-up-x5: a 500m ingestor reads 3,000/s of 10,000/s (seen saturated) in front of a sink that
+    # keeps up with it in full batches of 1,000 (~4,950/s at most). The change-set that gives the
+    # ingestor its core and replicas sizes the sink for what they will push.
+    ingestor = StageState("ingestor", 1, 3000.0, None, cap_replicas=8, saturated=True, cpu_gain=2.0)
+    inp = SizingInput(source_rate=10000.0, backlog=1_000_000.0, restart_s=60.0,
+                      stages=(ingestor, StageState("sink", 1, 3000.0, None)), sink=_busy_sink(3000.0))
+    result = size(inp)
+    sink = result.decision("sink")
+    assert result.decision("ingestor").replicas_to == 3
+    assert sink.replicas_to == 3 and sink.capacity_after >= sink.target >= 10000.0 / 0.75
+    assert sink.utilization_now == pytest.approx(10000.0 / 4950.5, rel=1e-3)
+    assert "busy flush cycle" in sink.estimator
+    assert result.predicted_sink_rate == pytest.approx(10000.0)
+    # without the server's INSERT time the sink is left as it is (and would saturate after the change)
+    blind = size(replace(inp, sink=_busy_sink(3000.0, insert=False)))
+    assert blind.decision("sink").replicas_to == 1 and blind.decision("sink").capacity_now is None
+
+
+def test_a_busy_cycle_read_over_one_window_never_gives_replicas_back():
+    # 4 replicas at 1,000/s each in full batches (20% busy): the model says 1-2, but one window's
+    # reading is not the 30 minutes overprovisioned-sink establishes it over
+    inp = SizingInput(source_rate=4000.0, stages=(StageState("sink", 4, 4000.0, None),),
+                      sink=_busy_sink(4000.0, replicas=4))
+    result = size(inp)
+    sink = result.decision("sink")
+    assert not result.changed and sink.capacity_now is not None and sink.utilization_now < 0.4
+    assert "never gives replicas back" in sink.reason
+    assert any("a scale-down needs the busy fraction established" in n for n in result.notes)
