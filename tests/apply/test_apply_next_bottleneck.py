@@ -120,3 +120,40 @@ def test_a_baseline_from_before_the_step_up_is_judged_net_of_the_input(sim_facto
     assert lag["outcome"] in ("fail", "inconclusive"), lag
     assert "while the input rose" in p["verdict"]["reasons"][0]  # ... but at the same input
     assert paths.get(live(sim.api_url, PID), "resources.sources[orders].limits.cpu") in ("1", "1000m")
+
+
+def test_with_the_clickhouse_servers_metrics_the_sink_is_sized_in_the_same_change_set(sim_factory,
+                                                                                      prometheus_factory, tmp_path):
+    """The same pipeline, with the ClickHouse server's own endpoint scraped (``metrics.clickhouse``): the
+    sink keeps up with the throttled ingestor in full batches, so its busy cycle (preparation + the
+    server's mean INSERT time) is measured, and ``underprovisioned-ingestor`` sizes it for what the
+    fixed ingestors will push. One change-set: apply verifies it, no next bottleneck left for later."""
+    sim = sim_factory(_after_the_step(), time_scale=SCALE, clickhouse_metrics=True)
+    prometheus = prometheus_factory([sim.metrics_url, sim.clickhouse_url])
+    config = h.config_yaml(sim.api_url, prometheus=prometheus.url, time_scale=SCALE, settle="60s", window="2m")
+    config["metrics"]["clickhouse"] = {"scrape": sim.clickhouse_url}
+    repo = h.adopt(tmp_path / "repo", sim.api_url, PID, config)
+    for policy in ("underprovisioned-ingestor", "stream-backpressure"):
+        shutil.copy(Path(h.ROOT, "policies", f"{policy}.yaml"), repo / "policies")
+    h.commit(repo, "policies")
+    prometheus.wait_for_series(f'glassflow_gfm_clickhouse_records_written_total{{pipeline_id="{PID}"}}')
+    prometheus.wait_for_series("ClickHouseProfileEvents_InsertQuery")
+    time.sleep(330 / SCALE)  # the policy's 5m rate windows and 2m `for:`
+    tuned = h.gftune("tune", "--repo", str(repo), "--write", "--format", "json")
+    assert tuned.returncode == 2, tuned.stdout + tuned.stderr
+    [proposal] = [p for o in json.loads(tuned.stdout)["outcomes"].values() for p in o["proposals"]]
+    assert proposal["policy"] == "underprovisioned-ingestor"
+    changes = {c["path"]: c["new"] for c in proposal["changes"]}
+    # ~4,950/s per sink replica for 10,000/s and the catch-up: 3 (2 would run above the target)
+    assert changes.get("resources.sink.replicas", 1) >= 3, changes
+    assert changes["resources.sources[orders].replicas"] >= 2, changes
+    text = json.dumps(proposal)
+    assert "busy flush cycle" in text and "clickhouse_insert_seconds" in text
+
+    proc, doc = h.apply_json(repo, "--auto-approve")
+    assert proc.returncode == 0, proc.stderr
+    p = doc["pipelines"][0]
+    assert p["outcome"] == "verified", p["verdict"]
+    pipeline = live(sim.api_url, PID)
+    assert paths.get(pipeline, "resources.sink.replicas") == changes["resources.sink.replicas"]
+    assert status(sim.api_url, PID) == "Running"
