@@ -139,6 +139,9 @@ def run_one(scenario: str, seed: int | None, method: str, time_scale: float, gft
             detail = {"outcomes": outcomes, "steps": [
                 {k: s[k] for k in ("t_tune", "t_apply", "t_done", "apply_exit", "policies", "changes", "verdict",
                                    "outcome", "restarts")} for s in loop.steps],
+                # why each proposal was sized as it was (its rationale and notes)
+                "sizing": [{"t": p["t1"], "policy": q["policy"], "rationale": q["rationale"], "notes": q["notes"]}
+                           for p in loop.plans for q in p["proposals"]],
                 "escalations": sorted({e["policy"] for p in loop.plans for e in p["escalations"]}),
                 # what each plan saw and said (why a symptom waited): proposals, escalations, notes
                 "plans": [{"t0": p["t0"], "t1": p["t1"], "exit": p["exit"],

@@ -292,7 +292,9 @@ class GftuneLoop:
         entry = next((p for p in entries if p.get("pipeline_id") == self.pipeline_id), {})
         proposals = entry.get("proposals", [])
         record: Json = {"t0": t0, "t1": t1, "exit": code, "action": entry.get("action"),
-                        "proposals": [{"policy": p["policy"], "changes": p["changes"]} for p in proposals],
+                        "proposals": [{"policy": p["policy"], "changes": p["changes"],
+                                       "rationale": p.get("rationale", ""), "notes": p.get("notes", [])}
+                                      for p in proposals],
                         "escalations": [{"policy": e["policy"], "reason": e["reason"]}
                                         for e in entry.get("escalations", [])],
                         "notes": [*entry.get("notes", []), *entry.get("policy_notes", [])]}
