@@ -91,6 +91,33 @@ def _past_ingestor_rate(view: MetricsView, facts: PipelineFacts, settings: Confi
     return rate.value, how
 
 
+# The recent input counts only when it is clearly above the window's: noise alone does not move it.
+RECENT_RISE = 1.1
+
+
+def _recent_input(view: MetricsView, window_input: float, window_read: float, evidence: list[Evidence],
+                  policy: Policy) -> tuple[float, float]:
+    """The input the sizing sizes for and the rate read from Kafka: the metrics window's averages, or
+    the last two minutes' when the input there is clearly higher (a step within the window;
+    :mod:`gftune.policy.history`). The larger input, so a stage is never sized below what arrives
+    now; with it the read rate of the same minutes (a saturated ingestor's capacity is what it reads
+    since the step, not an average with what it read before)."""
+    recent = view.recent("kafka_input_rate_recent", history.RECENT_INPUT_S)
+    if not recent.known or recent.value is None or recent.value <= window_input * RECENT_RISE:
+        return window_input, window_read
+    span = duration(history.RECENT_INPUT_S)
+    at = view.at.isoformat()
+    evidence.append(Evidence(policy.name, "kafka_input_rate_recent", recent.query, span, recent.value,
+                             f"{SIZING_INPUT}: the input over the last {span}, above the metrics window's "
+                             f"{fmt(window_input, 'records/s')}: it rose within the window", recent.unit, at))
+    read = view.recent("source_rate_recent", history.RECENT_INPUT_S)
+    if not read.known or read.value is None:
+        return float(recent.value), window_read
+    evidence.append(Evidence(policy.name, "source_rate_recent", read.query, span, read.value,
+                             f"{SIZING_INPUT}: records read from Kafka over the same {span}", read.unit, at))
+    return float(recent.value), float(read.value)
+
+
 # An ingestor is I/O-bound: below one core it is throttled and its rate follows its CPU limit; above
 # one, more CPU does not make it faster (GlassFlow's scaling guide: it scales by replicas).
 INGESTOR_CORE = 1.0
@@ -132,6 +159,10 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
     if read_rate is None:
         return None, "source_rate is unknown: cannot size without the input rate"
     input_rate = read_rate + max(0.0, growth or 0.0)
+    if growth is not None:
+        input_rate, recent_read = _recent_input(view, input_rate, read_rate, evidence, policy)
+    else:
+        recent_read = read_rate
     backlog = (read("consumer_lag", "records waiting in Kafka") or 0.0) + (read("stream_depth", "records in NATS")
                                                                           or 0.0)
     constraints = facts.constraints
@@ -179,8 +210,9 @@ def _sizing_input(action: Action, facts: PipelineFacts, view: MetricsView, setti
                                      "the ClickHouse server's mean INSERT time")
         stages.append(sizing.StageState(
             stage=stage, replicas=replicas,
-            processed_rate=read({"ingestor": "source_rate", "transform": "transform_rate", "sink": "sink_rate"}[stage],
-                                f"records the {stage} processed"),
+            # seen saturated, what it reads since the input rose is its capacity; its busy time is the window's
+            processed_rate=(recent_read if saturated else read_rate) if stage == "ingestor" else read(
+                {"transform": "transform_rate", "sink": "sink_rate"}[stage], f"records the {stage} processed"),
             busy_rate=busy, selectivity=(selectivity if selectivity is not None and stage == "transform" else 1.0),
             cap_replicas=partitions if stage == "ingestor" else None, frozen=frozen, saturated=saturated,
             past_rate=past[0], past_how=past[1], cpu_gain=ingestor_gain if stage == "ingestor" else 1.0,

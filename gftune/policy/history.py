@@ -10,6 +10,13 @@ in backpressure nor the gauge was above 0, and takes their median (robust to a n
 few samples at the edges of an episode). A direct scrape has two scrapes a window apart and no past:
 there the reading is unknown, and the sizing says so.
 
+The input is read over the metrics window (5m), which after a step holds minutes of the old input:
+the average understates the new one, and a stage sized for it (the sink behind ingestors that will
+push all of the new input) comes out short. ``kafka_input_rate_recent`` reads it again over the last
+two minutes (the built-in symptoms' ``for:``), and the sizing takes the larger of the two; when it
+takes the recent one, a saturated ingestor's read rate (its capacity) is read over the same two
+minutes (``source_rate_recent``).
+
 These readings are not in the signal library (``SIGNALS``): a policy cannot hold a condition on them,
 only the sizing reads them (:func:`gftune.policy.fit.scale_to_fit`), through
 :meth:`gftune.policy.views.MetricsView.recent` with the lookback it needs.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gftune.metrics.expr import Expr, LocalUnsupported, ScrapePair, Vector, format_window
 from gftune.metrics.naming import Naming
@@ -28,6 +36,7 @@ from gftune.policy.signals import SIGNALS
 HISTORY_S = 3600.0  # model seconds of history the sizing looks back at most
 STEP_S = 30.0  # model seconds between two samples of the subquery
 MIN_CLEAN_S = 300.0  # clean samples must cover at least a metrics window
+RECENT_INPUT_S = 120.0  # model seconds: the built-in symptoms' for:, over which the input is read again
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,42 @@ def _clean_ingestor(fn: str, q: float | None = None) -> Callable[[SignalContext]
     return build
 
 
+@dataclass(frozen=True)
+class Windowed(Expr):
+    """An expression over a range of its own (``window_s`` wall seconds) instead of the snapshot's
+    metrics window: e.g. the input over the last minutes only, after a step within the window."""
+
+    expr: Expr
+    window_s: float  # wall seconds (time-scaled)
+
+    def promql(self, naming: Naming, window_s: float) -> str:
+        return self.expr.promql(naming, self.window_s)
+
+    def local(self, pair: ScrapePair, naming: Naming, at: str = "after") -> Vector:
+        raise LocalUnsupported("a reading over a window other than the metrics window needs a Prometheus source: a "
+                               "direct scrape holds two scrapes a window apart")
+
+    def gauges(self) -> list[Any]:
+        return self.expr.gauges()
+
+
+def _recent(signal: str) -> Callable[[SignalContext], Expr]:
+    def build(ctx: SignalContext) -> Expr:
+        expr = SIGNALS[signal].build(ctx)
+        assert expr is not None
+        return Windowed(expr, ctx.lookback_s / (ctx.time_scale or 1.0))
+    return build
+
+
 HISTORY: dict[str, SignalDef] = {s.name: s for s in (
+    SignalDef("kafka_input_rate_recent", "records/s",
+              "kafka_input_rate (source_rate + consumer_lag_growth) over the last lookback only (the symptom's "
+              "for:, 2m) rather than the metrics window: an input that rose within the window is averaged "
+              "down there. Prometheus only.", _recent("kafka_input_rate"), group="history"),
+    SignalDef("source_rate_recent", "records/s",
+              "source_rate over the last lookback only: what a saturated ingestor reads since the step the "
+              "input took, not averaged with what it read before. Prometheus only.", _recent("source_rate"),
+              group="history"),
     SignalDef("ingestor_clean_rate", "records/s per replica",
               "Median ingestor_true_rate over the lookback (at most 1h, since the last change) at the moments "
               "without backpressure (share and gauge 0), sampled every 30s. Prometheus only.",
