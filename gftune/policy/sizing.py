@@ -228,9 +228,14 @@ def size(inp: SizingInput) -> SizingResult:
                          f"not {target:,.0f}/s")
             target = delivered
         elif delivered is not None and backlog_present and delivered > target and drain_at_target > inp.burst_grace_s:
-            notes.append(f"{stage.stage}: sized for the {delivered:,.0f}/s its upstream pushes while the backlog "
-                         f"drains, not {target:,.0f}/s, so the stream in between does not fill again")
-            target = delivered
+            # what drains the backlog within the settle time + verify window, at most what the upstream
+            # pushes: beyond that a stage would be sized for the upstream's rounding up, not the backlog
+            draining = min(delivered, (inp.source_rate + backlog / inp.burst_grace_s) * selectivity)
+            if draining > target:
+                notes.append(f"{stage.stage}: sized for the {draining:,.0f}/s its upstream pushes while the backlog "
+                             f"drains (within {inp.burst_grace_s / 60:.0f} min), not {target:,.0f}/s, so the stream "
+                             "in between does not fill again")
+                target = draining
         if stage.stage == "sink" and inp.sink is not None:
             producer = decided.get(inp.sink.producer) if inp.sink.producer else None
             decision = _size_sink(stage, inp, steady, target, backlog_present, notes, producer)
