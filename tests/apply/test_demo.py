@@ -124,7 +124,7 @@ def test_demo_ends_with_an_improved_verdict_on_the_example_repository(tmp_path):
     assert re.search(r"The sink is the bottleneck at 1\d\d% of capacity: [\d,]+/s for [\d,]+/s arriving",
                      " ".join(proposal.split())), proposal
     flat = " ".join(proposal.split())  # the paragraph wraps at the terminal's width
-    assert re.search(r"Predicted: [\d,]+/s", flat) and "Cost: 1 restart" in flat and "sink pods" in flat
+    assert re.search(r"Predicted: [\d,]+/s", flat) and "Cost: 1 restart" in flat and "sink pod" in flat
     assert re.search(r"^ +ingestor_backpressure +1 +>= 1 for 2m$", proposal, flags=re.M), proposal
     # the sink is saturated: full flushes (the dedup pod's output, the sink's input, is not sampled)
     assert re.search(r"^ +sink_batch_fill +[01](\.\d+)? +>= 0\.9 for 2m$", proposal, flags=re.M), proposal

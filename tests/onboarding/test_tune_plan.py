@@ -85,11 +85,12 @@ def test_tune_refuses_a_plan_whose_proposal_was_edited_after_review(reviewed):
 
 def test_reevaluating_says_what_changed_since_the_review_and_why(reviewed, tmp_path):
     repo, _, plan, env = reviewed
-    # The review saw a smaller backlog and a smaller proposal than the policy makes now.
+    # The review saw a smaller backlog and another proposal than the policy makes now.
     entry = next(e for e in plan["pipelines"] if e["proposals"])
     proposal = entry["proposals"][0]
     replicas = next(c for c in proposal["changes"] if c["path"] == "resources.sink.replicas")
-    replicas["new"] = 2
+    replicas["new"] += 3  # well away from what the policy proposes now
+    reviewed_replicas = replicas["new"]
     moved = next(e for e in proposal["evidence"] if e["signal"] == "sink_rate")
     moved["measured"] = moved["measured"] / 4
     older = tmp_path / "older-plan.json"
@@ -100,7 +101,8 @@ def test_reevaluating_says_what_changed_since_the_review_and_why(reviewed, tmp_p
     assert result.exit_code == 2, result.output
     text = body.read_text()
     assert f"### Since the reviewed plan `{plan['id']}`" in text
-    line = next(x for x in text.splitlines() if "resources.sink.replicas: 2 in the reviewed plan ->" in x)
+    line = next(x for x in text.splitlines()
+                if f"resources.sink.replicas: {reviewed_replicas} in the reviewed plan ->" in x)
     assert "now (stream-backpressure)" in line
     assert "sink_rate grew from" in line  # the reviewed plan's sink_rate was a quarter of today's
     assert f"Since the reviewed plan {plan['id']}:" in result.output
