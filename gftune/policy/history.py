@@ -26,9 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from gftune.metrics.expr import Expr, LocalUnsupported, ScrapePair, Vector, format_window
+from gftune.metrics.expr import Expr, LocalUnsupported, ScrapePair, Selector, Vector, format_window
 from gftune.metrics.naming import Naming
 from gftune.policy.signal_types import SignalContext, SignalDef
 from gftune.policy.signals import SIGNALS
@@ -90,7 +89,7 @@ class Windowed(Expr):
         raise LocalUnsupported("a reading over a window other than the metrics window needs a Prometheus source: a "
                                "direct scrape holds two scrapes a window apart")
 
-    def gauges(self) -> list[Any]:
+    def gauges(self) -> list[Selector]:
         return self.expr.gauges()
 
 

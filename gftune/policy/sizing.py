@@ -45,9 +45,10 @@ Pure arithmetic on measured rates, no I/O.
    that batch twice. Not saturated, a sink flushes what arrives and GlassFlow alone establishes
    no capacity (only ``busy >= F x T_prep``): the sink is left as it is. With the ClickHouse
    server's metrics, a replica flushing *full* batches has a busy cycle ``T_prep + t_insert`` (the
-   server's mean INSERT time) and the same model follows from it (:func:`fit_busy_model`): enough
-   to size the sink up with the stage in front of it in one change-set; a scale-down from it waits
-   for a policy that established the busy fraction over its ``for:`` (overprovisioned-sink).
+   server's mean INSERT time) and the same model follows from it
+   (:func:`gftune.policy.sink_model.fit_busy_model`): enough to size the sink up with the stage in
+   front of it in one change-set; a scale-down from it waits for a policy that established the
+   busy fraction over its ``for:`` (overprovisioned-sink).
    Batch, replicas and CPU are chosen together for the least total CPU that carries the target, the
    smallest batch among equals: when ``a`` dominates, a larger batch (no extra pods) comes before
    replicas, within the memory guard (``memory_ceiling``) and the stream (two fetches of
@@ -75,7 +76,6 @@ from gftune.policy.sink_model import (
     SinkState,
     batch_ceiling,
     fill_limit,
-    fit_busy_model,
     fit_sink_model,
 )
 
@@ -483,7 +483,6 @@ __all__ = [
     "StageState",
     "batch_ceiling",
     "fill_limit",
-    "fit_busy_model",
     "fit_sink_model",
     "nice_batch",
     "sink_workers",
